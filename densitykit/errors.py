@@ -1,0 +1,41 @@
+"""Exceptions raised by densitykit.
+
+Every library error derives from [`DensitykitError`][densitykit.errors.DensitykitError]
+and from the built-in exception a caller would naturally catch (`ValueError`,
+`KeyError`, ...), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "DataError",
+    "DensitykitError",
+    "DuplicateNameError",
+    "TrainingError",
+    "UnknownNameError",
+]
+
+
+class DensitykitError(Exception):
+    """Base class of every error densitykit raises on purpose."""
+
+
+class UnknownNameError(DensitykitError, ValueError):
+    """A name was looked up in a registry that does not hold it."""
+
+
+class DuplicateNameError(DensitykitError, ValueError):
+    """A name was registered twice in the same registry."""
+
+
+class DataError(DensitykitError, ValueError):
+    """A data set could not be found, read or understood."""
+
+
+class CheckpointError(DensitykitError, ValueError):
+    """A checkpoint or run folder is missing, corrupted, unsafe or inconsistent."""
+
+
+class TrainingError(DensitykitError, RuntimeError):
+    """Training could not go on (for example, the loss stopped being finite)."""

@@ -1,0 +1,28 @@
+"""Output distributions ("heads"), each registered by name.
+
+Example:
+    >>> import densitykit as dk
+    >>> dk.heads.names()
+    ['bernoulli', 'categorical', 'histogram', 'logistic-mixture']
+"""
+
+from densitykit.heads.base import Head
+from densitykit.heads.bernoulli import BernoulliHead
+from densitykit.heads.categorical import CategoricalHead
+from densitykit.heads.histogram import HistogramHead
+from densitykit.heads.logistic_mixture import LogisticMixtureHead, discretized_logistic_log_prob
+from densitykit.heads.registry import HEADS, create, get, names, register
+
+__all__ = [
+    "HEADS",
+    "BernoulliHead",
+    "CategoricalHead",
+    "Head",
+    "HistogramHead",
+    "LogisticMixtureHead",
+    "create",
+    "discretized_logistic_log_prob",
+    "get",
+    "names",
+    "register",
+]

@@ -1,0 +1,56 @@
+"""Bernoulli head: binary variables with logits."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from densitykit.heads.base import Head, float32_at_least, uniform
+from densitykit.heads.registry import register
+
+__all__ = ["BernoulliHead"]
+
+
+@register("bernoulli")
+class BernoulliHead(Head):
+    r"""Binary {0, 1} variables: one logit $\ell$ per variable.
+
+    $\log p(x=1) = \log\sigma(\ell)$ and $\log p(x=0) = \log\sigma(-\ell)$, computed
+    with the stable log-sigmoid. Inputs are fed back as the values 0/1.
+
+    Args:
+        dim: The number of variables D.
+        num_values: Must be 2 (the default).
+
+    Example:
+        >>> head = BernoulliHead(dim=2)
+        >>> head.log_prob(torch.zeros(1, 2, 1), torch.tensor([[0, 1]])).exp()
+        tensor([[0.5000, 0.5000]])
+    """
+
+    def __init__(self, dim: int, num_values: int = 2) -> None:
+        if num_values != 2:
+            raise ValueError(f"the bernoulli head models 2 values, got num_values={num_values}")
+        super().__init__(dim, num_values)
+        self.params_per_variable = 1
+        self.input_width = 1
+
+    def encode(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return x.to(dtype)
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        logits = float32_at_least(params[..., 0])
+        # log sigma(l) if x = 1, log sigma(-l) if x = 0: -softplus(-(2x-1) l).
+        sign = x.to(logits.dtype) * 2 - 1
+        return F.logsigmoid(sign * logits)
+
+    def sample(
+        self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        logits = float32_at_least(params[:, 0])
+        u = uniform((logits.shape[0],), generator, device=logits.device, dtype=logits.dtype)
+        return (u < torch.sigmoid(logits)).long()
+
+    def distribution(self, params: torch.Tensor) -> torch.distributions.Bernoulli:
+        """The ``torch.distributions.Bernoulli`` of parameters ``(..., 1)``."""
+        return torch.distributions.Bernoulli(logits=float32_at_least(params[..., 0]))

@@ -1,0 +1,384 @@
+r"""Orderings, degrees and masks: the connectivity of a MADE.
+
+MADE (Germain et al., 2015) makes a feed-forward network autoregressive by
+giving every unit a *degree* and zeroing the weights that would break the
+ordering:
+
+* input unit of variable $i$: degree $m(i) \in \{1, \dots, D\}$, its position in
+  the ordering (the variable sampled first has degree 1);
+* hidden unit $k$ of layer $l$: degree $m^l(k) \in \{\min_j m^{l-1}(j), \dots, D-1\}$,
+  the largest input degree it may see;
+* hidden mask: unit $k$ sees unit $j$ of the layer below iff $m^l(k) \ge m^{l-1}(j)$;
+* output mask (strict): the output of variable $d$ sees hidden unit $k$ iff
+  $m(d) > m^L(k)$, and, for direct input-to-output connections, input $j$ iff
+  $m(d) > m(j)$.
+
+A [`Connectivity`][densitykit.masks.Connectivity] holds the degrees of one mask;
+mask builders, registered by name in [`MASKS`][densitykit.masks.MASKS], return a
+list of them (several for order/connectivity-agnostic training).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from densitykit.registry import Registry
+
+__all__ = [
+    "MASKS",
+    "Connectivity",
+    "ConnectivityWarning",
+    "check_connectivity",
+    "create",
+    "explicit_ordering",
+    "hidden_degrees",
+    "missing_connections",
+    "multi_ordering",
+    "names",
+    "natural",
+    "random_ordering",
+    "reachability",
+    "register",
+]
+
+MASKS: Registry = Registry("mask builder")
+"""The registry of mask builders: ``MASKS.create(name, dim=..., hidden_sizes=...)``."""
+
+register = MASKS.register
+create = MASKS.create
+names = MASKS.names
+
+
+class ConnectivityWarning(UserWarning):
+    """A mask cannot connect every output to all of its predecessors."""
+
+
+def _check_ordering(ordering: torch.Tensor, dim: int) -> torch.Tensor:
+    ordering = torch.as_tensor(ordering, dtype=torch.long).flatten()
+    if ordering.numel() != dim or not torch.equal(torch.sort(ordering).values, torch.arange(dim)):
+        raise ValueError(
+            f"an ordering of {dim} variables must be a permutation of 0..{dim - 1}, "
+            f"got {ordering.tolist()}"
+        )
+    return ordering
+
+
+@dataclass(frozen=True, eq=False)
+class Connectivity:
+    """The degrees of one MADE mask.
+
+    Attributes:
+        input_degrees: ``(D,)`` long tensor; ``input_degrees[i]`` is the 1-based
+            position of variable ``i`` in the ordering.
+        hidden_degrees: one ``(H_l,)`` long tensor per hidden layer.
+
+    Example:
+        >>> c = Connectivity.from_ordering([2, 0, 1], [[1, 2, 1]])
+        >>> c.input_degrees.tolist()       # variable 2 first, then 0, then 1
+        [2, 3, 1]
+        >>> c.ordering.tolist()
+        [2, 0, 1]
+        >>> [m.int().tolist() for m in c.masks()][1]   # output mask (D, H)
+        [[1, 0, 1], [1, 1, 1], [0, 0, 0]]
+    """
+
+    input_degrees: torch.Tensor
+    hidden_degrees: tuple[torch.Tensor, ...]
+
+    def __post_init__(self) -> None:
+        dim = self.input_degrees.numel()
+        _check_ordering(self.input_degrees - 1, dim)
+        for layer, degrees in enumerate(self.hidden_degrees):
+            if degrees.ndim != 1 or degrees.numel() == 0:
+                raise ValueError(
+                    f"hidden layer {layer} needs a non-empty 1-D degree tensor, "
+                    f"got shape {tuple(degrees.shape)}"
+                )
+            if degrees.min() < 1 or degrees.max() > max(dim - 1, 1):
+                raise ValueError(
+                    f"hidden degrees must lie in 1..{max(dim - 1, 1)} for {dim} variables, "
+                    f"got layer {layer} in {int(degrees.min())}..{int(degrees.max())}"
+                )
+
+    @classmethod
+    def from_ordering(
+        cls, ordering: Sequence[int] | torch.Tensor, hidden: Sequence[Sequence[int] | torch.Tensor]
+    ) -> Connectivity:
+        """Build from an ordering (variables in the order they are sampled) and hidden degrees."""
+        dim = len(ordering)
+        ordering = _check_ordering(torch.as_tensor(ordering), dim)
+        input_degrees = torch.empty(dim, dtype=torch.long)
+        input_degrees[ordering] = torch.arange(1, dim + 1)
+        return cls(input_degrees, tuple(torch.as_tensor(h, dtype=torch.long) for h in hidden))
+
+    @property
+    def dim(self) -> int:
+        """The number of variables D."""
+        return self.input_degrees.numel()
+
+    @property
+    def ordering(self) -> torch.Tensor:
+        """The variables in the order they are sampled: ``ordering[t]`` is drawn at step ``t``."""
+        return torch.argsort(self.input_degrees)
+
+    def masks(self, input_width: int = 1, params_per_variable: int = 1) -> list[torch.Tensor]:
+        """The boolean masks, shaped like ``nn.Linear`` weights ``(out_features, in_features)``.
+
+        Layout: input unit ``i * input_width + w`` belongs to variable ``i``; output
+        unit ``i * params_per_variable + p`` is parameter ``p`` of variable ``i``.
+
+        Args:
+            input_width: Input units per variable (``K`` for one-hot inputs).
+            params_per_variable: Output units per variable (``P``).
+
+        Returns:
+            One mask per hidden layer followed by the output mask; with no hidden
+            layer, the single input-to-output mask (strict rule).
+        """
+        in_deg = self.input_degrees.repeat_interleave(input_width)
+        out_deg = self.input_degrees.repeat_interleave(params_per_variable)
+        masks, below = [], in_deg
+        for degrees in self.hidden_degrees:
+            masks.append(degrees[:, None] >= below[None, :])
+            below = degrees
+        masks.append(out_deg[:, None] > below[None, :])
+        return masks
+
+    def direct_mask(self, input_width: int = 1, params_per_variable: int = 1) -> torch.Tensor:
+        """The strict input-to-output mask of direct connections ``(D*P, D*W)``."""
+        in_deg = self.input_degrees.repeat_interleave(input_width)
+        out_deg = self.input_degrees.repeat_interleave(params_per_variable)
+        return out_deg[:, None] > in_deg[None, :]
+
+
+def hidden_degrees(
+    dim: int,
+    hidden_sizes: Sequence[int],
+    *,
+    generator: torch.Generator | None = None,
+    spread: str = "random",
+) -> tuple[torch.Tensor, ...]:
+    """Draw the degrees of every hidden layer.
+
+    Each layer's degrees lie in ``[min degree of the layer below, D - 1]`` so that no
+    unit is useless (a unit of degree ``D`` could feed no output, and one below the
+    previous minimum would see nothing). With ``D = 1`` no unit can be useful; they get
+    degree 1 and the output mask cuts them off.
+
+    Args:
+        dim: The number of variables D.
+        hidden_sizes: Units per hidden layer.
+        generator: Random source for ``spread="random"``.
+        spread: ``"random"`` (uniform draws, as in the paper) or ``"even"`` (deterministic,
+            every admissible degree used as evenly as the width allows).
+
+    Returns:
+        One ``(H_l,)`` long tensor per hidden layer.
+
+    Example:
+        >>> [d.tolist() for d in hidden_degrees(4, [6, 3], spread="even")]
+        [[1, 1, 2, 2, 3, 3], [1, 2, 3]]
+    """
+    if spread not in ("random", "even"):
+        raise ValueError(f"spread must be 'random' or 'even', got {spread!r}")
+    layers, low = [], 1
+    top = max(dim - 1, 1)
+    for size in hidden_sizes:
+        if spread == "random":
+            degrees = torch.randint(low, top + 1, (size,), generator=generator)
+        else:
+            degrees = low + (torch.arange(size) * (top - low + 1)) // size
+        layers.append(degrees)
+        low = int(degrees.min())
+    return tuple(layers)
+
+
+def _check_sizes(dim: int, hidden_sizes: Sequence[int], num_masks: int) -> list[int]:
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    sizes = list(hidden_sizes)
+    if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in sizes):
+        raise ValueError(f"hidden_sizes must be positive integers, got {sizes}")
+    if not isinstance(num_masks, int) or isinstance(num_masks, bool) or num_masks < 1:
+        raise ValueError(f"num_masks must be a positive integer, got {num_masks!r}")
+    return sizes
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return generator
+
+
+def _build(
+    orderings: Sequence[torch.Tensor],
+    hidden_sizes: Sequence[int],
+    generator: torch.Generator,
+    spread: str,
+) -> list[Connectivity]:
+    conns = []
+    for index, ordering in enumerate(orderings):
+        # With even spread, vary connectivity across masks by shuffling unit positions.
+        hidden = hidden_degrees(len(ordering), hidden_sizes, generator=generator, spread=spread)
+        if spread == "even" and index > 0:
+            hidden = tuple(h[torch.randperm(h.numel(), generator=generator)] for h in hidden)
+        conns.append(Connectivity.from_ordering(ordering, hidden))
+    check_connectivity(conns, warn=True)
+    return conns
+
+
+@register("natural")
+def natural(
+    dim: int,
+    hidden_sizes: Sequence[int] = (),
+    *,
+    num_masks: int = 1,
+    seed: int | None = 0,
+    spread: str = "random",
+) -> list[Connectivity]:
+    """Variables in index order 0..D-1; several masks differ in hidden connectivity only."""
+    sizes = _check_sizes(dim, hidden_sizes, num_masks)
+    generator = _generator(seed)
+    return _build([torch.arange(dim)] * num_masks, sizes, generator, spread)
+
+
+@register("random")
+def random_ordering(
+    dim: int,
+    hidden_sizes: Sequence[int] = (),
+    *,
+    num_masks: int = 1,
+    seed: int | None = 0,
+    spread: str = "random",
+) -> list[Connectivity]:
+    """One seeded random ordering; several masks differ in hidden connectivity only."""
+    sizes = _check_sizes(dim, hidden_sizes, num_masks)
+    generator = _generator(seed)
+    ordering = torch.randperm(dim, generator=generator)
+    return _build([ordering] * num_masks, sizes, generator, spread)
+
+
+@register("multi-ordering")
+def multi_ordering(
+    dim: int,
+    hidden_sizes: Sequence[int] = (),
+    *,
+    num_masks: int = 8,
+    seed: int | None = 0,
+    spread: str = "random",
+) -> list[Connectivity]:
+    """K masks, each with its own random ordering and hidden connectivity (order-agnostic)."""
+    sizes = _check_sizes(dim, hidden_sizes, num_masks)
+    generator = _generator(seed)
+    orderings = [torch.randperm(dim, generator=generator) for _ in range(num_masks)]
+    return _build(orderings, sizes, generator, spread)
+
+
+@register("ordering")
+def explicit_ordering(
+    dim: int,
+    hidden_sizes: Sequence[int] = (),
+    *,
+    ordering: Sequence[int] | None = None,
+    num_masks: int = 1,
+    seed: int | None = 0,
+    spread: str = "random",
+) -> list[Connectivity]:
+    """A user-given ordering (``ordering=[...]``, the variables in sampling order)."""
+    sizes = _check_sizes(dim, hidden_sizes, num_masks)
+    if ordering is None:
+        raise ValueError(
+            "the 'ordering' mask builder needs ordering=[...], a permutation of 0..D-1"
+        )
+    order = _check_ordering(torch.as_tensor(list(ordering)), dim)
+    generator = _generator(seed)
+    return _build([order] * num_masks, sizes, generator, spread)
+
+
+def reachability(connectivity: Connectivity, *, direct: bool = False) -> torch.Tensor:
+    """Which inputs each output can reach through the product of the masks.
+
+    Args:
+        connectivity: The degrees of one mask.
+        direct: Whether direct input-to-output connections are present.
+
+    Returns:
+        A ``(D, D)`` bool tensor: ``[d, i]`` is true iff some path of unmasked weights
+        leads from input ``i`` to the output of variable ``d``.
+
+    Example:
+        >>> c = Connectivity.from_ordering([0, 1, 2], [[1, 2]])
+        >>> reachability(c).int().tolist()
+        [[0, 0, 0], [1, 0, 0], [1, 1, 0]]
+    """
+    masks = connectivity.masks()
+    # float32 matmul is exact here: entries are clamped to {0, 1} after every product.
+    reach = masks[0].to(torch.float32)
+    for mask in masks[1:]:
+        reach = (mask.to(torch.float32) @ reach).clamp(max=1.0)
+    reach = reach.bool()
+    if direct and connectivity.hidden_degrees:
+        reach = reach | connectivity.direct_mask()
+    return reach
+
+
+def missing_connections(connectivity: Connectivity, *, direct: bool = False) -> torch.Tensor:
+    """The allowed dependencies the mask fails to realise.
+
+    Returns:
+        A ``(D, D)`` bool tensor, true where input ``i`` precedes output ``d`` in the
+        ordering but no path connects them.
+    """
+    allowed = connectivity.direct_mask()
+    return allowed & ~reachability(connectivity, direct=direct)
+
+
+def check_connectivity(
+    connectivities: Sequence[Connectivity], *, direct: bool = False, warn: bool = True
+) -> list[str]:
+    """Report the masks that cannot connect every output to all its predecessors.
+
+    A hidden layer narrower than ``D - 1`` units cannot hold every degree, so some
+    output of degree ``d`` finds no unit of degree ``d - 1`` and loses the input
+    just before it. Random degrees in wide layers can also miss a degree by chance.
+
+    Args:
+        connectivities: The masks to check.
+        direct: Whether direct connections fill the gaps.
+        warn: Emit a [`ConnectivityWarning`][densitykit.masks.ConnectivityWarning] with the report.
+
+    Returns:
+        One line per deficient mask (empty if every mask is complete).
+    """
+    problems = []
+    for index, conn in enumerate(connectivities):
+        missing = missing_connections(conn, direct=direct)
+        if bool(missing.any()):
+            narrow = [
+                f"layer {layer} has {h.numel()} units"
+                for layer, h in enumerate(conn.hidden_degrees)
+                if h.numel() < conn.dim - 1
+            ]
+            reason = (
+                f" ({'; '.join(narrow)} but {conn.dim - 1} degrees are needed)" if narrow else ""
+            )
+            problems.append(
+                f"mask {index}: {int(missing.sum())} of {int(conn.direct_mask().sum())} allowed "
+                f"input->output dependencies are unreachable{reason}"
+            )
+    if problems and warn:
+        warnings.warn(
+            "MADE connectivity is incomplete: "
+            + "; ".join(problems[:3])
+            + (f"; and {len(problems) - 3} more masks" if len(problems) > 3 else ""),
+            ConnectivityWarning,
+            stacklevel=3,
+        )
+    return problems

@@ -1,0 +1,208 @@
+"""Every registered head passes the same invariants; each head's own maths is checked."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import densitykit as dk
+from densitykit.heads.logistic_mixture import discretized_logistic_log_prob
+
+NUM_VALUES = {"bernoulli": 2}
+
+
+def tiny_model(
+    head: str,
+    *,
+    dim: int = 3,
+    num_masks: int = 1,
+    masks: str = "multi-ordering",
+    hidden_sizes=(6, 5),
+    seed: int = 0,
+    direct: bool = True,
+    **options,
+) -> dk.AutoregressiveModel:
+    return dk.create_model(
+        head,
+        dim,
+        NUM_VALUES.get(head, 3),
+        hidden_sizes=hidden_sizes,
+        masks=masks,
+        num_masks=num_masks,
+        seed=seed,
+        direct_connections=direct,
+        **options,
+    )
+
+
+def all_inputs(dim: int, num_values: int) -> torch.Tensor:
+    return torch.tensor(list(itertools.product(range(num_values), repeat=dim)))
+
+
+def sharpen(model: dk.AutoregressiveModel, scale: float = 3.0) -> None:
+    """Scale every parameter so the tiny model's distribution is far from uniform."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(
+                torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+                * scale
+                / math.sqrt(max(parameter.shape[-1], 1))
+            )
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+def test_shapes_and_dtypes(head: str) -> None:
+    model = tiny_model(head)
+    x = torch.randint(0, model.num_values, (7, 3))
+    assert model.log_prob(x).shape == (7,)
+    assert model.log_prob(x.view(7, 1, 3)).shape == (7, 1)
+    assert model.log_prob(x[0]).shape == ()
+    samples = model.sample(11, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (11, 3) and samples.dtype == torch.long
+    assert int(samples.min()) >= 0 and int(samples.max()) < model.num_values
+    assert model.log_prob(x).dtype == torch.float32
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+def test_gradients_reach_every_trainable_parameter(head: str) -> None:
+    model = tiny_model(head, num_masks=2, hidden_sizes=(8,))
+    x = all_inputs(3, model.num_values)
+    (-model.log_prob(x).mean()).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert bool(parameter.grad.abs().sum() > 0), name
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+def test_state_dict_round_trip(head: str) -> None:
+    model = tiny_model(head, num_masks=3)
+    sharpen(model)
+    clone = tiny_model(head, num_masks=3, seed=123)  # other masks: the load must restore them
+    clone.load_state_dict(model.state_dict())
+    x = all_inputs(3, model.num_values)
+    assert torch.equal(model.log_prob(x), clone.log_prob(x))
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+@pytest.mark.parametrize("num_masks", [1, 4])
+def test_exact_normalization(head: str, num_masks: int) -> None:
+    """Enumerate every input of a tiny model: the probabilities sum to one."""
+    for dim in (1, 3):
+        model = tiny_model(head, dim=dim, num_masks=num_masks).double()
+        sharpen(model)
+        total = model.log_prob(all_inputs(dim, model.num_values)).detach().exp().sum()
+        assert abs(float(total) - 1.0) < 1e-12
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+@pytest.mark.parametrize("num_values", [2, 5, 256])
+def test_logistic_mixture_normalizes_for_extreme_parameters(num_values: int, one_hot: bool) -> None:
+    head = dk.heads.create(
+        "logistic-mixture", dim=1, num_values=num_values, num_components=3, one_hot=one_hot
+    ).double()
+    values = torch.arange(num_values)[:, None]
+    for means, log_scales in [
+        ((-30.0, 0.1, 40.0), (-9.0, 0.0, 9.0)),
+        ((0.0, 0.0, 0.0), (-7.0, -7.0, -7.0)),
+    ]:
+        params = torch.tensor([[2.0, -1.0, 0.5, *means, *log_scales]], dtype=torch.float64)
+        log_prob = head.log_prob(params[:, None, :].expand(num_values, 1, 9), values)
+        assert torch.isfinite(log_prob).all()
+        assert abs(float(log_prob.exp().sum()) - 1.0) < 1e-12
+
+
+def test_discretized_logistic_is_exact_in_vanishing_bins() -> None:
+    """Where sigma(a) - sigma(b) underflows, the log-mass still matches a float64 reference."""
+    num_values = 256
+    x = torch.tensor([200, 250, 128])
+    mean = torch.tensor([-1.0, -1.0, -0.9])
+    log_scale = torch.tensor([-6.0, -5.0, -6.5])
+    got = discretized_logistic_log_prob(x, mean, log_scale, num_values)  # float32
+    half = 1.0 / (num_values - 1)
+    for value, mu, log_s, result in zip(
+        x.tolist(), mean.tolist(), log_scale.tolist(), got.tolist()
+    ):
+        centre = 2 * value / (num_values - 1) - 1
+        s = math.exp(log_s)
+        upper, lower = (centre + half - mu) / s, (centre - half - mu) / s
+        # log(sigma(upper) - sigma(lower)) with both sigmas ~ 1: use the upper tails.
+        reference = math.log(
+            math.exp(-lower) / (1 + math.exp(-lower)) - math.exp(-upper) / (1 + math.exp(-upper))
+        )
+        naive = torch.sigmoid(torch.tensor(upper)) - torch.sigmoid(torch.tensor(lower))
+        assert float(naive) == 0.0  # the naive float32 difference vanishes here
+        assert math.isfinite(result) and abs(result - reference) < 1e-3 * abs(reference)
+
+
+def test_bernoulli_is_log_sigmoid_and_stable() -> None:
+    head = dk.heads.create("bernoulli", dim=1)
+    logits = torch.tensor([[[-200.0]], [[0.0]], [[200.0]]])
+    got = head.log_prob(logits, torch.tensor([[1], [1], [0]]))
+    assert torch.allclose(got[:, 0], torch.tensor([-200.0, -math.log(2.0), -200.0]))
+    dist = head.distribution(logits)  # batch shape (3, 1)
+    ones = torch.ones(3, 1, dtype=torch.long)
+    assert torch.allclose(dist.log_prob(ones.float()), head.log_prob(logits, ones))
+
+
+def test_categorical_matches_torch_distributions() -> None:
+    head = dk.heads.create("categorical", dim=2, num_values=5)
+    params = torch.randn(4, 2, 5)
+    x = torch.randint(0, 5, (4, 2))
+    assert torch.allclose(head.log_prob(params, x), head.distribution(params).log_prob(x))
+
+
+def test_histogram_is_exactly_softmax_of_theta() -> None:
+    model = dk.create_model("histogram", 1, 6)
+    assert torch.equal(model.head.logits, torch.zeros(1, 6))  # initialised to zero
+    with torch.no_grad():
+        model.head.logits.copy_(torch.randn(1, 6))
+    x = torch.arange(6)[:, None]
+    expected = torch.softmax(model.head.logits[0], 0)
+    assert torch.allclose(model.log_prob(x).exp(), expected)
+    assert model.backbone is None
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+def test_sample_frequencies_match_probabilities(head: str) -> None:
+    """Chi-square goodness of fit of samples against exp(log_prob), non-trivial orderings."""
+    model = tiny_model(head, dim=2, num_masks=3, hidden_sizes=(6,), seed=5).double()
+    sharpen(model, 2.0)
+    support = all_inputs(2, model.num_values)
+    probs = model.log_prob(support).detach().exp()
+    num_samples = 20000
+    samples = model.sample(num_samples, generator=torch.Generator().manual_seed(2024))
+    codes = samples[:, 0] * model.num_values + samples[:, 1]
+    observed = torch.bincount(codes, minlength=len(support)).double()
+    expected = probs * num_samples
+    keep = expected > 5
+    statistic = float((((observed - expected) ** 2 / expected)[keep]).sum())
+    statistic += (
+        float(
+            (observed[~keep].sum() - expected[~keep].sum()) ** 2
+            / max(float(expected[~keep].sum()), 1e-9)
+        )
+        if bool((~keep).any())
+        else 0.0
+    )
+    dof = int(keep.sum()) - 1 + int(bool((~keep).any()))
+    assert stats.chi2.sf(statistic, dof) > 1e-3
+    assert (
+        model.backbone is None
+        or len({tuple(model.backbone.connectivity(k).ordering.tolist()) for k in range(3)}) > 1
+        or head == "histogram"
+    )
+
+
+def test_mixture_sampling_uses_every_mask() -> None:
+    model = tiny_model("categorical", dim=2, num_masks=4)
+    sharpen(model)
+    per_mask = model.log_prob_per_mask(all_inputs(2, 3)).exp()
+    mixture = model.log_prob(all_inputs(2, 3)).exp()
+    assert torch.allclose(mixture, per_mask.mean(0), atol=1e-6)
+    assert np.isclose(float(mixture.sum()), 1.0, atol=1e-5)

@@ -1,0 +1,101 @@
+"""Mask builders: degrees, orderings, determinism, diagnostics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import mask_options
+
+import densitykit as dk
+from densitykit.masks import Connectivity, ConnectivityWarning, hidden_degrees
+
+
+@pytest.mark.parametrize("name", dk.masks.names())
+@given(
+    dim=st.integers(1, 12),
+    hidden=st.lists(st.integers(1, 20), max_size=3),
+    num_masks=st.integers(1, 4),
+    seed=st.integers(0, 999),
+    data=st.data(),
+)
+def test_every_builder_gives_valid_degrees(name, dim, hidden, num_masks, seed, data) -> None:
+    options = mask_options(name, dim, data.draw)
+    conns = dk.masks.create(
+        name, dim=dim, hidden_sizes=hidden, num_masks=num_masks, seed=seed, **options
+    )
+    again = dk.masks.create(
+        name, dim=dim, hidden_sizes=hidden, num_masks=num_masks, seed=seed, **options
+    )
+    assert len(conns) == num_masks
+    for conn, twin in zip(conns, again):
+        assert isinstance(conn, Connectivity)
+        assert torch.equal(torch.sort(conn.input_degrees).values, torch.arange(1, dim + 1))
+        assert torch.equal(conn.input_degrees, twin.input_degrees)  # seeded
+        low = 1
+        for size, degrees in zip(hidden, conn.hidden_degrees):
+            assert degrees.numel() == size
+            # no useless unit: at least the previous minimum, at most D - 1
+            assert int(degrees.min()) >= low and int(degrees.max()) <= max(dim - 1, 1)
+            low = int(degrees.min())
+        if "ordering" in options:
+            assert conn.ordering.tolist() == list(options["ordering"])
+        if name == "natural":
+            assert conn.ordering.tolist() == list(range(dim))
+
+
+def test_multi_ordering_masks_differ_in_ordering_and_connectivity() -> None:
+    conns = dk.masks.create("multi-ordering", dim=10, hidden_sizes=[30], num_masks=5, seed=0)
+    assert len({tuple(c.ordering.tolist()) for c in conns}) == 5
+    assert len({tuple(c.hidden_degrees[0].tolist()) for c in conns}) == 5
+
+
+def test_random_is_one_ordering_seeded() -> None:
+    a = dk.masks.create("random", dim=8, hidden_sizes=[9], num_masks=3, seed=1)
+    b = dk.masks.create("random", dim=8, hidden_sizes=[9], num_masks=1, seed=2)
+    assert len({tuple(c.ordering.tolist()) for c in a}) == 1
+    assert a[0].ordering.tolist() != b[0].ordering.tolist()
+
+
+def test_even_spread_is_deterministic_and_covers_every_degree() -> None:
+    layers = hidden_degrees(5, [8, 4], spread="even")
+    assert layers[0].tolist() == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert layers[1].tolist() == [1, 2, 3, 4]
+
+
+def test_single_variable_depends_on_nothing() -> None:
+    conn = dk.masks.create("natural", dim=1, hidden_sizes=[4, 4])[0]
+    masks = conn.masks()
+    assert not bool(masks[-1].any())  # the output sees no hidden unit
+    model = dk.create_model("categorical", 1, 3, hidden_sizes=(4, 4), direct_connections=True)
+    x = torch.tensor([[0], [1], [2]])
+    assert torch.allclose(model.log_prob(x).exp().sum(), torch.tensor(1.0))
+
+
+def test_narrow_layer_warns() -> None:
+    with pytest.warns(ConnectivityWarning, match="layer 0 has 3 units but 9 degrees are needed"):
+        dk.masks.create("natural", dim=10, hidden_sizes=[3])
+
+
+def test_explicit_ordering_validates() -> None:
+    with pytest.raises(ValueError, match="permutation of 0..2"):
+        dk.masks.create("ordering", dim=3, hidden_sizes=[4], ordering=[0, 0, 1])
+    with pytest.raises(ValueError, match="needs ordering"):
+        dk.masks.create("ordering", dim=3)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"dim": 0}, {"dim": 2.5}, {"hidden_sizes": [0]}, {"num_masks": 0}, {"spread": "wide"}]
+)
+def test_bad_builder_arguments(bad) -> None:
+    options = {"dim": 3, "hidden_sizes": [4], **bad}
+    with pytest.raises(ValueError):
+        dk.masks.create("natural", **options)
+
+
+def test_reachability_report_example() -> None:
+    conn = Connectivity.from_ordering([1, 0, 2], [[1, 2]])
+    reach = dk.masks.reachability(conn)
+    # variable 1 comes first: nothing; variable 0 sees 1; variable 2 sees both.
+    assert reach.int().tolist() == [[0, 1, 0], [0, 0, 0], [1, 1, 0]]

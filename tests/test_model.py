@@ -1,0 +1,284 @@
+"""The composed model: the documented snippet, mixtures, bad input, plug-ins, devices."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import densitykit as dk
+from densitykit.heads.base import Head, inverse_cdf, uniform
+
+
+def test_issue_snippet_runs_as_written() -> None:
+    model = dk.create_model(
+        head="logistic-mixture",
+        dim=2,
+        num_values=64,
+        hidden_sizes=(128, 128),
+        masks="multi-ordering",
+        num_masks=8,
+        seed=0,
+        num_components=4,
+    )
+    x = torch.randint(0, 64, (32, 2))
+    lp = model.log_prob(x)
+    assert lp.shape == (32,) and bool(torch.isfinite(lp).all())
+    xs = model.sample(1000, generator=torch.Generator().manual_seed(0))
+    assert xs.shape == (1000, 2)
+    again = model.sample(1000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(xs, again)
+    assert model.num_masks == 8
+    assert dk.create_model(head="bernoulli", dim=4).num_values == 2
+    assert set(dk.heads.names()) >= {"bernoulli", "categorical", "logistic-mixture", "histogram"}
+    assert set(dk.masks.names()) >= {"natural", "random", "multi-ordering", "ordering"}
+
+
+def test_mixture_log_prob_is_log_mean_exp_not_averaged_logits() -> None:
+    model = dk.create_model(
+        "categorical", 3, 3, hidden_sizes=(10,), masks="multi-ordering", num_masks=4, seed=0
+    ).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4)
+    x = torch.tensor(list(itertools.product(range(3), repeat=3)))
+    per_mask = model.log_prob_per_mask(x)
+    assert per_mask.shape == (4, 27)
+    expected = torch.logsumexp(per_mask, 0) - math.log(4)
+    assert torch.allclose(model.log_prob(x), expected)
+    for k in range(4):
+        assert torch.allclose(model.log_prob(x, mask=k), per_mask[k])
+    # Averaging the logits over masks would not sum to one; the mixture does.
+    assert abs(float(model.log_prob(x).exp().sum()) - 1) < 1e-12
+    logits = []
+    for k in range(4):
+        model.backbone.set_mask(k)
+        logits.append(model.backbone(model.head.encode(x, torch.float64)))
+    averaged = model.head.log_prob(torch.stack(logits).mean(0), x).sum(-1)
+    assert abs(float(averaged.exp().sum()) - 1) > 1e-3
+
+
+def test_mask_selection_and_cycling() -> None:
+    model = dk.create_model("bernoulli", 5, hidden_sizes=(8,), masks="multi-ordering", num_masks=3)
+    backbone = model.backbone
+    assert backbone.mask_index == 0
+    assert [backbone.next_mask() for _ in range(4)] == [1, 2, 0, 1]
+    backbone.set_mask(2)
+    x = torch.randint(0, 2, (4, 5))
+    model.log_prob(x)  # evaluating the mixture leaves the active mask alone
+    assert backbone.mask_index == 2
+    with pytest.raises(ValueError, match="0..2"):
+        backbone.set_mask(3)
+    with pytest.raises(ValueError, match="0..2"):
+        model.log_prob(x, mask=5)
+
+
+def test_zero_hidden_layers_and_direct_connections() -> None:
+    model = dk.create_model("categorical", 4, 3, hidden_sizes=(), direct_connections=True)
+    assert len(model.backbone.layers) == 1 and model.backbone.direct is None
+    x = torch.tensor(list(itertools.product(range(3), repeat=4)))
+    assert abs(float(model.double().log_prob(x).exp().sum()) - 1) < 1e-12
+    deep = dk.create_model("bernoulli", 4, hidden_sizes=(5, 5), direct_connections=True)
+    assert deep.backbone.direct is not None
+
+
+def test_hand_composed_model_matches_create_model() -> None:
+    conns = dk.masks.create("random", dim=3, hidden_sizes=[7], seed=4)
+    head = dk.heads.create("logistic-mixture", dim=3, num_values=10, num_components=2)
+    backbone = dk.MADE(
+        conns,
+        params_per_variable=head.params_per_variable,
+        input_width=head.input_width,
+        activation="tanh",
+    )
+    model = dk.AutoregressiveModel(backbone, head)
+    built = dk.create_model(
+        "logistic-mixture",
+        3,
+        10,
+        hidden_sizes=(7,),
+        masks="random",
+        seed=4,
+        activation="tanh",
+        num_components=2,
+    )
+    built.load_state_dict(model.state_dict())
+    x = torch.randint(0, 10, (6, 3))
+    assert torch.equal(model.log_prob(x), built.log_prob(x))
+    with pytest.raises(ValueError, match="does not fit the head"):
+        dk.AutoregressiveModel(backbone, dk.heads.create("bernoulli", dim=3))
+
+
+def test_config_round_trip() -> None:
+    model = dk.create_model(
+        "categorical",
+        3,
+        4,
+        hidden_sizes=(9,),
+        masks="ordering",
+        mask_options={"ordering": [2, 1, 0]},
+    )
+    config = dk.ModelConfig.from_dict(model.config.to_dict())
+    rebuilt = dk.build_model(config)
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.randint(0, 4, (5, 3))
+    assert torch.equal(model.log_prob(x), rebuilt.log_prob(x))
+    assert rebuilt.backbone.connectivity(0).ordering.tolist() == [2, 1, 0]
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        dk.ModelConfig.from_dict({**model.config.to_dict(), "colour": 1})
+
+
+# -- bad input ---------------------------------------------------------------------------
+BERNOULLI = dk.create_model("bernoulli", 3, hidden_sizes=(4,))
+CATEGORICAL = dk.create_model("categorical", 3, 4, hidden_sizes=(4,))
+
+
+@pytest.mark.parametrize(
+    ("model", "x", "error", "match"),
+    [
+        (BERNOULLI, torch.tensor([[0, 2, 1]]), ValueError, r"support 0..1.*got values in 0..2"),
+        (CATEGORICAL, torch.tensor([[0, 4, 1]]), ValueError, r"support 0..3"),
+        (CATEGORICAL, torch.tensor([[0, -1, 1]]), ValueError, r"support 0..3.*-1..1"),
+        (CATEGORICAL, torch.zeros(2, 4, dtype=torch.long), ValueError, r"D=3.*\(2, 4\)"),
+        (CATEGORICAL, torch.tensor(1), ValueError, r"shape \(..., D\)"),
+        (CATEGORICAL, torch.tensor([[0.0, float("nan"), 1.0]]), ValueError, "NaN"),
+        (CATEGORICAL, torch.tensor([[0.0, float("inf"), 1.0]]), ValueError, "NaN or infinite"),
+        (CATEGORICAL, torch.tensor([[0.0, 0.5, 1.0]]), ValueError, "non-integer"),
+        (CATEGORICAL, torch.zeros(1, 3, dtype=torch.complex64), TypeError, "complex64"),
+        (CATEGORICAL, [[0, 1, 2]], TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_input_raises_documented_errors(model, x, error, match) -> None:
+    with pytest.raises(error, match=match):
+        model.log_prob(x)
+
+
+def test_integral_floats_and_small_ints_are_accepted() -> None:
+    x = torch.tensor([[0, 3, 1]])
+    reference = CATEGORICAL.log_prob(x)
+    for dtype in (torch.float32, torch.float64, torch.uint8, torch.int32, torch.int16):
+        assert torch.equal(CATEGORICAL.log_prob(x.to(dtype)), reference)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.0, True, "3"])
+def test_bad_sample_counts(bad) -> None:
+    with pytest.raises(ValueError, match="num_samples"):
+        CATEGORICAL.sample(bad)
+
+
+def test_create_model_errors() -> None:
+    with pytest.raises(ValueError, match="num_values is required"):
+        dk.create_model("categorical", 3)
+    with pytest.raises(ValueError, match="bernoulli head models 2 values"):
+        dk.create_model("bernoulli", 3, 3)
+    with pytest.raises(dk.UnknownNameError, match="registered heads"):
+        dk.create_model("poisson", 3, 3)
+    with pytest.raises(dk.UnknownNameError, match="registered activations"):
+        dk.create_model("bernoulli", 3, activation="swish")
+    with pytest.raises(ValueError, match="num_components"):
+        dk.create_model("logistic-mixture", 3, 8, num_components=0)
+
+
+@given(
+    shape=st.lists(st.integers(0, 4), min_size=0, max_size=3),
+    dtype=st.sampled_from(
+        [
+            torch.int64,
+            torch.int32,
+            torch.uint8,
+            torch.float32,
+            torch.float64,
+            torch.bool,
+            torch.complex64,
+        ]
+    ),
+    fill=st.sampled_from([0.0, 1.0, 3.0, 4.0, -1.0, 0.5, float("nan"), float("inf")]),
+)
+def test_random_inputs_give_values_or_documented_errors(shape, dtype, fill) -> None:
+    try:
+        x = torch.full(shape, fill).to(dtype)
+    except (RuntimeError, ValueError, OverflowError):
+        return
+    try:
+        out = CATEGORICAL.log_prob(x)
+    except (ValueError, TypeError):
+        return
+    assert out.shape == tuple(shape[:-1]) and bool(torch.isfinite(out).all())
+
+
+# -- plug-ins ----------------------------------------------------------------------------
+class GeometricHead(Head):
+    """Truncated geometric over 0..K-1 with one logit per variable (a user plug-in)."""
+
+    def __init__(self, dim: int, num_values: int) -> None:
+        super().__init__(dim, num_values)
+        self.params_per_variable = 1
+        self.input_width = 1
+
+    def encode(self, x, dtype):
+        return x.to(dtype)
+
+    def _log_probs(self, params):
+        log_q = torch.nn.functional.logsigmoid(params)  # log of the continuation probability
+        k = torch.arange(self.num_values, device=params.device, dtype=params.dtype)
+        return torch.log_softmax(k * log_q, dim=-1)
+
+    def log_prob(self, params, x):
+        return self._log_probs(params).gather(-1, x[..., None]).squeeze(-1)
+
+    def sample(self, params, variable, generator=None):
+        probs = self._log_probs(params).exp()
+        u = uniform((params.shape[0],), generator, device=params.device, dtype=params.dtype)
+        return inverse_cdf(probs, u)
+
+
+def test_user_head_and_mask_builder_work_like_built_ins() -> None:
+    dk.heads.register("test-geometric", GeometricHead)
+
+    @dk.masks.register("test-reversed")
+    def reversed_order(dim, hidden_sizes=(), *, num_masks=1, seed=0):
+        """Variables in reverse index order."""
+        return dk.masks.explicit_ordering(
+            dim, hidden_sizes, ordering=list(range(dim))[::-1], num_masks=num_masks, seed=seed
+        )
+
+    try:
+        model = dk.create_model("test-geometric", 3, 5, hidden_sizes=(6,), masks="test-reversed")
+        assert model.backbone.connectivity().ordering.tolist() == [2, 1, 0]
+        x = torch.tensor(list(itertools.product(range(5), repeat=3)))
+        assert abs(float(model.double().log_prob(x).exp().sum()) - 1) < 1e-12
+        assert model.sample(4).shape == (4, 3)
+        rebuilt = dk.build_model(dk.ModelConfig.from_dict(model.config.to_dict()))
+        assert rebuilt.backbone.connectivity().ordering.tolist() == [2, 1, 0]
+    finally:
+        dk.heads.HEADS.unregister("test-geometric")
+        dk.masks.MASKS.unregister("test-reversed")
+
+
+# -- dtype and device --------------------------------------------------------------------
+def test_model_follows_dtype() -> None:
+    model = dk.create_model("logistic-mixture", 2, 8, hidden_sizes=(6,), num_components=2)
+    x = torch.randint(0, 8, (5, 2))
+    assert model.double().log_prob(x).dtype == torch.float64
+    assert model.sample(3).device == model.device
+
+
+def test_half_precision_parameters_score_in_float32() -> None:
+    model = dk.create_model("categorical", 2, 3, hidden_sizes=(6,)).to(torch.bfloat16)
+    out = model.log_prob(torch.randint(0, 3, (4, 2)))
+    assert out.dtype == torch.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_model_with_cpu_generator() -> None:
+    model = dk.create_model(
+        "bernoulli", 4, hidden_sizes=(8,), num_masks=2, masks="multi-ordering"
+    ).cuda()
+    x = torch.randint(0, 2, (3, 4))
+    assert model.log_prob(x).device.type == "cuda"
+    samples = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert samples.device.type == "cuda"
