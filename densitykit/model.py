@@ -227,11 +227,24 @@ class AutoregressiveModel(nn.Module):
             self.backbone.set_mask(active)
         return self.head.log_prob(params, x).sum(-1)
 
-    def log_prob_per_mask(self, x: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
-        """Log-likelihood of ``x`` ``(B, D)`` under each mask alone: ``(num_masks, B)``."""
+    def log_prob_per_mask(
+        self,
+        x: torch.Tensor,
+        *,
+        masks: Sequence[int] | None = None,
+        validate: bool = True,
+    ) -> torch.Tensor:
+        """Log-likelihood of ``x`` ``(B, D)`` under each mask alone: ``(num_masks, B)``.
+
+        Args:
+            x: ``(B, D)`` values.
+            masks: Which masks (all by default).
+            validate: Check ``x`` first (skip only for already validated long tensors).
+        """
         if validate:
             x = self.validate(x)
-        return torch.stack([self._log_prob(x, k) for k in range(self.num_masks)])
+        indices = range(self.num_masks) if masks is None else [self._check_mask(k) for k in masks]
+        return torch.stack([self._log_prob(x, k) for k in indices])
 
     def forward(self, x: torch.Tensor, mask: int | None = None) -> torch.Tensor:
         """Same as [`log_prob`][densitykit.model.AutoregressiveModel.log_prob]."""

@@ -1,0 +1,178 @@
+"""Safe checkpoints: atomic writes, pickle-free loading, clear errors.
+
+A checkpoint is a ``torch.save`` file holding only tensors and plain data (the
+model's [`ModelConfig`][densitykit.model.ModelConfig] as a dict and its
+``state_dict``); it is read back with ``torch.load(..., weights_only=True)``, so a
+file crafted to run code on load is refused instead of executed. Every write goes
+to a temporary file in the same folder, is flushed to disk, then renamed over the
+target, so a crash mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from densitykit.errors import CheckpointError
+from densitykit.model import AutoregressiveModel, ModelConfig, build_model
+
+__all__ = [
+    "FORMAT",
+    "atomic_write",
+    "load_checkpoint",
+    "load_object",
+    "read_json",
+    "save_checkpoint",
+    "save_object",
+    "write_json",
+]
+
+FORMAT = "densitykit-checkpoint"
+VERSION = 1
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` atomically: ``write(file)`` fills a temporary file that replaces it.
+
+    Args:
+        path: The destination.
+        write: Called with a binary file object open on the temporary file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file, turning a missing or malformed file into a one-line error.
+
+    Raises:
+        CheckpointError: If the file is missing or not valid JSON.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+
+
+def save_object(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    """``torch.save`` a dict of tensors and plain data atomically."""
+    atomic_write(path, lambda handle: torch.save(data, handle))
+
+
+def load_object(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a file written by [`save_object`][densitykit.checkpoint.save_object], safely.
+
+    Only tensors and plain Python data are accepted (``weights_only=True``).
+
+    Raises:
+        CheckpointError: If the file is missing, truncated or corrupted, or holds
+            objects that would need to run code to load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            reason = "it holds Python objects that would run code when loaded"
+        raise CheckpointError(f"{path}: refused to load ({reason})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: corrupted or truncated checkpoint ({detail})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")
+    return data
+
+
+def save_checkpoint(path: str | os.PathLike, model: AutoregressiveModel) -> None:
+    """Save a model's config and weights to ``path`` (atomically).
+
+    Raises:
+        ValueError: If the model has no config (compose it with ``create_model`` or
+            ``build_model``, or set ``model.config``).
+    """
+    if model.config is None:
+        raise ValueError("only a model with a ModelConfig can be saved; build it with create_model")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_object(
+        path,
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "model_config": model.config.to_dict(),
+            "state_dict": state,
+        },
+    )
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> AutoregressiveModel:
+    """Rebuild a model saved by [`save_checkpoint`][densitykit.checkpoint.save_checkpoint].
+
+    Raises:
+        CheckpointError: If the file is unsafe, corrupted, of another format, or its
+            weights do not fit its config.
+
+    Example:
+        >>> import tempfile, os, densitykit as dk
+        >>> model = dk.create_model("bernoulli", 3, hidden_sizes=(4,))
+        >>> path = os.path.join(tempfile.mkdtemp(), "checkpoint.pt")
+        >>> save_checkpoint(path, model)
+        >>> load_checkpoint(path).config.dim
+        3
+    """
+    data = load_object(path, map_location)
+    if data.get("format") != FORMAT or "state_dict" not in data or "model_config" not in data:
+        raise CheckpointError(
+            f"{path}: not a densitykit checkpoint (no format/model_config/state_dict)"
+        )
+    if data.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {data.get('version')!r}, expected {VERSION}"
+        )
+    try:
+        model = build_model(ModelConfig.from_dict(data["model_config"]))
+        model.load_state_dict(data["state_dict"])
+    except (ValueError, TypeError, RuntimeError, KeyError) as error:
+        detail = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: the weights do not fit the saved config ({detail})"
+        ) from None
+    return model.to(map_location)

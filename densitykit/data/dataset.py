@@ -1,0 +1,202 @@
+"""The [`Dataset`][densitykit.data.dataset.Dataset] record every data factory returns.
+
+A data set here is three integer tensors (train, validation, test) of discrete
+examples, each a row of ``dim`` variables taking values in ``0..num_values-1``,
+plus what is known about the distribution they were drawn from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from densitykit.errors import DataError
+
+__all__ = ["KINDS", "Dataset", "as_examples"]
+
+KINDS: tuple[str, ...] = ("1d", "2d", "image")
+"""The kinds of data set: one variable, a point on a grid, or an image."""
+
+
+def as_examples(array: np.ndarray) -> torch.Tensor:
+    """Turn an array of ``N`` examples of any shape into an ``(N, D)`` ``int64`` tensor.
+
+    Args:
+        array: An integer array whose first axis indexes examples; the remaining
+            axes (if any) are flattened in row-major order.
+
+    Returns:
+        A new ``(N, D)`` tensor of dtype ``torch.int64`` (``D = 1`` for a 1-D array).
+
+    Example:
+        >>> as_examples(np.array([[0, 1], [1, 0], [1, 1]], dtype=np.uint8)).shape
+        torch.Size([3, 2])
+        >>> as_examples(np.array([3, 1, 2])).tolist()
+        [[3], [1], [2]]
+    """
+    array = np.asarray(array)
+    if array.ndim == 0:
+        raise DataError(
+            f"expected an array of examples with at least one axis, got a scalar {array!r}"
+        )
+    rows = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(-1, 1)
+    return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64))
+
+
+@dataclass(eq=False)
+class Dataset:
+    """Train, validation and test splits of a discrete data set, with what is known of its law.
+
+    Attributes:
+        name: The registered name that built it (``"mnist"``).
+        train: ``(N_train, D)`` ``int64`` tensor with values in ``0..num_values-1``.
+        val: ``(N_val, D)`` validation examples, carved from the training part.
+        test: ``(N_test, D)`` test examples.
+        num_values: $K$, the number of values each variable takes.
+        kind: ``"1d"`` ($D = 1$), ``"2d"`` ($D = 2$, a point ``(row, col)`` of a
+            $K \\times K$ grid) or ``"image"`` ($D = H W$, pixels in row-major order).
+        shape: How one example is drawn: ``(1,)`` for 1d, ``(K, K)`` for 2d, ``(H, W)``
+            for an image.
+        true_entropy_nats: The exact entropy of the true distribution of one example,
+            in nats, or ``None`` if unknown. A perfect model's test NLL equals it.
+        true_probs: The exact probability mass function where known, ``(K,)`` for 1d
+            or ``(K, K)`` for 2d (``float64``), else ``None``.
+        options: JSON-serialisable keyword options such that
+            ``load_dataset(name, **options)`` rebuilds this data set.
+
+    Raises:
+        TypeError: If a field has the wrong type.
+        DataError: If the fields disagree (shapes, value range, kind, probabilities).
+
+    Example:
+        >>> data = torch.tensor([[0], [2], [1]])
+        >>> ds = Dataset("toy", data, data[:1], data[1:], num_values=3, kind="1d", shape=(1,))
+        >>> ds.dim, len(ds.train)
+        (1, 3)
+    """
+
+    name: str
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    num_values: int
+    kind: str
+    shape: tuple[int, ...]
+    true_entropy_nats: float | None = None
+    true_probs: torch.Tensor | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        """$D$, the number of variables of one example."""
+        return int(self.train.shape[1])
+
+    def splits(self) -> dict[str, torch.Tensor]:
+        """Return the three splits by name: ``{"train": ..., "val": ..., "test": ...}``."""
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"Dataset.name must be a non-empty string, got {self.name!r}")
+        if isinstance(self.num_values, bool) or not isinstance(self.num_values, int):
+            raise TypeError(
+                f"Dataset.num_values must be an int, got {type(self.num_values).__name__}"
+            )
+        if self.num_values < 2:
+            raise DataError(f"Dataset.num_values must be >= 2, got {self.num_values}")
+        if self.kind not in KINDS:
+            raise DataError(f"Dataset.kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        self.shape = tuple(int(s) for s in self.shape)
+        self._check_splits()
+        self._check_shape()
+        self._check_truth()
+        if not isinstance(self.options, dict):
+            raise TypeError(f"Dataset.options must be a dict, got {type(self.options).__name__}")
+        try:
+            json.dumps(self.options)
+        except (TypeError, ValueError) as error:
+            raise DataError(
+                f"Dataset.options must be JSON-serialisable, got {self.options!r} ({error})"
+            ) from None
+
+    def _check_splits(self) -> None:
+        dims = set()
+        for split, tensor in self.splits().items():
+            if not isinstance(tensor, torch.Tensor):
+                raise TypeError(
+                    f"Dataset.{split} must be a torch.Tensor, got {type(tensor).__name__}"
+                )
+            if tensor.dtype != torch.int64 or tensor.ndim != 2:
+                raise DataError(
+                    f"Dataset.{split} must be a 2-D torch.int64 tensor (N, D), "
+                    f"got {tensor.dtype} of shape {tuple(tensor.shape)}"
+                )
+            dims.add(tensor.shape[1])
+            if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= self.num_values):
+                raise DataError(
+                    f"Dataset.{split} values must lie in 0..{self.num_values - 1}, "
+                    f"got min {int(tensor.min())} and max {int(tensor.max())}"
+                )
+        if len(dims) != 1 or 0 in dims:
+            raise DataError(
+                f"train, val and test must share one D >= 1, got D values {sorted(dims)}"
+            )
+
+    def _check_shape(self) -> None:
+        k, d = self.num_values, self.dim
+        expected = {"1d": (1,), "2d": (k, k)}.get(self.kind)
+        if expected is not None and (d != len(expected) or self.shape != expected):
+            raise DataError(
+                f"a {self.kind} data set must have D={len(expected)} and shape {expected}, "
+                f"got D={d} and shape {self.shape}"
+            )
+        if self.kind == "image" and (len(self.shape) != 2 or math.prod(self.shape) != d):
+            raise DataError(
+                f"an image data set needs shape (H, W) with H*W = D = {d}, got {self.shape}"
+            )
+
+    def _check_truth(self) -> None:
+        if self.true_entropy_nats is not None:
+            entropy = self.true_entropy_nats
+            if isinstance(entropy, bool) or not isinstance(entropy, (int, float)):
+                raise TypeError(
+                    "Dataset.true_entropy_nats must be a float or None, "
+                    f"got {type(entropy).__name__}"
+                )
+            self.true_entropy_nats = entropy = float(entropy)
+            if not math.isfinite(entropy) or entropy < 0:
+                raise DataError(f"Dataset.true_entropy_nats must be finite and >= 0, got {entropy}")
+        if self.true_probs is None:
+            return
+        if not isinstance(self.true_probs, torch.Tensor):
+            raise TypeError(
+                "Dataset.true_probs must be a torch.Tensor or None, "
+                f"got {type(self.true_probs).__name__}"
+            )
+        k = self.num_values
+        expected = {"1d": (k,), "2d": (k, k)}.get(self.kind)
+        if expected is None or tuple(self.true_probs.shape) != expected:
+            raise DataError(
+                f"Dataset.true_probs of a {self.kind} data set must have shape "
+                f"{expected or 'None (unknown)'}, got {tuple(self.true_probs.shape)}"
+            )
+        total = float(self.true_probs.sum())
+        if float(self.true_probs.min()) < 0 or abs(total - 1.0) > 1e-6:
+            raise DataError(
+                f"Dataset.true_probs must be non-negative and sum to 1, got sum {total}"
+            )
+
+    def __repr__(self) -> str:
+        entropy = (
+            "unknown" if self.true_entropy_nats is None else f"{self.true_entropy_nats:.4f} nats"
+        )
+        return (
+            f"Dataset({self.name!r}, kind={self.kind!r}, shape={self.shape}, "
+            f"num_values={self.num_values}, train={len(self.train)}, val={len(self.val)}, "
+            f"test={len(self.test)}, true_entropy={entropy})"
+        )

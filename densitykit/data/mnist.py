@@ -1,0 +1,379 @@
+"""MNIST and Fashion-MNIST: 28 x 28 grey images, binarized or kept at 256 levels.
+
+Where the images come from, in order:
+
+1. ``data_dir`` when given: the IDX files in that folder or in its ``raw/`` or
+   ``MNIST/raw/`` (``FashionMNIST/raw/``) subfolder, the layouts of torchvision's
+   download folders. Nothing else is tried, and nothing is downloaded.
+2. Otherwise the default places: for Fashion-MNIST the folder of Debian's
+   ``dataset-fashion-mnist`` package (``/usr/share/datasets/fashion-mnist``), then
+   for both ``$DENSITYKIT_DATA/<name>`` and ``~/.cache/densitykit/<name>`` (with
+   the same subfolder layouts), and a torchvision download in
+   ``$DENSITYKIT_DATA`` or ``~/.cache/densitykit``.
+3. Failing those and with ``download=True``, torchvision downloads the data set
+   into ``$DENSITYKIT_DATA`` (or ``~/.cache/densitykit``).
+
+Only the image files are read (``train-images-idx3-ubyte`` and
+``t10k-images-idx3-ubyte``, each plain or ``.gz``); label files may be present or
+not. The headers' counts are trusted, so a subset such as a 10,000-image training
+file works as is. The validation split is carved from the official training set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from densitykit.data.checks import (
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_optional_int,
+    check_seed,
+)
+from densitykit.data.dataset import Dataset, as_examples
+from densitykit.data.idx import read_idx
+from densitykit.data.registry import register
+from densitykit.data.splits import NOISE_STREAM, SPLIT_STREAM, carve_validation, generator
+from densitykit.errors import DataError
+
+__all__ = [
+    "BINARIZE_MODES",
+    "IMAGE_FILES",
+    "LABEL_FILES",
+    "SYSTEM_FOLDERS",
+    "binarize_images",
+    "data_home",
+    "fashion_mnist",
+    "find_idx_folder",
+    "load_images",
+    "mnist",
+]
+
+IMAGE_FILES: dict[str, str] = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+"""The image files read, by split (each may also be gzipped, with ``.gz`` appended)."""
+LABEL_FILES: dict[str, str] = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
+"""The label files of the same folders (not needed: densitykit models images only)."""
+BINARIZE_MODES: tuple[str, ...] = ("threshold", "stochastic", "none")
+"""How grey levels become values: ``pixel > 127.5``, a fixed Bernoulli draw, or kept (0..255)."""
+SYSTEM_FOLDERS: dict[str, tuple[str, ...]] = {
+    "mnist": (),
+    "fashion-mnist": ("/usr/share/datasets/fashion-mnist",),  # Debian's dataset-fashion-mnist
+}
+"""Folders that system packages install the IDX files into, by data set name."""
+
+_TORCHVISION_CLASS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+_OFFLINE_HELP = {
+    "mnist": (
+        "to get them offline, put the four IDX files from https://yann.lecun.com/exdb/mnist/ "
+        "(or a torchvision download folder) there"
+    ),
+    "fashion-mnist": (
+        "to get them offline, run 'apt-get install dataset-fashion-mnist' "
+        "('dpkg -L dataset-fashion-mnist' shows the folder, /usr/share/datasets/fashion-mnist)"
+    ),
+}
+_WANTED = f"{IMAGE_FILES['train']}[.gz] and {IMAGE_FILES['test']}[.gz]"
+
+
+def data_home() -> Path:
+    """The folder for downloads: ``$DENSITYKIT_DATA`` if set, else ``~/.cache/densitykit``."""
+    return _homes()[0]
+
+
+def _image_file(folder: Path, split: str) -> Path | None:
+    for candidate in (folder / IMAGE_FILES[split], folder / f"{IMAGE_FILES[split]}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _layouts(folder: Path, name: str) -> list[Path]:
+    return [folder, folder / "raw", folder / _TORCHVISION_CLASS[name] / "raw"]
+
+
+def _homes() -> list[Path]:
+    homes = (
+        [Path(os.environ["DENSITYKIT_DATA"]).expanduser()]
+        if os.environ.get("DENSITYKIT_DATA")
+        else []
+    )
+    return [*homes, Path.home() / ".cache" / "densitykit"]
+
+
+def _default_folders(name: str) -> list[Path]:
+    folders = [Path(folder) for folder in SYSTEM_FOLDERS.get(name, ())]
+    for home in _homes():
+        folders += [*_layouts(home / name, name), home / _TORCHVISION_CLASS[name] / "raw"]
+    return folders
+
+
+def find_idx_folder(folders: list[Path]) -> Path | None:
+    """Return the first of ``folders`` holding both image files (plain or gzipped), or ``None``."""
+    for folder in folders:
+        if _image_file(folder, "train") and _image_file(folder, "test"):
+            return folder
+    return None
+
+
+def _describe_folder(folder: Path) -> str:
+    if not folder.exists():
+        return "no such folder"
+    if not folder.is_dir():
+        return "a file, not a folder"
+    entries = sorted(entry.name for entry in folder.iterdir())
+    if not entries:
+        return "an empty folder"
+    shown = ", ".join(entries[:6]) + (f" and {len(entries) - 6} more" if len(entries) > 6 else "")
+    return f"only {shown}"
+
+
+def _read_images(name: str, folder: Path, split: str) -> np.ndarray:
+    path = _image_file(folder, split)
+    if path is None:  # pragma: no cover - find_idx_folder checked it
+        raise DataError(f"{name}: expected {IMAGE_FILES[split]}[.gz] in '{folder}'")
+    images = read_idx(path)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise DataError(
+            f"{name}: expected {path.name} to hold uint8 images (N, H, W), "
+            f"got {images.dtype} of shape {images.shape}"
+        )
+    return images
+
+
+def _download(name: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
+    class_name = _TORCHVISION_CLASS[name]
+    try:
+        import torchvision.datasets
+
+        factory = getattr(torchvision.datasets, class_name)
+        train = factory(root=str(root), train=True, download=True).data
+        test = factory(root=str(root), train=False, download=True).data
+    except Exception as error:  # whatever failed (network, mirror, disk), there are no images
+        reason = (str(error).strip().splitlines() or [""])[0]
+        raise DataError(
+            f"{name}: the images are in none of the default places and downloading them "
+            f"into '{root}' failed ({type(error).__name__}: {reason}); "
+            f"pass data_dir= a folder with {_WANTED}; {_OFFLINE_HELP[name]}"
+        ) from error
+    train, test = np.asarray(train, dtype=np.uint8), np.asarray(test, dtype=np.uint8)
+    if train.ndim != 3 or train.shape[1:] != test.shape[1:]:
+        raise DataError(
+            f"{name}: expected torchvision to give (N, H, W) images, "
+            f"got shapes {train.shape} and {test.shape}"
+        )
+    return train, test
+
+
+def load_images(
+    name: str, data_dir: str | os.PathLike[str] | None = None, *, download: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the official training and test images of ``name`` as ``uint8`` arrays.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion-mnist"``.
+        data_dir: A folder holding the IDX files (or a ``raw/`` or torchvision
+            subfolder that does); ``None`` searches the default places.
+        download: Without ``data_dir``, download with torchvision when the default
+            places hold nothing.
+
+    Returns:
+        ``(train, test)``, each ``(N, H, W)`` ``uint8`` (``H = W = 28`` for the real sets).
+
+    Raises:
+        DataError: If no folder has the files (the one-line message lists the files
+            expected, what was found and how to get them offline), a file is
+            malformed, or the download fails.
+    """
+    if name not in _TORCHVISION_CLASS:
+        raise ValueError(
+            f"expected one of {', '.join(map(repr, _TORCHVISION_CLASS))}, got {name!r}"
+        )
+    if data_dir is not None:
+        folder = Path(data_dir).expanduser()
+        found = find_idx_folder(_layouts(folder, name))
+        if found is None:
+            raise DataError(
+                f"{name}: expected {_WANTED} (labels optional) in '{folder}' or its raw/ or "
+                f"{_TORCHVISION_CLASS[name]}/raw/ subfolder, found {_describe_folder(folder)}; "
+                f"{_OFFLINE_HELP[name]}"
+            )
+    else:
+        found = find_idx_folder(_default_folders(name))
+        if found is None:
+            if not download:
+                places = ", ".join(
+                    [*SYSTEM_FOLDERS.get(name, ()), *(str(home / name) for home in _homes())]
+                )
+                raise DataError(
+                    f"{name}: expected {_WANTED} in one of the default places ({places}, "
+                    "or their raw/ subfolders) and download=False; "
+                    f"pass data_dir= a folder with them; {_OFFLINE_HELP[name]}"
+                )
+            return _download(name, data_home())
+    train, test = _read_images(name, found, "train"), _read_images(name, found, "test")
+    if train.shape[1:] != test.shape[1:]:
+        raise DataError(
+            f"{name}: expected training and test images of one size, "
+            f"got {train.shape[1:]} and {test.shape[1:]}"
+        )
+    return train, test
+
+
+def binarize_images(
+    images: np.ndarray, mode: str, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Turn ``uint8`` grey levels into the values a model sees.
+
+    Args:
+        images: ``uint8`` array of grey levels ``0..255``.
+        mode: ``"threshold"`` (1 where ``pixel > 127.5``), ``"stochastic"`` (1 with
+            probability ``pixel / 255``, one fixed draw from ``rng``) or ``"none"``.
+        rng: The generator of the stochastic draw.
+
+    Returns:
+        A ``uint8`` array of the same shape: 0/1, or the grey levels for ``"none"``.
+
+    Example:
+        >>> binarize_images(np.array([0, 127, 128, 255], dtype=np.uint8), "threshold").tolist()
+        [0, 0, 1, 1]
+    """
+    if mode == "threshold":
+        return (images > 127.5).astype(np.uint8)
+    if mode == "stochastic":
+        if rng is None:
+            raise ValueError("stochastic binarization needs a generator, got rng=None")
+        # float32 halves the memory of the draw; 255/255 is exactly 1, above every draw.
+        return (rng.random(images.shape, dtype=np.float32) < images / np.float32(255.0)).astype(
+            np.uint8
+        )
+    if mode == "none":
+        return images
+    raise ValueError(
+        f"binarization mode must be one of {', '.join(map(repr, BINARIZE_MODES))}, got {mode!r}"
+    )
+
+
+def _build(
+    name: str,
+    *,
+    data_dir: str | os.PathLike[str] | None,
+    binarize: str,
+    val_fraction: float,
+    max_train: int | None,
+    seed: int,
+    download: bool,
+) -> Dataset:
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"{name}: data_dir must be a folder path or None, "
+            f"got {type(data_dir).__name__} {data_dir!r}"
+        )
+    binarize = check_choice(name, "binarize", binarize, BINARIZE_MODES)
+    val_fraction = check_fraction(name, "val_fraction", val_fraction)
+    max_train = check_optional_int(name, "max_train", max_train, minimum=1)
+    seed = check_seed(name, seed)
+    download = check_bool(name, "download", download)
+
+    train_images, test_images = load_images(name, data_dir, download=download)
+    noise = generator(seed, NOISE_STREAM)
+    train_pool = binarize_images(train_images, binarize, noise)
+    test = binarize_images(test_images, binarize, noise)
+    train, val = carve_validation(
+        train_pool,
+        val_fraction=val_fraction,
+        rng=generator(seed, SPLIT_STREAM),
+        max_train=max_train,
+    )
+    return Dataset(
+        name=name,
+        train=as_examples(train),
+        val=as_examples(val),
+        test=as_examples(test),
+        num_values=256 if binarize == "none" else 2,
+        kind="image",
+        shape=tuple(train_images.shape[1:]),
+        options={
+            "data_dir": None if data_dir is None else os.fspath(data_dir),
+            "binarize": binarize,
+            "val_fraction": val_fraction,
+            "max_train": max_train,
+            "seed": seed,
+            "download": download,
+        },
+    )
+
+
+@register("mnist")
+def mnist(
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    binarize: str = "threshold",
+    val_fraction: float = 0.1,
+    max_train: int | None = None,
+    seed: int = 0,
+    download: bool = True,
+) -> Dataset:
+    """MNIST handwritten digits, 28x28, binarized at 127.5 by default (or 256 grey levels).
+
+    Args:
+        data_dir: A folder with the IDX files (see the module notes); ``None``
+            searches the default places and then downloads.
+        binarize: ``"threshold"`` (``pixel > 127.5``), ``"stochastic"`` (a fixed
+            Bernoulli(pixel / 255) draw seeded by ``seed``) or ``"none"`` (values
+            0..255, ``num_values=256``).
+        val_fraction: Fraction of the official training set held out for
+            validation, in ``[0, 1)``; ``0.0`` makes it the training split itself.
+        max_train: Keep only the first ``max_train`` training examples (after the
+            validation split), for quick runs; ``None`` keeps all.
+        seed: Seed of the validation split and of the stochastic binarization.
+        download: Without ``data_dir``, download with torchvision if needed.
+
+    Returns:
+        An ``"image"`` data set with ``shape=(28, 28)``; the official test set is the
+        test split.
+
+    Raises:
+        DataError: If the files cannot be found, read or downloaded.
+    """
+    return _build(
+        "mnist",
+        data_dir=data_dir,
+        binarize=binarize,
+        val_fraction=val_fraction,
+        max_train=max_train,
+        seed=seed,
+        download=download,
+    )
+
+
+@register("fashion-mnist")
+def fashion_mnist(
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    binarize: str = "threshold",
+    val_fraction: float = 0.1,
+    max_train: int | None = None,
+    seed: int = 0,
+    download: bool = True,
+) -> Dataset:
+    """Fashion-MNIST clothing images, 28x28, binarized at 127.5 by default (or 256 grey levels).
+
+    Takes the same options as [`mnist`][densitykit.data.mnist.mnist]; without
+    ``data_dir`` it first looks where Debian's ``dataset-fashion-mnist`` package
+    installs the files (``/usr/share/datasets/fashion-mnist``).
+
+    Raises:
+        DataError: If the files cannot be found, read or downloaded.
+    """
+    return _build(
+        "fashion-mnist",
+        data_dir=data_dir,
+        binarize=binarize,
+        val_fraction=val_fraction,
+        max_train=max_train,
+        seed=seed,
+        download=download,
+    )

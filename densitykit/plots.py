@@ -1,0 +1,177 @@
+"""Pictures of data and models: sample grids, 2-D densities, 1-D histograms, learning curves.
+
+Every function writes a PNG and returns its path; matplotlib runs on the
+non-interactive Agg backend so nothing needs a screen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+__all__ = ["density_2d", "histogram_1d", "image_grid_array", "learning_curves", "sample_grid"]
+
+
+def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def image_grid_array(
+    images: torch.Tensor | np.ndarray,
+    shape: Sequence[int],
+    *,
+    columns: int | None = None,
+    pad: int = 1,
+) -> np.ndarray:
+    """Tile ``(N, H*W)`` images into one ``(rows*(H+pad), cols*(W+pad))`` array.
+
+    Example:
+        >>> image_grid_array(np.ones((4, 6)), (2, 3), columns=2, pad=0).shape
+        (4, 6)
+    """
+    array = _numpy(images).reshape(-1, *shape).astype(np.float64)
+    count = array.shape[0]
+    columns = columns or max(1, math.ceil(math.sqrt(count)))
+    rows = max(1, math.ceil(count / columns))
+    height, width = shape
+    grid = np.full((rows * (height + pad) - pad, columns * (width + pad) - pad), np.nan)
+    for index in range(count):
+        r, c = divmod(index, columns)
+        grid[
+            r * (height + pad) : r * (height + pad) + height,
+            c * (width + pad) : c * (width + pad) + width,
+        ] = array[index]
+    return grid
+
+
+def sample_grid(
+    samples: torch.Tensor | np.ndarray,
+    shape: Sequence[int],
+    path: str | os.PathLike,
+    *,
+    num_values: int = 2,
+    title: str | None = None,
+    columns: int | None = None,
+) -> Path:
+    """Draw image samples ``(N, H*W)`` as a grid, black-on-white for binary data."""
+    grid = image_grid_array(samples, shape, columns=columns)
+    rows, cols = grid.shape
+    scale = 6.0 / max(rows, cols)
+    fig, ax = plt.subplots(
+        figsize=(max(cols * scale, 2), max(rows * scale, 2) + (0.4 if title else 0))
+    )
+    cmap = matplotlib.colormaps["gray_r" if num_values == 2 else "gray"].copy()
+    cmap.set_bad("#d0d0d0")
+    ax.imshow(
+        np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=num_values - 1, interpolation="nearest"
+    )
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def _histogram_2d(points: np.ndarray, num_values: int) -> np.ndarray:
+    counts = np.zeros((num_values, num_values))
+    np.add.at(counts, (points[:, 0], points[:, 1]), 1)
+    return counts / max(counts.sum(), 1)
+
+
+def density_2d(
+    train: torch.Tensor | np.ndarray,
+    model_probs: torch.Tensor | np.ndarray,
+    samples: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Three panels: training data histogram, model density over the grid, model samples.
+
+    Args:
+        train: ``(N, 2)`` training points ``(row, col)``.
+        model_probs: ``(K, K)`` model probabilities ``exp(log_prob)`` of every cell.
+        samples: ``(M, 2)`` model samples.
+        path: The PNG to write.
+        title: A figure title.
+    """
+    probs = _numpy(model_probs)
+    num_values = probs.shape[0]
+    panels = [
+        ("training data", _histogram_2d(_numpy(train), num_values)),
+        ("model density", probs),
+        ("model samples", _histogram_2d(_numpy(samples), num_values)),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
+    for ax, (label, image) in zip(axes, panels):
+        ax.imshow(image, cmap="viridis", interpolation="nearest")
+        ax.set_title(label)
+        ax.set_xlabel("x2")
+        ax.set_ylabel("x1")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def histogram_1d(
+    train: torch.Tensor | np.ndarray,
+    model_probs: torch.Tensor | np.ndarray,
+    path: str | os.PathLike,
+    *,
+    true_probs: torch.Tensor | np.ndarray | None = None,
+    title: str | None = None,
+) -> Path:
+    """Training data frequencies (bars) against the model's probabilities (line)."""
+    probs = _numpy(model_probs)
+    num_values = probs.shape[0]
+    counts = np.bincount(_numpy(train).reshape(-1), minlength=num_values) / max(len(train), 1)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    values = np.arange(num_values)
+    ax.bar(values, counts, width=1.0, alpha=0.45, label="training data")
+    ax.plot(values, probs, "o-", color="C1", markersize=3, label="model")
+    if true_probs is not None:
+        ax.plot(values, _numpy(true_probs), "--", color="k", linewidth=1, label="true distribution")
+    ax.set_xlabel("x")
+    ax.set_ylabel("probability")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def learning_curves(
+    history: Sequence[dict[str, Any]],
+    path: str | os.PathLike,
+    *,
+    true_entropy: float | None = None,
+    unit: str = "nats per example",
+) -> Path:
+    """Train and validation NLL per epoch, with the true entropy as a floor when known."""
+    epochs = [record["epoch"] for record in history]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(epochs, [r["train_nll"] for r in history], "o-", markersize=3, label="train")
+    ax.plot(epochs, [r["val_nll"] for r in history], "o-", markersize=3, label="validation")
+    if true_entropy is not None:
+        ax.axhline(true_entropy, color="k", linestyle="--", linewidth=1, label="true entropy")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"NLL ({unit})")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,411 @@
+"""The training loop shared by the CLI and the Python API.
+
+[`fit`][densitykit.train.fit] trains with Adam on mini-batches, cycles the masks of a
+multi-mask model on a schedule, evaluates the validation NLL of the mask mixture
+after every epoch, stops early with patience and restores the best weights. It
+prints nothing: progress, metrics logs and checkpoints are
+[`Callback`][densitykit.train.Callback]s. The whole loop state lives in a
+[`TrainState`][densitykit.train.TrainState] so a run can resume exactly where it
+stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from densitykit.errors import TrainingError
+from densitykit.model import AutoregressiveModel
+
+__all__ = [
+    "Callback",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "evaluate",
+    "fit",
+    "resolve_device",
+]
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of a training run (saved in the run folder's ``config.json``).
+
+    Attributes:
+        epochs: Maximum number of passes over the training set.
+        batch_size: Examples per Adam step (the global batch across processes).
+        lr: Adam learning rate.
+        weight_decay: Adam (L2) weight decay.
+        patience: Epochs without validation improvement before stopping; ``None`` never stops.
+        seed: Seed of the shuffling (and, through the CLI, of the initial weights).
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
+        precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` autocast on CUDA (likelihoods
+            are always computed in float32).
+        mask_every: Steps between mask changes of a multi-mask model (cycling through
+            the masks); 0 keeps mask 0.
+        eval_batch_size: Batch size of evaluation.
+        eval_masks: Masks in the evaluation mixture (``None``: all of them).
+        grad_clip: Clip the gradient norm to this value, if set.
+    """
+
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int | None = 5
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    mask_every: int = 1
+    eval_batch_size: int = 1000
+    eval_masks: int | None = None
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
+        if not isinstance(self.mask_every, int) or self.mask_every < 0:
+            raise ValueError(f"mask_every must be an integer >= 0, got {self.mask_every!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.eval_masks is not None and (
+            not isinstance(self.eval_masks, int) or self.eval_masks < 1
+        ):
+            raise ValueError(
+                f"eval_masks must be a positive integer or None, got {self.eval_masks!r}"
+            )
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        resolve_device(self.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Rebuild from ``to_dict`` output; unknown keys raise ``ValueError``."""
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown train config keys {unknown}")
+        return cls(**data)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Turn ``"auto"``/``"cpu"``/``"cuda[:N]"`` into a device, checking CUDA is there.
+
+    Raises:
+        ValueError: On an unknown name, or ``cuda`` without a CUDA device.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return resolved
+
+
+@dataclass
+class TrainState:
+    """Everything the loop needs to continue a run exactly.
+
+    Attributes:
+        epoch: Epochs completed.
+        step: Optimizer steps taken.
+        history: One record per completed epoch (``epoch``, ``train_nll``, ``val_nll``, ...).
+        best_val_nll: Best validation NLL so far.
+        best_epoch: Epoch of the best validation NLL (0 before any).
+        best_state: Model weights at the best epoch.
+        epochs_without_improvement: For early stopping.
+        stopped_early: Whether patience ran out.
+        mask_index: The active mask of a multi-mask model.
+        optimizer: Adam's state dict.
+        shuffle_rng: State of the shuffling generator.
+        model: Current model weights.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_nll: float = math.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    epochs_without_improvement: int = 0
+    stopped_early: bool = False
+    mask_index: int = 0
+    optimizer: dict[str, Any] | None = None
+    shuffle_rng: torch.Tensor | None = None
+    model: dict[str, torch.Tensor] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A dict of tensors and plain values, loadable with ``torch.load(weights_only=True)``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainState:
+        """Rebuild from ``to_dict`` output."""
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown train state keys {unknown}")
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    """What [`fit`][densitykit.train.fit] returns.
+
+    Attributes:
+        history: One record per epoch.
+        best_epoch: Epoch whose weights were restored.
+        best_val_nll: Its validation NLL (nats per example).
+        train_seconds: Wall time of the training epochs of this call.
+        stopped_early: Whether patience ran out.
+        state: The final loop state.
+    """
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_nll: float
+    train_seconds: float
+    stopped_early: bool
+    state: TrainState
+
+
+class Callback:
+    """Hooks the loop calls; subclass and override what you need. All default to no-ops."""
+
+    def on_train_begin(self, state: TrainState, num_batches: int) -> None:
+        """Before the first epoch of this call (``state.epoch`` may be > 0 on resume)."""
+
+    def on_batch_end(self, state: TrainState, loss: float) -> None:
+        """After every optimizer step, with the batch's mean NLL."""
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        """After an epoch's validation; ``record`` is the new history entry."""
+
+    def on_train_end(self, result: TrainResult) -> None:
+        """After training (best weights restored)."""
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32" or device.type != "cuda":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def evaluate(
+    model: AutoregressiveModel,
+    data: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    num_masks: int | None = None,
+) -> float:
+    """Mean negative log-likelihood (nats per example) of ``data`` under the mask mixture.
+
+    Args:
+        model: The model.
+        data: ``(N, D)`` values.
+        batch_size: Examples per forward pass.
+        num_masks: Use the first ``num_masks`` masks in the mixture (all by default).
+
+    Raises:
+        ValueError: If ``num_masks`` exceeds the model's masks or ``data`` is empty.
+    """
+    total = model.num_masks
+    count = total if num_masks is None else num_masks
+    if not 1 <= count <= total:
+        raise ValueError(f"num_masks must be in 1..{total} for this model, got {num_masks!r}")
+    if data.shape[0] == 0:
+        raise ValueError("cannot evaluate on an empty data set")
+    was_training = model.training
+    model.eval()
+    nll = torch.zeros((), dtype=torch.float64)
+    for start in range(0, data.shape[0], batch_size):
+        batch = model.validate(data[start : start + batch_size])
+        per_mask = model.log_prob_per_mask(batch, masks=range(count), validate=False)
+        log_prob = torch.logsumexp(per_mask, dim=0) - math.log(count)
+        nll -= log_prob.double().sum().cpu()
+    model.train(was_training)
+    return float(nll) / data.shape[0]
+
+
+def fit(
+    model: AutoregressiveModel,
+    train: torch.Tensor,
+    val: torch.Tensor,
+    config: TrainConfig | None = None,
+    *,
+    callbacks: Sequence[Callback] = (),
+    state: TrainState | None = None,
+) -> TrainResult:
+    """Train ``model`` by maximum likelihood.
+
+    Each step draws a mini-batch (a seeded permutation per epoch), computes the
+    mean NLL under the active mask, and takes an Adam step; a multi-mask model
+    moves to its next mask every ``config.mask_every`` steps (connectivity-agnostic
+    training). After each epoch the validation NLL of the full mask mixture
+    decides early stopping; the best weights are restored at the end.
+
+    Args:
+        model: The model (moved to ``config.device``).
+        train: ``(N, D)`` training values.
+        val: ``(M, D)`` validation values.
+        config: Hyperparameters (defaults if omitted).
+        callbacks: Progress/logging/checkpoint hooks.
+        state: A saved [`TrainState`][densitykit.train.TrainState] to resume from.
+
+    Returns:
+        The [`TrainResult`][densitykit.train.TrainResult].
+
+    Raises:
+        TrainingError: If the loss stops being finite (the last good state is the
+            one the callbacks last saw).
+
+    Example:
+        >>> import torch, densitykit as dk
+        >>> data = torch.randint(0, 2, (64, 4))
+        >>> model = dk.create_model("bernoulli", 4, hidden_sizes=(8,))
+        >>> result = fit(model, data, data[:16], TrainConfig(epochs=2, batch_size=16))
+        >>> [round(r["epoch"]) for r in result.history]
+        [1, 2]
+    """
+    config = config or TrainConfig()
+    device = resolve_device(config.device)
+    model.to(device)
+    train = model.validate(train).cpu()
+    val = model.validate(val).cpu()
+    if train.shape[0] == 0:
+        raise ValueError("the training set is empty")
+    if val.shape[0] == 0:
+        raise ValueError("the validation set is empty")
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    state = copy.copy(state) if state is not None else TrainState()
+    if state.model is not None:
+        model.load_state_dict(state.model)
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+        for group in optimizer.param_groups:  # a resumed run may lower the learning rate
+            group["lr"] = config.lr
+    if state.shuffle_rng is not None:
+        shuffle.set_state(state.shuffle_rng)
+    if model.backbone is not None:
+        model.backbone.set_mask(state.mask_index % model.num_masks)
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=device.type == "cuda" and config.precision == "fp16"
+    )
+
+    num_batches = math.ceil(train.shape[0] / config.batch_size)
+    for callback in callbacks:
+        callback.on_train_begin(state, num_batches)
+    started = time.perf_counter()
+    while state.epoch < config.epochs and not state.stopped_early:
+        epoch_started = time.perf_counter()
+        model.train()
+        order = torch.randperm(train.shape[0], generator=shuffle)
+        total = 0.0
+        for start in range(0, train.shape[0], config.batch_size):
+            batch = train[order[start : start + config.batch_size]].to(device, non_blocking=True)
+            mask = model.backbone.mask_index if model.backbone is not None else None
+            with _autocast(device, config.precision):
+                loss = -model._log_prob(batch, mask).mean()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"the training loss became {value} at epoch {state.epoch + 1}, step "
+                    f"{state.step + 1}; the last good state is from epoch {state.epoch}. Resume "
+                    "with a lower learning rate (e.g. densitykit fit --resume RUN_DIR --lr "
+                    f"{config.lr / 10:g})"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            state.step += 1
+            total += value * batch.shape[0]
+            if (
+                model.backbone is not None
+                and config.mask_every
+                and state.step % config.mask_every == 0
+            ):
+                model.backbone.next_mask()
+            for callback in callbacks:
+                callback.on_batch_end(state, value)
+        train_nll = float(total) / train.shape[0]
+        val_nll = evaluate(
+            model, val, batch_size=config.eval_batch_size, num_masks=config.eval_masks
+        )
+        state.epoch += 1
+        improved = val_nll < state.best_val_nll
+        if improved:
+            state.best_val_nll = val_nll
+            state.best_epoch = state.epoch
+            state.best_state = _cpu_state(model)
+            state.epochs_without_improvement = 0
+        else:
+            state.epochs_without_improvement += 1
+            if config.patience is not None and state.epochs_without_improvement >= config.patience:
+                state.stopped_early = True
+        record = {
+            "epoch": state.epoch,
+            "step": state.step,
+            "train_nll": train_nll,
+            "val_nll": val_nll,
+            "best_val_nll": state.best_val_nll,
+            "improved": improved,
+            "seconds": time.perf_counter() - epoch_started,
+        }
+        state.history.append(record)
+        state.mask_index = model.backbone.mask_index if model.backbone is not None else 0
+        state.model = _cpu_state(model)
+        state.optimizer = optimizer.state_dict()
+        state.shuffle_rng = shuffle.get_state()
+        for callback in callbacks:
+            callback.on_epoch_end(state, record)
+
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    result = TrainResult(
+        history=list(state.history),
+        best_epoch=state.best_epoch,
+        best_val_nll=state.best_val_nll,
+        train_seconds=time.perf_counter() - started,
+        stopped_early=state.stopped_early,
+        state=state,
+    )
+    for callback in callbacks:
+        callback.on_train_end(result)
+    return result
