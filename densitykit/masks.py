@@ -291,7 +291,7 @@ def explicit_ordering(
     seed: int | None = 0,
     spread: str = "random",
 ) -> list[Connectivity]:
-    """A user-given ordering (``ordering=[...]``, the variables in sampling order)."""
+    """A user-given ordering (ordering=[...], the variables in sampling order)."""
     sizes = _check_sizes(dim, hidden_sizes, num_masks)
     if ordering is None:
         raise ValueError(

@@ -70,8 +70,9 @@ def sample_grid(
     fig, ax = plt.subplots(
         figsize=(max(cols * scale, 2), max(rows * scale, 2) + (0.4 if title else 0))
     )
-    cmap = matplotlib.colormaps["gray_r" if num_values == 2 else "gray"].copy()
-    cmap.set_bad("#d0d0d0")
+    cmap = matplotlib.colormaps["gray_r" if num_values == 2 else "gray"].with_extremes(
+        bad="#d0d0d0"
+    )
     ax.imshow(
         np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=num_values - 1, interpolation="nearest"
     )

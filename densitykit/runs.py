@@ -454,7 +454,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a saved run on a split with the mixture of its first ``num_masks`` masks."""
     run = load_run(run_dir, device=device)
-    splits = run.dataset.splits
+    splits = run.dataset.splits()
     if split not in splits:
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
     nll = evaluate(run.model, splits[split], batch_size=batch_size, num_masks=num_masks)

@@ -13,7 +13,9 @@ __all__ = ["BernoulliHead"]
 
 @register("bernoulli")
 class BernoulliHead(Head):
-    r"""Binary {0, 1} variables: one logit $\ell$ per variable.
+    r"""Binary {0, 1} variables with one logit per variable.
+
+    For a logit $\ell$,
 
     $\log p(x=1) = \log\sigma(\ell)$ and $\log p(x=0) = \log\sigma(-\ell)$, computed
     with the stable log-sigmoid. Inputs are fed back as the values 0/1.

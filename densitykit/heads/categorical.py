@@ -19,7 +19,9 @@ __all__ = ["CategoricalHead"]
 
 @register("categorical")
 class CategoricalHead(Head):
-    r"""K unordered values per variable: $p(x=k) = \mathrm{softmax}(\ell)_k$, K logits.
+    r"""K unordered values per variable: a softmax over K logits, one-hot inputs.
+
+    $p(x=k) = \mathrm{softmax}(\ell)_k$ for the K logits $\ell$ of the variable.
 
     Inputs are one-hot by default (``input_width = K``), or a single scalar in
     $[-1, 1]$ with ``one_hot=False``.

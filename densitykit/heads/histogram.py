@@ -14,7 +14,9 @@ __all__ = ["HistogramHead"]
 
 @register("histogram")
 class HistogramHead(Head):
-    r"""Independent histograms: $p(x) = \prod_i \mathrm{softmax}(\theta_i)_{x_i}$.
+    r"""Independent per-variable histograms: the non-autoregressive baseline.
+
+    $p(x) = \prod_i \mathrm{softmax}(\theta_i)_{x_i}$.
 
     Each variable has its own K logits $\theta_i$, initialised to zero (the uniform
     distribution), and no dependence on any other variable; the head takes no

@@ -1,0 +1,472 @@
+"""The ``densitykit`` command line: a thin typer layer over [`densitykit.runs`][densitykit.runs].
+
+Library errors become one line on stderr and exit code 1 (a traceback only with
+``--debug``).
+"""
+
+import inspect
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import densitykit
+from densitykit import runs
+from densitykit.data import DATASETS
+from densitykit.errors import DensitykitError
+from densitykit.heads import HEADS
+from densitykit.masks import MASKS
+from densitykit.train import Callback, TrainConfig, TrainResult, TrainState
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="densitykit",
+    help="Autoregressive density estimation with MADE: fit, evaluate and sample.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+errors = Console(stderr=True)
+_state: dict[str, Any] = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"densitykit {densitykit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """densitykit: MADE density estimation from the command line."""
+    _state["debug"] = debug
+
+
+def _fail(error: BaseException) -> None:
+    if _state["debug"]:
+        raise error
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _guard(function: Any) -> Any:
+    """Turn library and input errors into one-line messages."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except (DensitykitError, ValueError, TypeError, OSError, KeyError) as error:
+            _fail(error)
+
+    wrapper.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
+    wrapper.__doc__ = function.__doc__
+    wrapper.__name__ = function.__name__
+    return wrapper
+
+
+def _parse_sizes(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if text in ("", "none", "0"):
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--hidden-sizes must be comma-separated positive integers like 512,512, got {text!r}"
+        ) from None
+    if any(size < 1 for size in sizes):
+        raise ValueError(f"--hidden-sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+def _parse_pairs(pairs: list[str], option: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} takes key=value, got {pair!r}")
+        try:
+            parsed[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key.replace("-", "_")] = value
+    return parsed
+
+
+def _accepted(factory: Any) -> set[str]:
+    return set(inspect.signature(factory).parameters)
+
+
+def _filter_options(kind: str, name: str, factory: Any, given: dict[str, tuple[str, Any]]) -> dict:
+    """Keep the options the factory takes; refuse explicit ones it does not."""
+    accepted = _accepted(factory)
+    options = {}
+    for key, (flag, value) in given.items():
+        if value is None:
+            continue
+        if key not in accepted:
+            if not _given(flag.lstrip("-").replace("-", "_")):
+                continue  # a default the factory does not take
+            takes = sorted(k for k in accepted if k not in ("dim", "num_values"))
+            raise ValueError(
+                f"{flag} does not apply to {kind} {name!r} "
+                f"(it takes: {', '.join(takes) or 'no options'})"
+            )
+        options[key] = value
+    return options
+
+
+class _ProgressCallback(Callback):
+    """A rich progress bar with live train / validation loss."""
+
+    def __init__(self, progress: Progress, epochs: int, message: str = "") -> None:
+        self.message = message
+        self.progress = progress
+        self.epochs = epochs
+        self.task: Any = None
+        self.last_val = float("nan")
+        self.running = 0.0
+        self.count = 0
+
+    def on_train_begin(self, state: TrainState, num_batches: int) -> None:
+        if self.message:
+            self.progress.console.print(self.message, highlight=False)
+        self.num_batches = num_batches
+        self.task = self.progress.add_task("epoch", total=num_batches, loss="")
+        self._epoch = state.epoch + 1
+
+    def on_batch_end(self, state: TrainState, loss: float) -> None:
+        self.running += loss
+        self.count += 1
+        self.progress.update(
+            self.task,
+            advance=1,
+            description=f"epoch {self._epoch}/{self.epochs}",
+            loss=f"train {self.running / self.count:.4f}  val {self.last_val:.4f}",
+        )
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        self.last_val = record["val_nll"]
+        mark = "*" if record["improved"] else " "
+        self.progress.console.print(
+            f"epoch {record['epoch']:3d}  train {record['train_nll']:.4f}  "
+            f"val {record['val_nll']:.4f} {mark} ({record['seconds']:.1f}s)",
+            highlight=False,
+        )
+        self.running, self.count = 0.0, 0
+        self._epoch = state.epoch + 1
+        self.progress.reset(self.task, total=self.num_batches)
+
+    def on_train_end(self, result: TrainResult) -> None:
+        self.progress.remove_task(self.task)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet,
+    )
+
+
+def _report(metrics: dict[str, Any], out: Path) -> None:
+    console.print(
+        f"test NLL {metrics['test_nll_nats']:.4f} nats "
+        f"({metrics['test_nats_per_dim']:.4f} nats/dim, "
+        f"{metrics['test_bits_per_dim']:.4f} bits/dim)"
+        + (
+            f"; true entropy {metrics['true_entropy_nats']:.4f} nats "
+            f"(gap {metrics['gap_to_entropy_nats']:.4f})"
+            if metrics.get("true_entropy_nats") is not None
+            else ""
+        ),
+        highlight=False,
+    )
+    console.print(
+        f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
+        f"{metrics['num_params']:,} parameters, {metrics['train_seconds']:.1f}s of training",
+        highlight=False,
+    )
+    files = ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith(".")))
+    console.print(f"outputs in {out}/: {files}", highlight=False)
+
+
+@app.command()
+@_guard
+def fit(
+    ctx: typer.Context,
+    data: Annotated[
+        str, typer.Option(help="Data set name (see `densitykit datasets`).")
+    ] = "2d-smiley",
+    head: Annotated[
+        str | None,
+        typer.Option(help="Head name (see `densitykit heads`); default suits the data."),
+    ] = None,
+    masks: Annotated[str, typer.Option(help="Mask builder (see `densitykit masks`).")] = "natural",
+    num_masks: Annotated[
+        int | None, typer.Option(help="Number of masks (orderings/connectivities).")
+    ] = None,
+    hidden_sizes: Annotated[
+        str, typer.Option(help="Hidden layer widths, comma-separated (empty for none).")
+    ] = "256,256",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Examples per Adam step.")] = 100,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 0.0,
+    patience: Annotated[
+        int, typer.Option(help="Early-stopping patience in epochs (0 disables).")
+    ] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of weights, masks and shuffling.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast on CUDA.")] = "fp32",
+    activation: Annotated[str, typer.Option(help="Hidden activation.")] = "relu",
+    direct: Annotated[bool, typer.Option(help="Direct input-to-output connections.")] = False,
+    mask_every: Annotated[int, typer.Option(help="Steps between mask changes (0: never).")] = 1,
+    eval_masks: Annotated[
+        int | None, typer.Option(help="Masks in the evaluation mixture (default: all).")
+    ] = None,
+    num_components: Annotated[
+        int | None, typer.Option(help="Mixture components (logistic-mixture head).")
+    ] = None,
+    one_hot: Annotated[
+        bool | None,
+        typer.Option("--one-hot/--no-one-hot", help="One-hot inputs (if the head allows)."),
+    ] = None,
+    ordering: Annotated[
+        str | None, typer.Option(help="Explicit ordering for --masks ordering, e.g. 2,0,1.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder with the data files (MNIST IDX files).")
+    ] = None,
+    binarize: Annotated[
+        str | None, typer.Option(help="MNIST: threshold, stochastic or none.")
+    ] = None,
+    grid_size: Annotated[int | None, typer.Option(help="2-D data: grid side K.")] = None,
+    image: Annotated[Path | None, typer.Option(help="2d-image: the picture file.")] = None,
+    max_train: Annotated[
+        int | None, typer.Option(help="Keep only this many training examples.")
+    ] = None,
+    data_seed: Annotated[int, typer.Option(help="Seed of the data set's draws and splits.")] = 0,
+    head_option: Annotated[
+        list[str], typer.Option(help="Extra head option key=value (repeatable).")
+    ] = [],  # noqa: B006 - typer needs a literal default
+    data_option: Annotated[
+        list[str], typer.Option(help="Extra data set option key=value (repeatable).")
+    ] = [],  # noqa: B006
+    plugin: Annotated[
+        list[str], typer.Option(help="Module or .py file to import first (user heads/masks/data).")
+    ] = [],  # noqa: B006
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (default: runs/<data>-<time>).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue this run folder from its last completed epoch."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch lines.")] = False,
+) -> None:
+    """Train a MADE on a data set and write a run folder (model, metrics, pictures)."""
+    _state["context"] = ctx
+    progress = _progress(quiet)
+    if resume is not None:
+        saved = runs.read_json(resume / runs.CONFIG_FILE)
+        total = epochs if _given("epochs") else saved.get("train", {}).get("epochs", epochs)
+        with progress:
+            metrics = runs.resume_run(
+                resume,
+                epochs=epochs if _given("epochs") else None,
+                lr=lr if _given("lr") else None,
+                callbacks=[] if quiet else [_ProgressCallback(progress, total)],
+            )
+        _report(metrics, resume)
+        return
+    runs.import_plugins(plugin)
+    data_factory = DATASETS.get(data)
+    data_options = _filter_options(
+        "data set",
+        data,
+        data_factory,
+        {
+            "data_dir": ("--data-dir", str(data_dir) if data_dir else None),
+            "binarize": ("--binarize", binarize),
+            "grid_size": ("--grid-size", grid_size),
+            "path": ("--image", str(image) if image else None),
+            "max_train": ("--max-train", max_train),
+            "seed": ("--data-seed", data_seed),
+        },
+    )
+    data_options.update(_parse_pairs(data_option, "--data-option"))
+    head_options: dict[str, Any] = {}
+    if head is not None:
+        head_options = _filter_options(
+            "head",
+            head,
+            HEADS.get(head),
+            {
+                "num_components": ("--num-components", num_components),
+                "one_hot": ("--one-hot", one_hot),
+            },
+        )
+    elif num_components is not None or one_hot is not None:
+        head_options = {
+            k: v
+            for k, v in (("num_components", num_components), ("one_hot", one_hot))
+            if v is not None
+        }
+    head_options.update(_parse_pairs(head_option, "--head-option"))
+    MASKS.get(masks)
+    mask_options = {}
+    if ordering is not None:
+        try:
+            mask_options["ordering"] = [int(v) for v in ordering.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"--ordering must be comma-separated integers, got {ordering!r}"
+            ) from None
+    config = runs.RunConfig(
+        data=data,
+        data_options=data_options,
+        head=head,
+        hidden_sizes=_parse_sizes(hidden_sizes),
+        masks=masks,
+        num_masks=num_masks,
+        activation=activation,
+        direct_connections=direct,
+        head_options=head_options,
+        mask_options=mask_options,
+        train=TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            patience=patience or None,
+            seed=seed,
+            device=device,
+            precision=precision,
+            mask_every=mask_every,
+            eval_masks=eval_masks,
+        ),
+        plugins=list(plugin),
+    )
+    out = out or Path("runs") / f"{data}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    with progress:
+        metrics = runs.fit_run(
+            config,
+            out,
+            overwrite=overwrite,
+            callbacks=[]
+            if quiet
+            else [_ProgressCallback(progress, epochs, f"training on {data} into {out}/")],
+        )
+    _report(metrics, out)
+
+
+def _given(name: str) -> bool:
+    """Whether an option was typed on the command line (not left at its default)."""
+    context = _state.get("context")
+    if context is None:
+        return False
+    source = context.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+@app.command("eval")
+@_guard
+def eval_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
+    num_masks: Annotated[
+        int | None, typer.Option(help="Masks in the mixture (default: all the model's).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Evaluate a run's model: NLL in nats per example, per dimension and bits per dimension."""
+    result = runs.evaluate_run(run_dir, num_masks=num_masks, split=split, device=device)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    console.print(
+        f"{split} NLL {result['nll_nats']:.4f} nats ({result['nats_per_dim']:.5f} nats/dim, "
+        f"{result['bits_per_dim']:.5f} bits/dim) with {result['num_masks']} mask(s)",
+        highlight=False,
+    )
+
+
+@app.command()
+@_guard
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output file: .png picture or .npy array.")
+    ],
+    num_samples: Annotated[int, typer.Option("-n", "--num-samples", help="How many samples.")] = 64,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
+) -> None:
+    """Draw samples from a run's model into a picture or an array."""
+    path = runs.sample_run(run_dir, num_samples, out, seed=seed, device=device)
+    console.print(f"wrote {num_samples} samples to {path}", highlight=False)
+
+
+def _listing(registry: Any, plugin: list[str]) -> None:
+    runs.import_plugins(plugin)
+    width = max((len(name) for name in registry.names()), default=0)
+    for entry in registry.entries():
+        typer.echo(f"{entry.name:<{width}}  {entry.description}")
+
+
+_PLUGIN_OPTION = typer.Option(help="Module or .py file to import first.")
+
+
+@app.command()
+@_guard
+def datasets(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
+    """List the data sets."""
+    _listing(DATASETS, plugin)
+
+
+@app.command()
+@_guard
+def heads(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
+    """List the output heads."""
+    _listing(HEADS, plugin)
+
+
+@app.command("masks")
+@_guard
+def masks_command(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
+    """List the mask builders."""
+    _listing(MASKS, plugin)
+
+
+def main() -> None:
+    """Entry point of the ``densitykit`` script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

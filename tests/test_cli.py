@@ -1,0 +1,260 @@
+"""The command line, through typer's CliRunner, on tiny configurations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import densitykit
+from densitykit.cli import app
+from densitykit.data.idx import write_idx
+
+runner = CliRunner()
+
+TINY = ["--hidden-sizes", "16", "--epochs", "2", "--batch-size", "50", "--quiet"]
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_version_and_help() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and densitykit.__version__ in result.output
+    for command in ([], ["fit"], ["eval"], ["sample"], ["datasets"], ["heads"], ["masks"]):
+        result = invoke(*command, "--help")
+        assert result.exit_code == 0, command
+        assert "Usage" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [
+        ("heads", densitykit.heads.names()),
+        ("masks", densitykit.masks.names()),
+        ("datasets", densitykit.data.names()),
+    ],
+)
+def test_listings_show_every_name_with_a_description(command: str, names: list[str]) -> None:
+    result = invoke(command)
+    assert result.exit_code == 0
+    lines = result.output.strip().splitlines()
+    assert [line.split()[0] for line in lines] == names
+    assert all(len(line.split()) > 2 for line in lines)
+
+
+def test_default_fit_path_in_short_mode(tmp_path: Path) -> None:
+    """The built-in example (2-D smiley) end to end, shortened; then eval and sample."""
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        ["fit", "--epochs", "1", "--hidden-sizes", "32", "--out", str(out), "--grid-size", "16"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "test NLL" in result.output and str(out) in result.output
+    for name in (
+        "config.json",
+        "checkpoint.pt",
+        "metrics.jsonl",
+        "metrics.json",
+        "density.png",
+        "learning_curves.png",
+    ):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "test_nll_nats",
+        "test_nats_per_dim",
+        "test_bits_per_dim",
+        "true_entropy_nats",
+        "num_params",
+        "best_epoch",
+        "train_seconds",
+    ):
+        assert key in metrics, key
+    assert metrics["test_nats_per_dim"] == pytest.approx(metrics["test_nll_nats"] / 2)
+    assert metrics["true_entropy_nats"] > 0
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1]
+
+    evaluated = invoke("eval", str(out), "--json")
+    assert evaluated.exit_code == 0
+    assert json.loads(evaluated.output)["nll_nats"] == pytest.approx(metrics["test_nll_nats"])
+    npy = tmp_path / "s.npy"
+    assert invoke("sample", str(out), "-n", "7", "--out", str(npy)).exit_code == 0
+    samples = np.load(npy)
+    assert samples.shape == (7, 2) and samples.max() < 16
+    png = tmp_path / "s.png"
+    assert invoke("sample", str(out), "-n", "20", "--out", str(png)).exit_code == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_logistic_mixture_and_multi_mask_fit(tmp_path: Path) -> None:
+    out = tmp_path / "lm"
+    result = invoke(
+        "fit",
+        "--head",
+        "logistic-mixture",
+        "--num-components",
+        "3",
+        "--masks",
+        "multi-ordering",
+        "--num-masks",
+        "3",
+        "--grid-size",
+        "16",
+        "--out",
+        str(out),
+        *TINY,
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["head"] == "logistic-mixture"
+    assert config["model"]["head_options"] == {"num_components": 3}
+    assert config["model"]["num_masks"] == 3
+    two = invoke("eval", str(out), "--num-masks", "2", "--json")
+    assert json.loads(two.output)["num_masks"] == 2
+
+
+def test_one_d_histogram_writes_histogram_picture(tmp_path: Path) -> None:
+    out = tmp_path / "hist"
+    result = invoke(
+        "fit",
+        "--data",
+        "1d-gaussian",
+        "--head",
+        "histogram",
+        "--lr",
+        "0.05",
+        "--out",
+        str(out),
+        *TINY,
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "histogram.png").is_file()
+
+
+def write_mnist_folder(folder: Path, train: int = 40, test: int = 20) -> None:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", train), ("t10k", test)):
+        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        write_idx(images, folder / f"{prefix}-images-idx3-ubyte.gz")
+        write_idx(
+            rng.integers(0, 10, count, dtype=np.uint8), folder / f"{prefix}-labels-idx1-ubyte"
+        )
+
+
+def test_mnist_from_local_folder_draws_digits(tmp_path: Path) -> None:
+    data_dir = tmp_path / "mnist"
+    write_mnist_folder(data_dir)
+    out = tmp_path / "m"
+    result = invoke(
+        "fit",
+        "--data",
+        "mnist",
+        "--data-dir",
+        str(data_dir),
+        "--head",
+        "bernoulli",
+        "--out",
+        str(out),
+        "--hidden-sizes",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "samples.png").is_file()
+    # bernoulli on grey levels is refused in one line
+    bad = runner.invoke(
+        app,
+        [
+            "fit",
+            "--data",
+            "mnist",
+            "--data-dir",
+            str(data_dir),
+            "--binarize",
+            "none",
+            "--head",
+            "bernoulli",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
+    assert bad.exit_code == 1
+    assert "bernoulli head needs binary data" in bad.output
+    assert "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fit", "--head", "gauss"], "registered heads: 'bernoulli'"),
+        (["fit", "--data", "nope"], "registered datasets"),
+        (["fit", "--masks", "zigzag"], "registered mask builders"),
+        (["fit", "--data", "1d-gaussian", "--binarize", "none"], "--binarize does not apply"),
+        (["fit", "--data", "mnist", "--data-dir", "/definitely/missing"], "expected train-images"),
+        (["fit", "--hidden-sizes", "12,x"], "--hidden-sizes must be comma-separated"),
+        (["fit", "--epochs", "0"], "epochs must be a positive integer"),
+        (["fit", "--lr", "-1"], "lr must be a positive"),
+        (["fit", "--device", "tpu"], "device must be"),
+        (["eval", "/definitely/missing"], "no such run folder"),
+        (["sample", "/definitely/missing", "--out", "x.png"], "no such run folder"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) <= 3  # one message (rich may wrap it)
+
+
+def test_existing_run_folder_is_refused_without_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["fit", "--grid-size", "16", "--out", str(out), *TINY]
+    assert invoke(*args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert invoke(*args, "--overwrite").exit_code == 0
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = runner.invoke(app, ["--debug", "fit", "--head", "gauss"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, densitykit.UnknownNameError)
+
+
+def test_custom_head_plugin_through_the_cli(tmp_path: Path) -> None:
+    plugin = tmp_path / "my_head.py"
+    plugin.write_text(
+        "import densitykit as dk\n"
+        "from densitykit.heads import CategoricalHead\n"
+        "@dk.heads.register('test-cli-plugin-head')\n"
+        "class PluginHead(CategoricalHead):\n"
+        "    '''A categorical head registered from a user file.'''\n"
+    )
+    listing = invoke("heads", "--plugin", str(plugin))
+    assert "test-cli-plugin-head" in listing.output
+    out = tmp_path / "run"
+    result = invoke(
+        "fit",
+        "--plugin",
+        str(plugin),
+        "--head",
+        "test-cli-plugin-head",
+        "--grid-size",
+        "16",
+        "--out",
+        str(out),
+        *TINY,
+    )
+    assert result.exit_code == 0, result.output
+    assert invoke("eval", str(out)).exit_code == 0
