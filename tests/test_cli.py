@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +233,16 @@ def test_debug_shows_the_traceback() -> None:
     assert isinstance(result.exception, densitykit.UnknownNameError)
 
 
-def test_custom_head_plugin_through_the_cli(tmp_path: Path) -> None:
+@pytest.fixture
+def forget_plugin_head():
+    """Undo the plug-in's registration so no other test sees it."""
+    yield
+    if "test-cli-plugin-head" in densitykit.heads.names():
+        densitykit.heads.HEADS.unregister("test-cli-plugin-head")
+    sys.modules.pop("densitykit_plugin_my_head", None)
+
+
+def test_custom_head_plugin_through_the_cli(tmp_path: Path, forget_plugin_head: None) -> None:
     plugin = tmp_path / "my_head.py"
     plugin.write_text(
         "import densitykit as dk\n"

@@ -39,6 +39,7 @@ def test_issue_snippet_runs_as_written() -> None:
 
 
 def test_mixture_log_prob_is_log_mean_exp_not_averaged_logits() -> None:
+    torch.manual_seed(0)
     model = dk.create_model(
         "categorical", 3, 3, hidden_sizes=(10,), masks="multi-ordering", num_masks=4, seed=0
     ).double()
