@@ -290,7 +290,10 @@ class AutoregressiveModel(nn.Module):
     def _sample_mask(
         self, num_samples: int, mask: int, generator: torch.Generator | None
     ) -> torch.Tensor:
-        return self.sample_naive(num_samples, mask=mask, generator=generator)
+        # Imported here: densitykit.sampling builds on this module.
+        from densitykit.sampling import sample_fast
+
+        return sample_fast(self, num_samples, mask=mask, generator=generator)
 
     @torch.no_grad()
     def sample_naive(

@@ -1,0 +1,71 @@
+"""Helpers shared by the benchmark scripts: machine details, timing, tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+__all__ = ["cpu_model", "machine_report", "median_time", "table"]
+
+
+def cpu_model() -> str:
+    """The CPU model name from ``/proc/cpuinfo`` (the platform's guess elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_report() -> str:
+    """One block of text: CPU, cores, Python, torch and its thread count."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines = [
+        f"CPU:            {cpu_model()}",
+        f"cores:          {os.cpu_count()} logical"
+        + (f", {affinity} usable by this process" if affinity is not None else ""),
+        f"load (1 min):   {load:.2f} (other processes share these cores)",
+        f"python:         {platform.python_version()}",
+        f"torch:          {torch.__version__} (threads: {torch.get_num_threads()})",
+    ]
+    return "\n".join(lines)
+
+
+def median_time(
+    run: Callable[[], object], *, repeats: int, warmup: int = 1
+) -> tuple[float, list[float]]:
+    """Median wall time of ``run()`` in seconds over ``repeats`` timed calls, after warm-ups.
+
+    Returns:
+        The median and every timed value.
+    """
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain-text table with right-aligned columns (left-aligned first column)."""
+    cells = [[str(cell) for cell in header], *[[str(cell) for cell in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        first = row[0].ljust(widths[0])
+        return "  ".join([first, *(cell.rjust(w) for cell, w in zip(row[1:], widths[1:]))])
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])

@@ -1,0 +1,354 @@
+"""Training and likelihood throughput of densitykit against a plain masked MLP.
+
+(a) Training: examples/s of forward + backward + Adam step on binary data (batch 100,
+Bernoulli head, loss = mean NLL from ``model.log_prob(x, mask=0)``) against a
+hand-written masked MLP of the same sizes (``nn.Linear`` weights times fixed masks,
+BCE-with-logits), plus the achieved GFLOP/s (2 x MACs of the dense matrix products,
+x3 for forward + backward) against ``torch.mm`` of the same shapes in the same run.
+
+(b) Likelihood evaluation: examples/s without gradients (batch 1000) for one mask and
+for a 32-mask (multi-ordering) ensemble, against the plain MLP's forward pass.
+
+Run ``python benchmarks/throughput.py`` for the headline figures (about a minute
+on a 2-core CPU) or ``--quick`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from _common import machine_report, table
+from torch import nn
+
+import densitykit as dk
+from densitykit.layers import MaskedLinear
+
+DEFAULT_ARCHITECTURES = ("784-500-784", "784-512-512-784")
+
+
+class PlainMaskedMLP(nn.Module):
+    """MADE written out by hand: ``nn.Linear`` layers whose weights are multiplied by masks."""
+
+    def __init__(self, dim: int, hidden_sizes: Sequence[int], seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        degrees = [torch.arange(1, dim + 1)]  # natural ordering
+        for size in hidden_sizes:
+            low = int(degrees[-1].min())
+            degrees.append(torch.randint(low, max(dim - 1, 1) + 1, (size,), generator=generator))
+        sizes = [dim, *hidden_sizes, dim]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        out_degrees = [*degrees[1:], torch.arange(1, dim + 1)]
+        for index, (below, above) in enumerate(zip(degrees, out_degrees)):
+            last = index == len(sizes) - 2
+            mask = above[:, None] > below[None, :] if last else above[:, None] >= below[None, :]
+            self.register_buffer(f"mask_{index}", mask.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for index, linear in enumerate(self.linears):
+            h = F.linear(h, linear.weight * getattr(self, f"mask_{index}"), linear.bias)
+            if index < len(self.linears) - 1:
+                h = F.relu(h)
+        return h
+
+
+def parse_architecture(text: str) -> tuple[int, tuple[int, ...]]:
+    """``"784-500-784"`` -> ``(784, (500,))``; the first and last sizes are D."""
+    sizes = [int(part) for part in text.split("-")]
+    if len(sizes) < 2 or sizes[0] != sizes[-1]:
+        raise argparse.ArgumentTypeError(f"expected D-H1-...-D, got {text!r}")
+    return sizes[0], tuple(sizes[1:-1])
+
+
+def interleaved(
+    contenders: dict[str, Callable[[], None]], *, repeats: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds per call of each contender, timed in alternation (fair under drift)."""
+    for run in contenders.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def dense_flops(dim: int, hidden_sizes: Sequence[int]) -> int:
+    """2 x multiply-accumulates of one example's forward pass through the dense layers."""
+    sizes = [dim, *hidden_sizes, dim]
+    return 2 * sum(a * b for a, b in itertools.pairwise(sizes))
+
+
+def matmul_runner(
+    dim: int, hidden_sizes: Sequence[int], batch: int, *, backward: bool, steps: int
+) -> Callable[[], None]:
+    """``steps`` times the plain ``torch.mm`` calls of one step (no masks, no bias)."""
+    shapes = []
+    for a, b in itertools.pairwise([dim, *hidden_sizes, dim]):
+        weight = torch.randn(b, a)
+        shapes.append((torch.randn(batch, a), weight.t()))  # forward: (B, a) @ (a, b)
+        if backward:
+            shapes.append((torch.randn(batch, b), weight))  # grad of input: (B, b) @ (b, a)
+            shapes.append((torch.randn(b, batch), torch.randn(batch, a)))  # grad of weight
+    outputs = [torch.empty(left.shape[0], right.shape[1]) for left, right in shapes]
+
+    def run() -> None:
+        for _ in range(steps):
+            for (left, right), out in zip(shapes, outputs):
+                torch.mm(left, right, out=out)
+
+    return run
+
+
+@contextlib.contextmanager
+def float_mask_cache() -> Iterator[None]:
+    """Patch ``MaskedLinear.forward`` to reuse its active mask converted to the weight dtype.
+
+    This is a proposed library change, measured here: the stock layer multiplies the
+    weight by a bool mask, which converts the mask to float in the forward pass and
+    again in the backward pass of every step.
+    """
+    stock = MaskedLinear.forward
+
+    def forward(self: MaskedLinear, x: torch.Tensor) -> torch.Tensor:
+        key = (self.mask_index, self.weight.dtype, self.weight.device, id(self.masks),
+               self.masks._version)  # fmt: skip
+        if getattr(self, "_float_mask_key", None) != key:
+            self._float_mask = self.mask.to(self.weight.dtype)
+            self._float_mask_key = key
+        return F.linear(x, self.weight * self._float_mask, self.bias)
+
+    MaskedLinear.forward = forward
+    try:
+        yield
+    finally:
+        MaskedLinear.forward = stock
+
+
+def binary_batches(dim: int, batch: int, count: int, seed: int) -> list[torch.Tensor]:
+    """Binary data with per-pixel frequencies, as long values 0/1."""
+    generator = torch.Generator().manual_seed(seed)
+    probs = torch.rand(dim, generator=generator)
+    return [(torch.rand(batch, dim, generator=generator) < probs).long() for _ in range(count)]
+
+
+def training(args: argparse.Namespace) -> list[list[str]]:
+    return [row for text in args.architectures for row in training_rows(text, args)]
+
+
+def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
+    rows = []
+    dim, hidden_sizes = parse_architecture(text)
+    torch.manual_seed(args.seed)
+    model = dk.create_model("bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural")
+    plain = PlainMaskedMLP(dim, hidden_sizes, seed=args.seed)
+    model_optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    plain_optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3)
+    batches = binary_batches(dim, args.batch_size, 8, args.seed)
+    float_batches = [x.float() for x in batches]
+
+    def library_steps() -> None:
+        for step in range(args.steps):
+            x = batches[step % len(batches)]
+            model_optimizer.zero_grad(set_to_none=True)
+            loss = -model.log_prob(x, mask=0).mean()
+            loss.backward()
+            model_optimizer.step()
+
+    def plain_steps() -> None:
+        for step in range(args.steps):
+            x = float_batches[step % len(float_batches)]
+            plain_optimizer.zero_grad(set_to_none=True)
+            logits = plain(x)
+            loss = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
+            loss.backward()
+            plain_optimizer.step()
+
+    def proposal_steps() -> None:
+        with float_mask_cache():
+            library_steps()
+
+    seconds = interleaved(
+        {
+            "plain": plain_steps,
+            "library": library_steps,
+            "proposal": proposal_steps,
+            "mm": matmul_runner(
+                dim, hidden_sizes, args.batch_size, backward=True, steps=args.steps
+            ),
+        },
+        repeats=args.repeats,
+        warmup=1,
+    )
+    mm = seconds["mm"] / args.steps
+    flops = 3 * dense_flops(dim, hidden_sizes) * args.batch_size  # per step
+    plain_rate = args.batch_size * args.steps / seconds["plain"]
+    for name, label in [
+        ("plain", "plain masked MLP (baseline)"),
+        ("library", "densitykit model.log_prob"),
+        ("proposal", "densitykit + float-mask cache (proposed)"),
+    ]:
+        per_step = seconds[name] / args.steps
+        rate = args.batch_size / per_step
+        rows.append(
+            [
+                text,
+                label,
+                f"{per_step * 1e3:.2f}",
+                f"{rate:,.0f}",
+                f"{rate / plain_rate:.2f}",
+                f"{flops / per_step / 1e9:.1f}",
+                f"{mm / per_step:.0%}",
+            ]
+        )
+    rows.append(
+        [text, "torch.mm of the same shapes", f"{mm * 1e3:.2f}", "", "",
+         f"{flops / mm / 1e9:.1f}", "100%"]
+    )  # fmt: skip
+    return rows
+
+
+def evaluation(args: argparse.Namespace) -> list[list[str]]:
+    return [row for text in args.architectures for row in evaluation_rows(text, args)]
+
+
+def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
+    rows = []
+    dim, hidden_sizes = parse_architecture(text)
+    torch.manual_seed(args.seed)
+    model = dk.create_model("bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural")
+    ensemble = dk.create_model(
+        "bernoulli",
+        dim,
+        hidden_sizes=hidden_sizes,
+        masks="multi-ordering",
+        num_masks=args.num_masks,
+    )
+    plain = PlainMaskedMLP(dim, hidden_sizes, seed=args.seed)
+    x = binary_batches(dim, args.eval_batch_size, 1, args.seed)[0]
+    x_float = x.float()
+
+    def plain_forward() -> None:
+        for _ in range(args.eval_steps):
+            logits = plain(x_float)
+            -F.binary_cross_entropy_with_logits(logits, x_float, reduction="none").sum(-1)
+
+    def library_forward() -> None:
+        for _ in range(args.eval_steps):
+            model.log_prob(x, mask=0)
+
+    def ensemble_forward() -> None:
+        model_calls = max(1, args.eval_steps // args.num_masks)
+        for _ in range(model_calls):
+            ensemble.log_prob(x)
+
+    with torch.no_grad():
+        seconds = interleaved(
+            {
+                "plain": plain_forward,
+                "library": library_forward,
+                "ensemble": ensemble_forward,
+                "mm": matmul_runner(
+                    dim, hidden_sizes, args.eval_batch_size, backward=False, steps=args.eval_steps
+                ),
+            },
+            repeats=args.repeats,
+            warmup=1,
+        )
+    mm = seconds["mm"] / args.eval_steps
+    flops = dense_flops(dim, hidden_sizes) * args.eval_batch_size  # one mask, one batch
+    per_batch = {
+        "plain": seconds["plain"] / args.eval_steps,
+        "library": seconds["library"] / args.eval_steps,
+        "ensemble": seconds["ensemble"] / max(1, args.eval_steps // args.num_masks),
+    }
+    plain_rate = args.eval_batch_size / per_batch["plain"]
+    for name, label, forwards in [
+        ("plain", "plain masked MLP forward (baseline)", 1),
+        ("library", "densitykit log_prob, one mask", 1),
+        ("ensemble", f"densitykit log_prob, {args.num_masks}-mask ensemble", args.num_masks),
+    ]:
+        rate = args.eval_batch_size / per_batch[name]
+        rows.append(
+            [
+                text,
+                label,
+                f"{per_batch[name] * 1e3:.1f}",
+                f"{rate:,.0f}",
+                f"{rate / plain_rate:.3f}",
+                f"{forwards * rate / plain_rate:.2f}",
+                f"{forwards * flops / per_batch[name] / 1e9:.1f}",
+            ]
+        )
+    rows.append(
+        [text, "torch.mm of the same shapes", f"{mm * 1e3:.1f}", "", "", "",
+         f"{flops / mm / 1e9:.1f}"]
+    )  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--architectures", nargs="+", default=list(DEFAULT_ARCHITECTURES), help="D-H1-...-D"
+    )
+    parser.add_argument("--batch-size", type=int, default=100, help="training batch")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per timing")
+    parser.add_argument("--eval-batch-size", type=int, default=1000, help="evaluation batch")
+    parser.add_argument("--eval-steps", type=int, default=32, help="single-mask batches per timing")
+    parser.add_argument("--num-masks", type=int, default=32, help="masks of the ensemble")
+    parser.add_argument("--repeats", type=int, default=7, help="timings per figure (median)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run of a few seconds")
+    args = parser.parse_args()
+    if args.quick:
+        args.architectures = ["196-125-196", "196-128-128-196"]
+        args.steps, args.eval_steps, args.num_masks, args.repeats = 3, 4, 4, 2
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=dk.masks.ConnectivityWarning)
+    print(machine_report())
+    print()
+    print(
+        f"(a) training: forward + backward + Adam, batch {args.batch_size}, binary data; "
+        f"median of {args.repeats} timings of {args.steps} steps"
+    )
+    print(
+        table(
+            ["model", "implementation", "ms/step", "examples/s", "vs plain", "GFLOP/s",
+             "of mm rate"],
+            training(args),
+        )
+    )  # fmt: skip
+    print()
+    print(
+        f"(b) likelihood evaluation without gradients, batch {args.eval_batch_size}; "
+        f"median of {args.repeats} timings"
+    )
+    print(
+        table(
+            ["model", "implementation", "ms/batch", "examples/s", "vs plain",
+             "mask-passes vs plain", "GFLOP/s"],
+            evaluation(args),
+        )
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""The fast sampler draws exactly what the D-pass reference sampler draws."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from strategies import ModelSpec, model_specs
+
+import densitykit as dk
+from densitykit.heads import BernoulliHead
+from densitykit.sampling import encodes_per_variable, sample_fast
+
+NUM_VALUES = {"bernoulli": 2}
+
+
+def build(
+    head: str,
+    *,
+    dim: int = 7,
+    hidden_sizes: tuple[int, ...] = (9, 4),
+    num_masks: int = 3,
+    direct: bool = False,
+    **options,
+) -> dk.AutoregressiveModel:
+    """A float64 model with peaked conditionals (large random parameters)."""
+    model = dk.create_model(
+        head,
+        dim,
+        options.pop("num_values", NUM_VALUES.get(head, 5)),
+        hidden_sizes=hidden_sizes,
+        masks="multi-ordering",
+        num_masks=num_masks,
+        seed=7,
+        direct_connections=direct,
+        **options,
+    ).double()
+    randomize(model)
+    return model
+
+
+def randomize(model: dk.AutoregressiveModel, scale: float = 4.0) -> None:
+    """Parameters large enough that conditionals are peaked and depend on the past."""
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(
+                torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+                * scale
+                / math.sqrt(max(parameter.shape[-1], 1))
+            )
+
+
+def assert_fast_equals_naive(model: dk.AutoregressiveModel, num_samples: int = 200) -> None:
+    for mask in range(model.num_masks):
+        fast = sample_fast(model, num_samples, mask=mask, generator=seeded(mask))
+        naive = model.sample_naive(num_samples, mask=mask, generator=seeded(mask))
+        assert fast.dtype == torch.long and fast.shape == (num_samples, model.dim)
+        assert torch.equal(fast, naive), f"mask {mask}: {int((fast != naive).sum())} values differ"
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(1000 + seed)
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+@pytest.mark.parametrize(
+    "hidden_sizes",
+    [(), (12,), (3, 20), (16, 2, 9)],
+    ids=["no-hidden", "one-layer", "narrow-then-wide", "three-layers-narrow"],
+)
+@pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
+def test_fast_equals_naive_for_every_head(
+    head: str, hidden_sizes: tuple[int, ...], direct: bool
+) -> None:
+    assert_fast_equals_naive(build(head, hidden_sizes=hidden_sizes, direct=direct))
+
+
+@given(spec=model_specs())
+def test_fast_equals_naive_on_random_models(spec: ModelSpec) -> None:
+    model = spec.build().double()
+    randomize(model)
+    assert_fast_equals_naive(model, num_samples=64)
+
+
+@pytest.mark.parametrize(
+    ("head", "options"),
+    [
+        ("categorical", {"num_values": 12}),  # one-hot inputs, P = 12 > the row-by-row limit
+        ("categorical", {"num_values": 4, "one_hot": False}),
+        ("logistic-mixture", {"num_values": 9, "num_components": 4, "one_hot": True}),
+    ],
+)
+@pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
+def test_one_hot_inputs_and_many_parameters(head: str, options: dict, direct: bool) -> None:
+    assert_fast_equals_naive(build(head, direct=direct, **options))
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+def test_wide_layers_with_many_units_per_degree(head: str) -> None:
+    assert_fast_equals_naive(build(head, dim=3, hidden_sizes=(40, 30), direct=True))
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+@pytest.mark.parametrize("hidden_sizes", [(), (5,), (4, 3)])
+def test_single_variable(head: str, hidden_sizes: tuple[int, ...]) -> None:
+    # With D = 1 every hidden unit has degree 1 and is never needed.
+    assert_fast_equals_naive(build(head, dim=1, hidden_sizes=hidden_sizes, direct=True))
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+def test_mixture_sampling_matches_the_reference_mixture(head: str) -> None:
+    model = build(head, num_masks=4, direct=True)
+    num_samples = 300
+    generator = seeded(0)
+    if model.num_masks > 1:  # a histogram has no backbone, hence a single "mask"
+        choice = torch.randint(model.num_masks, (num_samples,), generator=generator)
+    else:
+        choice = torch.zeros(num_samples, dtype=torch.long)
+    expected = torch.zeros(num_samples, model.dim, dtype=torch.long)
+    for mask in range(model.num_masks):
+        rows = (choice == mask).nonzero().squeeze(-1)
+        if rows.numel():
+            expected[rows] = model.sample_naive(rows.numel(), mask=mask, generator=generator)
+    assert torch.equal(model.sample(num_samples, generator=seeded(0)), expected)
+
+
+@pytest.mark.parametrize("head", [h for h in dk.heads.names() if dk.heads.get(h).autoregressive])
+def test_model_sample_takes_the_fast_path(head: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = build(head, num_masks=2)
+    expected = {
+        mask: model.sample_naive(50, mask=mask, generator=seeded(mask)) for mask in range(2)
+    }
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("model.sample fell back to the D-pass sampler")
+
+    monkeypatch.setattr(model, "sample_naive", refuse)
+    for mask in range(2):
+        assert torch.equal(model.sample(50, mask=mask, generator=seeded(mask)), expected[mask])
+    assert model.sample(20, generator=seeded(0)).shape == (20, model.dim)
+
+
+class IndexedBernoulli(BernoulliHead):
+    """Encodes variable i as x_i * (i + 1): valid, but not the same for every column."""
+
+    def encode(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return x.to(dtype) * torch.arange(1, x.shape[-1] + 1, dtype=dtype)
+
+
+def test_heads_whose_encoding_depends_on_the_index_are_re_encoded() -> None:
+    reference = build("bernoulli", direct=True)
+    head = IndexedBernoulli(dim=reference.dim)
+    model = dk.AutoregressiveModel(reference.backbone, head)
+    assert not encodes_per_variable(head, torch.float64)
+    assert_fast_equals_naive(model)
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+def test_built_in_heads_encode_per_variable(head: str) -> None:
+    for options in ({}, {"one_hot": True}, {"one_hot": False}):
+        try:
+            instance = dk.heads.create(head, dim=4, num_values=NUM_VALUES.get(head, 5), **options)
+        except TypeError:
+            continue  # the head has no one_hot option
+        assert encodes_per_variable(instance)
+
+
+def test_plans_follow_new_masks() -> None:
+    model = build("categorical", direct=True)
+    assert_fast_equals_naive(model)  # caches the plans
+    other = build("categorical", direct=True)
+    other.load_state_dict(
+        dk.create_model(
+            "categorical",
+            7,
+            5,
+            hidden_sizes=(9, 4),
+            masks="multi-ordering",
+            num_masks=3,
+            seed=99,
+            direct_connections=True,
+        )
+        .double()
+        .state_dict()
+    )
+    model.load_state_dict(other.state_dict())  # new degrees, new masks
+    randomize(model)
+    assert_fast_equals_naive(model)
+
+
+def test_masks_that_break_the_degrees_fall_back_to_the_reference() -> None:
+    model = build("categorical", hidden_sizes=(6,), num_masks=1)
+    layer = model.backbone.layers[0]
+    layer.set_masks(torch.ones_like(layer.masks))  # every input reaches every unit
+    assert_fast_equals_naive(model)
+
+
+def test_plans_follow_masks_edited_in_place() -> None:
+    # One-hot inputs: a variable not drawn yet (0 in the reference) feeds a nonzero input.
+    model = build("categorical", hidden_sizes=(6,), num_masks=1, direct=True)
+    assert_fast_equals_naive(model)  # caches the plan
+    model.backbone.direct.masks.fill_(True)  # the same tensor, now breaking the ordering
+    assert_fast_equals_naive(model)
+
+
+def test_no_samples() -> None:
+    model = build("categorical")
+    assert sample_fast(model, 0).shape == (0, model.dim)
+    assert model.sample(0).shape == (0, model.dim)
+
+
+def test_half_precision_samples_lie_in_the_support() -> None:
+    model = dk.create_model("categorical", 5, 3, hidden_sizes=(8,)).to(torch.bfloat16)
+    samples = sample_fast(model, 30, generator=seeded(0))
+    assert samples.shape == (30, 5)
+    assert int(samples.min()) >= 0 and int(samples.max()) <= 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "match"),
+    [
+        ((object(), 3), TypeError, "AutoregressiveModel"),
+        ((None, -1), ValueError, "num_samples"),
+        ((None, 2.0), ValueError, "num_samples"),
+        ((None, 3, {"mask": 3}), ValueError, "mask"),
+        ((None, 3, {"mask": True}), ValueError, "mask"),
+        ((None, 3, {"generator": 0}), TypeError, "generator"),
+    ],
+)
+def test_bad_arguments(arguments: tuple, error: type, match: str) -> None:
+    model = build("bernoulli")
+    target, num_samples, *rest = arguments
+    options = rest[0] if rest else {}
+    with pytest.raises(error, match=match):
+        sample_fast(model if target is None else target, num_samples, **options)
