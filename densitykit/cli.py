@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import densitykit
 from densitykit import runs
 from densitykit.data import DATASETS
+from densitykit.distributed import launch_environment, session
 from densitykit.errors import DensitykitError
 from densitykit.heads import HEADS
 from densitykit.masks import MASKS
@@ -290,18 +291,23 @@ def fit(
 ) -> None:
     """Train a MADE on a data set and write a run folder (model, metrics, pictures)."""
     _state["context"] = ctx
+    # Under torchrun every process runs this command; only rank 0 shows and reports.
+    launch = launch_environment()
+    main = launch is None or launch[0] == 0
+    quiet = quiet or not main
     progress = _progress(quiet)
     if resume is not None:
         saved = runs.read_json(resume / runs.CONFIG_FILE)
         total = epochs if _given("epochs") else saved.get("train", {}).get("epochs", epochs)
-        with progress:
+        with progress, session(saved.get("train", {}).get("device", "auto")):
             metrics = runs.resume_run(
                 resume,
                 epochs=epochs if _given("epochs") else None,
                 lr=lr if _given("lr") else None,
                 callbacks=[] if quiet else [_ProgressCallback(progress, total)],
             )
-        _report(metrics, resume)
+        if main:
+            _report(metrics, resume)
         return
     runs.import_plugins(plugin)
     data_factory = DATASETS.get(data)
@@ -372,16 +378,18 @@ def fit(
         plugins=list(plugin),
     )
     out = out or Path("runs") / f"{data}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    with progress:
+    message = f"training on {data} into {out}/"
+    if launch is not None:
+        message += f" with {launch[1]} processes"
+    with progress, session(device):
         metrics = runs.fit_run(
             config,
             out,
             overwrite=overwrite,
-            callbacks=[]
-            if quiet
-            else [_ProgressCallback(progress, epochs, f"training on {data} into {out}/")],
+            callbacks=[] if quiet else [_ProgressCallback(progress, epochs, message)],
         )
-    _report(metrics, out)
+    if main:
+        _report(metrics, out)
 
 
 def _given(name: str) -> bool:

@@ -41,6 +41,7 @@ from densitykit.checkpoint import (
     write_json,
 )
 from densitykit.data import Dataset, load_dataset
+from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError
 from densitykit.model import AutoregressiveModel, ModelConfig, create_model
 from densitykit.train import (
@@ -187,7 +188,8 @@ def _check_out_dir(path: Path, *, overwrite: bool) -> None:
 
 def _build(config: RunConfig) -> tuple[Dataset, AutoregressiveModel]:
     import_plugins(config.plugins)
-    dataset = load_dataset(config.data, **config.data_options)
+    with local_main_first():  # one download per machine in a distributed run
+        dataset = load_dataset(config.data, **config.data_options)
     head = config.head or default_head(dataset)
     if head == "bernoulli" and dataset.num_values != 2:
         raise DensitykitError(
@@ -230,6 +232,10 @@ def fit_run(
 ) -> dict[str, Any]:
     """Train a new run into folder ``out`` and return its ``metrics.json`` content.
 
+    In a distributed run (under ``torchrun``; see
+    [`densitykit.distributed`][densitykit.distributed]) every process trains and returns
+    the metrics; only rank 0 writes the folder and calls ``callbacks``.
+
     Raises:
         DensitykitError: If ``out`` exists (without ``overwrite``) or cannot be written,
             or the head does not suit the data.
@@ -237,8 +243,12 @@ def fit_run(
     """
     path = Path(out)
     dataset, model = _build(config)
-    _check_out_dir(path, overwrite=overwrite)
-    write_json(path / CONFIG_FILE, _config_dict(config, dataset, model))
+
+    def prepare() -> None:
+        _check_out_dir(path, overwrite=overwrite)
+        write_json(path / CONFIG_FILE, _config_dict(config, dataset, model))
+
+    on_main(prepare)
     return _train_and_report(path, model, dataset, config.train, None, callbacks)
 
 
@@ -272,7 +282,7 @@ def resume_run(
         state = TrainState.from_dict(load_object(path / STATE_FILE))
     if updates:
         saved["train"] = train_config.to_dict()
-        write_json(path / CONFIG_FILE, saved)
+        on_main(lambda: write_json(path / CONFIG_FILE, saved))
     return _train_and_report(path, model, dataset, train_config, state, callbacks)
 
 
@@ -318,13 +328,17 @@ def _train_and_report(
         dataset.train,
         dataset.val,
         train_config,
-        callbacks=[_RunFolderWriter(path), *callbacks],
+        callbacks=[_RunFolderWriter(path), *callbacks] if is_main() else [],
         state=state,
     )
-    save_checkpoint(path / CHECKPOINT_FILE, model)
+    on_main(lambda: save_checkpoint(path / CHECKPOINT_FILE, model))
     metrics = _metrics(model, dataset, train_config, result)
-    write_json(path / METRICS_FILE, metrics)
-    draw_pictures(path, model, dataset, result.history, seed=train_config.seed)
+
+    def report() -> None:
+        write_json(path / METRICS_FILE, metrics)
+        draw_pictures(path, model, dataset, result.history, seed=train_config.seed)
+
+    on_main(report)
     return metrics
 
 
@@ -332,7 +346,11 @@ def _metrics(
     model: AutoregressiveModel, dataset: Dataset, config: TrainConfig, result: TrainResult
 ) -> dict[str, Any]:
     test_nll = evaluate(
-        model, dataset.test, batch_size=config.eval_batch_size, num_masks=config.eval_masks
+        model,
+        dataset.test,
+        batch_size=config.eval_batch_size,
+        num_masks=config.eval_masks,
+        distributed=True,
     )
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
     entropy = dataset.true_entropy_nats

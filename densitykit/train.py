@@ -21,6 +21,16 @@ from typing import Any
 
 import torch
 
+from densitykit.distributed import (
+    DistributedContext,
+    all_reduce_sum,
+    broadcast_from_main,
+    check_same_on_all_ranks,
+    current,
+    fingerprint,
+    replicate,
+    shard,
+)
 from densitykit.errors import TrainingError
 from densitykit.model import AutoregressiveModel
 
@@ -228,6 +238,7 @@ def evaluate(
     *,
     batch_size: int = 1000,
     num_masks: int | None = None,
+    distributed: bool = False,
 ) -> float:
     """Mean negative log-likelihood (nats per example) of ``data`` under the mask mixture.
 
@@ -236,6 +247,10 @@ def evaluate(
         data: ``(N, D)`` values.
         batch_size: Examples per forward pass.
         num_masks: Use the first ``num_masks`` masks in the mixture (all by default).
+        distributed: In an initialized process group, evaluate this rank's
+            [`shard`][densitykit.distributed.shard] of ``data`` and sum the NLL over
+            the ranks (every rank must then call this with the same data); no effect
+            in a single process.
 
     Raises:
         ValueError: If ``num_masks`` exceeds the model's masks or ``data`` is empty.
@@ -246,15 +261,19 @@ def evaluate(
         raise ValueError(f"num_masks must be in 1..{total} for this model, got {num_masks!r}")
     if data.shape[0] == 0:
         raise ValueError("cannot evaluate on an empty data set")
+    context = current() if distributed else None
+    share = data if context is None else data[shard(len(data), context.rank, context.world_size)]
     was_training = model.training
     model.eval()
     nll = torch.zeros((), dtype=torch.float64)
-    for start in range(0, data.shape[0], batch_size):
-        batch = model.validate(data[start : start + batch_size])
+    for start in range(0, share.shape[0], batch_size):
+        batch = model.validate(share[start : start + batch_size])
         per_mask = model.log_prob_per_mask(batch, masks=range(count), validate=False)
         log_prob = torch.logsumexp(per_mask, dim=0) - math.log(count)
         nll -= log_prob.double().sum().cpu()
     model.train(was_training)
+    if context is not None:
+        nll = all_reduce_sum(nll)
     return float(nll) / data.shape[0]
 
 
@@ -274,6 +293,13 @@ def fit(
     moves to its next mask every ``config.mask_every`` steps (connectivity-agnostic
     training). After each epoch the validation NLL of the full mask mixture
     decides early stopping; the best weights are restored at the end.
+
+    In an initialized process group of several ranks (``torchrun``; see
+    [`densitykit.distributed`][densitykit.distributed]) the call is collective: every
+    rank calls it with the same data and config, trains a DistributedDataParallel
+    replica on its shard of each global batch of ``config.batch_size`` examples,
+    evaluates its shard of ``val``, and follows rank 0's early-stopping decision. The
+    result is that of one process on the same global batches, up to float rounding.
 
     Args:
         model: The model (moved to ``config.device``).
@@ -300,6 +326,9 @@ def fit(
     """
     config = config or TrainConfig()
     device = resolve_device(config.device)
+    context = current()
+    if context is not None and device.type == "cuda":
+        device = _own_gpu(device)
     model.to(device)
     train = model.validate(train).cpu()
     val = model.validate(val).cpu()
@@ -324,6 +353,10 @@ def fit(
     scaler = torch.amp.GradScaler(
         "cuda", enabled=device.type == "cuda" and config.precision == "fp16"
     )
+    replica = None
+    if context is not None:
+        check_same_on_all_ranks(_replica_facts(model, train, val, config, state))
+        replica = replicate(_BatchLogProb(model), device)
 
     num_batches = math.ceil(train.shape[0] / config.batch_size)
     for callback in callbacks:
@@ -335,11 +368,17 @@ def fit(
         order = torch.randperm(train.shape[0], generator=shuffle)
         total = 0.0
         for start in range(0, train.shape[0], config.batch_size):
-            batch = train[order[start : start + config.batch_size]].to(device, non_blocking=True)
+            indices = order[start : start + config.batch_size]
             mask = model.backbone.mask_index if model.backbone is not None else None
-            with _autocast(device, config.precision):
-                loss = -model._log_prob(batch, mask).mean()
-            value = loss.item()
+            if replica is None:
+                batch = train[indices].to(device, non_blocking=True)
+                with _autocast(device, config.precision):
+                    loss = -model._log_prob(batch, mask).mean()
+                value = loss.item()
+            else:
+                loss, value = _sharded_loss(
+                    replica, context, train, indices, mask, device, config.precision
+                )
             if not math.isfinite(value):
                 raise TrainingError(
                     f"the training loss became {value} at epoch {state.epoch + 1}, step "
@@ -355,7 +394,7 @@ def fit(
             scaler.step(optimizer)
             scaler.update()
             state.step += 1
-            total += value * batch.shape[0]
+            total += value * indices.shape[0]
             if (
                 model.backbone is not None
                 and config.mask_every
@@ -366,10 +405,18 @@ def fit(
                 callback.on_batch_end(state, value)
         train_nll = float(total) / train.shape[0]
         val_nll = evaluate(
-            model, val, batch_size=config.eval_batch_size, num_masks=config.eval_masks
+            model,
+            val,
+            batch_size=config.eval_batch_size,
+            num_masks=config.eval_masks,
+            distributed=context is not None,
         )
         state.epoch += 1
         improved = val_nll < state.best_val_nll
+        if context is not None:
+            # Rank 0 decides whether the epoch improved (hence early stopping); all follow.
+            decision = broadcast_from_main(torch.tensor([val_nll, improved], dtype=torch.float64))
+            val_nll, improved = float(decision[0]), bool(decision[1])
         if improved:
             state.best_val_nll = val_nll
             state.best_epoch = state.epoch
@@ -409,3 +456,72 @@ def fit(
     for callback in callbacks:
         callback.on_train_end(result)
     return result
+
+
+class _BatchLogProb(torch.nn.Module):
+    """What DistributedDataParallel wraps: log-likelihoods of already validated batches."""
+
+    def __init__(self, model: AutoregressiveModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: torch.Tensor, mask: int | None) -> torch.Tensor:
+        return self.model._log_prob(batch, mask)
+
+
+def _sharded_loss(
+    replica: torch.nn.Module,
+    context: DistributedContext,
+    train: torch.Tensor,
+    indices: torch.Tensor,
+    mask: int | None,
+    device: torch.device,
+    precision: str,
+) -> tuple[torch.Tensor, float]:
+    """This rank's loss on its shard of ``train[indices]``, and that global batch's mean NLL."""
+    size = indices.shape[0]
+    batch = train[indices[shard(size, context.rank, context.world_size)]]
+    with _autocast(device, precision):
+        nll = -replica(batch.to(device, non_blocking=True), mask).sum()
+    # DDP averages the ranks' gradients; weighting each shard's summed NLL by
+    # world_size / size makes that average the gradient of the global-batch mean,
+    # however unequal (or empty) the shards are.
+    loss = nll * (context.world_size / size)
+    value = float(all_reduce_sum(nll.detach().double())) / size
+    return loss, value
+
+
+def _own_gpu(device: torch.device) -> torch.device:
+    """Each process of a distributed run trains on its own GPU, ``cuda:LOCAL_RANK``."""
+    own = torch.cuda.current_device()
+    if device.index is not None and device.index != own:
+        raise ValueError(
+            f"device {device} was asked for, but each process of a distributed run trains on "
+            f"its own GPU (cuda:LOCAL_RANK, here cuda:{own}); pass --device cuda or auto"
+        )
+    return torch.device("cuda", own)
+
+
+def _replica_facts(
+    model: AutoregressiveModel,
+    train: torch.Tensor,
+    val: torch.Tensor,
+    config: TrainConfig,
+    state: TrainState,
+) -> dict[str, Any]:
+    """What must be equal on every rank for data-parallel training to mean anything."""
+    return {
+        "train config": config.to_dict(),
+        "model config": model.config.to_dict() if model.config is not None else None,
+        "training data": fingerprint(train),
+        "validation data": fingerprint(val),
+        "masks": fingerprint(*model.buffers()),
+        "active mask": model.backbone.mask_index if model.backbone is not None else 0,
+        "loop state": (
+            state.epoch,
+            state.step,
+            state.best_val_nll,
+            state.epochs_without_improvement,
+            state.stopped_early,
+        ),
+    }
