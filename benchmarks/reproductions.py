@@ -1,0 +1,178 @@
+"""Reproduce the CS294-158 (2020) homework-1 experiments with the densitykit CLI.
+
+Each experiment is one ``densitykit fit`` command; this script runs them one after the
+other, reads each run's ``metrics.json`` and prints a Markdown table of test NLL in
+nats per dimension beside the course's official solutions, with the exact command.
+
+    python benchmarks/reproductions.py --out runs/reproductions \
+        --mnist-dir ../shared/data/mnist-10k
+
+The 1-D runs use ``val_fraction=0`` so that, as in the course, the whole 80% training
+split is trained on (early stopping then watches the training NLL); the test split is
+the course's last 20%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# name, course figure (nats/dim on test) or None, CLI arguments after `densitykit fit`
+EXPERIMENTS: list[tuple[str, float | None, list[str]]] = [
+    (
+        "1d-gaussian, histogram",
+        2.0526,
+        [
+            "--data",
+            "1d-gaussian",
+            "--head",
+            "histogram",
+            "--data-option",
+            "val_fraction=0",
+            "--lr",
+            "0.05",
+            "--epochs",
+            "300",
+            "--patience",
+            "30",
+        ],
+    ),
+    (
+        "1d-gaussian, logistic mixture (4)",
+        2.0586,
+        [
+            "--data",
+            "1d-gaussian",
+            "--head",
+            "logistic-mixture",
+            "--num-components",
+            "4",
+            "--data-option",
+            "val_fraction=0",
+            "--lr",
+            "0.02",
+            "--epochs",
+            "300",
+            "--patience",
+            "30",
+        ],
+    ),
+    (
+        "1d-bimodal, histogram",
+        4.0422,
+        [
+            "--data",
+            "1d-bimodal",
+            "--head",
+            "histogram",
+            "--data-option",
+            "val_fraction=0",
+            "--lr",
+            "0.05",
+            "--epochs",
+            "300",
+            "--patience",
+            "30",
+        ],
+    ),
+    (
+        "1d-bimodal, logistic mixture (4)",
+        4.0464,
+        [
+            "--data",
+            "1d-bimodal",
+            "--head",
+            "logistic-mixture",
+            "--num-components",
+            "4",
+            "--data-option",
+            "val_fraction=0",
+            "--lr",
+            "0.02",
+            "--epochs",
+            "300",
+            "--patience",
+            "30",
+        ],
+    ),
+    ("2d-smiley (25x25), MADE categorical", None, []),
+    (
+        "shapes (20x20, generated), MADE bernoulli",
+        None,
+        ["--data", "shapes", "--hidden-sizes", "512,512", "--epochs", "20"],
+    ),
+    (
+        "mnist-10k (binarized), MADE bernoulli",
+        None,
+        [
+            "--data",
+            "mnist",
+            "--data-dir",
+            "{mnist_dir}",
+            "--hidden-sizes",
+            "512,512",
+            "--epochs",
+            "20",
+            "--patience",
+            "20",
+        ],
+    ),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/reproductions"))
+    parser.add_argument(
+        "--mnist-dir",
+        type=str,
+        default=None,
+        help="Folder of MNIST IDX files (skip MNIST if omitted).",
+    )
+    parser.add_argument(
+        "--only", type=str, default=None, help="Run experiments containing this text."
+    )
+    args = parser.parse_args()
+    rows = []
+    for name, course, extra in EXPERIMENTS:
+        if args.only and args.only not in name:
+            continue
+        if "{mnist_dir}" in extra and not args.mnist_dir:
+            print(f"skipping {name}: no --mnist-dir", file=sys.stderr)
+            continue
+        extra = [a.replace("{mnist_dir}", args.mnist_dir or "") for a in extra]
+        slug = name.split(",")[0].replace(" ", "") + "-" + str(len(rows))
+        out = args.out / slug
+        command = ["densitykit", "fit", *extra, "--out", str(out), "--overwrite", "--quiet"]
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "densitykit", *command[1:]], check=True, stdout=sys.stderr
+        )
+        seconds = time.perf_counter() - started
+        metrics = json.loads((out / "metrics.json").read_text())
+        rows.append((name, course, metrics, seconds, shlex.join(command[:-4])))
+        print(
+            f"{name}: {metrics['test_nats_per_dim']:.4f} nats/dim ({seconds:.0f}s)", file=sys.stderr
+        )
+    print(
+        "| experiment | test nats/dim | course solution | true entropy (nats/dim) "
+        "| epochs (best) | wall s | command |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, course, m, seconds, command in rows:
+        entropy = m["true_entropy_nats"]
+        entropy_text = "-" if entropy is None else f"{entropy / m['dim']:.4f}"
+        course_text = "-" if course is None else f"{course:.4f}"
+        print(
+            f"| {name} | {m['test_nats_per_dim']:.4f} | {course_text} | {entropy_text} | "
+            f"{m['epochs_run']} ({m['best_epoch']}) | {seconds:.0f} | `{command}` |"
+        )
+
+
+if __name__ == "__main__":
+    main()
