@@ -16,12 +16,11 @@ on a 2-core CPU) or ``--quick`` for a smoke run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +28,6 @@ from _common import machine_report, table
 from torch import nn
 
 import densitykit as dk
-from densitykit.layers import MaskedLinear
 
 DEFAULT_ARCHITECTURES = ("784-500-784", "784-512-512-784")
 
@@ -72,13 +70,19 @@ def parse_architecture(text: str) -> tuple[int, tuple[int, ...]]:
 def interleaved(
     contenders: dict[str, Callable[[], None]], *, repeats: int, warmup: int
 ) -> dict[str, float]:
-    """Median seconds per call of each contender, timed in alternation (fair under drift)."""
+    """Median seconds per call of each contender, timed in alternation (fair under drift).
+
+    The order reverses every round, so no contender always runs right after the same
+    other one (whose cache and allocator state it would inherit).
+    """
     for run in contenders.values():
         for _ in range(warmup):
             run()
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, run in contenders.items():
+    names = list(contenders)
+    for round_ in range(repeats):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            run = contenders[name]
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
@@ -110,31 +114,6 @@ def matmul_runner(
                 torch.mm(left, right, out=out)
 
     return run
-
-
-@contextlib.contextmanager
-def float_mask_cache() -> Iterator[None]:
-    """Patch ``MaskedLinear.forward`` to reuse its active mask converted to the weight dtype.
-
-    This is a proposed library change, measured here: the stock layer multiplies the
-    weight by a bool mask, which converts the mask to float in the forward pass and
-    again in the backward pass of every step.
-    """
-    stock = MaskedLinear.forward
-
-    def forward(self: MaskedLinear, x: torch.Tensor) -> torch.Tensor:
-        key = (self.mask_index, self.weight.dtype, self.weight.device, id(self.masks),
-               self.masks._version)  # fmt: skip
-        if getattr(self, "_float_mask_key", None) != key:
-            self._float_mask = self.mask.to(self.weight.dtype)
-            self._float_mask_key = key
-        return F.linear(x, self.weight * self._float_mask, self.bias)
-
-    MaskedLinear.forward = forward
-    try:
-        yield
-    finally:
-        MaskedLinear.forward = stock
 
 
 def binary_batches(dim: int, batch: int, count: int, seed: int) -> list[torch.Tensor]:
@@ -176,15 +155,10 @@ def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
             loss.backward()
             plain_optimizer.step()
 
-    def proposal_steps() -> None:
-        with float_mask_cache():
-            library_steps()
-
     seconds = interleaved(
         {
             "plain": plain_steps,
             "library": library_steps,
-            "proposal": proposal_steps,
             "mm": matmul_runner(
                 dim, hidden_sizes, args.batch_size, backward=True, steps=args.steps
             ),
@@ -198,7 +172,6 @@ def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     for name, label in [
         ("plain", "plain masked MLP (baseline)"),
         ("library", "densitykit model.log_prob"),
-        ("proposal", "densitykit + float-mask cache (proposed)"),
     ]:
         per_step = seconds[name] / args.steps
         rate = args.batch_size / per_step

@@ -172,11 +172,13 @@ class AutoregressiveModel(nn.Module):
                 raise ValueError("x contains NaN or infinite values; expected integers 0..K-1")
             if not bool((x == torch.round(x)).all()):
                 raise ValueError("x contains non-integer values; expected integers 0..K-1")
-        if x.numel() and (bool((x < 0).any()) or bool((x > self.num_values - 1).any())):
-            raise ValueError(
-                f"x values must lie in the support 0..{self.num_values - 1} of the "
-                f"{type(self.head).__name__}, got values in {int(x.min())}..{int(x.max())}"
-            )
+        if x.numel():
+            low, high = torch.aminmax(x.to(torch.uint8) if x.dtype == torch.bool else x)
+            if low < 0 or high > self.num_values - 1:
+                raise ValueError(
+                    f"x values must lie in the support 0..{self.num_values - 1} of the "
+                    f"{type(self.head).__name__}, got values in {int(low)}..{int(high)}"
+                )
         return x.reshape(-1, self.dim).to(device=self.device, dtype=torch.long)
 
     def _check_mask(self, mask: int | None) -> int | None:

@@ -99,3 +99,30 @@ def test_reachability_report_example() -> None:
     reach = dk.masks.reachability(conn)
     # variable 1 comes first: nothing; variable 0 sees 1; variable 2 sees both.
     assert reach.int().tolist() == [[0, 1, 0], [0, 0, 0], [1, 1, 0]]
+
+
+def test_masked_linear_follows_every_change_of_its_masks() -> None:
+    """The layer caches its float mask; each way of changing the masks must show."""
+    from densitykit.layers import MaskedLinear
+
+    torch.manual_seed(0)
+    masks = torch.stack([torch.ones(2, 3), torch.tensor([[1.0, 0, 0], [0, 1, 0]])]).bool()
+    layer = MaskedLinear(3, 2, masks=masks)
+    x = torch.randn(4, 3)
+
+    def expected() -> torch.Tensor:
+        weight = layer.weight * layer.masks[layer.mask_index].to(layer.weight.dtype)
+        return x.to(layer.weight.dtype) @ weight.t() + layer.bias
+
+    assert torch.equal(layer(x), expected())
+    layer.mask_index = 1  # switching the active mask
+    assert torch.equal(layer(x), expected())
+    layer.masks[1, 0, 0] = False  # an in-place edit
+    assert torch.equal(layer(x), expected())
+    # Output 0 of mask 1 now reads no input: it is its bias alone.
+    assert torch.equal(layer(x)[:, 0], layer.bias[0].expand(4))
+    layer.set_masks(torch.ones(2, 2, 3))  # a replacement
+    assert torch.equal(layer(x), expected())
+    layer.double()  # a dtype change
+    assert layer(x.double()).dtype == torch.float64
+    assert torch.equal(layer(x.double()), expected())
