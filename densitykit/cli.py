@@ -276,6 +276,10 @@ def fit(
     data_option: Annotated[
         list[str], typer.Option(help="Extra data set option key=value (repeatable).")
     ] = [],  # noqa: B006
+    mask_option: Annotated[
+        list[str],
+        typer.Option(help="Extra mask builder option key=value (repeatable), e.g. spread=even."),
+    ] = [],  # noqa: B006
     plugin: Annotated[
         list[str], typer.Option(help="Module or .py file to import first (user heads/masks/data).")
     ] = [],  # noqa: B006
@@ -344,7 +348,7 @@ def fit(
         }
     head_options.update(_parse_pairs(head_option, "--head-option"))
     MASKS.get(masks)
-    mask_options = {}
+    mask_options = _parse_pairs(mask_option, "--mask-option")
     if ordering is not None:
         try:
             mask_options["ordering"] = [int(v) for v in ordering.split(",")]
@@ -375,7 +379,8 @@ def fit(
             mask_every=mask_every,
             eval_masks=eval_masks,
         ),
-        plugins=list(plugin),
+        # A .py plug-in is stored by absolute path: the run must load from any folder.
+        plugins=[str(Path(p).resolve()) if p.endswith(".py") else p for p in plugin],
     )
     out = out or Path("runs") / f"{data}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     message = f"training on {data} into {out}/"

@@ -58,10 +58,12 @@ __all__ = [
     "Run",
     "RunConfig",
     "default_head",
+    "draw_pictures",
     "evaluate_run",
     "fit_run",
     "import_plugins",
     "load_run",
+    "resume_run",
     "sample_run",
 ]
 
@@ -96,7 +98,7 @@ class RunConfig:
     data: str = "2d-smiley"
     data_options: dict[str, Any] = field(default_factory=dict)
     head: str | None = None
-    hidden_sizes: tuple[int, ...] = (512, 512)
+    hidden_sizes: tuple[int, ...] = (256, 256)
     masks: str = "natural"
     num_masks: int | None = None
     activation: str = "relu"

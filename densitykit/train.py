@@ -315,6 +315,8 @@ def fit(
     Raises:
         TrainingError: If the loss stops being finite (the last good state is the
             one the callbacks last saw).
+        ValueError: If ``config.precision`` asks for bf16/fp16 autocast on a device
+            other than CUDA, or the data are empty or outside the model's support.
 
     Example:
         >>> import torch, densitykit as dk
@@ -326,6 +328,11 @@ def fit(
     """
     config = config or TrainConfig()
     device = resolve_device(config.device)
+    if config.precision != "fp32" and device.type != "cuda":
+        raise ValueError(
+            f"precision {config.precision!r} is autocast on CUDA only, but training runs on "
+            f"{device}; use precision 'fp32' there"
+        )
     context = current()
     if context is not None and device.type == "cuda":
         device = _own_gpu(device)

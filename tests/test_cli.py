@@ -268,3 +268,28 @@ def test_custom_head_plugin_through_the_cli(tmp_path: Path, forget_plugin_head: 
     )
     assert result.exit_code == 0, result.output
     assert invoke("eval", str(out)).exit_code == 0
+    # The plug-in is stored by absolute path, so the run loads from any folder.
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["plugins"] == [str(plugin.resolve())]
+
+
+def test_mask_options_reach_the_mask_builder(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["fit", "--grid-size", "16", "--out", str(out), *TINY]
+    result = invoke(*args, "--mask-option", "spread=even")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"]["mask_options"] == {"spread": "even"}
+    bad = invoke(*args, "--overwrite", "--mask-option", "spread=sideways")
+    assert bad.exit_code == 1
+    assert "spread must be 'random' or 'even'" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_half_precision_on_cpu_is_refused(tmp_path: Path) -> None:
+    result = invoke(
+        "fit", "--grid-size", "16", "--device", "cpu", "--precision", "bf16",
+        "--out", str(tmp_path / "run"), *TINY,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "CUDA only" in result.output

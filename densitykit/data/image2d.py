@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from densitykit.data.checks import (
@@ -22,15 +21,12 @@ from densitykit.data.checks import (
     check_optional_int,
     check_seed,
 )
-from densitykit.data.dataset import Dataset, as_examples
-from densitykit.data.pmf import entropy_nats, normalize, sample_cells
+from densitykit.data.dataset import Dataset
+from densitykit.data.pmf import known_pmf_dataset, normalize, sample_cells
 from densitykit.data.registry import register
 from densitykit.data.splits import (
     SAMPLE_STREAM,
-    SPLIT_STREAM,
-    carve_validation,
     generator,
-    train_test_split,
 )
 from densitykit.errors import DataError
 
@@ -152,20 +148,14 @@ def image_2d(
             f"{name}: expected an image side of at most {MAX_GRID_SIZE}, got {side}; pass grid_size"
         )
     cells = sample_cells(probs, num_samples, generator(seed, SAMPLE_STREAM))
-    train_pool, test = train_test_split(cells, 0.8)
-    train, val = carve_validation(
-        train_pool, val_fraction=val_fraction, rng=generator(seed, SPLIT_STREAM)
-    )
-    return Dataset(
-        name=name,
-        train=as_examples(train),
-        val=as_examples(val),
-        test=as_examples(test),
-        num_values=side,
+    return known_pmf_dataset(
+        name,
+        cells,
+        probs,
         kind="2d",
         shape=(side, side),
-        true_entropy_nats=entropy_nats(probs),
-        true_probs=torch.from_numpy(probs),
+        val_fraction=val_fraction,
+        seed=seed,
         options={
             "path": str(Path(path).absolute()),
             "mass": mass,

@@ -9,18 +9,14 @@ carries a small share of the mass, so every cell has positive probability.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from densitykit.data.checks import check_fraction, check_int, check_seed
-from densitykit.data.dataset import Dataset, as_examples
-from densitykit.data.pmf import entropy_nats, normalize, sample_cells
+from densitykit.data.dataset import Dataset
+from densitykit.data.pmf import known_pmf_dataset, normalize, sample_cells
 from densitykit.data.registry import register
 from densitykit.data.splits import (
     SAMPLE_STREAM,
-    SPLIT_STREAM,
-    carve_validation,
     generator,
-    train_test_split,
 )
 
 __all__ = ["BACKGROUND_MASS", "MIN_GRID_SIZE", "smiley_2d", "smiley_probs"]
@@ -115,20 +111,14 @@ def smiley_2d(
 
     probs = smiley_probs(grid_size)
     cells = sample_cells(probs, num_samples, generator(seed, SAMPLE_STREAM))
-    train_pool, test = train_test_split(cells, 0.8)
-    train, val = carve_validation(
-        train_pool, val_fraction=val_fraction, rng=generator(seed, SPLIT_STREAM)
-    )
-    return Dataset(
-        name=name,
-        train=as_examples(train),
-        val=as_examples(val),
-        test=as_examples(test),
-        num_values=grid_size,
+    return known_pmf_dataset(
+        name,
+        cells,
+        probs,
         kind="2d",
         shape=(grid_size, grid_size),
-        true_entropy_nats=entropy_nats(probs),
-        true_probs=torch.from_numpy(probs),
+        val_fraction=val_fraction,
+        seed=seed,
         options={
             "grid_size": grid_size,
             "num_samples": num_samples,

@@ -20,13 +20,11 @@ tails' mass in the end values.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from densitykit.data.checks import check_fraction, check_seed
-from densitykit.data.dataset import Dataset, as_examples
-from densitykit.data.pmf import entropy_nats
+from densitykit.data.dataset import Dataset
+from densitykit.data.pmf import known_pmf_dataset
 from densitykit.data.registry import register
-from densitykit.data.splits import SPLIT_STREAM, carve_validation, generator, train_test_split
 
 __all__ = ["bimodal_1d", "bin_probs", "course_samples", "gaussian_1d", "quantize"]
 
@@ -98,21 +96,15 @@ def course_samples(which: int) -> tuple[np.ndarray, int, np.ndarray]:
 def _build(name: str, which: int, val_fraction: float, seed: int) -> Dataset:
     val_fraction = check_fraction(name, "val_fraction", val_fraction)
     seed = check_seed(name, seed)
-    values, num_values, probs = course_samples(which)
-    train_pool, test = train_test_split(values, 0.8)
-    train, val = carve_validation(
-        train_pool, val_fraction=val_fraction, rng=generator(seed, SPLIT_STREAM)
-    )
-    return Dataset(
-        name=name,
-        train=as_examples(train),
-        val=as_examples(val),
-        test=as_examples(test),
-        num_values=num_values,
+    values, _, probs = course_samples(which)
+    return known_pmf_dataset(
+        name,
+        values,
+        probs,
         kind="1d",
         shape=(1,),
-        true_entropy_nats=entropy_nats(probs),
-        true_probs=torch.from_numpy(probs),
+        val_fraction=val_fraction,
+        seed=seed,
         options={"val_fraction": val_fraction, "seed": seed},
     )
 
