@@ -52,6 +52,9 @@ EXPERIMENTS: list[tuple[str, float | None, list[str]]] = [
             "logistic-mixture",
             "--num-components",
             "4",
+            # D = 1: hidden units could feed no output (the output rule is strict).
+            "--hidden-sizes",
+            "",
             "--data-option",
             "val_fraction=0",
             "--lr",
@@ -90,6 +93,9 @@ EXPERIMENTS: list[tuple[str, float | None, list[str]]] = [
             "logistic-mixture",
             "--num-components",
             "4",
+            # D = 1: hidden units could feed no output (the output rule is strict).
+            "--hidden-sizes",
+            "",
             "--data-option",
             "val_fraction=0",
             "--lr",
