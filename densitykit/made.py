@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from densitykit.layers import MaskedLinear
-from densitykit.masks import Connectivity
+from densitykit.masks import Connectivity, check_connectivity
 from densitykit.registry import Registry
 
 __all__ = ["ACTIVATIONS", "MADE"]
@@ -86,6 +86,8 @@ class MADE(nn.Module):
         self.input_width = input_width
         self.activation = activation
         self.direct_connections = bool(direct_connections) and len(self.hidden_sizes) > 0
+        # Warn about dependencies no path realises (direct connections fill any gap).
+        check_connectivity(connectivities, direct=self.direct_connections, warn=True)
 
         widths = [self.dim * input_width, *self.hidden_sizes, self.dim * params_per_variable]
         self.layers = nn.ModuleList(

@@ -230,7 +230,6 @@ def _build(
         if spread == "even" and index > 0:
             hidden = tuple(h[torch.randperm(h.numel(), generator=generator)] for h in hidden)
         conns.append(Connectivity.from_ordering(ordering, hidden))
-    check_connectivity(conns, warn=True)
     return conns
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from hypothesis import given
@@ -73,9 +75,13 @@ def test_single_variable_depends_on_nothing() -> None:
     assert torch.allclose(model.log_prob(x).exp().sum(), torch.tensor(1.0))
 
 
-def test_narrow_layer_warns() -> None:
+def test_narrow_layer_warns_unless_direct_connections_fill_the_gaps() -> None:
     with pytest.warns(ConnectivityWarning, match="layer 0 has 3 units but 9 degrees are needed"):
-        dk.masks.create("natural", dim=10, hidden_sizes=[3])
+        dk.create_model("bernoulli", 10, hidden_sizes=(3,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConnectivityWarning)
+        dk.create_model("bernoulli", 10, hidden_sizes=(3,), direct_connections=True)
+        dk.masks.create("natural", dim=10, hidden_sizes=[3])  # builders only choose degrees
 
 
 def test_explicit_ordering_validates() -> None:
