@@ -6,7 +6,7 @@ forward pass per variable: the baseline) and once with ``densitykit.sampling.sam
 (every unit computed once), from identically seeded generators, and checks that both
 give the same samples.
 
-Run ``python benchmarks/sampling.py`` for the headline figures (about 6 minutes on
+Run ``python benchmarks/sampling.py`` for the headline figures (about 2 minutes on
 a 2-core CPU, almost all of it in the baseline) or ``--quick`` for a smoke run.
 """
 
