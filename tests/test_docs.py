@@ -277,3 +277,17 @@ def test_every_picture_is_used_and_exists() -> None:
     used = set(re.findall(r"\(assets/([\w.-]+\.png)\)", pages))
     present = {p.name for p in (DOCS / "assets").glob("*.png")}
     assert used == present, f"unused: {present - used}; missing: {used - present}"
+
+
+def test_readme_python_snippet_runs_and_gives_what_it_says(tmp_path: Path) -> None:
+    """The README's Python example, run as written, with its comments' shapes checked."""
+    blocks = [body for language, body in FENCE.findall((ROOT / "README.md").read_text())
+              if language == "python"]  # fmt: skip
+    assert len(blocks) == 1
+    checks = (
+        "\nassert lp.shape == (16,) and lp.dtype == torch.float32, lp.shape"
+        "\nassert xs.shape == (1000, 2) and int(xs.min()) >= 0 and int(xs.max()) < 64"
+        "\nassert torch.isfinite(lp).all() and (lp < 0).all()\n"
+    )
+    result = run_blocks([blocks[0] + checks], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
