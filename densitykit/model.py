@@ -229,52 +229,6 @@ class AutoregressiveModel(nn.Module):
             self.backbone.set_mask(active)
         return self.head.log_prob(params, x).sum(-1)
 
-    def training_loss(
-        self, x: torch.Tensor, mask: int | None = None, *, validate: bool = True
-    ) -> torch.Tensor:
-        """The training loss: mean negative log-likelihood of a batch under one mask.
-
-        Connectivity-agnostic training fits each mask's autoregressive model on its own
-        (a different mask at each step), so the loss is the NLL under the active mask,
-        not under the mixture. It equals ``-log_prob(x, mask).mean()`` up to float
-        rounding, through the head's fused
-        [`log_prob_sum`][densitykit.heads.base.Head.log_prob_sum] where it has one.
-
-        Args:
-            x: ``(B, D)`` values.
-            mask: Which mask (the active one by default).
-            validate: Check ``x`` first (skip only for already validated long tensors).
-
-        Returns:
-            A scalar: nats per example.
-
-        Example:
-            >>> import torch, densitykit as dk
-            >>> model = dk.create_model("bernoulli", 4, hidden_sizes=(8,)).double()
-            >>> x = torch.tensor([[0, 1, 1, 0], [1, 1, 0, 0]])
-            >>> bool(torch.isclose(model.training_loss(x), -model.log_prob(x).mean()))
-            True
-        """
-        mask = self._check_mask(mask)
-        if validate:
-            x = self.validate(x)
-        if x.shape[0] == 0:
-            raise ValueError("the training loss needs at least one example, got an empty batch")
-        return -self._log_prob_sum(x, mask) / x.shape[0]
-
-    def _log_prob_sum(self, x: torch.Tensor, mask: int | None) -> torch.Tensor:
-        """Summed log-likelihood of validated ``x`` under ``mask`` (the active one if None)."""
-        if self.backbone is None:
-            return self.head.log_prob_sum(x.new_empty(x.shape[0], self.dim, 0, dtype=self.dtype), x)
-        index = self.backbone.mask_index if mask is None else mask
-        active = self.backbone.mask_index
-        self.backbone.set_mask(index)
-        try:
-            params = self.backbone(self.head.encode(x, self.dtype))
-        finally:
-            self.backbone.set_mask(active)
-        return self.head.log_prob_sum(params, x)
-
     def log_prob_per_mask(
         self,
         x: torch.Tensor,

@@ -414,7 +414,7 @@ def fit(
             if replica is None:
                 batch = train[indices].to(device, non_blocking=True)
                 with _autocast(device, config.precision):
-                    loss = model.training_loss(batch, mask, validate=False)
+                    loss = -model._log_prob(batch, mask).mean()
                 value = loss.item()
             else:
                 loss, value = _sharded_loss(
@@ -500,14 +500,14 @@ def fit(
 
 
 class _BatchLogProb(torch.nn.Module):
-    """What DistributedDataParallel wraps: the summed log-likelihood of a validated batch."""
+    """What DistributedDataParallel wraps: log-likelihoods of already validated batches."""
 
     def __init__(self, model: AutoregressiveModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, batch: torch.Tensor, mask: int | None) -> torch.Tensor:
-        return self.model._log_prob_sum(batch, mask)
+        return self.model._log_prob(batch, mask)
 
 
 def _sharded_loss(
@@ -523,7 +523,7 @@ def _sharded_loss(
     size = indices.shape[0]
     batch = train[indices[shard(size, context.rank, context.world_size)]]
     with _autocast(device, precision):
-        nll = -replica(batch.to(device, non_blocking=True), mask)
+        nll = -replica(batch.to(device, non_blocking=True), mask).sum()
     # DDP averages the ranks' gradients; weighting each shard's summed NLL by
     # world_size / size makes that average the gradient of the global-batch mean,
     # however unequal (or empty) the shards are.

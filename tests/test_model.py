@@ -283,37 +283,3 @@ def test_cuda_model_with_cpu_generator() -> None:
     assert model.log_prob(x).device.type == "cuda"
     samples = model.sample(5, generator=torch.Generator().manual_seed(0))
     assert samples.device.type == "cuda"
-
-
-@pytest.mark.parametrize("head", dk.heads.names())
-@pytest.mark.parametrize("num_masks", [1, 3])
-def test_training_loss_is_the_mean_nll_under_one_mask(head: str, num_masks: int) -> None:
-    """The fused training loss equals ``-log_prob(x, mask).mean()``, value and gradient."""
-    torch.manual_seed(0)
-    masks = "multi-ordering" if num_masks > 1 else "natural"
-    model = dk.create_model(
-        head, 4, 2 if head == "bernoulli" else 5, hidden_sizes=(12,), masks=masks,
-        num_masks=num_masks, direct_connections=True,
-    ).double()  # fmt: skip
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 3)  # peaked, far-from-zero parameters
-    x = torch.randint(0, model.num_values, (9, 4))
-    params = list(model.parameters())
-    for mask in range(model.num_masks):  # the histogram head has no masks: one
-        loss = model.training_loss(x, mask)
-        expected = -model.log_prob(x, mask=mask).mean()
-        assert torch.allclose(loss, expected, rtol=1e-12, atol=1e-12)
-        got = torch.autograd.grad(loss, params, allow_unused=True)
-        want = torch.autograd.grad(expected, params, allow_unused=True)
-        for g, w in zip(got, want, strict=True):
-            assert (g is None) == (w is None)
-            if g is not None:
-                assert torch.allclose(g, w, rtol=1e-10, atol=1e-12)
-    if model.backbone is not None:  # the active mask by default, and it stays active
-        last = model.num_masks - 1
-        model.backbone.set_mask(last)
-        assert torch.allclose(model.training_loss(x), -model.log_prob(x, mask=last).mean())
-        assert model.backbone.mask_index == last
-    with pytest.raises(ValueError, match="empty batch"):
-        model.training_loss(x[:0])

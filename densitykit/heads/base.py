@@ -86,22 +86,6 @@ class Head(nn.Module, abc.ABC):
             ``(B, D)`` log-probabilities in nats, in at least float32.
         """
 
-    def log_prob_sum(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The sum of [`log_prob`][densitykit.heads.base.Head.log_prob] over batch and variables.
-
-        What the training loss needs. A head may override it with a fused form (the
-        Bernoulli head does); the result must equal ``log_prob(params, x).sum()`` up to
-        float rounding.
-
-        Args:
-            params: ``(B, D, P)`` parameters from the backbone.
-            x: ``(B, D)`` long values in ``0..K-1`` (already validated).
-
-        Returns:
-            A scalar, in nats, in at least float32.
-        """
-        return self.log_prob(params, x).sum()
-
     @abc.abstractmethod
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None

@@ -46,11 +46,6 @@ class BernoulliHead(Head):
         sign = x.to(logits.dtype) * 2 - 1
         return F.logsigmoid(sign * logits)
 
-    def log_prob_sum(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        # One fused, numerically stable kernel for the whole batch (the training loss).
-        logits = float32_at_least(params[..., 0])
-        return -F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="sum")
-
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
