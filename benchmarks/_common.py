@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["cpu_model", "machine_report", "median_time", "table"]
+__all__ = ["cpu_model", "machine_report", "median_time", "parse_architecture", "table"]
 
 
 def cpu_model() -> str:
@@ -69,3 +70,13 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+
+
+def parse_architecture(text: str) -> tuple[int, tuple[int, ...]]:
+    """``"784-500-784"`` -> ``(784, (500,))``; the first and last sizes are D."""
+    sizes = [int(part) for part in text.split("-")]
+    if len(sizes) < 2 or sizes[0] != sizes[-1]:
+        raise argparse.ArgumentTypeError(
+            f"expected D-H1-...-D with equal first and last sizes, got {text!r}"
+        )
+    return sizes[0], tuple(sizes[1:-1])

@@ -16,22 +16,12 @@ import argparse
 import warnings
 
 import torch
-from _common import machine_report, median_time, table
+from _common import machine_report, median_time, parse_architecture, table
 
 import densitykit as dk
 from densitykit import sampling
 
 DEFAULT_ARCHITECTURES = ("784-500-784", "784-512-512-784")
-
-
-def parse_architecture(text: str) -> tuple[int, tuple[int, ...]]:
-    """``"784-500-784"`` -> ``(784, (500,))``; the first and last sizes are D."""
-    sizes = [int(part) for part in text.split("-")]
-    if len(sizes) < 2 or sizes[0] != sizes[-1]:
-        raise argparse.ArgumentTypeError(
-            f"expected D-H1-...-D with equal first and last sizes, got {text!r}"
-        )
-    return sizes[0], tuple(sizes[1:-1])
 
 
 def main() -> None:

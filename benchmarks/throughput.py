@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from _common import machine_report, table
+from _common import machine_report, parse_architecture, table
 from torch import nn
 
 import densitykit as dk
@@ -62,14 +62,6 @@ class PlainMaskedMLP(nn.Module):
             if index < len(self.linears) - 1:
                 h = F.relu(h)
         return h
-
-
-def parse_architecture(text: str) -> tuple[int, tuple[int, ...]]:
-    """``"784-500-784"`` -> ``(784, (500,))``; the first and last sizes are D."""
-    sizes = [int(part) for part in text.split("-")]
-    if len(sizes) < 2 or sizes[0] != sizes[-1]:
-        raise argparse.ArgumentTypeError(f"expected D-H1-...-D, got {text!r}")
-    return sizes[0], tuple(sizes[1:-1])
 
 
 def interleaved(
