@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from hypothesis import strategies as st
 
 import densitykit as dk
+
+
+def sharpen(model: dk.AutoregressiveModel, scale: float, seed: int) -> None:
+    """Redraw every parameter large (seeded), so conditionals are peaked and depend on the past."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(
+                torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
+                * scale
+                / math.sqrt(max(parameter.shape[-1], 1))
+            )
 
 
 def mask_options(name: str, dim: int, draw: st.DrawFn) -> dict[str, Any]:

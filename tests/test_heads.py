@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import strategies
 import torch
 from scipy import stats
 
@@ -46,14 +47,7 @@ def all_inputs(dim: int, num_values: int) -> torch.Tensor:
 
 def sharpen(model: dk.AutoregressiveModel, scale: float = 3.0) -> None:
     """Scale every parameter so the tiny model's distribution is far from uniform."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(
-                torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
-                * scale
-                / math.sqrt(max(parameter.shape[-1], 1))
-            )
+    strategies.sharpen(model, scale, seed=1)
 
 
 @pytest.mark.parametrize("head", dk.heads.names())

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
+import strategies
 import torch
 from hypothesis import given
 from strategies import ModelSpec, model_specs
@@ -43,14 +42,7 @@ def build(
 
 def randomize(model: dk.AutoregressiveModel, scale: float = 4.0) -> None:
     """Parameters large enough that conditionals are peaked and depend on the past."""
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(
-                torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
-                * scale
-                / math.sqrt(max(parameter.shape[-1], 1))
-            )
+    strategies.sharpen(model, scale, seed=3)
 
 
 def assert_fast_equals_naive(model: dk.AutoregressiveModel, num_samples: int = 200) -> None:
