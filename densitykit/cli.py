@@ -379,8 +379,7 @@ def fit(
             mask_every=mask_every,
             eval_masks=eval_masks,
         ),
-        # A .py plug-in is stored by absolute path: the run must load from any folder.
-        plugins=[str(Path(p).resolve()) if p.endswith(".py") else p for p in plugin],
+        plugins=list(plugin),
     )
     out = out or Path("runs") / f"{data}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     message = f"training on {data} into {out}/"

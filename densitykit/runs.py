@@ -221,7 +221,11 @@ def _config_dict(config: RunConfig, dataset: Dataset, model: AutoregressiveModel
         "data": {"name": config.data, "options": dataset.options},
         "model": model.config.to_dict(),
         "train": config.train.to_dict(),
-        "plugins": list(config.plugins),
+        # A .py plug-in is stored by absolute path: the run must load from any folder.
+        "plugins": [
+            str(Path(plugin).resolve()) if plugin.endswith(".py") else plugin
+            for plugin in config.plugins
+        ],
     }
 
 
