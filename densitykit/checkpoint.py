@@ -22,9 +22,10 @@ from typing import IO, Any
 import torch
 
 from densitykit.errors import CheckpointError
-from densitykit.model import AutoregressiveModel, ModelConfig, build_model
+from densitykit.model import AutoregressiveModel, ModelConfig, build_model, parameter_count
 
 __all__ = [
+    "FILE_MODE",
     "FORMAT",
     "atomic_write",
     "load_checkpoint",
@@ -37,6 +38,17 @@ __all__ = [
 
 FORMAT = "densitykit-checkpoint"
 VERSION = 1
+FILE_MODE = 0o644
+"""The mode of every file densitykit writes, less the user's umask (as ``open`` does)."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -47,15 +59,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         write: Called with a binary file object open on the temporary file.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise CheckpointError(
+            f"cannot write {path}: {error.strerror or error}; nothing was changed"
+        ) from None
+    try:
+        os.fchmod(fd, FILE_MODE & ~_UMASK)  # mkstemp makes 0600 files
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, (OSError, RuntimeError)):
+            # torch's zip writer reports a full disk as a RuntimeError.
+            text = str(error).strip()
+            reason = getattr(error, "strerror", None) or (
+                text.splitlines()[0] if text else type(error).__name__
+            )
+            previous = "the previous file is intact" if path.exists() else "no file was left"
+            raise CheckpointError(
+                f"cannot write {path} ({reason}); {previous}, nothing was lost"
+            ) from None
         raise
     try:  # make the rename itself durable
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -141,6 +169,19 @@ def save_checkpoint(path: str | os.PathLike, model: AutoregressiveModel) -> None
     )
 
 
+def _check_size(path: str | os.PathLike, config: ModelConfig, state: Any) -> None:
+    """Refuse a config that asks for other weights than the file holds, before building it."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: the state_dict is not a dict of tensors")
+    stored = sum(v.numel() for v in state.values() if v.is_floating_point())
+    expected = parameter_count(config)
+    if expected != stored:
+        raise CheckpointError(
+            f"{path}: its config describes a model of {expected:,} weights, but the file holds "
+            f"{stored:,}; the config or the weights were changed"
+        )
+
+
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> AutoregressiveModel:
@@ -168,7 +209,9 @@ def load_checkpoint(
             f"{path}: checkpoint version {data.get('version')!r}, expected {VERSION}"
         )
     try:
-        model = build_model(ModelConfig.from_dict(data["model_config"]))
+        config = ModelConfig.from_dict(data["model_config"])
+        _check_size(path, config, data["state_dict"])
+        model = build_model(config)
         model.load_state_dict(data["state_dict"])
     except (ValueError, TypeError, RuntimeError, KeyError) as error:
         detail = str(error).strip().splitlines()[0]

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+from typer.core import TyperGroup
 
 import densitykit
 from densitykit import runs
@@ -22,12 +24,30 @@ from densitykit.distributed import launch_environment, session
 from densitykit.errors import DensitykitError
 from densitykit.heads import HEADS
 from densitykit.masks import MASKS
+from densitykit.model import DEFAULT_HIDDEN_SIZES, ModelConfig
+from densitykit.plugins import import_plugins
+from densitykit.runfolder import METRICS_LOG
 from densitykit.train import Callback, TrainConfig, TrainResult, TrainState
 
 __all__ = ["app", "main"]
 
+
+class _Group(TyperGroup):
+    """The command group; a usage error (an unknown option, a value of the wrong type)
+    exits with code 1 like every other error, not click's 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exit_:
+            if exit_.code == 2:
+                raise SystemExit(1) from None
+            raise
+
+
 app = typer.Typer(
     name="densitykit",
+    cls=_Group,
     help="Autoregressive density estimation with MADE: fit, evaluate and sample.",
     no_args_is_help=True,
     add_completion=False,
@@ -62,8 +82,16 @@ def _fail(error: BaseException) -> None:
     if _state["debug"]:
         raise error
     message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    if isinstance(error, KeyError) and message.startswith("'"):
+        message = f"missing {message}"
+    # User text (paths, names, values) is printed as text, never read as rich markup.
+    errors.print(Text("error: ", style="bold red") + Text(message), highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def _say(message: str) -> None:
+    """Print one line of plain text (no markup, no highlighting)."""
+    console.print(Text(message), highlight=False, soft_wrap=True)
 
 
 def _guard(function: Any) -> Any:
@@ -148,7 +176,7 @@ class _ProgressCallback(Callback):
 
     def on_train_begin(self, state: TrainState, num_batches: int) -> None:
         if self.message:
-            self.progress.console.print(self.message, highlight=False)
+            self.progress.console.print(Text(self.message), highlight=False)
         self.num_batches = num_batches
         self.task = self.progress.add_task("epoch", total=num_batches, loss="")
         self._epoch = state.epoch + 1
@@ -167,8 +195,10 @@ class _ProgressCallback(Callback):
         self.last_val = record["val_nll"]
         mark = "*" if record["improved"] else " "
         self.progress.console.print(
-            f"epoch {record['epoch']:3d}  train {record['train_nll']:.4f}  "
-            f"val {record['val_nll']:.4f} {mark} ({record['seconds']:.1f}s)",
+            Text(
+                f"epoch {record['epoch']:3d}  train {record['train_nll']:.4f}  "
+                f"val {record['val_nll']:.4f} {mark} ({record['seconds']:.1f}s)"
+            ),
             highlight=False,
         )
         self.running, self.count = 0.0, 0
@@ -181,10 +211,10 @@ class _ProgressCallback(Callback):
 
 def _progress(quiet: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[loss]}"),
+        TextColumn("{task.fields[loss]}", markup=False),
         TimeElapsedColumn(),
         console=console,
         transient=True,
@@ -193,25 +223,74 @@ def _progress(quiet: bool) -> Progress:
 
 
 def _report(metrics: dict[str, Any], out: Path) -> None:
-    console.print(
+    entropy = (
+        f"; true entropy {metrics['true_entropy_nats']:.4f} nats "
+        f"(gap {metrics['gap_to_entropy_nats']:.4f})"
+        if metrics.get("true_entropy_nats") is not None
+        else ""
+    )
+    _say(
         f"test NLL {metrics['test_nll_nats']:.4f} nats "
         f"({metrics['test_nats_per_dim']:.4f} nats/dim, "
-        f"{metrics['test_bits_per_dim']:.4f} bits/dim)"
-        + (
-            f"; true entropy {metrics['true_entropy_nats']:.4f} nats "
-            f"(gap {metrics['gap_to_entropy_nats']:.4f})"
-            if metrics.get("true_entropy_nats") is not None
-            else ""
-        ),
-        highlight=False,
+        f"{metrics['test_bits_per_dim']:.4f} bits/dim){entropy}"
     )
-    console.print(
+    _say(
         f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
-        f"{metrics['num_params']:,} parameters, {metrics['train_seconds']:.1f}s of training",
-        highlight=False,
+        f"{metrics['num_params']:,} parameters, {metrics['train_seconds']:.1f}s of training"
     )
     files = ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith(".")))
-    console.print(f"outputs in {out}/: {files}", highlight=False)
+    _say(f"outputs in {out}/: {files}")
+
+
+def _interrupted(out: Path) -> None:
+    """Ctrl-C: say where the run stands and how to continue it; exit 130 like a shell."""
+    log = out / METRICS_LOG
+    epochs = len(log.read_text().splitlines()) if log.is_file() else 0
+    if epochs:
+        message = (
+            f"stopped by the user after {epochs} completed epoch(s); continue with: "
+            f"densitykit resume {out}"
+        )
+    else:
+        message = f"stopped by the user before the first epoch ended; {out} holds no new epoch"
+    errors.print(Text(message), highlight=False, soft_wrap=True)
+    raise typer.Exit(130)
+
+
+_TRAIN = TrainConfig()
+_MODEL = ModelConfig()
+_PLUGIN_HELP = "Module or .py file to import first (user heads/masks/data); repeatable."
+
+
+def _data_options(data: str, named: dict[str, tuple[str, Any]], pairs: list[str]) -> dict[str, Any]:
+    """The data set's options from its named flags and ``--data-option``; conflicts refused."""
+    options = _filter_options("data set", data, DATASETS.get(data), named)
+    extra = _parse_pairs(pairs, "--data-option")
+    flags = {key: flag for key, (flag, _) in named.items()}
+    for key, value in extra.items():
+        if key in options and _given(flags[key].lstrip("-").replace("-", "_")):
+            raise ValueError(
+                f"--data-option {key}={value!r} conflicts with {flags[key]} {options[key]!r}; "
+                "give it once"
+            )
+    options.update(extra)
+    return options
+
+
+def _head_options(
+    head: str | None, named: dict[str, tuple[str, Any]], pairs: list[str]
+) -> dict[str, Any]:
+    if head is not None:
+        options = _filter_options("head", head, HEADS.get(head), named)
+    else:
+        options = {key: value for key, (_, value) in named.items() if value is not None}
+    for key, value in _parse_pairs(pairs, "--head-option").items():
+        if key in options:
+            raise ValueError(
+                f"--head-option {key}={value!r} conflicts with a named option; give it once"
+            )
+        options[key] = value
+    return options
 
 
 @app.command()
@@ -220,31 +299,42 @@ def fit(
     ctx: typer.Context,
     data: Annotated[
         str, typer.Option(help="Data set name (see `densitykit datasets`).")
-    ] = "2d-smiley",
+    ] = runs.DataConfig.name,
     head: Annotated[
         str | None,
         typer.Option(help="Head name (see `densitykit heads`); default suits the data."),
     ] = None,
-    masks: Annotated[str, typer.Option(help="Mask builder (see `densitykit masks`).")] = "natural",
+    masks: Annotated[
+        str, typer.Option(help="Mask builder (see `densitykit masks`).")
+    ] = _MODEL.masks,
     num_masks: Annotated[
         int | None, typer.Option(help="Number of masks (orderings/connectivities).")
     ] = None,
     hidden_sizes: Annotated[
         str, typer.Option(help="Hidden layer widths, comma-separated (empty for none).")
-    ] = "256,256",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
-    batch_size: Annotated[int, typer.Option(help="Examples per Adam step.")] = 100,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = 0.0,
+    ] = ",".join(map(str, DEFAULT_HIDDEN_SIZES)),
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = _TRAIN.epochs,
+    batch_size: Annotated[int, typer.Option(help="Examples per Adam step.")] = _TRAIN.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _TRAIN.lr,
+    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = _TRAIN.weight_decay,
     patience: Annotated[
         int, typer.Option(help="Early-stopping patience in epochs (0 disables).")
-    ] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of weights, masks and shuffling.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, or bf16/fp16 autocast on CUDA.")] = "fp32",
-    activation: Annotated[str, typer.Option(help="Hidden activation.")] = "relu",
-    direct: Annotated[bool, typer.Option(help="Direct input-to-output connections.")] = False,
-    mask_every: Annotated[int, typer.Option(help="Steps between mask changes (0: never).")] = 1,
+    ] = _TRAIN.patience or 0,
+    grad_clip: Annotated[
+        float | None, typer.Option(help="Clip the gradient norm to this value.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of weights, masks and shuffling.")] = _TRAIN.seed,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = _TRAIN.device,
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16/fp16 autocast on CUDA.")
+    ] = _TRAIN.precision,
+    activation: Annotated[str, typer.Option(help="Hidden activation.")] = _MODEL.activation,
+    direct: Annotated[
+        bool, typer.Option(help="Direct input-to-output connections.")
+    ] = _MODEL.direct_connections,
+    mask_every: Annotated[
+        int, typer.Option(help="Steps between mask changes (0: never).")
+    ] = _TRAIN.mask_every,
     eval_masks: Annotated[
         int | None, typer.Option(help="Masks in the evaluation mixture (default: all).")
     ] = None,
@@ -280,45 +370,33 @@ def fit(
         list[str],
         typer.Option(help="Extra mask builder option key=value (repeatable), e.g. spread=even."),
     ] = [],  # noqa: B006
-    plugin: Annotated[
-        list[str], typer.Option(help="Module or .py file to import first (user heads/masks/data).")
-    ] = [],  # noqa: B006
+    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
     out: Annotated[
         Path | None, typer.Option(help="Run folder (default: runs/<data>-<time>).")
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace an existing run folder (only a densitykit run folder)."),
+    ] = False,
     resume: Annotated[
-        Path | None,
-        typer.Option(help="Continue this run folder from its last completed epoch."),
+        Path | None, typer.Option(hidden=True, help="Replaced by `densitykit resume RUN`.")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch lines.")] = False,
 ) -> None:
     """Train a MADE on a data set and write a run folder (model, metrics, pictures)."""
     _state["context"] = ctx
+    if resume is not None:
+        raise ValueError(
+            f"--resume is now its own command: densitykit resume {resume} [--epochs N]"
+        )
     # Under torchrun every process runs this command; only rank 0 shows and reports.
     launch = launch_environment()
     main = launch is None or launch[0] == 0
     quiet = quiet or not main
     progress = _progress(quiet)
-    if resume is not None:
-        saved = runs.read_json(resume / runs.CONFIG_FILE)
-        total = epochs if _given("epochs") else saved.get("train", {}).get("epochs", epochs)
-        with progress, session(saved.get("train", {}).get("device", "auto")):
-            metrics = runs.resume_run(
-                resume,
-                epochs=epochs if _given("epochs") else None,
-                lr=lr if _given("lr") else None,
-                callbacks=[] if quiet else [_ProgressCallback(progress, total)],
-            )
-        if main:
-            _report(metrics, resume)
-        return
-    runs.import_plugins(plugin)
-    data_factory = DATASETS.get(data)
-    data_options = _filter_options(
-        "data set",
+    import_plugins(plugin)
+    data_options = _data_options(
         data,
-        data_factory,
         {
             "data_dir": ("--data-dir", str(data_dir) if data_dir else None),
             "binarize": ("--binarize", binarize),
@@ -327,29 +405,21 @@ def fit(
             "max_train": ("--max-train", max_train),
             "seed": ("--data-seed", data_seed),
         },
+        data_option,
     )
-    data_options.update(_parse_pairs(data_option, "--data-option"))
-    head_options: dict[str, Any] = {}
-    if head is not None:
-        head_options = _filter_options(
-            "head",
-            head,
-            HEADS.get(head),
-            {
-                "num_components": ("--num-components", num_components),
-                "one_hot": ("--one-hot", one_hot),
-            },
-        )
-    elif num_components is not None or one_hot is not None:
-        head_options = {
-            k: v
-            for k, v in (("num_components", num_components), ("one_hot", one_hot))
-            if v is not None
-        }
-    head_options.update(_parse_pairs(head_option, "--head-option"))
+    head_options = _head_options(
+        head,
+        {
+            "num_components": ("--num-components", num_components),
+            "one_hot": ("--one-hot", one_hot),
+        },
+        head_option,
+    )
     MASKS.get(masks)
     mask_options = _parse_pairs(mask_option, "--mask-option")
     if ordering is not None:
+        if "ordering" in mask_options:
+            raise ValueError("--mask-option ordering=... conflicts with --ordering; give it once")
         try:
             mask_options["ordering"] = [int(v) for v in ordering.split(",")]
         except ValueError:
@@ -357,16 +427,18 @@ def fit(
                 f"--ordering must be comma-separated integers, got {ordering!r}"
             ) from None
     config = runs.RunConfig(
-        data=data,
-        data_options=data_options,
-        head=head,
-        hidden_sizes=_parse_sizes(hidden_sizes),
-        masks=masks,
-        num_masks=num_masks,
-        activation=activation,
-        direct_connections=direct,
-        head_options=head_options,
-        mask_options=mask_options,
+        data=runs.DataConfig(data, data_options),
+        model=ModelConfig(
+            head=head,
+            hidden_sizes=_parse_sizes(hidden_sizes),
+            masks=masks,
+            num_masks=num_masks,
+            seed=seed,
+            activation=activation,
+            direct_connections=direct,
+            head_options=head_options,
+            mask_options=mask_options,
+        ),
         train=TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -378,6 +450,7 @@ def fit(
             precision=precision,
             mask_every=mask_every,
             eval_masks=eval_masks,
+            grad_clip=grad_clip,
         ),
         plugins=list(plugin),
     )
@@ -385,15 +458,60 @@ def fit(
     message = f"training on {data} into {out}/"
     if launch is not None:
         message += f" with {launch[1]} processes"
-    with progress, session(device):
-        metrics = runs.fit_run(
-            config,
-            out,
-            overwrite=overwrite,
-            callbacks=[] if quiet else [_ProgressCallback(progress, epochs, message)],
-        )
+    try:
+        with progress, session(device):
+            metrics = runs.fit_run(
+                config,
+                out,
+                overwrite=overwrite,
+                callbacks=[] if quiet else [_ProgressCallback(progress, epochs, message)],
+            )
+    except KeyboardInterrupt:
+        _interrupted(out)
     if main:
         _report(metrics, out)
+
+
+@app.command()
+@_guard
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
+    epochs: Annotated[
+        int | None, typer.Option(help="A new maximum number of epochs (more than already run).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="A new learning rate.")] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="A new early-stopping patience (0 disables); continues an early stop."),
+    ] = None,
+    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
+    quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch lines.")] = False,
+) -> None:
+    """Continue a run from its last completed epoch, exactly as if it had not stopped.
+
+    Only what can change for a run already under way is offered: more epochs, a new
+    learning rate, a new patience. Everything else is the run's own (its config.json).
+    """
+    launch = launch_environment()
+    main = launch is None or launch[0] == 0
+    quiet = quiet or not main
+    progress = _progress(quiet)
+    config = runs.read_run_config(run_dir)
+    total = epochs if epochs is not None else config.train.epochs
+    try:
+        with progress, session(config.train.device):
+            metrics = runs.resume_run(
+                run_dir,
+                epochs=epochs,
+                lr=lr,
+                patience=patience,
+                plugins=plugin,
+                callbacks=[] if quiet else [_ProgressCallback(progress, total)],
+            )
+    except KeyboardInterrupt:
+        _interrupted(run_dir)
+    if main:
+        _report(metrics, run_dir)
 
 
 def _given(name: str) -> bool:
@@ -414,17 +532,19 @@ def eval_command(
     ] = None,
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
+    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Evaluate a run's model: NLL in nats per example, per dimension and bits per dimension."""
-    result = runs.evaluate_run(run_dir, num_masks=num_masks, split=split, device=device)
+    result = runs.evaluate_run(
+        run_dir, num_masks=num_masks, split=split, device=device, plugins=plugin
+    )
     if as_json:
         typer.echo(json.dumps(result))
         return
-    console.print(
+    _say(
         f"{split} NLL {result['nll_nats']:.4f} nats ({result['nats_per_dim']:.5f} nats/dim, "
-        f"{result['bits_per_dim']:.5f} bits/dim) with {result['num_masks']} mask(s)",
-        highlight=False,
+        f"{result['bits_per_dim']:.5f} bits/dim) with {result['num_masks']} mask(s)"
     )
 
 
@@ -438,20 +558,24 @@ def sample(
     num_samples: Annotated[int, typer.Option("-n", "--num-samples", help="How many samples.")] = 64,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
+    overwrite: Annotated[bool, typer.Option(help="Replace the output file if it exists.")] = False,
+    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
 ) -> None:
-    """Draw samples from a run's model into a picture or an array."""
-    path = runs.sample_run(run_dir, num_samples, out, seed=seed, device=device)
-    console.print(f"wrote {num_samples} samples to {path}", highlight=False)
+    """Draw samples from a run's model into a picture or an array (.npy: in chunks)."""
+    path = runs.sample_run(
+        run_dir, num_samples, out, seed=seed, device=device, overwrite=overwrite, plugins=plugin
+    )
+    _say(f"wrote {num_samples} samples to {path}")
 
 
 def _listing(registry: Any, plugin: list[str]) -> None:
-    runs.import_plugins(plugin)
+    import_plugins(plugin)
     width = max((len(name) for name in registry.names()), default=0)
     for entry in registry.entries():
         typer.echo(f"{entry.name:<{width}}  {entry.description}")
 
 
-_PLUGIN_OPTION = typer.Option(help="Module or .py file to import first.")
+_PLUGIN_OPTION = typer.Option(help=_PLUGIN_HELP)
 
 
 @app.command()

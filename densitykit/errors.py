@@ -12,6 +12,9 @@ __all__ = [
     "DataError",
     "DensitykitError",
     "DuplicateNameError",
+    "PluginError",
+    "ResourceError",
+    "RunFolderError",
     "TrainingError",
     "UnknownNameError",
 ]
@@ -39,3 +42,15 @@ class CheckpointError(DensitykitError, ValueError):
 
 class TrainingError(DensitykitError, RuntimeError):
     """Training could not go on (for example, the loss stopped being finite)."""
+
+
+class ResourceError(DensitykitError, ValueError):
+    """A request needs more memory or disk than there is (refused before allocating)."""
+
+
+class PluginError(DensitykitError, ValueError):
+    """A plug-in cannot be imported, or a run needs one that was not given."""
+
+
+class RunFolderError(DensitykitError, OSError):
+    """A run folder cannot be created, replaced or written (nothing was deleted)."""

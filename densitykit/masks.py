@@ -57,6 +57,15 @@ class ConnectivityWarning(UserWarning):
     """A mask cannot connect every output to all of its predecessors."""
 
 
+def _as_list(values: object) -> list:
+    if isinstance(values, torch.Tensor):
+        return values.tolist() if values.ndim == 1 else [values]
+    try:
+        return list(values)  # type: ignore[call-overload]
+    except TypeError:
+        return [values]
+
+
 def _check_ordering(ordering: torch.Tensor, dim: int) -> torch.Tensor:
     ordering = torch.as_tensor(ordering, dtype=torch.long).flatten()
     if ordering.numel() != dim or not torch.equal(torch.sort(ordering).values, torch.arange(dim)):
@@ -296,7 +305,13 @@ def explicit_ordering(
         raise ValueError(
             "the 'ordering' mask builder needs ordering=[...], a permutation of 0..D-1"
         )
-    order = _check_ordering(torch.as_tensor(list(ordering)), dim)
+    if isinstance(ordering, (str, bytes)) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in _as_list(ordering)
+    ):
+        raise ValueError(
+            f"ordering must be a list of integers, a permutation of 0..{dim - 1}, got {ordering!r}"
+        )
+    order = _check_ordering(torch.as_tensor(_as_list(ordering)), dim)
     generator = _generator(seed)
     return _build([order] * num_masks, sizes, generator, spread)
 

@@ -10,6 +10,7 @@ averaging the masks' logits is not, and is not offered.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,12 +23,27 @@ from densitykit import masks as masks_module
 from densitykit.heads import HEADS, Head
 from densitykit.made import MADE
 
-__all__ = ["AutoregressiveModel", "ModelConfig", "build_model", "create_model"]
+__all__ = [
+    "DEFAULT_HIDDEN_SIZES",
+    "AutoregressiveModel",
+    "ModelConfig",
+    "build_model",
+    "create_model",
+    "parameter_count",
+]
+
+DEFAULT_HIDDEN_SIZES: tuple[int, ...] = (256, 256)
+"""Hidden layer widths of a model whose config does not say (the CLI's default too)."""
 
 
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a model (saved as JSON beside the weights).
+
+    In a run's configuration ``head``, ``dim`` and ``num_values`` may be left ``None``:
+    the data set fills them in (``head`` by
+    [`default_head`][densitykit.runs.default_head]). A model is built only from a
+    complete config.
 
     Attributes:
         head: Registered head name.
@@ -35,7 +51,8 @@ class ModelConfig:
         num_values: Values per variable K.
         hidden_sizes: Units per hidden layer of the MADE.
         masks: Registered mask-builder name.
-        num_masks: Number of masks (orderings/connectivities) K.
+        num_masks: Number of masks (orderings/connectivities); ``None`` takes the
+            builder's default.
         seed: Seed of the mask builder.
         activation: Hidden activation name.
         direct_connections: Masked input-to-output weights.
@@ -43,12 +60,12 @@ class ModelConfig:
         mask_options: Extra keyword options of the mask builder (e.g. ``ordering``).
     """
 
-    head: str
-    dim: int
-    num_values: int
-    hidden_sizes: tuple[int, ...] = (128, 128)
+    head: str | None = None
+    dim: int | None = None
+    num_values: int | None = None
+    hidden_sizes: tuple[int, ...] = DEFAULT_HIDDEN_SIZES
     masks: str = "natural"
-    num_masks: int = 1
+    num_masks: int | None = None
     seed: int | None = 0
     activation: str = "relu"
     direct_connections: bool = False
@@ -325,18 +342,25 @@ def _is_integer(x: torch.Tensor) -> bool:
 
 def build_model(config: ModelConfig) -> AutoregressiveModel:
     """Build a model from a [`ModelConfig`][densitykit.model.ModelConfig] through the registries."""
+    missing = [name for name in ("head", "dim", "num_values") if getattr(config, name) is None]
+    if missing:
+        raise ValueError(
+            f"a model is built from a complete ModelConfig; {', '.join(missing)} not set"
+        )
     head = HEADS.create(
         config.head, dim=config.dim, num_values=config.num_values, **config.head_options
     )
     backbone = None
     if head.params_per_variable > 0:
+        options = dict(config.mask_options)
+        if config.num_masks is not None:
+            options["num_masks"] = config.num_masks
         connectivities = masks_module.MASKS.create(
             config.masks,
             dim=config.dim,
             hidden_sizes=tuple(config.hidden_sizes),
-            num_masks=config.num_masks,
             seed=config.seed,
-            **config.mask_options,
+            **options,
         )
         backbone = MADE(
             connectivities,
@@ -353,7 +377,7 @@ def create_model(
     dim: int,
     num_values: int | None = None,
     *,
-    hidden_sizes: Sequence[int] = (128, 128),
+    hidden_sizes: Sequence[int] = DEFAULT_HIDDEN_SIZES,
     masks: str = "natural",
     num_masks: int | None = None,
     seed: int | None = 0,
@@ -415,3 +439,30 @@ def create_model(
         mask_options=options,
     )
     return build_model(config)
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """How many weights a model of ``config`` has, computed without building it.
+
+    Cheap for any size, so a config that asks for more than fits can be refused
+    before anything is allocated.
+
+    Example:
+        >>> parameter_count(ModelConfig("bernoulli", dim=3, num_values=2, hidden_sizes=(4,)))
+        31
+        >>> model = create_model("bernoulli", 3, hidden_sizes=(4,))
+        >>> sum(p.numel() for p in model.parameters())
+        31
+    """
+    head = HEADS.create(
+        config.head, dim=config.dim, num_values=config.num_values, **config.head_options
+    )
+    own = sum(p.numel() for p in head.parameters())
+    if head.params_per_variable == 0:
+        return own
+    dim = int(config.dim)  # type: ignore[arg-type]
+    widths = [dim * head.input_width, *config.hidden_sizes, dim * head.params_per_variable]
+    count = sum(a * b + b for a, b in itertools.pairwise(widths))
+    if config.direct_connections and config.hidden_sizes:
+        count += widths[0] * widths[-1]
+    return own + count

@@ -1,28 +1,26 @@
 """Run folders: train a model on a data set and keep everything needed to use it again.
 
-This is the Python API behind ``densitykit fit / eval / sample``. A run folder holds
+This is the Python API behind ``densitykit fit / resume / eval / sample``. What a run
+folder holds, and how it is kept safe, is described in
+[`densitykit.runfolder`][densitykit.runfolder]. A run's configuration is its parts'
+configurations side by side: a [`DataConfig`][densitykit.runs.DataConfig], a
+[`ModelConfig`][densitykit.model.ModelConfig] and a
+[`TrainConfig`][densitykit.train.TrainConfig], each defined once.
 
-| file | content |
-| --- | --- |
-| ``config.json`` | data set name and options, model config, train config, plug-ins |
-| ``checkpoint.pt`` | the best weights with their model config (pickle-free) |
-| ``train_state.pt`` | the loop state after the last completed epoch (for ``--resume``) |
-| ``metrics.jsonl`` | one JSON line per completed epoch |
-| ``metrics.json`` | test NLL (nats per example, per dim, bits per dim) and run facts |
-| ``*.png`` | learning curves, and samples / density / histogram pictures |
+Loading a run never runs code: the ``.pt`` files are read without unpickling objects,
+and the plug-ins a run was trained with are imported only when the caller passes them
+(``plugins=[...]``, or ``--plugin`` on the command line).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import math
+import operator
 import os
 import shutil
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +40,21 @@ from densitykit.checkpoint import (
 )
 from densitykit.data import Dataset, load_dataset
 from densitykit.distributed import is_main, local_main_first, on_main
-from densitykit.errors import CheckpointError, DensitykitError
-from densitykit.model import AutoregressiveModel, ModelConfig, create_model
+from densitykit.errors import CheckpointError, DensitykitError, ResourceError
+from densitykit.heads import HEADS
+from densitykit.memory import check_allocation, format_bytes
+from densitykit.model import AutoregressiveModel, ModelConfig, build_model, parameter_count
+from densitykit.plugins import import_plugins, normalize, require_registered
+from densitykit.runfolder import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    METRICS_LOG,
+    STATE_FILE,
+    Replacement,
+    prepare_run_folder,
+    remove_stale_temporaries,
+)
 from densitykit.train import (
     Callback,
     TrainConfig,
@@ -55,58 +66,109 @@ from densitykit.train import (
 )
 
 __all__ = [
+    "DataConfig",
     "Run",
     "RunConfig",
     "default_head",
     "draw_pictures",
     "evaluate_run",
     "fit_run",
-    "import_plugins",
     "load_run",
+    "read_run_config",
     "resume_run",
     "sample_run",
 ]
 
-CONFIG_FILE = "config.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-STATE_FILE = "train_state.pt"
-METRICS_LOG = "metrics.jsonl"
-METRICS_FILE = "metrics.json"
-TIMING_KEYS = ("train_seconds", "seconds")
+SAMPLE_CHUNK = 10_000
+"""Samples drawn at once by [`sample_run`][densitykit.runs.sample_run] into a ``.npy`` file."""
+MAX_PICTURE_SAMPLES = 100_000
+"""At most this many samples are drawn into a picture."""
+
+
+@dataclass
+class DataConfig:
+    """Which data set a run trains on.
+
+    Attributes:
+        name: Registered data set name (see ``densitykit.data.names()``).
+        options: Keyword options of the data set (``seed``, ``data_dir``, ...).
+    """
+
+    name: str = "2d-smiley"
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class RunConfig:
-    """What a run trains: data, model options and training hyperparameters.
+    """What a run trains: data, model and training configuration, side by side.
+
+    ``model.head``, ``model.dim`` and ``model.num_values`` may be left ``None``: the
+    data set fills them in (the head by [`default_head`][densitykit.runs.default_head]).
+    ``model.seed`` seeds the masks; ``train.seed`` seeds the initial weights and the
+    shuffling.
 
     Attributes:
-        data: Registered data set name.
-        data_options: Keyword options of the data set (``seed``, ``data_dir``, ...).
-        head: Head name; ``None`` picks one for the data (``bernoulli`` for binary
-            data, ``categorical`` otherwise).
-        hidden_sizes: MADE hidden layer widths.
-        masks: Mask-builder name.
-        num_masks: Number of masks (``None``: the builder's default).
-        activation: Hidden activation.
-        direct_connections: Masked input-to-output weights.
-        head_options: Extra head options (``num_components``, ``one_hot``, ...).
-        mask_options: Extra mask-builder options (``ordering``, ``spread``).
-        train: Training hyperparameters; ``train.seed`` also seeds the masks and weights.
+        data: The data set.
+        model: The model.
+        train: The training hyperparameters.
         plugins: Modules or ``.py`` files imported first (user heads, masks, data sets).
+
+    Example:
+        >>> from densitykit.model import ModelConfig
+        >>> config = RunConfig(DataConfig("2d-smiley", {"grid_size": 8}),
+        ...                    ModelConfig(hidden_sizes=(16,)), TrainConfig(epochs=1))
+        >>> RunConfig.from_dict(config.to_dict()) == config
+        True
     """
 
-    data: str = "2d-smiley"
-    data_options: dict[str, Any] = field(default_factory=dict)
-    head: str | None = None
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    masks: str = "natural"
-    num_masks: int | None = None
-    activation: str = "relu"
-    direct_connections: bool = False
-    head_options: dict[str, Any] = field(default_factory=dict)
-    mask_options: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     plugins: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``config.json`` content (a ``.py`` plug-in by absolute path)."""
+        return {
+            "densitykit_version": densitykit.__version__,
+            "data": {"name": self.data.name, "options": dict(self.data.options)},
+            "model": self.model.to_dict(),
+            "train": self.train.to_dict(),
+            "plugins": [normalize(plugin) for plugin in self.plugins],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "run config") -> RunConfig:
+        """Rebuild from ``to_dict`` output.
+
+        Raises:
+            CheckpointError: If ``data`` is not a run config.
+        """
+        try:
+            if not isinstance(data, dict):
+                raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+            section = data["data"]
+            if not isinstance(section, dict) or not isinstance(section.get("options"), dict):
+                raise TypeError("data must be an object with name and options")
+            plugins = data.get("plugins", [])
+            if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+                raise TypeError("plugins must be a list of strings")
+            return cls(
+                data=DataConfig(str(section["name"]), dict(section["options"])),
+                model=ModelConfig.from_dict(dict(data["model"])),
+                train=TrainConfig.from_dict(dict(data["train"])),
+                plugins=list(plugins),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
+            raise CheckpointError(f"{where}: malformed run config ({detail})") from None
+
+    def needed_names(self) -> dict[str, str]:
+        """The registered names this run uses, by registry (for loading checks)."""
+        needed = {"data set": self.data.name, "mask builder": self.model.masks}
+        if self.model.head is not None:
+            needed["head"] = self.model.head
+        needed["activation"] = self.model.activation
+        return needed
 
 
 @dataclass
@@ -114,38 +176,21 @@ class Run:
     """A loaded run folder."""
 
     path: Path
-    config: dict[str, Any]
+    config: RunConfig
     model: AutoregressiveModel
     dataset: Dataset
 
 
-def import_plugins(plugins: Sequence[str]) -> None:
-    """Import user modules (dotted names or ``.py`` paths) so their registrations happen.
+def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
+    """Read a run folder's ``config.json``.
 
     Raises:
-        DensitykitError: If a plug-in cannot be imported.
+        CheckpointError: If the folder or its config is missing or malformed.
     """
-    for plugin in plugins:
-        try:
-            if plugin.endswith(".py"):
-                path = Path(plugin).resolve()
-                name = f"densitykit_plugin_{path.stem}"
-                if name in sys.modules:
-                    continue
-                spec = importlib.util.spec_from_file_location(name, path)
-                if spec is None or spec.loader is None or not path.is_file():
-                    raise FileNotFoundError(f"no such file {path}")
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[name] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[name]
-                    raise
-            else:
-                importlib.import_module(plugin)
-        except Exception as error:  # report any import failure as one line
-            raise DensitykitError(f"cannot import plug-in {plugin!r}: {error}") from error
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such run folder")
+    return RunConfig.from_dict(read_json(path / CONFIG_FILE), where=str(path / CONFIG_FILE))
 
 
 def default_head(dataset: Dataset) -> str:
@@ -167,66 +212,95 @@ class _RunFolderWriter(Callback):
         atomic_write(self.path / METRICS_LOG, lambda handle: handle.write(lines.encode()))
 
 
-def _check_out_dir(path: Path, *, overwrite: bool) -> None:
-    if path.exists() and not path.is_dir():
-        raise DensitykitError(f"{path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
+class _CommitReplacement(Callback):
+    """Deletes the replaced run once the new one has completed its first epoch."""
+
+    def __init__(self, replacement: Replacement) -> None:
+        self.replacement = replacement
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        self.replacement.commit()
+
+
+def _complete(config: RunConfig, dataset: Dataset) -> ModelConfig:
+    """The run's model config with the data set's facts filled in, checked against them."""
+    model = config.model
+    for name, actual in (("dim", dataset.dim), ("num_values", dataset.num_values)):
+        given = getattr(model, name)
+        if given is not None and given != actual:
             raise DensitykitError(
-                f"run folder {path} already exists; pass --overwrite to replace it or "
-                "--resume to continue it"
+                f"the model config says {name}={given}, but data set {config.data.name!r} "
+                f"has {name}={actual}; leave it unset to take the data's"
             )
-        shutil.rmtree(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
+    return replace(
+        model,
+        head=model.head or default_head(dataset),
+        dim=dataset.dim,
+        num_values=dataset.num_values,
+    )
+
+
+def _check_settings(config: RunConfig, model_config: ModelConfig) -> int:
+    """Every check that can fail before training, done before anything is written.
+
+    Returns:
+        The number of masks of the model.
+    """
+    train = config.train
+    device = resolve_device(train.device)
+    if train.precision != "fp32" and device.type != "cuda":
         raise DensitykitError(
-            f"cannot write to run folder {path}: {error.strerror or error}"
+            f"precision {train.precision!r} is autocast on CUDA only, but the run would train "
+            f"on {device}; use --precision fp32 there"
+        )
+    try:
+        head = HEADS.create(
+            model_config.head,
+            dim=model_config.dim,
+            num_values=model_config.num_values,
+            **model_config.head_options,
+        )
+    except (ValueError, TypeError) as error:
+        if isinstance(error, DensitykitError):
+            raise
+        raise DensitykitError(
+            f"head {model_config.head!r} does not fit data set {config.data.name!r}: {error} "
+            "(choose another with --head; `densitykit heads` lists them)"
         ) from None
+    num_masks = model_config.num_masks
+    if num_masks is None:
+        num_masks = (
+            len(
+                densitykit.masks.MASKS.create(
+                    model_config.masks,
+                    dim=model_config.dim,
+                    hidden_sizes=(),
+                    seed=model_config.seed,
+                    **model_config.mask_options,
+                )
+            )
+            if head.params_per_variable
+            else 1
+        )
+    if train.eval_masks is not None and train.eval_masks > num_masks:
+        raise DensitykitError(
+            f"--eval-masks {train.eval_masks} asks for more masks than the model has "
+            f"({num_masks}); give at most {num_masks}"
+        )
+    weights = parameter_count(model_config)
+    # fp32 weights, gradients and two Adam moments, plus a bool and a float mask per mask.
+    check_allocation(weights * (16 + 5 * num_masks), f"a model of {weights:,} weights")
+    return num_masks
 
 
 def _build(config: RunConfig) -> tuple[Dataset, AutoregressiveModel]:
     import_plugins(config.plugins)
     with local_main_first():  # one download per machine in a distributed run
-        dataset = load_dataset(config.data, **config.data_options)
-    head = config.head or default_head(dataset)
-    if head == "bernoulli" and dataset.num_values != 2:
-        raise DensitykitError(
-            f"the bernoulli head needs binary data, but {config.data!r} has {dataset.num_values} "
-            "values per variable; use --head categorical or logistic-mixture (or binarize the data)"
-        )
+        dataset = load_dataset(config.data.name, **config.data.options)
+    model_config = _complete(config, dataset)
+    _check_settings(config, model_config)
     torch.manual_seed(config.train.seed)
-    model = create_model(
-        head,
-        dataset.dim,
-        dataset.num_values,
-        hidden_sizes=tuple(config.hidden_sizes),
-        masks=config.masks,
-        num_masks=config.num_masks,
-        seed=config.train.seed,
-        activation=config.activation,
-        direct_connections=config.direct_connections,
-        mask_options=config.mask_options,
-        **config.head_options,
-    )
-    return dataset, model
-
-
-def _config_dict(config: RunConfig, dataset: Dataset, model: AutoregressiveModel) -> dict[str, Any]:
-    return {
-        "densitykit_version": densitykit.__version__,
-        "data": {"name": config.data, "options": dataset.options},
-        "model": model.config.to_dict(),
-        "train": config.train.to_dict(),
-        # A .py plug-in is stored by absolute path: the run must load from any folder.
-        "plugins": [
-            str(Path(plugin).resolve()) if plugin.endswith(".py") else plugin
-            for plugin in config.plugins
-        ],
-    }
+    return dataset, build_model(model_config)
 
 
 def fit_run(
@@ -238,24 +312,47 @@ def fit_run(
 ) -> dict[str, Any]:
     """Train a new run into folder ``out`` and return its ``metrics.json`` content.
 
+    Every setting is checked before anything is written. With ``overwrite``, an
+    existing *run folder* (and only one: see [`densitykit.runfolder`][densitykit.runfolder])
+    is replaced; the old run is deleted once the new one has completed its first
+    epoch, and put back if the new one fails before.
+
     In a distributed run (under ``torchrun``; see
     [`densitykit.distributed`][densitykit.distributed]) every process trains and returns
     the metrics; only rank 0 writes the folder and calls ``callbacks``.
 
     Raises:
-        DensitykitError: If ``out`` exists (without ``overwrite``) or cannot be written,
-            or the head does not suit the data.
+        RunFolderError: If ``out`` exists (without ``overwrite``), is not a run folder
+            (with it), or cannot be written.
+        DensitykitError: If a setting cannot work (the head does not suit the data,
+            bf16 off CUDA, more evaluation masks than masks, a model too large).
         ValueError: On bad options (unknown names list the registered ones).
     """
     path = Path(out)
     dataset, model = _build(config)
+    saved = replace(config, model=model.config)
+    replacement: list[Replacement | None] = [None]
 
     def prepare() -> None:
-        _check_out_dir(path, overwrite=overwrite)
-        write_json(path / CONFIG_FILE, _config_dict(config, dataset, model))
+        replacement[0] = prepare_run_folder(path, overwrite=overwrite)
+        try:
+            write_json(path / CONFIG_FILE, saved.to_dict())
+        except BaseException:
+            if replacement[0] is not None:
+                replacement[0].rollback()
+            raise
 
     on_main(prepare)
-    return _train_and_report(path, model, dataset, config.train, None, callbacks)
+    extra = [_CommitReplacement(replacement[0])] if replacement[0] is not None else []
+    try:
+        metrics = _train_and_report(path, model, dataset, config.train, None, [*extra, *callbacks])
+    except BaseException:
+        if replacement[0] is not None:
+            replacement[0].rollback()
+        raise
+    if replacement[0] is not None:
+        replacement[0].commit()
+    return metrics
 
 
 def resume_run(
@@ -263,6 +360,8 @@ def resume_run(
     *,
     epochs: int | None = None,
     lr: float | None = None,
+    patience: int | None = None,
+    plugins: Sequence[str] = (),
     callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     """Continue a run from its last completed epoch (weights, optimizer, RNG, early stopping).
@@ -271,53 +370,73 @@ def resume_run(
         out: The run folder.
         epochs: A new maximum number of epochs, if given.
         lr: A new learning rate (e.g. after a non-finite loss), if given.
+        patience: A new early-stopping patience (0 turns early stopping off); needed to
+            continue a run that stopped early.
+        plugins: Plug-ins to import first (never imported from the run's config).
 
     Raises:
         CheckpointError: If the folder has no config or resumable state.
+        DensitykitError: If the settings cannot do what they say (fewer epochs than
+            already run; more epochs for a run that stopped early, without more patience).
     """
     path = Path(out)
-    saved = read_json(path / CONFIG_FILE)
-    run_config = _run_config_from_dict(saved, path)
-    updates = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
-    train_config = TrainConfig.from_dict({**saved["train"], **updates})
-    run_config.train = train_config
-    dataset, model = _build(run_config)
-    _check_model_fits(path / CONFIG_FILE, model.config, dataset)
+    config = read_run_config(path)
+    import_plugins(plugins)
+    require_registered(config.needed_names(), config.plugins, where=str(path))
     state = None
     if (path / STATE_FILE).exists():
         state = TrainState.from_dict(load_object(path / STATE_FILE))
-    if updates:
-        saved["train"] = train_config.to_dict()
-        on_main(lambda: write_json(path / CONFIG_FILE, saved))
-    return _train_and_report(path, model, dataset, train_config, state, callbacks)
+    updates: dict[str, Any] = {}
+    if epochs is not None:
+        updates["epochs"] = epochs
+    if lr is not None:
+        updates["lr"] = lr
+    if patience is not None:
+        updates["patience"] = patience or None
+    train = TrainConfig.from_dict({**config.train.to_dict(), **updates})
+    if state is not None:
+        _check_resumable(path, state, train, epochs=epochs, patience=patience)
+    config = replace(config, train=train, plugins=[])
+    dataset, model = _build(config)
+    _check_model_fits(path / CONFIG_FILE, model.config, dataset)
+    saved = replace(config, model=model.config, plugins=read_run_config(path).plugins)
+
+    def prepare() -> None:
+        remove_stale_temporaries(path)
+        if updates:
+            write_json(path / CONFIG_FILE, saved.to_dict())
+
+    on_main(prepare)
+    return _train_and_report(path, model, dataset, train, state, callbacks)
 
 
-def _run_config_from_dict(saved: dict[str, Any], path: Path) -> RunConfig:
-    try:
-        model = saved["model"]
-        return RunConfig(
-            data=saved["data"]["name"],
-            data_options=dict(saved["data"]["options"]),
-            head=model["head"],
-            hidden_sizes=tuple(model["hidden_sizes"]),
-            masks=model["masks"],
-            num_masks=model["num_masks"],
-            activation=model["activation"],
-            direct_connections=model["direct_connections"],
-            head_options=dict(model["head_options"]),
-            mask_options=dict(model["mask_options"]),
-            train=TrainConfig.from_dict(saved["train"]),
-            plugins=list(saved.get("plugins", [])),
+def _check_resumable(
+    path: Path, state: TrainState, train: TrainConfig, *, epochs: int | None, patience: int | None
+) -> None:
+    if epochs is not None and epochs < state.epoch:
+        raise DensitykitError(
+            f"{path} has already run {state.epoch} epochs; --epochs {epochs} cannot undo them "
+            f"(give more than {state.epoch} to train further)"
         )
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path / CONFIG_FILE}: malformed run config ({error})") from None
+    if state.stopped_early:
+        waited = state.epochs_without_improvement
+        if patience is None or (train.patience is not None and train.patience <= waited):
+            if epochs is None and patience is None:
+                return  # nothing asked: resuming a finished run changes nothing
+            raise DensitykitError(
+                f"{path} stopped early after epoch {state.epoch}: {waited} epochs without "
+                f"improvement reached its patience; more epochs alone would train nothing, so "
+                f"give --patience N with N > {waited} (or 0 for no early stopping)"
+            )
+        state.stopped_early = False
 
 
-def _check_model_fits(where: Path, config: ModelConfig, dataset: Dataset) -> None:
-    if (config.dim, config.num_values) != (dataset.dim, dataset.num_values):
+def _check_model_fits(where: Path, config: ModelConfig | None, dataset: Dataset) -> None:
+    if config is None or (config.dim, config.num_values) != (dataset.dim, dataset.num_values):
+        expected = "?" if config is None else f"{config.dim} variables with {config.num_values}"
         raise CheckpointError(
-            f"{where}: the model expects {config.dim} variables with {config.num_values} values, "
-            f"but the data set has {dataset.dim} variables with {dataset.num_values} values"
+            f"{where}: the model expects {expected} values, but the data set has "
+            f"{dataset.dim} variables with {dataset.num_values} values"
         )
 
 
@@ -447,25 +566,33 @@ def _batched_probs(
     )
 
 
-def load_run(run_dir: str | os.PathLike, *, device: str = "cpu") -> Run:
+def load_run(
+    run_dir: str | os.PathLike, *, device: str = "cpu", plugins: Sequence[str] = ()
+) -> Run:
     """Load a run folder: its config, best model and data set.
+
+    Nothing from the folder is imported or unpickled: the plug-ins a run needs are
+    imported only if given here (``plugins``), and a run whose head, masks, activation
+    or data set no imported module registers is refused with the plug-ins to pass.
+
+    Args:
+        run_dir: The run folder.
+        device: Where to put the model.
+        plugins: Modules or ``.py`` files to import first.
 
     Raises:
         CheckpointError: If the folder, config or checkpoint is missing, unsafe,
             corrupted, or does not match the data.
+        PluginError: If the run needs a plug-in that was not given.
     """
     path = Path(run_dir)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no such run folder")
-    saved = read_json(path / CONFIG_FILE)
-    import_plugins(saved.get("plugins", []))
+    config = read_run_config(path)
+    import_plugins(plugins)
+    require_registered(config.needed_names(), config.plugins, where=str(path))
     model = load_checkpoint(path / CHECKPOINT_FILE, map_location=resolve_device(device))
-    try:
-        dataset = load_dataset(saved["data"]["name"], **saved["data"]["options"])
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{path / CONFIG_FILE}: malformed data section ({error})") from None
+    dataset = load_dataset(config.data.name, **config.data.options)
     _check_model_fits(path / CHECKPOINT_FILE, model.config, dataset)
-    return Run(path=path, config=saved, model=model, dataset=dataset)
+    return Run(path=path, config=config, model=model, dataset=dataset)
 
 
 def evaluate_run(
@@ -475,12 +602,17 @@ def evaluate_run(
     split: str = "test",
     device: str = "cpu",
     batch_size: int = 1000,
+    plugins: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate a saved run on a split with the mixture of its first ``num_masks`` masks."""
-    run = load_run(run_dir, device=device)
+    run = load_run(run_dir, device=device, plugins=plugins)
     splits = run.dataset.splits()
     if split not in splits:
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
+    if num_masks is not None and not 1 <= num_masks <= run.model.num_masks:
+        raise ValueError(
+            f"num_masks must be in 1..{run.model.num_masks} for this run, got {num_masks}"
+        )
     nll = evaluate(run.model, splits[split], batch_size=batch_size, num_masks=num_masks)
     return {
         "split": split,
@@ -499,17 +631,95 @@ def sample_run(
     *,
     seed: int = 0,
     device: str = "cpu",
+    overwrite: bool = False,
+    plugins: Sequence[str] = (),
 ) -> Path:
-    """Draw samples from a saved run into a ``.npy`` array or a ``.png`` picture."""
+    """Draw samples from a saved run into a ``.npy`` array or a ``.png`` picture.
+
+    A ``.npy`` file is written [`SAMPLE_CHUNK`][densitykit.runs.SAMPLE_CHUNK] samples at
+    a time, so memory does not grow with ``num_samples``; a request whose file would not
+    fit on the disk is refused before sampling, stating the size. The output is written
+    to a temporary file and renamed, and an existing file is replaced only with
+    ``overwrite``.
+
+    Raises:
+        ValueError: On a bad count or file name.
+        ResourceError: If the output cannot fit.
+        FileExistsError: If ``out`` exists and ``overwrite`` is false.
+    """
     out = Path(out)
     if out.suffix not in (".npy", ".png"):
         raise ValueError(f"the output file must end in .npy or .png, got {out.name!r}")
-    run = load_run(run_dir, device=device)
-    samples = run.model.sample(num_samples, generator=torch.Generator().manual_seed(seed)).cpu()
+    num_samples = _check_count(num_samples)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder; give a file name ending in {out.suffix}")
+    run = load_run(run_dir, device=device, plugins=plugins)
+    dim = run.dataset.dim
     out.parent.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
     if out.suffix == ".npy":
-        np.save(out, samples.numpy())
+        size = num_samples * dim * 8 + 128
+        free = shutil.disk_usage(out.parent).free
+        if size > free:
+            raise ResourceError(
+                f"{num_samples:,} samples of {dim} variables need {format_bytes(size)} in "
+                f"{out.name}, but the disk has {format_bytes(free)} free; ask for fewer"
+            )
+        _write_samples_npy(run.model, num_samples, out, generator)
         return out
+    if num_samples > MAX_PICTURE_SAMPLES:
+        raise ResourceError(
+            f"a picture shows at most {MAX_PICTURE_SAMPLES:,} samples, got {num_samples:,}; "
+            "write a .npy file for more"
+        )
+    samples = run.model.sample(num_samples, generator=generator).cpu()
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
+    try:
+        _picture(run, samples, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _check_count(num_samples: Any) -> int:
+    try:
+        count = operator.index(num_samples)
+    except TypeError:
+        raise TypeError(
+            f"num_samples must be an integer, got {type(num_samples).__name__} {num_samples!r}"
+        ) from None
+    if isinstance(num_samples, bool) or count < 0:
+        raise ValueError(f"num_samples must be a non-negative integer, got {num_samples!r}")
+    return count
+
+
+def _write_samples_npy(
+    model: AutoregressiveModel, num_samples: int, out: Path, generator: torch.Generator
+) -> None:
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npy")
+    try:
+        if num_samples <= SAMPLE_CHUNK:  # one draw: the same samples as model.sample
+            np.save(tmp, model.sample(num_samples, generator=generator).cpu().numpy())
+        else:
+            array = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.int64, shape=(num_samples, model.dim)
+            )
+            for start in range(0, num_samples, SAMPLE_CHUNK):
+                count = min(SAMPLE_CHUNK, num_samples - start)
+                array[start : start + count] = (
+                    model.sample(count, generator=generator).cpu().numpy()
+                )
+            array.flush()
+            del array
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _picture(run: Run, samples: torch.Tensor, out: Path) -> Path:
     dataset = run.dataset
     if dataset.kind == "image":
         return plots.sample_grid(samples, dataset.shape, out, num_values=dataset.num_values)
@@ -519,6 +729,6 @@ def sample_run(
         probs = _batched_probs(run.model, grid).reshape(k, k)
         return plots.density_2d(dataset.train, probs, samples, out)
     probs = torch.bincount(samples[:, 0], minlength=dataset.num_values).double() / max(
-        num_samples, 1
+        len(samples), 1
     )
     return plots.histogram_1d(dataset.train, probs, out, true_probs=dataset.true_probs)

@@ -424,7 +424,7 @@ def fit(
                 raise TrainingError(
                     f"the training loss became {value} at epoch {state.epoch + 1}, step "
                     f"{state.step + 1}; the last good state is from epoch {state.epoch}. Resume "
-                    "with a lower learning rate (e.g. densitykit fit --resume RUN_DIR --lr "
+                    "with a lower learning rate (e.g. densitykit resume RUN_DIR --lr "
                     f"{config.lr / 10:g})"
                 )
             optimizer.zero_grad(set_to_none=True)

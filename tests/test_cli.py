@@ -190,7 +190,7 @@ def test_mnist_from_local_folder_draws_digits(tmp_path: Path) -> None:
         ],
     )
     assert bad.exit_code == 1
-    assert "bernoulli head needs binary data" in bad.output
+    assert "does not fit data set 'mnist'" in bad.output and "2 values" in bad.output
     assert "Traceback" not in bad.output
 
 

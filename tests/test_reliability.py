@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 import densitykit as dk
 from densitykit import checkpoint, runs
 from densitykit.cli import app
+from densitykit.model import ModelConfig
 from densitykit.train import Callback, TrainConfig
 
 runner = CliRunner()
@@ -33,9 +34,8 @@ def without_timing(record: dict) -> dict:
 
 def small_config(**train) -> runs.RunConfig:
     return runs.RunConfig(
-        data="2d-smiley",
-        data_options={"grid_size": 16, "num_samples": 2000},
-        hidden_sizes=(16,),
+        data=runs.DataConfig("2d-smiley", {"grid_size": 16, "num_samples": 2000}),
+        model=ModelConfig(hidden_sizes=(16,)),
         train=TrainConfig(epochs=2, batch_size=100, **train),
     )
 
@@ -200,7 +200,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path) -> None:
     assert 2 <= done_before < 6
 
     subprocess.run(
-        [sys.executable, "-m", "densitykit", "fit", "--resume", str(killed), "--quiet"],
+        [sys.executable, "-m", "densitykit", "resume", str(killed), "--quiet"],
         check=True,
         env=_env(),
         cwd=tmp_path,
@@ -252,7 +252,7 @@ def test_non_finite_loss_stops_with_advice_and_keeps_the_last_good_state(tmp_pat
     monkeypatch.setattr(runs, "_build", build)
     config = small_config(lr=1e-3)
     config.train.epochs = 3
-    with pytest.raises(dk.TrainingError, match=r"--resume .* --lr") as info:
+    with pytest.raises(dk.TrainingError, match=r"densitykit resume .* --lr") as info:
         runs.fit_run(config, out, callbacks=[_PoisonAfterFirstEpoch(holder)])
     assert "epoch 1" in str(info.value)
     monkeypatch.undo()
@@ -316,7 +316,8 @@ def test_same_seed_gives_identical_metrics_and_samples(tmp_path) -> None:
             "--num-components does not apply",
         ),
         (["fit", "--masks", "ordering", "--ordering", "1,0,0"], "permutation"),
-        (["fit", "--resume", "/no/such/run"], "/no/such/run"),
+        (["fit", "--resume", "/no/such/run"], "densitykit resume /no/such/run"),
+        (["resume", "/no/such/run"], "/no/such/run"),
         (["sample", "/no/such/run", "--out", "x.txt"], "must end in .npy or .png"),
         (["fit", "--plugin", "no_such_module_xyz"], "cannot import plug-in"),
     ],

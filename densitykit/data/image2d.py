@@ -29,12 +29,15 @@ from densitykit.data.splits import (
     generator,
 )
 from densitykit.errors import DataError
+from densitykit.memory import check_allocation
 
 __all__ = ["MASS_MODES", "image_2d", "image_probs"]
 
 MASS_MODES: tuple[str, ...] = ("dark", "bright")
 """Which pixels carry the mass: darker ones, or brighter ones."""
 MAX_GRID_SIZE = 1024
+MAX_PIXELS = 50_000_000
+"""Pictures with more pixels are refused from their header, before decoding."""
 
 
 def _read_grey(path: Path) -> Image.Image:
@@ -42,9 +45,17 @@ def _read_grey(path: Path) -> Image.Image:
         found = "a folder" if path.is_dir() else "nothing"
         raise DataError(f"2d-image: expected an image file at '{path}', found {found}")
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only, not the pixels
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise DataError(
+                    f"2d-image: '{path}' claims {width} x {height} pixels; at most "
+                    f"{MAX_PIXELS:,} pixels are read (resize the picture first)"
+                )
             return image.convert("L")
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+        if isinstance(error, DataError):
+            raise
         raise DataError(
             f"2d-image: cannot read '{path}' as an image ({type(error).__name__}: {error})"
         ) from None
@@ -140,6 +151,7 @@ def image_2d(
     num_samples = check_int(name, "num_samples", num_samples, minimum=10)
     val_fraction = check_fraction(name, "val_fraction", val_fraction)
     seed = check_seed(name, seed)
+    check_allocation(num_samples * 64, f"{name} with num_samples={num_samples:,}")
 
     probs = image_probs(path, mass=mass, grid_size=grid_size)
     side = probs.shape[0]

@@ -20,6 +20,7 @@ from densitykit.data.splits import (
     generator,
     train_test_split,
 )
+from densitykit.memory import check_allocation
 
 __all__ = ["SHAPE_KINDS", "draw_shapes", "shapes"]
 
@@ -205,6 +206,7 @@ def shapes(
     val_fraction = check_fraction(name, "val_fraction", val_fraction)
     max_train = check_optional_int(name, "max_train", max_train, minimum=1)
     seed = check_seed(name, seed)
+    check_allocation(num_samples * size * size * 24, f"{name} with num_samples={num_samples:,}")
 
     images = draw_shapes(num_samples, size, generator(seed, SAMPLE_STREAM))
     train_pool, test = train_test_split(images, 0.8)

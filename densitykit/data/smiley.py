@@ -18,6 +18,7 @@ from densitykit.data.splits import (
     SAMPLE_STREAM,
     generator,
 )
+from densitykit.memory import check_allocation
 
 __all__ = ["BACKGROUND_MASS", "MIN_GRID_SIZE", "smiley_2d", "smiley_probs"]
 
@@ -108,6 +109,7 @@ def smiley_2d(
     num_samples = check_int(name, "num_samples", num_samples, minimum=10)
     val_fraction = check_fraction(name, "val_fraction", val_fraction)
     seed = check_seed(name, seed)
+    check_allocation(num_samples * 64, f"{name} with num_samples={num_samples:,}")
 
     probs = smiley_probs(grid_size)
     cells = sample_cells(probs, num_samples, generator(seed, SAMPLE_STREAM))

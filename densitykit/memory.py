@@ -1,0 +1,65 @@
+"""Memory bounds: refuse what cannot fit before allocating it.
+
+A request that would need more memory than the machine has ends with one line that
+states the size, instead of a traceback from the allocator after minutes of work.
+"""
+
+from __future__ import annotations
+
+import os
+
+from densitykit.errors import ResourceError
+
+__all__ = ["check_allocation", "format_bytes", "total_memory"]
+
+
+def total_memory() -> int:
+    """The machine's physical memory in bytes (a large number if it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # not POSIX: do not refuse on a guess
+        return 1 << 50
+
+
+def format_bytes(size: float) -> str:
+    """``size`` bytes in readable units.
+
+    Example:
+        >>> format_bytes(3 * 1024**3)
+        '3.2 GB'
+        >>> format_bytes(512)
+        '512 bytes'
+    """
+    if size < 1000:
+        return f"{int(size)} bytes"
+    for unit in ("kB", "MB", "GB", "TB", "PB"):
+        size /= 1000
+        if size < 1000 or unit == "PB":
+            return f"{size:.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_allocation(num_bytes: float, what: str, *, fraction: float = 0.8) -> None:
+    """Refuse ``what`` if it needs more than ``fraction`` of the machine's memory.
+
+    Args:
+        num_bytes: The estimated size.
+        what: What would be allocated, for the message (``"the model"``).
+        fraction: Share of physical memory allowed.
+
+    Raises:
+        ResourceError: If it cannot fit.
+
+    Example:
+        >>> check_allocation(1024, "a small array")
+        >>> check_allocation(1e30, "a huge array")
+        Traceback (most recent call last):
+        ...
+        densitykit.errors.ResourceError: a huge array would need 1000000000000000.0 PB ...
+    """
+    limit = total_memory() * fraction
+    if num_bytes > limit:
+        raise ResourceError(
+            f"{what} would need {format_bytes(num_bytes)}, more than this machine's "
+            f"{format_bytes(total_memory())} of memory allows; ask for less"
+        )
