@@ -53,7 +53,12 @@ def _read_grey(path: Path) -> Image.Image:
                     f"{MAX_PIXELS:,} pixels are read (resize the picture first)"
                 )
             return image.convert("L")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise DataError(
+            f"2d-image: '{path}' claims more pixels than are safe to decode ({error}); "
+            f"at most {MAX_PIXELS:,} pixels are read (resize the picture first)"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
         if isinstance(error, DataError):
             raise
         raise DataError(
