@@ -9,7 +9,7 @@ folders and checkpoints). Load it with ``--plugin`` on the command line:
     densitykit fit --plugin examples/binomial_plugin.py --masks column-major --data shapes \
         --hidden-sizes 500
 
-or from Python with a plain import (or ``densitykit.runs.import_plugins``).
+or from Python with a plain import (or ``densitykit.plugins.import_plugins``).
 """
 
 from __future__ import annotations
