@@ -209,7 +209,7 @@ class AutoregressiveModel(nn.Module):
 
     def _log_prob(self, x: torch.Tensor, mask: int | None) -> torch.Tensor:
         if self.backbone is None:
-            return self.head.log_prob(
+            return self.head._log_prob(
                 x.new_empty(x.shape[0], self.dim, 0, dtype=self.dtype), x
             ).sum(-1)
         if mask is not None:
@@ -227,7 +227,7 @@ class AutoregressiveModel(nn.Module):
             params = self.backbone(self.head.encode(x, self.dtype))
         finally:
             self.backbone.set_mask(active)
-        return self.head.log_prob(params, x).sum(-1)
+        return self.head._log_prob(params, x).sum(-1)
 
     def log_prob_per_mask(
         self,

@@ -228,7 +228,7 @@ class GeometricHead(Head):
         k = torch.arange(self.num_values, device=params.device, dtype=params.dtype)
         return torch.log_softmax(k * log_q, dim=-1)
 
-    def log_prob(self, params, x):
+    def _log_prob(self, params, x):
         return self._log_probs(params).gather(-1, x[..., None]).squeeze(-1)
 
     def sample(self, params, variable, generator=None):
