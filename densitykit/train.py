@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from densitykit.checks import check_int, check_optional_int, check_positive_int
 from densitykit.distributed import (
     DistributedContext,
     all_reduce_sum,
@@ -84,25 +85,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            setattr(self, name, check_positive_int(getattr(self, name), name))
+        self.seed = check_int(self.seed, "seed")
+        self.patience = check_optional_int(self.patience, "patience", minimum=1)
+        self.mask_every = check_int(self.mask_every, "mask_every", minimum=0)
+        self.eval_masks = check_optional_int(self.eval_masks, "eval_masks", minimum=1)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
-        if not isinstance(self.mask_every, int) or self.mask_every < 0:
-            raise ValueError(f"mask_every must be an integer >= 0, got {self.mask_every!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.eval_masks is not None and (
-            not isinstance(self.eval_masks, int) or self.eval_masks < 1
-        ):
-            raise ValueError(
-                f"eval_masks must be a positive integer or None, got {self.eval_masks!r}"
-            )
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
         resolve_device(self.device)

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, Distribution, constraints
 
+from densitykit.checks import check_int, check_positive_int
+
 __all__ = ["Head", "encode_values", "scale_to_unit_interval", "uniform"]
 
 
@@ -92,12 +94,8 @@ class Head(nn.Module, abc.ABC):
 
     def __init__(self, dim: int, num_values: int) -> None:
         super().__init__()
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if not isinstance(num_values, int) or isinstance(num_values, bool) or num_values < 2:
-            raise ValueError(f"num_values must be an integer >= 2, got {num_values!r}")
-        self.dim = dim
-        self.num_values = num_values
+        self.dim = check_positive_int(dim, "dim")
+        self.num_values = check_int(num_values, "num_values", minimum=2)
 
     @property
     def support(self) -> constraints.Constraint:

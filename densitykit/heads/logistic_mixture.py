@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Categorical, Distribution, constraints
 
+from densitykit.checks import check_int, check_positive_int
 from densitykit.heads.base import (
     Head,
     encode_values,
@@ -141,12 +142,10 @@ class DiscretizedLogisticMixture(Distribution):
         num_values: int,
         validate_args: bool | None = None,
     ) -> None:
-        if not isinstance(num_values, int) or isinstance(num_values, bool) or num_values < 2:
-            raise ValueError(f"num_values must be an integer >= 2, got {num_values!r}")
+        self.num_values = check_int(num_values, "num_values", minimum=2)
         self.logits, self.means, self.log_scales = torch.broadcast_tensors(
             logits, means, log_scales
         )
-        self.num_values = num_values
         super().__init__(batch_shape=self.logits.shape[:-1], validate_args=validate_args)
 
     @constraints.dependent_property(is_discrete=True, event_dim=0)
@@ -221,13 +220,7 @@ class LogisticMixtureHead(Head):
         self, dim: int, num_values: int, num_components: int = 4, one_hot: bool = False
     ) -> None:
         super().__init__(dim, num_values)
-        if (
-            not isinstance(num_components, int)
-            or isinstance(num_components, bool)
-            or num_components < 1
-        ):
-            raise ValueError(f"num_components must be a positive integer, got {num_components!r}")
-        self.num_components = num_components
+        self.num_components = check_positive_int(num_components, "num_components")
         self.one_hot = bool(one_hot)
         self.params_per_variable = 3 * num_components
         self.input_width = num_values if self.one_hot else 1
