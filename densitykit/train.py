@@ -34,6 +34,7 @@ from densitykit.distributed import (
 )
 from densitykit.errors import TrainingError
 from densitykit.model import AutoregressiveModel
+from densitykit.numerics import log_mean_exp
 
 __all__ = [
     "Callback",
@@ -294,10 +295,8 @@ def evaluate(
     model.eval()
     nll = torch.zeros((), dtype=torch.float64)
     for start in range(0, share.shape[0], batch_size):
-        batch = model.validate(share[start : start + batch_size])
-        per_mask = model.log_prob_per_mask(batch, masks=range(count), validate=False)
-        log_prob = torch.logsumexp(per_mask, dim=0) - math.log(count)
-        nll -= log_prob.double().sum().cpu()
+        per_mask = model.log_prob_per_mask(share[start : start + batch_size], masks=range(count))
+        nll -= log_mean_exp(per_mask).double().sum().cpu()
     model.train(was_training)
     if context is not None:
         nll = all_reduce_sum(nll)
@@ -407,7 +406,7 @@ def fit(
             if replica is None:
                 batch = train[indices].to(device, non_blocking=True)
                 with _autocast(device, config.precision):
-                    loss = -model._log_prob(batch, mask).mean()
+                    loss = -model.log_prob(batch, mask, validate=False).mean()
                 value = loss.item()
             else:
                 loss, value = _sharded_loss(
@@ -500,7 +499,7 @@ class _BatchLogProb(torch.nn.Module):
         self.model = model
 
     def forward(self, batch: torch.Tensor, mask: int | None) -> torch.Tensor:
-        return self.model._log_prob(batch, mask)
+        return self.model.log_prob(batch, mask, validate=False)
 
 
 def _sharded_loss(

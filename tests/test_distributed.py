@@ -90,7 +90,7 @@ def test_weighted_shard_losses_average_to_the_global_batch_gradient(
     mask = 1 if model.backbone is not None else None
 
     model.zero_grad()
-    single = -model._log_prob(train[indices], mask).mean()
+    single = -model.log_prob(train[indices], mask).mean()
     single.backward()
     expected = [p.grad.clone() for p in model.parameters()]
 
