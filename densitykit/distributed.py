@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from densitykit.checks import check_int
 from densitykit.errors import DensitykitError
 
 __all__ = [
@@ -207,9 +208,9 @@ def shard(length: int, rank: int, world_size: int) -> slice:
         >>> shard(1, 1, 2)
         slice(1, 1, None)
     """
-    for name, value in (("length", length), ("rank", rank), ("world_size", world_size)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
+    length = check_int(length, "length")
+    rank = check_int(rank, "rank")
+    world_size = check_int(world_size, "world_size")
     if length < 0 or world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(
             f"need length >= 0 and 0 <= rank < world_size, got length={length}, "

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from densitykit.checks import check_int, check_optional_int, check_positive_int
 from densitykit.distributed import (
     DistributedContext,
     all_reduce_sum,
@@ -33,6 +34,7 @@ from densitykit.distributed import (
 )
 from densitykit.errors import TrainingError
 from densitykit.model import AutoregressiveModel
+from densitykit.numerics import log_mean_exp
 
 __all__ = [
     "Callback",
@@ -84,25 +86,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            setattr(self, name, check_positive_int(getattr(self, name), name))
+        self.seed = check_int(self.seed, "seed")
+        self.patience = check_optional_int(self.patience, "patience", minimum=1)
+        self.mask_every = check_int(self.mask_every, "mask_every", minimum=0)
+        self.eval_masks = check_optional_int(self.eval_masks, "eval_masks", minimum=1)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
-        if not isinstance(self.mask_every, int) or self.mask_every < 0:
-            raise ValueError(f"mask_every must be an integer >= 0, got {self.mask_every!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.eval_masks is not None and (
-            not isinstance(self.eval_masks, int) or self.eval_masks < 1
-        ):
-            raise ValueError(
-                f"eval_masks must be a positive integer or None, got {self.eval_masks!r}"
-            )
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
         resolve_device(self.device)
@@ -301,10 +295,8 @@ def evaluate(
     model.eval()
     nll = torch.zeros((), dtype=torch.float64)
     for start in range(0, share.shape[0], batch_size):
-        batch = model.validate(share[start : start + batch_size])
-        per_mask = model.log_prob_per_mask(batch, masks=range(count), validate=False)
-        log_prob = torch.logsumexp(per_mask, dim=0) - math.log(count)
-        nll -= log_prob.double().sum().cpu()
+        per_mask = model.log_prob_per_mask(share[start : start + batch_size], masks=range(count))
+        nll -= log_mean_exp(per_mask).double().sum().cpu()
     model.train(was_training)
     if context is not None:
         nll = all_reduce_sum(nll)
@@ -414,7 +406,7 @@ def fit(
             if replica is None:
                 batch = train[indices].to(device, non_blocking=True)
                 with _autocast(device, config.precision):
-                    loss = -model._log_prob(batch, mask).mean()
+                    loss = -model.log_prob(batch, mask, validate=False).mean()
                 value = loss.item()
             else:
                 loss, value = _sharded_loss(
@@ -507,7 +499,7 @@ class _BatchLogProb(torch.nn.Module):
         self.model = model
 
     def forward(self, batch: torch.Tensor, mask: int | None) -> torch.Tensor:
-        return self.model._log_prob(batch, mask)
+        return self.model.log_prob(batch, mask, validate=False)
 
 
 def _sharded_loss(

@@ -166,6 +166,8 @@ def test_cli_reference_names_every_option_of_every_help() -> None:
         listed = {word for cell in cells for word in re.split(r"[ ,/]+", cell)}
         command = group if name is None else group.commands[name]
         for param in command.params:
+            if getattr(param, "hidden", False):
+                continue  # kept only to point to its replacement
             names = [*param.opts, *getattr(param, "secondary_opts", [])]
             for option in (n for n in names if n.startswith("-")):
                 assert option in result.output, f"{option} not in `{title} --help`"
