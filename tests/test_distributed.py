@@ -207,7 +207,7 @@ def test_two_gloo_processes_train_like_one_process_on_the_same_global_batch(
 ) -> None:
     workdir = tmp_path / "torchrun"
     workdir.mkdir()
-    result = _torchrun(["fit", *TINY, "--out", "run"], cwd=workdir, timeout=120)
+    result = _torchrun(["fit", *TINY, "--out", "run"], cwd=workdir, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("test NLL") == 1  # only rank 0 reports
     assert [p.name for p in workdir.iterdir()] == ["run"]  # one run folder, nothing stray
