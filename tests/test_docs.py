@@ -97,6 +97,27 @@ def test_site_builds_strictly(site: Path) -> None:
     assert not (site / "scripts").exists(), "docs/scripts must not be published"
 
 
+def test_no_script_comes_from_a_cdn(site: Path) -> None:
+    """MathJax is served from the site: mkdocs.yml names no remote script, every page's
+    ``<script src>`` is a file of the site, and the maths script is really there."""
+    config = (ROOT / "mkdocs.yml").read_text()
+    block = re.search(r"^extra_javascript:\n((?:[ \t]+- .*\n?)+)", config, re.MULTILINE)
+    assert block, "mkdocs.yml has no extra_javascript list"
+    scripts = re.findall(r"- (\S+)", block.group(1))
+    assert "javascripts/mathjax/tex-svg.js" in scripts
+    assert not [s for s in scripts if "//" in s], f"remote scripts in mkdocs.yml: {scripts}"
+    assert (DOCS / "javascripts" / "mathjax" / "LICENSE").is_file()
+    pages = list(site.rglob("*.html"))
+    assert pages
+    for page in pages:
+        for src in re.findall(r'<script[^>]*\ssrc="([^"]+)"', page.read_text()):
+            assert "//" not in src, f"{page.relative_to(site)} loads a remote script: {src}"
+            target = (site / src.lstrip("/")) if src.startswith("/") else (page.parent / src)
+            assert target.resolve().is_file(), f"{page.relative_to(site)}: {src} is not in the site"
+    mathjax = (site / "javascripts" / "mathjax" / "tex-svg.js").read_text()
+    assert "MathJax" in mathjax and len(mathjax) > 1_000_000, "the vendored MathJax is not whole"
+
+
 def test_every_public_name_is_in_the_api_reference(site: Path) -> None:
     """Each name of each module's ``__all__`` is rendered: under the module itself, under
     a package that re-exports it, or (for a re-export) where it is defined."""

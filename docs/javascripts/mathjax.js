@@ -1,4 +1,7 @@
 // MathJax settings for pymdownx.arithmatex (generic mode): $...$ inline, $$...$$ display.
+// MathJax itself is served from this site (javascripts/mathjax/tex-svg.js, MathJax 3.2.2,
+// Apache-2.0, see javascripts/mathjax/LICENSE): no CDN, so the maths renders offline.
+// The SVG output draws its glyphs itself and needs no font files.
 window.MathJax = {
   tex: {
     inlineMath: [["\\(", "\\)"]],
@@ -10,12 +13,23 @@ window.MathJax = {
     ignoreHtmlClass: ".*|",
     processHtmlClass: "arithmatex",
   },
+  svg: {
+    fontCache: "global",
+  },
 };
 
 // Material's instant navigation swaps pages without a reload: typeset each new page.
-document$.subscribe(() => {
-  MathJax.startup.output.clearCache();
-  MathJax.typesetClear();
-  MathJax.texReset();
-  MathJax.typesetPromise();
-});
+// Until MathJax has started (the first page, which it typesets by itself) or if it could
+// not be loaded, there is nothing to call, and the TeX source stays readable as it is.
+if (typeof document$ !== "undefined") {
+  document$.subscribe(() => {
+    const mathjax = window.MathJax;
+    if (!mathjax || typeof mathjax.typesetPromise !== "function") {
+      return;
+    }
+    mathjax.startup.output.clearCache();
+    mathjax.typesetClear();
+    mathjax.texReset();
+    mathjax.typesetPromise();
+  });
+}
