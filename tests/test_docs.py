@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -493,3 +494,84 @@ def test_readme_python_snippet_runs_and_gives_what_it_says(tmp_path: Path) -> No
         cwd=tmp_path, env=offline_env(tmp_path), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- the benchmark scripts take --quick, as the benchmarks page says -----------------------
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def write_fake_mnist(folder: Path, num_train: int = 1200, num_test: int = 200) -> Path:
+    """Random 28 x 28 grey images as the two MNIST image files: enough to run on, not MNIST."""
+    from densitykit.data.idx import write_idx
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, count in (("train", num_train), ("t10k", num_test)):
+        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        write_idx(images, folder / f"{name}-images-idx3-ubyte.gz")
+    return folder
+
+
+def check_reproductions(stdout: str, tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from reproductions import EXPERIMENTS
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    rows = [line for line in stdout.splitlines() if line.startswith("| ") and "`densitykit" in line]
+    assert [row.split(" | ")[0][2:] for row in rows] == [name for name, _, _ in EXPERIMENTS]
+    assert all("--epochs 2 " in row and " 2 (" in row for row in rows), rows
+
+
+def check_mnist_quality(stdout: str, tmp_path: Path) -> None:
+    last = stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"test_nll_nats=\d+\.\d{4}", last), last
+
+
+def check_throughput(stdout: str, tmp_path: Path) -> None:
+    for text in ("torch:", "ms/step", "ms/batch", "196-125-196", "196-128-128-196"):
+        assert text in stdout, text
+
+
+def check_sampling(stdout: str, tmp_path: Path) -> None:
+    for text in ("torch:", "naive", "sample_fast", "speed-up"):
+        assert text in stdout, text
+
+
+# script -> (arguments after --quick, given the temporary folder; check of its output)
+QUICK_RUNS = {
+    "reproductions.py": (
+        lambda tmp: ["--out", str(tmp / "runs"), "--mnist-dir", str(write_fake_mnist(tmp / "m"))],
+        check_reproductions,
+    ),
+    "mnist_quality.py": (
+        lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m"))],
+        check_mnist_quality,
+    ),
+    "throughput.py": (lambda tmp: [], check_throughput),
+    "sampling.py": (lambda tmp: [], check_sampling),
+}
+
+
+def test_every_benchmark_script_is_run_quick() -> None:
+    scripts = {p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_")}
+    assert scripts == set(QUICK_RUNS)
+    page = (DOCS / "benchmarks.md").read_text()
+    assert all(f"benchmarks/{script}" in page for script in scripts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(QUICK_RUNS))
+def test_benchmark_script_runs_quick(script: str, tmp_path: Path) -> None:
+    arguments, check = QUICK_RUNS[script]
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", *arguments(tmp_path)],
+        cwd=tmp_path,
+        env=offline_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    check(result.stdout, tmp_path)
