@@ -575,3 +575,16 @@ def test_benchmark_script_runs_quick(script: str, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     check(result.stdout, tmp_path)
+
+
+def test_benchmarks_page_keeps_commands_out_of_tables_and_names_no_outside_path() -> None:
+    """Commands are in code blocks, not in narrow table cells; no page points at folders
+    outside the repository (a reader's are not ours: the pages say ``DIR``)."""
+    page = (DOCS / "benchmarks.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("|")]
+    assert rows
+    crowded = [row for row in rows if re.search(r"`(python|densitykit|torchrun) ", row)]
+    assert not crowded, f"commands in table cells: {crowded}"
+    for path in [*DOCS.rglob("*.md"), ROOT / "README.md"]:
+        outside = re.findall(r"\.\./[\w.-]+/[\w./-]*", path.read_text())
+        assert not outside, f"{path.name} names paths outside the repository: {outside}"
