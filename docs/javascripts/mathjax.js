@@ -27,7 +27,10 @@ if (typeof document$ !== "undefined") {
     if (!mathjax || typeof mathjax.typesetPromise !== "function") {
       return;
     }
-    mathjax.startup.output.clearCache();
+    // CHTML keeps a cache of font data to clear; the SVG output used here has none.
+    if (typeof mathjax.startup.output.clearCache === "function") {
+      mathjax.startup.output.clearCache();
+    }
     mathjax.typesetClear();
     mathjax.texReset();
     mathjax.typesetPromise();
