@@ -1,13 +1,20 @@
 """The documentation site: it builds strictly, and what it says is true to the code.
 
-- ``mkdocs build --strict`` passes (a broken link, reference or missing page fails);
+- ``mkdocs build --strict`` passes (a broken link, reference or missing page fails), and
+  the site loads no script from a CDN (MathJax is served from it);
 - every public name (``__all__`` of every densitykit module) is rendered in the API
   reference;
 - docs/cli.md is what docs/scripts/gen_cli.py writes from the typer app, and names
   every option ``densitykit <command> --help`` shows;
-- the ``>>>`` sessions of the pages pass as doctests, and their Python blocks run;
+- the ``>>>`` sessions of the pages pass as doctests; every page's Python blocks and
+  ``densitykit`` commands run, page by page, and print what the page says; a block that
+  cannot run says why in the page (``<!-- not-run: reason -->``);
+- every benchmark script runs with ``--quick``, and the benchmarks page keeps commands
+  out of its tables;
 - every registered head, mask builder and data set is described, and the README's
-  commands appear on the pages as written.
+  commands appear on the pages, one command a line.
+
+The runs of pages and benchmark scripts are marked ``slow``.
 """
 
 from __future__ import annotations
