@@ -1,7 +1,9 @@
 // MathJax settings for pymdownx.arithmatex (generic mode): $...$ inline, $$...$$ display.
 // MathJax itself is served from this site (javascripts/mathjax/tex-svg.js, MathJax 3.2.2,
 // Apache-2.0, see javascripts/mathjax/LICENSE): no CDN, so the maths renders offline.
-// The SVG output draws its glyphs itself and needs no font files.
+// The SVG output draws its glyphs itself and needs no font files. To update it:
+// `npm pack mathjax@3`, then copy the tarball's package/es5/tex-svg.js and package/LICENSE
+// into javascripts/mathjax/.
 window.MathJax = {
   tex: {
     inlineMath: [["\\(", "\\)"]],
