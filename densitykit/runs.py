@@ -41,6 +41,7 @@ from densitykit.checkpoint import (
     write_json,
 )
 from densitykit.data import Dataset, load_dataset
+from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError
 from densitykit.model import AutoregressiveModel, ModelConfig, create_model
@@ -51,7 +52,6 @@ from densitykit.train import (
     TrainState,
     evaluate,
     fit,
-    resolve_device,
 )
 
 __all__ = [

@@ -15,22 +15,24 @@ import copy
 import math
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from densitykit.checks import check_int, check_optional_int, check_positive_int
+from densitykit.devices import PRECISIONS, autocast, resolve_device
 from densitykit.distributed import (
-    DistributedContext,
+    BatchLogProb,
     all_reduce_sum,
     broadcast_from_main,
     check_same_on_all_ranks,
     current,
     fingerprint,
+    own_gpu,
     replicate,
     shard,
+    sharded_loss,
 )
 from densitykit.errors import TrainingError
 from densitykit.model import AutoregressiveModel
@@ -44,10 +46,7 @@ __all__ = [
     "evaluate",
     "fit",
     "make_optimizer",
-    "resolve_device",
 ]
-
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -147,25 +146,6 @@ def make_optimizer(
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """Turn ``"auto"``/``"cpu"``/``"cuda[:N]"`` into a device, checking CUDA is there.
-
-    Raises:
-        ValueError: On an unknown name, or ``cuda`` without a CUDA device.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
-    return resolved
-
-
 @dataclass
 class TrainState:
     """Everything the loop needs to continue a run exactly.
@@ -250,13 +230,6 @@ class Callback:
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32" or device.type != "cuda":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 @torch.no_grad()
@@ -361,7 +334,7 @@ def fit(
         )
     context = current()
     if context is not None and device.type == "cuda":
-        device = _own_gpu(device)
+        device = own_gpu(device)
     model.to(device)
     train = model.validate(train).cpu()
     val = model.validate(val).cpu()
@@ -389,7 +362,7 @@ def fit(
     replica = None
     if context is not None:
         check_same_on_all_ranks(_replica_facts(model, train, val, config, state))
-        replica = replicate(_BatchLogProb(model), device)
+        replica = replicate(BatchLogProb(model), device)
 
     num_batches = math.ceil(train.shape[0] / config.batch_size)
     for callback in callbacks:
@@ -405,11 +378,11 @@ def fit(
             mask = model.backbone.mask_index if model.backbone is not None else None
             if replica is None:
                 batch = train[indices].to(device, non_blocking=True)
-                with _autocast(device, config.precision):
+                with autocast(device, config.precision):
                     loss = -model.log_prob(batch, mask, validate=False).mean()
                 value = loss.item()
             else:
-                loss, value = _sharded_loss(
+                loss, value = sharded_loss(
                     replica, context, train, indices, mask, device, config.precision
                 )
             if not math.isfinite(value):
@@ -489,50 +462,6 @@ def fit(
     for callback in callbacks:
         callback.on_train_end(result)
     return result
-
-
-class _BatchLogProb(torch.nn.Module):
-    """What DistributedDataParallel wraps: log-likelihoods of already validated batches."""
-
-    def __init__(self, model: AutoregressiveModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: torch.Tensor, mask: int | None) -> torch.Tensor:
-        return self.model.log_prob(batch, mask, validate=False)
-
-
-def _sharded_loss(
-    replica: torch.nn.Module,
-    context: DistributedContext,
-    train: torch.Tensor,
-    indices: torch.Tensor,
-    mask: int | None,
-    device: torch.device,
-    precision: str,
-) -> tuple[torch.Tensor, float]:
-    """This rank's loss on its shard of ``train[indices]``, and that global batch's mean NLL."""
-    size = indices.shape[0]
-    batch = train[indices[shard(size, context.rank, context.world_size)]]
-    with _autocast(device, precision):
-        nll = -replica(batch.to(device, non_blocking=True), mask).sum()
-    # DDP averages the ranks' gradients; weighting each shard's summed NLL by
-    # world_size / size makes that average the gradient of the global-batch mean,
-    # however unequal (or empty) the shards are.
-    loss = nll * (context.world_size / size)
-    value = float(all_reduce_sum(nll.detach().double())) / size
-    return loss, value
-
-
-def _own_gpu(device: torch.device) -> torch.device:
-    """Each process of a distributed run trains on its own GPU, ``cuda:LOCAL_RANK``."""
-    own = torch.cuda.current_device()
-    if device.index is not None and device.index != own:
-        raise ValueError(
-            f"device {device} was asked for, but each process of a distributed run trains on "
-            f"its own GPU (cuda:LOCAL_RANK, here cuda:{own}); pass --device cuda or auto"
-        )
-    return torch.device("cuda", own)
 
 
 def _replica_facts(
