@@ -24,6 +24,7 @@ from densitykit.checks import check_int, check_optional_int, check_positive_int
 from densitykit.devices import PRECISIONS, autocast, resolve_device
 from densitykit.distributed import (
     BatchLogProb,
+    DistributedContext,
     all_reduce_sum,
     broadcast_from_main,
     check_same_on_all_ranks,
@@ -326,126 +327,23 @@ def fit(
         [1, 2]
     """
     config = config or TrainConfig()
-    device = resolve_device(config.device)
-    if config.precision != "fp32" and device.type != "cuda":
-        raise ValueError(
-            f"precision {config.precision!r} is autocast on CUDA only, but training runs on "
-            f"{device}; use precision 'fp32' there"
-        )
-    context = current()
-    if context is not None and device.type == "cuda":
-        device = own_gpu(device)
-    model.to(device)
-    train = model.validate(train).cpu()
-    val = model.validate(val).cpu()
-    if train.shape[0] == 0:
-        raise ValueError("the training set is empty")
-    if val.shape[0] == 0:
-        raise ValueError("the validation set is empty")
-
-    optimizer = make_optimizer(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    state = copy.copy(state) if state is not None else TrainState()
-    if state.model is not None:
-        model.load_state_dict(state.model)
-    if state.optimizer is not None:
-        optimizer.load_state_dict(state.optimizer)
-        for group in optimizer.param_groups:  # a resumed run may lower the learning rate
-            group["lr"] = config.lr
-    if state.shuffle_rng is not None:
-        shuffle.set_state(state.shuffle_rng)
-    if model.backbone is not None:
-        model.backbone.set_mask(state.mask_index % model.num_masks)
-    scaler = torch.amp.GradScaler(
-        "cuda", enabled=device.type == "cuda" and config.precision == "fp16"
-    )
-    replica = None
-    if context is not None:
-        check_same_on_all_ranks(_replica_facts(model, train, val, config, state))
-        replica = replicate(BatchLogProb(model), device)
-
-    num_batches = math.ceil(train.shape[0] / config.batch_size)
+    loop = _setup(model, train, val, config)
+    state = _restore(loop, state)
     for callback in callbacks:
-        callback.on_train_begin(state, num_batches)
+        callback.on_train_begin(state, loop.num_batches)
     started = time.perf_counter()
     while state.epoch < config.epochs and not state.stopped_early:
         epoch_started = time.perf_counter()
         model.train()
-        order = torch.randperm(train.shape[0], generator=shuffle)
+        order = torch.randperm(loop.train.shape[0], generator=loop.shuffle)
         total = 0.0
-        for start in range(0, train.shape[0], config.batch_size):
+        for start in range(0, loop.train.shape[0], config.batch_size):
             indices = order[start : start + config.batch_size]
-            mask = model.backbone.mask_index if model.backbone is not None else None
-            if replica is None:
-                batch = train[indices].to(device, non_blocking=True)
-                with autocast(device, config.precision):
-                    loss = -model.log_prob(batch, mask, validate=False).mean()
-                value = loss.item()
-            else:
-                loss, value = sharded_loss(
-                    replica, context, train, indices, mask, device, config.precision
-                )
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"the training loss became {value} at epoch {state.epoch + 1}, step "
-                    f"{state.step + 1}; the last good state is from epoch {state.epoch}. Resume "
-                    "with a lower learning rate (e.g. densitykit fit --resume RUN_DIR --lr "
-                    f"{config.lr / 10:g})"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            state.step += 1
+            value = _step(loop, state, indices)
             total += value * indices.shape[0]
-            if (
-                model.backbone is not None
-                and config.mask_every
-                and state.step % config.mask_every == 0
-            ):
-                model.backbone.next_mask()
             for callback in callbacks:
                 callback.on_batch_end(state, value)
-        train_nll = float(total) / train.shape[0]
-        val_nll = evaluate(
-            model,
-            val,
-            batch_size=config.eval_batch_size,
-            num_masks=config.eval_masks,
-            distributed=context is not None,
-        )
-        state.epoch += 1
-        improved = val_nll < state.best_val_nll
-        if context is not None:
-            # Rank 0 decides whether the epoch improved (hence early stopping); all follow.
-            decision = broadcast_from_main(torch.tensor([val_nll, improved], dtype=torch.float64))
-            val_nll, improved = float(decision[0]), bool(decision[1])
-        if improved:
-            state.best_val_nll = val_nll
-            state.best_epoch = state.epoch
-            state.best_state = _cpu_state(model)
-            state.epochs_without_improvement = 0
-        else:
-            state.epochs_without_improvement += 1
-            if config.patience is not None and state.epochs_without_improvement >= config.patience:
-                state.stopped_early = True
-        record = {
-            "epoch": state.epoch,
-            "step": state.step,
-            "train_nll": train_nll,
-            "val_nll": val_nll,
-            "best_val_nll": state.best_val_nll,
-            "improved": improved,
-            "seconds": time.perf_counter() - epoch_started,
-        }
-        state.history.append(record)
-        state.mask_index = model.backbone.mask_index if model.backbone is not None else 0
-        state.model = _cpu_state(model)
-        state.optimizer = optimizer.state_dict()
-        state.shuffle_rng = shuffle.get_state()
+        record = _end_epoch(loop, state, float(total) / loop.train.shape[0], epoch_started)
         for callback in callbacks:
             callback.on_epoch_end(state, record)
 
@@ -462,6 +360,167 @@ def fit(
     for callback in callbacks:
         callback.on_train_end(result)
     return result
+
+
+@dataclass
+class _Loop:
+    """What the loop's steps share once set up (the state that moves lives in TrainState)."""
+
+    model: AutoregressiveModel
+    train: torch.Tensor
+    val: torch.Tensor
+    config: TrainConfig
+    device: torch.device
+    context: DistributedContext | None
+    optimizer: torch.optim.Optimizer
+    shuffle: torch.Generator
+    scaler: torch.amp.GradScaler
+    replica: torch.nn.Module | None = None
+
+    @property
+    def num_batches(self) -> int:
+        return math.ceil(self.train.shape[0] / self.config.batch_size)
+
+
+def _setup(
+    model: AutoregressiveModel, train: torch.Tensor, val: torch.Tensor, config: TrainConfig
+) -> _Loop:
+    """Resolve the device, check the data once, build the optimizer and the generators."""
+    device = resolve_device(config.device)
+    if config.precision != "fp32" and device.type != "cuda":
+        raise ValueError(
+            f"precision {config.precision!r} is autocast on CUDA only, but training runs on "
+            f"{device}; use precision 'fp32' there"
+        )
+    context = current()
+    if context is not None and device.type == "cuda":
+        device = own_gpu(device)
+    model.to(device)
+    # Checked once here, kept in their own dtype: each batch is widened as it is scored.
+    for data in (train, val):
+        model.check_values(data)
+    train = train.reshape(-1, model.dim).cpu()
+    val = val.reshape(-1, model.dim).cpu()
+    if train.shape[0] == 0:
+        raise ValueError("the training set is empty")
+    if val.shape[0] == 0:
+        raise ValueError("the validation set is empty")
+    return _Loop(
+        model=model,
+        train=train,
+        val=val,
+        config=config,
+        device=device,
+        context=context,
+        optimizer=make_optimizer(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        ),
+        shuffle=torch.Generator().manual_seed(config.seed),
+        scaler=torch.amp.GradScaler(
+            "cuda", enabled=device.type == "cuda" and config.precision == "fp16"
+        ),
+    )
+
+
+def _restore(loop: _Loop, state: TrainState | None) -> TrainState:
+    """Load a saved state into the model, optimizer and shuffling (a fresh one if ``None``)."""
+    model, optimizer = loop.model, loop.optimizer
+    state = copy.copy(state) if state is not None else TrainState()
+    if state.model is not None:
+        model.load_state_dict(state.model)
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+        for group in optimizer.param_groups:  # a resumed run may lower the learning rate
+            group["lr"] = loop.config.lr
+    if state.shuffle_rng is not None:
+        loop.shuffle.set_state(state.shuffle_rng)
+    if model.backbone is not None:
+        model.backbone.set_mask(state.mask_index % model.num_masks)
+    if loop.context is not None:
+        check_same_on_all_ranks(_replica_facts(model, loop.train, loop.val, loop.config, state))
+        loop.replica = replicate(BatchLogProb(model), loop.device)
+    return state
+
+
+def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
+    """One Adam step on ``train[indices]`` under the active mask; returns the batch's mean NLL.
+
+    Clips the gradient norm to ``config.grad_clip`` when set, and moves a multi-mask
+    model to its next mask every ``config.mask_every`` steps.
+    """
+    model, config, device = loop.model, loop.config, loop.device
+    mask = model.backbone.mask_index if model.backbone is not None else None
+    if loop.replica is None:
+        batch = loop.train[indices].to(device, non_blocking=True)
+        with autocast(device, config.precision):
+            loss = -model.log_prob(batch, mask, validate=False).mean()
+        value = loss.item()
+    else:
+        loss, value = sharded_loss(
+            loop.replica, loop.context, loop.train, indices, mask, device, config.precision
+        )
+    if not math.isfinite(value):
+        raise TrainingError(
+            f"the training loss became {value} at epoch {state.epoch + 1}, step "
+            f"{state.step + 1}; the last good state is from epoch {state.epoch}. Resume "
+            "with a lower learning rate (e.g. densitykit fit --resume RUN_DIR --lr "
+            f"{config.lr / 10:g})"
+        )
+    loop.optimizer.zero_grad(set_to_none=True)
+    loop.scaler.scale(loss).backward()
+    if config.grad_clip is not None:
+        loop.scaler.unscale_(loop.optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    loop.scaler.step(loop.optimizer)
+    loop.scaler.update()
+    state.step += 1
+    if model.backbone is not None and config.mask_every and state.step % config.mask_every == 0:
+        model.backbone.next_mask()
+    return value
+
+
+def _end_epoch(
+    loop: _Loop, state: TrainState, train_nll: float, epoch_started: float
+) -> dict[str, Any]:
+    """Validate, decide improvement and early stopping, save the loop state; the record."""
+    model, config = loop.model, loop.config
+    val_nll = evaluate(
+        model,
+        loop.val,
+        batch_size=config.eval_batch_size,
+        num_masks=config.eval_masks,
+        distributed=loop.context is not None,
+    )
+    state.epoch += 1
+    improved = val_nll < state.best_val_nll
+    if loop.context is not None:
+        # Rank 0 decides whether the epoch improved (hence early stopping); all follow.
+        decision = broadcast_from_main(torch.tensor([val_nll, improved], dtype=torch.float64))
+        val_nll, improved = float(decision[0]), bool(decision[1])
+    if improved:
+        state.best_val_nll = val_nll
+        state.best_epoch = state.epoch
+        state.best_state = _cpu_state(model)
+        state.epochs_without_improvement = 0
+    else:
+        state.epochs_without_improvement += 1
+        if config.patience is not None and state.epochs_without_improvement >= config.patience:
+            state.stopped_early = True
+    record = {
+        "epoch": state.epoch,
+        "step": state.step,
+        "train_nll": train_nll,
+        "val_nll": val_nll,
+        "best_val_nll": state.best_val_nll,
+        "improved": improved,
+        "seconds": time.perf_counter() - epoch_started,
+    }
+    state.history.append(record)
+    state.mask_index = model.backbone.mask_index if model.backbone is not None else 0
+    state.model = _cpu_state(model)
+    state.optimizer = loop.optimizer.state_dict()
+    state.shuffle_rng = loop.shuffle.get_state()
+    return record
 
 
 def _replica_facts(
