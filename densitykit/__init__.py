@@ -8,6 +8,7 @@ from densitykit.errors import (
     DuplicateNameError,
     TrainingError,
     UnknownNameError,
+    UnknownOptionError,
 )
 from densitykit.heads import Head
 from densitykit.layers import MaskedLinear
@@ -32,6 +33,7 @@ __all__ = [
     "Registry",
     "TrainingError",
     "UnknownNameError",
+    "UnknownOptionError",
     "__version__",
     "build_model",
     "create_model",

@@ -14,6 +14,7 @@ __all__ = [
     "DuplicateNameError",
     "TrainingError",
     "UnknownNameError",
+    "UnknownOptionError",
 ]
 
 
@@ -23,6 +24,14 @@ class DensitykitError(Exception):
 
 class UnknownNameError(DensitykitError, ValueError):
     """A name was looked up in a registry that does not hold it."""
+
+
+class UnknownOptionError(DensitykitError, TypeError, ValueError):
+    """A registered factory was given a keyword option it does not take.
+
+    A ``TypeError``, as Python raises for an unexpected keyword argument, and a
+    ``ValueError``, as for any other bad option.
+    """
 
 
 class DuplicateNameError(DensitykitError, ValueError):
