@@ -269,7 +269,9 @@ def evaluate(
     model.eval()
     nll = torch.zeros((), dtype=torch.float64)
     for start in range(0, share.shape[0], batch_size):
-        per_mask = model.log_prob_per_mask(share[start : start + batch_size], masks=range(count))
+        per_mask = model.log_prob_per_mask(
+            share[start : start + batch_size], mask_indices=range(count)
+        )
         nll -= log_mean_exp(per_mask).double().sum().cpu()
     model.train(was_training)
     if context is not None:
