@@ -294,17 +294,22 @@ class AutoregressiveModel(nn.Module):
         self,
         x: torch.Tensor,
         *,
-        masks: Sequence[int] | None = None,
+        mask_indices: Sequence[int] | None = None,
         validate: bool | None = None,
     ) -> torch.Tensor:
-        """Log-likelihood of ``x`` ``(..., D)`` under each mask alone: ``(len(masks), ...)``.
+        """Log-likelihood of ``x`` ``(..., D)`` under each mask alone: ``(num_masks, ...)``.
 
         Args:
             x: ``(..., D)`` values.
-            masks: Which masks (all by default).
+            mask_indices: Which masks, by index (all by default); the result has one
+                row per index.
             validate: Check ``x`` first; ``None`` follows ``self.validate_args``.
         """
-        indices = range(self.num_masks) if masks is None else [self._check_mask(k) for k in masks]
+        indices = (
+            range(self.num_masks)
+            if mask_indices is None
+            else [self._check_mask(k) for k in mask_indices]
+        )
         chunks = [
             torch.stack([self._log_prob(rows, k) for k in indices])
             for rows in self._rows(x, validate)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import socket
@@ -19,9 +20,14 @@ import densitykit
 from densitykit import distributed
 from densitykit.checkpoint import load_object, read_json
 from densitykit.cli import app
-from densitykit.distributed import DistributedContext, launch_environment, shard
+from densitykit.distributed import (
+    BatchLogProb,
+    DistributedContext,
+    launch_environment,
+    shard,
+    sharded_loss,
+)
 from densitykit.errors import DensitykitError
-from densitykit.train import _BatchLogProb, _sharded_loss
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = {
@@ -99,8 +105,8 @@ def test_weighted_shard_losses_average_to_the_global_batch_gradient(
     for rank in range(world_size):
         model.zero_grad()
         context = DistributedContext(rank, world_size, rank, "gloo")
-        loss, value = _sharded_loss(
-            _BatchLogProb(model), context, train, indices, mask, torch.device("cpu"), "fp32"
+        loss, value = sharded_loss(
+            BatchLogProb(model), context, train, indices, mask, torch.device("cpu"), "fp32"
         )
         loss.backward()
         for total, parameter in zip(averaged, model.parameters()):
@@ -109,6 +115,27 @@ def test_weighted_shard_losses_average_to_the_global_batch_gradient(
     for got, want in zip(averaged, expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert mean_nll == pytest.approx(single.item(), rel=1e-6)
+
+
+def test_distributed_does_not_import_the_training_loop() -> None:
+    """Layers import one way: train builds on distributed, never the reverse (not even
+    inside a function)."""
+    tree = ast.parse(Path(distributed.__file__).read_text())
+    imported = {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else [alias.name for alias in getattr(node, "names", [])]
+            if isinstance(node, ast.Import)
+            else []
+        )
+    }
+    assert "densitykit.checks" in imported  # the walk sees the module's imports
+    assert not {
+        name for name in imported if name.startswith(("densitykit.train", "densitykit.runs"))
+    }
 
 
 # -- the environment and the single-process path -------------------------------------------

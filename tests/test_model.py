@@ -365,3 +365,15 @@ def test_cuda_model_with_cpu_generator() -> None:
     assert model.log_prob(x).device.type == "cuda"
     samples = model.sample(5, generator=torch.Generator().manual_seed(0))
     assert samples.device.type == "cuda"
+
+
+def test_the_package_namespace_reaches_the_whole_workflow() -> None:
+    for name in ("data", "train", "runs", "checkpoint", "sampling", "heads", "masks"):
+        assert getattr(dk, name).__name__ == f"densitykit.{name}"
+    assert dk.load_dataset is dk.data.load_dataset
+    assert dk.fit is dk.train.fit and dk.evaluate is dk.train.evaluate
+    assert dk.TrainConfig is dk.train.TrainConfig and dk.RunConfig is dk.runs.RunConfig
+    assert dk.load_run is dk.runs.load_run and dk.fit_run is dk.runs.fit_run
+    assert dk.save_checkpoint is dk.checkpoint.save_checkpoint
+    assert dk.load_checkpoint is dk.checkpoint.load_checkpoint
+    assert set(dk.__all__) <= set(dir(dk))
