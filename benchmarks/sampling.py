@@ -1,8 +1,8 @@
 """Sampling speed: the fast sampler against the D-pass reference, side by side.
 
 Draws ``--num-samples`` samples from Bernoulli MADEs on 784 binary variables (natural
-ordering, built with ``dk.create_model``), once with ``model.sample_naive`` (one full
-forward pass per variable: the baseline) and once with ``densitykit.sampling.sample_fast``
+ordering, built with ``dk.create_model``), once with ``sampling.sample_reference`` (one
+full forward pass per variable: the baseline) and once with ``sampling.sample_fast``
 (every unit computed once), from identically seeded generators, and checks that both
 give the same samples.
 
@@ -59,22 +59,33 @@ def main() -> None:
 
         def naive(model=model, results=results):
             generator = torch.Generator().manual_seed(args.seed)
-            results["naive"] = model.sample_naive(args.num_samples, generator=generator)
+            results["naive"] = sampling.sample_reference(
+                model.backbone, model.head, args.num_samples, generator=generator
+            )
 
         def fast(model=model, results=results):
             generator = torch.Generator().manual_seed(args.seed)
-            results["fast"] = sampling.sample_fast(model, args.num_samples, generator=generator)
+            results["fast"] = sampling.sample_fast(
+                model.backbone, model.head, args.num_samples, generator=generator
+            )
 
         def fast_cold(model=model, results=results):
             sampling._PLANS.clear()  # rebuild the per-mask index groups inside the timing
             generator = torch.Generator().manual_seed(args.seed)
-            results["cold"] = sampling.sample_fast(model, args.num_samples, generator=generator)
+            results["cold"] = sampling.sample_fast(
+                model.backbone, model.head, args.num_samples, generator=generator
+            )
 
         def plan(model=model):
             sampling._build_plan(model.backbone, 0)
 
         # The baseline's warm-up is a short run: a full one takes a minute.
-        model.sample_naive(min(args.num_samples, 10), generator=torch.Generator().manual_seed(1))
+        sampling.sample_reference(
+            model.backbone,
+            model.head,
+            min(args.num_samples, 10),
+            generator=torch.Generator().manual_seed(1),
+        )
         naive_time, _ = median_time(naive, repeats=args.repeats, warmup=0)
         fast_time, _ = median_time(fast, repeats=max(args.repeats, 5), warmup=2)
         cold_time, _ = median_time(fast_cold, repeats=max(args.repeats, 5), warmup=1)

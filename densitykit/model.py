@@ -21,6 +21,7 @@ from torch import nn
 from densitykit import masks as masks_module
 from densitykit.heads import HEADS, Head
 from densitykit.made import MADE
+from densitykit.sampling import sample_fast, sample_reference
 
 __all__ = ["AutoregressiveModel", "ModelConfig", "build_model", "create_model"]
 
@@ -292,31 +293,16 @@ class AutoregressiveModel(nn.Module):
     def _sample_mask(
         self, num_samples: int, mask: int, generator: torch.Generator | None
     ) -> torch.Tensor:
-        # Imported here: densitykit.sampling builds on this module.
-        from densitykit.sampling import sample_fast
-
-        return sample_fast(self, num_samples, mask=mask, generator=generator)
+        return sample_fast(self.backbone, self.head, num_samples, mask=mask, generator=generator)
 
     @torch.no_grad()
     def sample_naive(
         self, num_samples: int, *, mask: int = 0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Reference ancestral sampler: one full forward pass per variable (D passes)."""
-        x = torch.zeros(num_samples, self.dim, dtype=torch.long, device=self.device)
-        if self.backbone is None:
-            empty = torch.empty(num_samples, 0, dtype=self.dtype, device=self.device)
-            for variable in range(self.dim):
-                x[:, variable] = self.head.sample(empty, variable, generator)
-            return x
-        active = self.backbone.mask_index
-        self.backbone.set_mask(mask)
-        try:
-            for variable in self.backbone.connectivity(mask).ordering.tolist():
-                params = self.backbone(self.head.encode(x, self.dtype))
-                x[:, variable] = self.head.sample(params[:, variable], variable, generator)
-        finally:
-            self.backbone.set_mask(active)
-        return x
+        return sample_reference(
+            self.backbone, self.head, num_samples, mask=mask, generator=generator
+        )
 
 
 def _is_integer(x: torch.Tensor) -> bool:

@@ -1,7 +1,8 @@
-r"""Fast exact ancestral sampling from a MADE model: one masked forward pass per sample.
+r"""Exact ancestral sampling from a MADE backbone and a head.
 
-The reference sampler
-([`sample_naive`][densitykit.model.AutoregressiveModel.sample_naive]) runs $D$ full
+Both samplers take the parts they need, a backbone and a head, not the model that
+composes them. The reference sampler
+([`sample_reference`][densitykit.sampling.sample_reference]) runs $D$ full
 forward passes, one per variable. Most of that work is repeated: a hidden unit of
 degree $m$ depends only on the inputs of degree $\le m$, so its value is final as
 soon as the first $m$ variables of the ordering are drawn; and the output of the
@@ -39,10 +40,11 @@ values at each step instead, which is exact but costs $O(D)$ more encoding work.
 
 Example:
     >>> import torch, densitykit as dk
-    >>> from densitykit.sampling import sample_fast
+    >>> from densitykit.sampling import sample_fast, sample_reference
     >>> model = dk.create_model("categorical", 5, 3, hidden_sizes=(16, 16))
-    >>> fast = sample_fast(model, 4, generator=torch.Generator().manual_seed(0))
-    >>> naive = model.sample_naive(4, generator=torch.Generator().manual_seed(0))
+    >>> parts = model.backbone, model.head
+    >>> fast = sample_fast(*parts, 4, generator=torch.Generator().manual_seed(0))
+    >>> naive = sample_reference(*parts, 4, generator=torch.Generator().manual_seed(0))
     >>> fast.shape, torch.equal(fast, naive)
     (torch.Size([4, 5]), True)
 """
@@ -57,9 +59,8 @@ import torch
 from densitykit.heads import Head
 from densitykit.layers import MaskedLinear
 from densitykit.made import MADE
-from densitykit.model import AutoregressiveModel
 
-__all__ = ["encodes_per_variable", "sample_fast"]
+__all__ = ["encodes_per_variable", "sample_fast", "sample_reference"]
 
 
 @dataclass(frozen=True)
@@ -114,16 +115,51 @@ class _CacheEntry:
 _PLANS: weakref.WeakKeyDictionary[MADE, dict[int, _CacheEntry]] = weakref.WeakKeyDictionary()
 
 
-def _check_model(model: object) -> AutoregressiveModel:
-    if not isinstance(model, AutoregressiveModel):
+def _check_parts(backbone: object, head: object) -> None:
+    if not isinstance(head, Head):
+        raise TypeError(f"head must be a densitykit Head, got {type(head).__name__}")
+    if head.params_per_variable == 0:
+        if backbone is not None:
+            raise ValueError(
+                f"{type(head).__name__} takes no parameters from a backbone; pass backbone=None"
+            )
+    elif not isinstance(backbone, MADE):
         raise TypeError(
-            f"model must be a densitykit AutoregressiveModel, got {type(model).__name__}"
+            f"{type(head).__name__} needs a MADE backbone, got {type(backbone).__name__}"
         )
-    return model
+
+
+def _check_arguments(
+    backbone: MADE | None,
+    head: Head,
+    num_samples: object,
+    mask: object,
+    generator: object,
+) -> None:
+    _check_parts(backbone, head)
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 0:
+        raise ValueError(f"num_samples must be a non-negative integer, got {num_samples!r}")
+    num_masks = backbone.num_masks if backbone is not None else 1
+    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask < num_masks:
+        raise ValueError(f"mask must be an integer in 0..{num_masks - 1}, got {mask!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
+
+
+def _dtype_and_device(backbone: MADE | None, head: Head) -> tuple[torch.dtype, torch.device]:
+    """The floating dtype and device of the parameters (the backbone's first)."""
+    for module in (backbone, head):
+        if module is not None:
+            for parameter in module.parameters():
+                return parameter.dtype, parameter.device
+    return torch.get_default_dtype(), torch.device("cpu")
 
 
 def sample_fast(
-    model: AutoregressiveModel,
+    backbone: MADE | None,
+    head: Head,
     num_samples: int,
     *,
     mask: int = 0,
@@ -131,16 +167,17 @@ def sample_fast(
 ) -> torch.Tensor:
     """Exact ancestral samples from one mask's model in about one forward pass each.
 
-    Draws the same samples as
-    [`sample_naive`][densitykit.model.AutoregressiveModel.sample_naive] given the same
-    generator state: the heads are called identically, and only the order of
-    floating-point summation differs (in float64 the samples agree in practice; in
-    lower precision a draw landing within rounding error of a decision boundary can
-    differ, which leaves the distribution exact). Models without a backbone
-    (the histogram head) use the reference sampler, which is already $O(D)$.
+    Draws the same samples as [`sample_reference`][densitykit.sampling.sample_reference]
+    given the same generator state: the heads are called identically, and only the
+    order of floating-point summation differs (in float64 the samples agree in
+    practice; in lower precision a draw landing within rounding error of a decision
+    boundary can differ, which leaves the distribution exact). Heads without a
+    backbone (the histogram head) use the reference sampler, which is already $O(D)$.
 
     Args:
-        model: The model.
+        backbone: The [`MADE`][densitykit.made.MADE]; ``None`` for a head that takes
+            no parameters from a backbone.
+        head: The output distribution.
         num_samples: How many samples ``N``.
         mask: Which mask's autoregressive model to sample.
         generator: Random source (its device may differ from the model's).
@@ -149,7 +186,8 @@ def sample_fast(
         ``(N, D)`` long values in ``0..K-1``.
 
     Raises:
-        TypeError: If ``model`` is not an ``AutoregressiveModel`` or ``generator`` not a
+        TypeError: If ``head`` is not a ``Head``, ``backbone`` not a ``MADE`` (or not
+            ``None`` for a head without parameters), or ``generator`` not a
             ``torch.Generator``.
         ValueError: If ``num_samples`` is negative or ``mask`` out of range.
 
@@ -157,19 +195,55 @@ def sample_fast(
         >>> import torch, densitykit as dk
         >>> model = dk.create_model("bernoulli", 6, hidden_sizes=(12,),
         ...                         masks="multi-ordering", num_masks=2)
-        >>> sample_fast(model, 3, mask=1, generator=torch.Generator().manual_seed(0)).shape
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> sample_fast(model.backbone, model.head, 3, mask=1, generator=generator).shape
         torch.Size([3, 6])
     """
-    model = _check_model(model)
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 0:
-        raise ValueError(f"num_samples must be a non-negative integer, got {num_samples!r}")
-    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask < model.num_masks:
-        raise ValueError(f"mask must be an integer in 0..{model.num_masks - 1}, got {mask!r}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
-    return _sample_fast(model, num_samples, mask, generator)
+    _check_arguments(backbone, head, num_samples, mask, generator)
+    return _sample_fast(backbone, head, num_samples, mask, generator)
+
+
+def sample_reference(
+    backbone: MADE | None,
+    head: Head,
+    num_samples: int,
+    *,
+    mask: int = 0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Reference ancestral sampler: one full forward pass per variable ($D$ passes).
+
+    Simple and slow, it defines what [`sample_fast`][densitykit.sampling.sample_fast]
+    must draw. Arguments, result and errors are those of ``sample_fast``.
+    """
+    _check_arguments(backbone, head, num_samples, mask, generator)
+    return _sample_reference(backbone, head, num_samples, mask, generator)
+
+
+@torch.no_grad()
+def _sample_reference(
+    backbone: MADE | None,
+    head: Head,
+    num_samples: int,
+    mask: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    dtype, device = _dtype_and_device(backbone, head)
+    x = torch.zeros(num_samples, head.dim, dtype=torch.long, device=device)
+    if backbone is None:
+        empty = torch.empty(num_samples, 0, dtype=dtype, device=device)
+        for variable in range(head.dim):
+            x[:, variable] = head.sample(empty, variable, generator)
+        return x
+    active = backbone.mask_index
+    backbone.set_mask(mask)
+    try:
+        for variable in backbone.connectivity(mask).ordering.tolist():
+            params = backbone(head.encode(x, dtype))
+            x[:, variable] = head.sample(params[:, variable], variable, generator)
+    finally:
+        backbone.set_mask(active)
+    return x
 
 
 def encodes_per_variable(
@@ -337,15 +411,18 @@ def _affine(
 
 @torch.no_grad()
 def _sample_fast(
-    model: AutoregressiveModel, num_samples: int, mask: int, generator: torch.Generator | None
+    backbone: MADE | None,
+    head: Head,
+    num_samples: int,
+    mask: int,
+    generator: torch.Generator | None,
 ) -> torch.Tensor:
-    backbone, head = model.backbone, model.head
     if backbone is None:
-        return model.sample_naive(num_samples, mask=mask, generator=generator)
+        return _sample_reference(backbone, head, num_samples, mask, generator)
     plan = _plan(backbone, mask)
     if not plan.consistent:
-        return model.sample_naive(num_samples, mask=mask, generator=generator)
-    dtype, device = model.dtype, model.device
+        return _sample_reference(backbone, head, num_samples, mask, generator)
+    dtype, device = _dtype_and_device(backbone, head)
     width, params = backbone.input_width, backbone.params_per_variable
     per_variable = encodes_per_variable(head, dtype, device)
 
