@@ -75,6 +75,23 @@ def test_fast_equals_naive_for_every_head(
     assert_fast_equals_naive(build(head, hidden_sizes=hidden_sizes, direct=direct))
 
 
+@pytest.mark.parametrize("block_steps", [1, 2, 3])
+@pytest.mark.parametrize("head", dk.heads.names())
+@pytest.mark.parametrize("hidden_sizes", [(), (12,), (3, 20), (16, 2, 9)])
+@pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
+def test_blocks_of_steps_split_every_sum_exactly(
+    block_steps: int,
+    head: str,
+    hidden_sizes: tuple[int, ...],
+    direct: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seven variables in blocks of 1, 2 or 3 steps: every split of a unit's sum into a
+    # block's share and the rest, including blocks cut short by the last variable.
+    monkeypatch.setattr(sampling, "_BLOCK_STEPS", block_steps)
+    assert_fast_equals_naive(build(head, hidden_sizes=hidden_sizes, direct=direct))
+
+
 @given(spec=model_specs())
 def test_fast_equals_naive_on_random_models(spec: ModelSpec) -> None:
     model = spec.build().double()
