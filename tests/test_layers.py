@@ -177,8 +177,9 @@ def test_automatic_choice() -> None:
     assert not small._grouped_pays(torch.zeros(2, 5))
     large = MADE(dk.masks.create("natural", dim=300, hidden_sizes=[200]))
     assert large.products == "auto"
-    assert large._grouped_pays(torch.zeros(2, 300))
+    assert not large._grouped_pays(torch.zeros(2, 300))  # training: dense
     with torch.no_grad():
+        assert large._grouped_pays(torch.zeros(2, 300))  # evaluation: grouped
         x = torch.randint(0, 2, (4, 300)).float()
         auto = large(x)
         large.products = "dense"
