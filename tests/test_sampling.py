@@ -221,6 +221,13 @@ def test_plans_follow_masks_edited_in_place() -> None:
     assert_fast_equals_naive(model)
 
 
+def test_thread_count_is_restored() -> None:
+    model = build("bernoulli", hidden_sizes=(6,))
+    threads = torch.get_num_threads()
+    sample_fast(model.backbone, model.head, 5)
+    assert torch.get_num_threads() == threads
+
+
 def test_no_samples() -> None:
     model = build("categorical")
     assert sample_fast(model.backbone, model.head, 0).shape == (0, model.dim)
