@@ -78,8 +78,9 @@ class MADE(nn.Module):
             about $(B+1)/2B$ of the arithmetic with $B$ groups, forward and backward;
             ``"auto"`` (the default) takes the grouped path for computations without
             gradients (likelihood evaluation) on the CPU when the groups skip at least
-            a fifth of the arithmetic and the layers hold at least 65,536 weights in
-            all, and the dense path otherwise: in training, where the weights change at
+            a fifth of the arithmetic, the layers hold at least 65,536 weights in
+            all and the backbone has at most 8 masks (the groupings kept), and the
+            dense path otherwise: in training, where the weights change at
             every step, permuting them and their gradients cost about what the groups
             saved (measured at batch 100 on a 2-core CPU); small layers and GPUs were
             not measured to gain. Both give the same values and gradients up to float
@@ -232,6 +233,10 @@ class MADE(nn.Module):
         ):
             # Training: the per-step permutations of the weights and of their
             # gradients cost about what the groups save at batch 100 (measured).
+            return False
+        if self.num_masks > _GROUPINGS_KEPT:
+            # Groupings are kept for a few masks; rebuilding one costs several forward
+            # passes' worth of time, so ensembles that cycle through more stay dense.
             return False
         groupings = self._groupings()
         return (

@@ -184,6 +184,8 @@ def test_automatic_choice() -> None:
         auto = large(x)
         large.products = "dense"
         torch.testing.assert_close(auto, large(x))
+        many = MADE(dk.masks.create("multi-ordering", dim=300, hidden_sizes=[200], num_masks=9))
+        assert not many._grouped_pays(x)  # more masks than groupings kept
 
 
 def test_products_is_checked_and_leaves_the_state_alone() -> None:
