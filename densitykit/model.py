@@ -79,6 +79,23 @@ class ModelConfig:
     head_options: dict[str, Any] = field(default_factory=dict)
     mask_options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("dim", "num_values", "num_masks"):
+            if getattr(self, name) is not None:
+                setattr(self, name, check_int(getattr(self, name), name, minimum=1))
+        if isinstance(self.hidden_sizes, (str, bytes)) or not isinstance(
+            self.hidden_sizes, Sequence
+        ):
+            raise TypeError(
+                f"hidden_sizes must be a sequence of positive integers, got {self.hidden_sizes!r}"
+            )
+        self.hidden_sizes = tuple(
+            check_int(size, "hidden_sizes", minimum=1) for size in self.hidden_sizes
+        )
+        for name in ("head_options", "mask_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise TypeError(f"{name} must be a dict, got {getattr(self, name)!r}")
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
         data = asdict(self)
