@@ -46,8 +46,7 @@ from densitykit.model import AutoregressiveModel, ModelConfig, build_model, crea
 from densitykit.registry import Registry
 from densitykit.runs import DataConfig, Run, RunConfig, fit_run, load_run, resume_run, sample_run
 from densitykit.train import TrainConfig, evaluate, fit
-
-__version__ = "0.1.0"
+from densitykit.version import __version__
 
 __all__ = [
     "MADE",
