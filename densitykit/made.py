@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from densitykit.layers import Grouping, MaskedLinear, grouping
@@ -175,6 +176,10 @@ class MADE(nn.Module):
             ),
         )
 
+    def connectivities(self) -> list[Connectivity]:
+        """The degrees of every mask the backbone was built with, in order."""
+        return [self.connectivity(k) for k in range(self.num_masks)]
+
     def _rebuild_masks(self) -> None:
         per_mask = [
             self.connectivity(k).masks(self.input_width, self.params_per_variable)
@@ -213,8 +218,14 @@ class MADE(nn.Module):
         return self.mask_index
 
     # -- computation ---------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map encoded inputs ``(B, D*W)`` to parameters ``(B, D, P)`` with the active mask."""
+    def forward(self, x: torch.Tensor, connectivity: Connectivity | None = None) -> torch.Tensor:
+        """Map encoded inputs ``(B, D*W)`` to parameters ``(B, D, P)`` with the active mask.
+
+        With ``connectivity``, that connectivity is used instead (see
+        [`forward_with`][densitykit.made.MADE.forward_with]).
+        """
+        if connectivity is not None:
+            return self.forward_with(x, connectivity)
         if self.products == "grouped" or (self.products == "auto" and self._grouped_pays(x)):
             return self._forward_grouped(x)
         h = x
@@ -223,6 +234,45 @@ class MADE(nn.Module):
         out = self.layers[-1](h)
         if self.direct is not None:
             out = out + self.direct(x)
+        return out.view(x.shape[0], self.dim, self.params_per_variable)
+
+    def forward_with(self, x: torch.Tensor, connectivity: Connectivity) -> torch.Tensor:
+        """Map encoded inputs ``(B, D*W)`` to ``(B, D, P)`` under any connectivity.
+
+        The masks are derived from ``connectivity``'s degrees for this call only: the
+        backbone need not have been built with it, nothing is stored, and the weights
+        are shared with every other connectivity (training over all orderings, queries
+        in orderings never seen). Building the masks of a 784-variable MADE with 500
+        hidden units takes a few milliseconds (see docs/any-order.md).
+
+        Args:
+            x: ``(B, D*W)`` encoded inputs.
+            connectivity: Degrees with this backbone's ``D`` and hidden sizes.
+
+        Raises:
+            TypeError: If ``connectivity`` is not a ``Connectivity``.
+            ValueError: If its ``D`` or hidden sizes differ from the backbone's.
+        """
+        if not isinstance(connectivity, Connectivity):
+            raise TypeError(
+                f"connectivity must be a densitykit Connectivity, got {type(connectivity).__name__}"
+            )
+        if connectivity.dim != self.dim or connectivity.hidden_sizes != self.hidden_sizes:
+            raise ValueError(
+                f"connectivity must have D={self.dim} and hidden sizes {self.hidden_sizes}, "
+                f"got D={connectivity.dim} and {connectivity.hidden_sizes}"
+            )
+        weight = self.layers[0].weight
+        degrees = connectivity.to(weight.device)
+        masks = degrees.masks(self.input_width, self.params_per_variable)
+        h = x
+        for layer, mask, activation in zip(self.layers[:-1], masks, self.activations):
+            h = activation(F.linear(h, layer.weight * mask.to(weight.dtype), layer.bias))
+        last = self.layers[-1]
+        out = F.linear(h, last.weight * masks[-1].to(weight.dtype), last.bias)
+        if self.direct is not None:
+            direct = degrees.direct_mask(self.input_width, self.params_per_variable)
+            out = out + F.linear(x, self.direct.weight * direct.to(weight.dtype))
         return out.view(x.shape[0], self.dim, self.params_per_variable)
 
     def _grouped_pays(self, x: torch.Tensor) -> bool:

@@ -15,7 +15,11 @@ ordering:
 
 A [`Connectivity`][densitykit.masks.Connectivity] holds the degrees of one mask;
 mask builders, registered by name in [`MASKS`][densitykit.masks.MASKS], return a
-list of them (several for order/connectivity-agnostic training).
+list of them (several for order/connectivity-agnostic training). A
+[`ConnectivitySampler`][densitykit.masks.ConnectivitySampler] draws fresh ones on
+demand from a seeded generator (training over all orderings), and
+[`observed_first`][densitykit.masks.observed_first] turns any connectivity into the one
+a query needs, with the observed variables first.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from densitykit.registry import Registry
 __all__ = [
     "MASKS",
     "Connectivity",
+    "ConnectivitySampler",
     "ConnectivityWarning",
+    "OnDemandConnectivities",
+    "any_order",
     "check_connectivity",
     "create",
     "explicit_ordering",
@@ -41,6 +48,7 @@ __all__ = [
     "multi_ordering",
     "names",
     "natural",
+    "observed_first",
     "random_ordering",
     "reachability",
     "register",
@@ -77,7 +85,8 @@ def _is_int(value: object) -> bool:
 
 def _check_ordering(ordering: torch.Tensor, dim: int) -> torch.Tensor:
     ordering = torch.as_tensor(ordering, dtype=torch.long).flatten()
-    if ordering.numel() != dim or not torch.equal(torch.sort(ordering).values, torch.arange(dim)):
+    expected = torch.arange(dim, device=ordering.device)
+    if ordering.numel() != dim or not torch.equal(torch.sort(ordering).values, expected):
         raise ValueError(
             f"an ordering of {dim} variables must be a permutation of 0..{dim - 1}, "
             f"got {ordering.tolist()}"
@@ -142,6 +151,17 @@ class Connectivity:
     def ordering(self) -> torch.Tensor:
         """The variables in the order they are sampled: ``ordering[t]`` is drawn at step ``t``."""
         return torch.argsort(self.input_degrees)
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]:
+        """Units per hidden layer."""
+        return tuple(degrees.numel() for degrees in self.hidden_degrees)
+
+    def to(self, device: torch.device | str) -> Connectivity:
+        """The same degrees on ``device`` (masks are then built there)."""
+        return Connectivity(
+            self.input_degrees.to(device), tuple(h.to(device) for h in self.hidden_degrees)
+        )
 
     def masks(self, input_width: int = 1, params_per_variable: int = 1) -> list[torch.Tensor]:
         """The boolean masks, shaped like ``nn.Linear`` weights ``(out_features, in_features)``.
@@ -317,6 +337,152 @@ def explicit_ordering(
     order = _check_ordering(torch.as_tensor(_as_list(ordering)), dim)
     generator = _generator(seed)
     return _build([order] * num_masks, sizes, generator, spread)
+
+
+def observed_first(connectivity: Connectivity, observed: torch.Tensor) -> Connectivity:
+    """The connectivity with the observed variables moved to the front of the ordering.
+
+    The observed variables keep their relative order, then the missing ones keep
+    theirs; the hidden degrees are kept. Under the result, the first ``|observed|``
+    conditionals give $\\log p(x_\\text{observed})$ and the rest
+    $\\log p(x_\\text{missing} \\mid x_\\text{observed})$.
+
+    Args:
+        connectivity: The connectivity to start from.
+        observed: ``(D,)`` bool, true for the observed variables.
+
+    Returns:
+        A new [`Connectivity`][densitykit.masks.Connectivity].
+
+    Raises:
+        TypeError: If ``observed`` is not a bool tensor.
+        ValueError: If it is not of shape ``(D,)``.
+
+    Example:
+        >>> c = Connectivity.from_ordering([0, 1, 2, 3], [[1, 2, 3]])
+        >>> observed_first(c, torch.tensor([False, True, False, True])).ordering.tolist()
+        [1, 3, 0, 2]
+    """
+    if not isinstance(observed, torch.Tensor) or observed.dtype != torch.bool:
+        raise TypeError(f"observed must be a bool tensor, got {_describe(observed)}")
+    if tuple(observed.shape) != (connectivity.dim,):
+        raise ValueError(
+            f"observed must have shape ({connectivity.dim},), got {tuple(observed.shape)}"
+        )
+    ordering = connectivity.ordering
+    seen = observed.to(ordering.device)[ordering]
+    # A stable sort on "missing" keeps each group's relative order.
+    moved = ordering[torch.sort((~seen).to(torch.uint8), stable=True).indices]
+    return Connectivity.from_ordering(moved, connectivity.hidden_degrees)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor"
+    return type(value).__name__
+
+
+class ConnectivitySampler:
+    """A seeded source of fresh connectivities: a random ordering and hidden degrees per draw.
+
+    Drawing one per training step trains a MADE over all $D!$ orderings (the
+    order-agnostic training of Germain et al., 2015, section 3.3). Nothing is kept
+    per draw: the generator's state is the whole state, saved and restored with
+    ``state_dict`` / ``load_state_dict``.
+
+    Args:
+        dim: The number of variables D.
+        hidden_sizes: Units per hidden layer.
+        seed: Seed of the generator (``None`` for a non-deterministic one).
+        spread: Hidden degrees ``"random"`` or ``"even"`` (then shuffled across units),
+            as in [`hidden_degrees`][densitykit.masks.hidden_degrees].
+
+    Example:
+        >>> source = ConnectivitySampler(4, [8], seed=0)
+        >>> state = source.state_dict()
+        >>> first = source.draw()
+        >>> source.load_state_dict(state)
+        >>> torch.equal(source.draw().input_degrees, first.input_degrees)
+        True
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden_sizes: Sequence[int] = (),
+        *,
+        seed: int | None = 0,
+        spread: str = "random",
+    ) -> None:
+        self.dim = check_positive_int(dim, "dim")
+        self.hidden_sizes = tuple(check_positive_int(s, "hidden_sizes") for s in hidden_sizes)
+        if spread not in ("random", "even"):
+            raise ValueError(f"spread must be 'random' or 'even', got {spread!r}")
+        self.spread = spread
+        self.generator = _generator(seed)
+
+    def draw(self) -> Connectivity:
+        """A fresh connectivity: a uniform random ordering and new hidden degrees."""
+        ordering = torch.randperm(self.dim, generator=self.generator)
+        hidden = hidden_degrees(
+            self.dim, self.hidden_sizes, generator=self.generator, spread=self.spread
+        )
+        if self.spread == "even":
+            hidden = tuple(h[torch.randperm(h.numel(), generator=self.generator)] for h in hidden)
+        return Connectivity.from_ordering(ordering, hidden)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The generator's state: ``{"generator": ByteTensor}``."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the generator's state from ``state_dict`` output."""
+        self.generator.set_state(state["generator"].to("cpu", torch.uint8))
+
+    def __repr__(self) -> str:
+        return (
+            f"ConnectivitySampler(dim={self.dim}, hidden_sizes={self.hidden_sizes}, "
+            f"spread={self.spread!r})"
+        )
+
+
+class OnDemandConnectivities(list):
+    """A mask builder's fixed connectivities plus a source of fresh ones for training.
+
+    The list (the evaluation mixture) is what a MADE is built with; ``source`` draws
+    a new connectivity at every training step.
+    """
+
+    def __init__(self, connectivities: Sequence[Connectivity], source: ConnectivitySampler):
+        super().__init__(connectivities)
+        self.source = source
+
+
+@register("any-order")
+def any_order(
+    dim: int,
+    hidden_sizes: Sequence[int] = (),
+    *,
+    num_masks: int = 8,
+    seed: int | None = 0,
+    spread: str = "random",
+) -> OnDemandConnectivities:
+    """Training over all orderings: a fresh ordering and connectivity at every step.
+
+    The ``num_masks`` seeded connectivities (those of ``multi-ordering``) form the
+    evaluation mixture, so evaluation is reproducible; a
+    [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler] seeded from ``seed``
+    draws the training ones.
+    """
+    sizes = _check_sizes(dim, hidden_sizes, num_masks)
+    stack = multi_ordering(dim, sizes, num_masks=num_masks, seed=seed, spread=spread)
+    source_seed = None
+    if seed is not None:
+        # A stream apart from the stack's, still fixed by ``seed``.
+        source_seed = int(torch.randint(2**62, (1,), generator=_generator(seed + 1)))
+    return OnDemandConnectivities(
+        stack, ConnectivitySampler(dim, sizes, seed=source_seed, spread=spread)
+    )
 
 
 def reachability(connectivity: Connectivity, *, direct: bool = False) -> torch.Tensor:

@@ -133,3 +133,82 @@ def test_masked_linear_follows_every_change_of_its_masks() -> None:
     layer.double()  # a dtype change
     assert layer(x.double()).dtype == torch.float64
     assert torch.equal(layer(x.double()), expected())
+
+
+# -- connectivities on demand ---------------------------------------------------------------
+
+
+@given(
+    dim=st.integers(1, 12),
+    hidden=st.lists(st.integers(1, 20), max_size=3),
+    seed=st.integers(0, 999),
+    spread=st.sampled_from(["random", "even"]),
+)
+def test_the_sampler_draws_valid_seeded_connectivities(dim, hidden, seed, spread) -> None:
+    source = dk.masks.ConnectivitySampler(dim, hidden, seed=seed, spread=spread)
+    twin = dk.masks.ConnectivitySampler(dim, hidden, seed=seed, spread=spread)
+    for _ in range(3):
+        conn, again = source.draw(), twin.draw()
+        assert torch.equal(torch.sort(conn.input_degrees).values, torch.arange(1, dim + 1))
+        assert conn.hidden_sizes == tuple(hidden)
+        assert torch.equal(conn.input_degrees, again.input_degrees)
+        for degrees, same in zip(conn.hidden_degrees, again.hidden_degrees):
+            assert torch.equal(degrees, same)
+            assert 1 <= int(degrees.min()) and int(degrees.max()) <= max(dim - 1, 1)
+
+
+def test_the_sampler_state_round_trips_and_draws_vary() -> None:
+    source = dk.masks.ConnectivitySampler(9, [16, 16], seed=3)
+    source.draw()
+    state = source.state_dict()
+    later = [source.draw() for _ in range(4)]
+    assert len({tuple(c.ordering.tolist()) for c in later}) > 1  # fresh orderings
+    fresh = dk.masks.ConnectivitySampler(9, [16, 16], seed=99)
+    fresh.load_state_dict(state)
+    for conn in later:
+        again = fresh.draw()
+        assert torch.equal(conn.input_degrees, again.input_degrees)
+        assert all(torch.equal(a, b) for a, b in zip(conn.hidden_degrees, again.hidden_degrees))
+
+
+def test_the_sampler_refuses_bad_options() -> None:
+    with pytest.raises(ValueError, match="spread"):
+        dk.masks.ConnectivitySampler(3, [4], spread="wide")
+    with pytest.raises(ValueError, match="dim must be a positive integer, got 0"):
+        dk.masks.ConnectivitySampler(0, [4])
+
+
+def test_any_order_evaluates_on_the_multi_ordering_stack_and_trains_on_a_source() -> None:
+    built = dk.masks.create("any-order", dim=6, hidden_sizes=[10], num_masks=3, seed=5)
+    stack = dk.masks.create("multi-ordering", dim=6, hidden_sizes=[10], num_masks=3, seed=5)
+    assert isinstance(built, dk.masks.OnDemandConnectivities) and len(built) == 3
+    for conn, twin in zip(built, stack):
+        assert torch.equal(conn.input_degrees, twin.input_degrees)
+    assert isinstance(built.source, dk.masks.ConnectivitySampler)
+    again = dk.masks.create("any-order", dim=6, hidden_sizes=[10], num_masks=3, seed=5)
+    assert torch.equal(built.source.draw().input_degrees, again.source.draw().input_degrees)
+
+
+@given(
+    ordering=st.permutations(list(range(7))),
+    observed=st.lists(st.booleans(), min_size=7, max_size=7),
+)
+def test_observed_first_moves_the_observed_variables_to_the_front(ordering, observed) -> None:
+    conn = Connectivity.from_ordering(ordering, hidden_degrees(7, [5], spread="even"))
+    pattern = torch.tensor(observed)
+    moved = dk.masks.observed_first(conn, pattern)
+    count = int(pattern.sum())
+    assert bool(pattern[moved.ordering[:count]].all())
+    assert not bool(pattern[moved.ordering[count:]].any())
+    # Each group keeps its relative order; the hidden degrees are kept.
+    assert moved.ordering[:count].tolist() == [v for v in ordering if observed[v]]
+    assert moved.ordering[count:].tolist() == [v for v in ordering if not observed[v]]
+    assert torch.equal(moved.hidden_degrees[0], conn.hidden_degrees[0])
+
+
+def test_observed_first_refuses_a_bad_pattern() -> None:
+    conn = Connectivity.from_ordering([0, 1, 2], [[1, 2]])
+    with pytest.raises(TypeError, match="bool"):
+        dk.masks.observed_first(conn, torch.tensor([1, 0, 1]))
+    with pytest.raises(ValueError, match=r"shape \(3,\), got \(2,\)"):
+        dk.masks.observed_first(conn, torch.tensor([True, False]))
