@@ -6,6 +6,16 @@ for the ordering $o$ of the active mask. A model with K masks is the uniform
 mixture of the K autoregressive models:
 $\log p(x) = \log \frac{1}{K}\sum_k p_k(x)$ (log-mean-exp), which is a density;
 averaging the masks' logits is not, and is not offered.
+
+A model built with an on-demand mask builder (``any-order``) also holds a
+[`ConnectivitySampler`][densitykit.masks.ConnectivitySampler] whose generator state
+is a buffer of the model (so it is saved and resumed with the weights):
+[`draw_connectivity`][densitykit.model.AutoregressiveModel.draw_connectivity] gives
+the training loop a fresh ordering per step. Queries with some variables observed
+([`conditional_log_prob`][densitykit.model.AutoregressiveModel.conditional_log_prob],
+[`marginal_log_prob`][densitykit.model.AutoregressiveModel.marginal_log_prob],
+[`complete`][densitykit.model.AutoregressiveModel.complete]) are computed by
+[`densitykit.queries`][densitykit.queries].
 """
 
 from __future__ import annotations
@@ -21,9 +31,11 @@ import torch
 from torch import nn
 
 from densitykit import masks as masks_module
+from densitykit import queries
 from densitykit.checks import check_index, check_int
 from densitykit.heads import HEADS, Head
 from densitykit.made import MADE
+from densitykit.masks import Connectivity, ConnectivitySampler
 from densitykit.numerics import log_mean_exp
 from densitykit.sampling import sample_fast, sample_reference
 
@@ -129,6 +141,9 @@ class AutoregressiveModel(nn.Module):
             ``torch.distributions`` does; set ``model.validate_args = False``, or pass
             ``validate=False`` to one call, to skip the checks in a hot loop on values
             known to be good.
+        connectivity_source: A source of fresh connectivities for training over all
+            orderings (from the ``any-order`` mask builder); its generator state
+            becomes the buffer ``connectivity_source_state``.
 
     Example:
         >>> from densitykit import masks, heads
@@ -152,6 +167,7 @@ class AutoregressiveModel(nn.Module):
         config: ModelConfig | None = None,
         *,
         validate_args: bool = True,
+        connectivity_source: ConnectivitySampler | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(head, Head):
@@ -177,6 +193,27 @@ class AutoregressiveModel(nn.Module):
         self.head = head
         self.config = config
         self.validate_args = bool(validate_args)
+        self.connectivity_source = connectivity_source
+        if connectivity_source is not None:
+            if not isinstance(connectivity_source, ConnectivitySampler):
+                raise TypeError(
+                    "connectivity_source must be a ConnectivitySampler, got "
+                    f"{type(connectivity_source).__name__}"
+                )
+            if backbone is None or (connectivity_source.dim, connectivity_source.hidden_sizes) != (
+                backbone.dim,
+                backbone.hidden_sizes,
+            ):
+                raise ValueError(
+                    "connectivity_source must draw the backbone's D and hidden sizes "
+                    f"{(head.dim, getattr(backbone, 'hidden_sizes', None))}, got "
+                    f"{(connectivity_source.dim, connectivity_source.hidden_sizes)}"
+                )
+            # The buffer is the truth (saved, resumed, moved with the model); the
+            # sampler is loaded from it and written back at every draw.
+            self.register_buffer(
+                "connectivity_source_state", connectivity_source.state_dict()["generator"]
+            )
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -203,6 +240,29 @@ class AutoregressiveModel(nn.Module):
     def dtype(self) -> torch.dtype:
         """The floating dtype of the model's parameters."""
         return next(self.parameters()).dtype
+
+    # -- connectivities ------------------------------------------------------------------
+    def draw_connectivity(self) -> Connectivity:
+        """A fresh connectivity from the on-demand source (one per training step).
+
+        Advances the source's generator, whose state is the buffer
+        ``connectivity_source_state``: saving and loading the model's ``state_dict``
+        resumes the same sequence of draws.
+
+        Raises:
+            ValueError: If the model has no on-demand source (a fixed stack of masks).
+        """
+        source = self.connectivity_source
+        if source is None:
+            raise ValueError(
+                "this model has a fixed stack of masks and no source of fresh ones; build "
+                "it with masks='any-order' to train over all orderings"
+            )
+        state = self.connectivity_source_state
+        source.load_state_dict({"generator": state})
+        connectivity = source.draw()
+        state.copy_(source.state_dict()["generator"].to(state.device))
+        return connectivity
 
     # -- validation ----------------------------------------------------------------------
     def validate(self, x: torch.Tensor) -> torch.Tensor:
@@ -259,7 +319,12 @@ class AutoregressiveModel(nn.Module):
 
     # -- likelihood ----------------------------------------------------------------------
     def log_prob(
-        self, x: torch.Tensor, mask: int | None = None, *, validate: bool | None = None
+        self,
+        x: torch.Tensor,
+        mask: int | None = None,
+        *,
+        validate: bool | None = None,
+        connectivity: Connectivity | None = None,
     ) -> torch.Tensor:
         """Log-likelihood of ``x`` in nats.
 
@@ -272,17 +337,33 @@ class AutoregressiveModel(nn.Module):
                 index for that autoregressive model alone.
             validate: Check ``x`` first; ``None`` follows ``self.validate_args``. Skip
                 the checks (``False``) only for values known to be in the support.
+            connectivity: Score under this connectivity instead of the masks (any
+                ordering, one the backbone was never built with included); not with
+                ``mask``, and not for a head without a backbone.
 
         Returns:
             ``(...)`` log-likelihoods, in at least float32.
 
         Raises:
-            TypeError: If ``x`` is not a tensor of integer values (when validating), or
-                ``mask`` is not an integer.
+            TypeError: If ``x`` is not a tensor of integer values (when validating),
+                ``mask`` is not an integer or ``connectivity`` not a ``Connectivity``.
             ValueError: On a wrong shape or values outside the support (when
-                validating), or a mask index out of range.
+                validating), a mask index out of range, or both ``mask`` and
+                ``connectivity``.
         """
         mask = self._check_mask(mask)
+        if connectivity is not None:
+            if mask is not None:
+                raise ValueError("pass a mask index or a connectivity, not both")
+            if self.backbone is None:
+                raise ValueError(
+                    f"the {type(self.head).__name__} has no backbone, hence no connectivity"
+                )
+            chunks = [
+                self._log_prob_connectivity(rows, connectivity) for rows in self._rows(x, validate)
+            ]
+            log_prob = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+            return log_prob.reshape(x.shape[:-1])
         chunks = [self._log_prob(rows, mask) for rows in self._rows(x, validate)]
         log_prob = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         return log_prob.reshape(x.shape[:-1])
@@ -306,6 +387,11 @@ class AutoregressiveModel(nn.Module):
             params = self.backbone(self.head.encode(x, self.dtype))
         finally:
             self.backbone.set_mask(active)
+        return self.head._log_prob(params, x).sum(-1)
+
+    def _log_prob_connectivity(self, x: torch.Tensor, connectivity: Connectivity) -> torch.Tensor:
+        assert self.backbone is not None  # internal invariant, not user input
+        params = self.backbone(self.head.encode(x, self.dtype), connectivity=connectivity)
         return self.head._log_prob(params, x).sum(-1)
 
     def log_prob_per_mask(
@@ -405,6 +491,146 @@ class AutoregressiveModel(nn.Module):
             self.backbone, self.head, num_samples, mask=mask, generator=generator
         )
 
+    # -- queries -------------------------------------------------------------------------
+    def _query_values(
+        self, x: torch.Tensor, observed: torch.Tensor, validate: bool | None, *, scored: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` as long ``(B, D)`` on the model's device and ``observed`` as ``(B, D)``.
+
+        Unscored (missing) entries are set to 0 before the checks: a query never reads them.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of integer values, got {type(x).__name__}")
+        observed = queries.check_observed(x, observed, self.dim)
+        if not scored:
+            x = x.masked_fill(~observed, 0)
+        if self.validate_args if validate is None else validate:
+            self.check_values(x)
+        return x.to(device=self.device, dtype=torch.long), observed.to(self.device)
+
+    def conditional_log_prob(
+        self,
+        x: torch.Tensor,
+        observed: torch.Tensor,
+        *,
+        connectivities: Sequence[Connectivity] | None = None,
+        validate: bool | None = None,
+    ) -> torch.Tensor:
+        r"""$\log p(x_\text{missing} \mid x_\text{observed})$ per example, in nats.
+
+        Computed in orderings that put the observed variables first, one per
+        connectivity (the model's masks by default), and mixed uniformly:
+        $\log \frac1K \sum_k p_k(x_m \mid x_o)$. For $K > 1$ that is a distribution over
+        the missing values but not the conditional of the joint mixture
+        ``log_prob`` scores; see [`densitykit.queries`][densitykit.queries].
+
+        Args:
+            x: ``(B, D)`` values in the support (the missing ones are scored).
+            observed: ``(B, D)`` bool, true where observed (a different pattern per
+                example is allowed), or ``(D,)`` for all examples.
+            connectivities: The orderings to use, as connectivities (moved to put
+                the observed variables first); the model's own by default. Ignored
+                by a head without a backbone (independent variables).
+            validate: Check ``x`` first; ``None`` follows ``self.validate_args``.
+
+        Returns:
+            ``(B,)`` float64 log-probabilities.
+
+        Raises:
+            TypeError: If ``x`` is not a tensor of integer values or ``observed`` not
+                a bool tensor.
+            ValueError: On shapes other than ``(B, D)`` (``observed`` also ``(D,)``),
+                values outside the support, or an example with nothing missing.
+
+        Example:
+            >>> import torch, densitykit as dk
+            >>> model = dk.create_model("bernoulli", 3, hidden_sizes=(8,))
+            >>> x = torch.tensor([[1, 0, 1]])
+            >>> observed = torch.tensor([True, False, False])
+            >>> missing = torch.tensor([[1, 0, 1], [1, 0, 0], [1, 1, 1], [1, 1, 0]])
+            >>> round(float(model.conditional_log_prob(missing, observed).exp().sum().detach()), 6)
+            1.0
+        """
+        x, observed = self._query_values(x, observed, validate, scored=True)
+        return queries.conditional_log_prob(self.backbone, self.head, x, observed, connectivities)
+
+    def marginal_log_prob(
+        self,
+        x: torch.Tensor,
+        observed: torch.Tensor,
+        *,
+        connectivities: Sequence[Connectivity] | None = None,
+        validate: bool | None = None,
+    ) -> torch.Tensor:
+        r"""$\log p(x_\text{observed})$ per example, in nats; the missing values are not read.
+
+        Computed in orderings that put the observed variables first (one per
+        connectivity, the model's masks by default) and mixed uniformly: the
+        marginal of the mixture of those observed-first models. With one ordering,
+        ``marginal_log_prob + conditional_log_prob`` is that ordering's joint
+        log-likelihood.
+
+        Args:
+            x: ``(B, D)`` values; only the observed ones are checked and read.
+            observed: ``(B, D)`` or ``(D,)`` bool.
+            connectivities: As in ``conditional_log_prob``.
+            validate: Check the observed values first; ``None`` follows
+                ``self.validate_args``.
+
+        Returns:
+            ``(B,)`` float64 log-probabilities.
+
+        Raises:
+            TypeError: As ``conditional_log_prob``.
+            ValueError: On wrong shapes, observed values outside the support, or an
+                example with nothing observed.
+        """
+        x, observed = self._query_values(x, observed, validate, scored=False)
+        return queries.marginal_log_prob(self.backbone, self.head, x, observed, connectivities)
+
+    @torch.no_grad()
+    def complete(
+        self,
+        x: torch.Tensor,
+        observed: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        connectivities: Sequence[Connectivity] | None = None,
+        validate: bool | None = None,
+    ) -> torch.Tensor:
+        """Exact samples of the missing values given the observed ones (inpainting).
+
+        Each example draws one of the connectivities uniformly, then its missing
+        variables in that observed-first ordering: samples of the distribution
+        ``conditional_log_prob`` scores. Repeat the rows of ``x`` for several
+        completions of one example.
+
+        Args:
+            x: ``(B, D)`` values; only the observed ones are checked and read.
+            observed: ``(B, D)`` or ``(D,)`` bool (nothing observed draws from the
+                model in observed-first orderings; nothing missing returns ``x``).
+            generator: Random source.
+            connectivities: As in ``conditional_log_prob``.
+            validate: Check the observed values first; ``None`` follows
+                ``self.validate_args``.
+
+        Returns:
+            ``(B, D)`` long values: ``x`` where observed, drawn elsewhere.
+
+        Raises:
+            TypeError: As ``conditional_log_prob``, or ``generator`` is not a
+                ``torch.Generator``.
+            ValueError: On wrong shapes or observed values outside the support.
+        """
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(
+                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+            )
+        x, observed = self._query_values(x, observed, validate, scored=False)
+        return queries.complete(
+            self.backbone, self.head, x, observed, connectivities, generator=generator
+        )
+
 
 def _is_integer(x: torch.Tensor) -> bool:
     return x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -462,7 +688,10 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
             activation=config.activation,
             direct_connections=config.direct_connections,
         )
-    return AutoregressiveModel(backbone, head, config)
+        source = getattr(connectivities, "source", None)
+    else:
+        source = None
+    return AutoregressiveModel(backbone, head, config, connectivity_source=source)
 
 
 def create_model(

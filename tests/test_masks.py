@@ -154,7 +154,7 @@ def test_the_sampler_draws_valid_seeded_connectivities(dim, hidden, seed, spread
         assert torch.equal(conn.input_degrees, again.input_degrees)
         for degrees, same in zip(conn.hidden_degrees, again.hidden_degrees):
             assert torch.equal(degrees, same)
-            assert 1 <= int(degrees.min()) and int(degrees.max()) <= max(dim - 1, 1)
+            assert int(degrees.min()) >= 1 and int(degrees.max()) <= max(dim - 1, 1)
 
 
 def test_the_sampler_state_round_trips_and_draws_vary() -> None:

@@ -1,0 +1,386 @@
+"""Queries with some variables observed: exact by enumeration, Jacobian zeros, completions."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import strategies
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from strategies import ModelSpec, model_specs
+
+import densitykit as dk
+from densitykit.masks import Connectivity, ConnectivitySampler, observed_first
+
+# Tiny models of every head: (head, D, K, head options).
+TINY = [
+    ("bernoulli", 4, 2, {}),
+    ("categorical", 3, 3, {"one_hot": True}),
+    ("categorical", 3, 3, {"one_hot": False}),
+    ("logistic-mixture", 3, 3, {"num_components": 2, "one_hot": False}),
+    ("logistic-mixture", 3, 3, {"num_components": 2, "one_hot": True}),
+    ("histogram", 3, 3, {}),
+]
+TINY_IDS = [f"{h}-{'onehot' if o.get('one_hot') else 'scalar'}" for h, _, _, o in TINY]
+
+
+def tiny(
+    head: str, dim: int, num_values: int, options: dict, *, direct: bool = True
+) -> dk.AutoregressiveModel:
+    """A float64 any-order model with peaked conditionals that depend on the past."""
+    model = dk.create_model(
+        head,
+        dim,
+        num_values,
+        hidden_sizes=(7, 5),
+        masks="any-order",
+        num_masks=2,
+        seed=11,
+        direct_connections=direct,
+        **options,
+    ).double()
+    strategies.sharpen(model, 3.0, seed=4)
+    return model
+
+
+def every_value(dim: int, num_values: int) -> torch.Tensor:
+    return torch.tensor(list(itertools.product(range(num_values), repeat=dim)))
+
+
+def every_pattern(dim: int) -> list[torch.Tensor]:
+    return [torch.tensor(p) for p in itertools.product([False, True], repeat=dim)]
+
+
+def code(values: torch.Tensor, pattern: torch.Tensor, num_values: int) -> torch.Tensor:
+    """An integer naming the values of the variables in ``pattern``, per row."""
+    weights = num_values ** torch.arange(values.shape[1])
+    return (values * weights * pattern).sum(1)
+
+
+def sums_by(codes: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    totals = torch.zeros(int(codes.max()) + 1, dtype=torch.float64)
+    totals.index_add_(0, codes, log_probs.exp())
+    return totals[codes.unique()]
+
+
+def query_orderings(model: dk.AutoregressiveModel) -> list[list[Connectivity] | None]:
+    """The model's own masks, one of them alone, and two drawn at inference time."""
+    if model.backbone is None:
+        return [None]
+    own = model.backbone.connectivities()
+    drawn = ConnectivitySampler(model.dim, model.backbone.hidden_sizes, seed=21)
+    return [None, own[:1], [drawn.draw(), drawn.draw()]]
+
+
+@pytest.mark.parametrize(("head", "dim", "num_values", "options"), TINY, ids=TINY_IDS)
+def test_conditional_and_marginal_sum_to_one_for_every_pattern(
+    head: str, dim: int, num_values: int, options: dict
+) -> None:
+    model = tiny(head, dim, num_values, options)
+    values = every_value(dim, num_values)
+    for connectivities in query_orderings(model):
+        for pattern in every_pattern(dim):
+            if not bool(pattern.all()):
+                conditional = model.conditional_log_prob(
+                    values, pattern, connectivities=connectivities
+                ).detach()
+                # For every observed x_o, the missing values' probabilities sum to 1.
+                totals = sums_by(code(values, pattern, num_values), conditional)
+                torch.testing.assert_close(totals, torch.ones_like(totals), rtol=0, atol=1e-10)
+            if bool(pattern.any()):
+                marginal = model.marginal_log_prob(
+                    values, pattern, connectivities=connectivities
+                ).detach()
+                # The marginal does not read the missing values ...
+                codes = code(values, pattern, num_values)
+                for value in codes.unique():
+                    same = marginal[codes == value]
+                    torch.testing.assert_close(same, same[:1].expand_as(same), rtol=0, atol=1e-12)
+                # ... and sums to 1 over the observed values.
+                unique = (values * ~pattern).sum(1) == 0
+                total = marginal[unique].exp().sum()
+                torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(("head", "dim", "num_values", "options"), TINY, ids=TINY_IDS)
+def test_marginal_plus_conditional_is_the_joint_of_the_same_ordering(
+    head: str, dim: int, num_values: int, options: dict
+) -> None:
+    model = tiny(head, dim, num_values, options)
+    values = every_value(dim, num_values)
+    bases = model.backbone.connectivities() if model.backbone is not None else [None]
+    for base in bases:
+        given = None if base is None else [base]
+        for pattern in every_pattern(dim):
+            if bool(pattern.all()) or not bool(pattern.any()):
+                continue
+            marginal = model.marginal_log_prob(values, pattern, connectivities=given)
+            conditional = model.conditional_log_prob(values, pattern, connectivities=given)
+            if base is None:
+                joint = model.log_prob(values)
+            else:
+                joint = model.log_prob(values, connectivity=observed_first(base, pattern))
+            torch.testing.assert_close(
+                (marginal + conditional).detach(), joint.detach(), rtol=0, atol=1e-12
+            )
+
+
+def test_several_orderings_mix_the_conditionals_by_log_mean_exp() -> None:
+    model = tiny("categorical", 3, 3, {"one_hot": True})
+    values = every_value(3, 3)
+    pattern = torch.tensor([False, True, False])
+    bases = model.backbone.connectivities()
+    each = torch.stack(
+        [model.conditional_log_prob(values, pattern, connectivities=[b]) for b in bases]
+    )
+    mixed = model.conditional_log_prob(values, pattern)
+    torch.testing.assert_close(mixed, dk.numerics.log_mean_exp(each), rtol=0, atol=1e-12)
+
+
+def test_a_natural_model_with_an_observed_prefix_answers_in_its_own_ordering() -> None:
+    model = dk.create_model("categorical", 4, 3, hidden_sizes=(9,), seed=2).double()
+    strategies.sharpen(model, 3.0, seed=1)
+    values = every_value(4, 3)
+    prefix = torch.tensor([True, True, False, False])
+    marginal = model.marginal_log_prob(values, prefix)
+    conditional = model.conditional_log_prob(values, prefix)
+    torch.testing.assert_close(marginal + conditional, model.log_prob(values), rtol=0, atol=1e-12)
+
+
+def test_each_example_may_have_its_own_pattern() -> None:
+    model = tiny("bernoulli", 4, 2, {})
+    values = every_value(4, 2)
+    patterns = torch.stack([every_pattern(4)[i % 15 + 1] for i in range(values.shape[0])])
+    together = model.marginal_log_prob(values, patterns)
+    apart = torch.stack([model.marginal_log_prob(v[None], p)[0] for v, p in zip(values, patterns)])
+    torch.testing.assert_close(together, apart, rtol=0, atol=1e-12)
+
+
+# -- completion -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("head", "dim", "num_values", "options"), TINY, ids=TINY_IDS)
+def test_completion_frequencies_match_the_conditional(
+    head: str, dim: int, num_values: int, options: dict
+) -> None:
+    model = tiny(head, dim, num_values, options)
+    pattern = torch.zeros(dim, dtype=torch.bool)
+    pattern[1] = True
+    example = torch.full((dim,), num_values - 1)
+    num_samples = 4000
+    completed = model.complete(
+        example.expand(num_samples, dim),
+        pattern,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert completed.dtype == torch.long and completed.shape == (num_samples, dim)
+    assert bool((completed[:, pattern] == example[pattern]).all())
+    # Every completion of the example, and its probability under the conditional.
+    candidates = every_value(dim, num_values)
+    candidates = candidates[(candidates[:, pattern] == example[pattern]).all(1)]
+    expected = model.conditional_log_prob(candidates, pattern).exp().detach()
+    torch.testing.assert_close(expected.sum(), torch.tensor(1.0, dtype=torch.float64))
+    index = {tuple(row.tolist()): i for i, row in enumerate(candidates)}
+    counts = torch.zeros(len(candidates), dtype=torch.float64)
+    for row in completed.tolist():
+        counts[index[tuple(row)]] += 1
+    keep = expected * num_samples >= 5  # chi-square cells with enough expected counts
+    observed = torch.cat([counts[keep], counts[~keep].sum()[None]])
+    wanted = torch.cat([expected[keep], expected[~keep].sum()[None]]) * num_samples
+    observed, wanted = observed[wanted > 0], wanted[wanted > 0]
+    statistic = float(((observed - wanted) ** 2 / wanted).sum())
+    assert stats.chi2.sf(statistic, max(len(observed) - 1, 1)) > 1e-3
+
+
+def test_completion_is_seeded_keeps_the_observed_values_and_ignores_the_missing_ones() -> None:
+    model = tiny("categorical", 3, 3, {"one_hot": True})
+    x = torch.tensor([[2, 0, 1], [1, 1, 1], [0, 2, 2]])
+    observed = torch.tensor([[True, False, False], [False, False, False], [True, True, True]])
+    first = model.complete(x, observed, generator=torch.Generator().manual_seed(5))
+    scrambled = torch.where(observed, x, torch.tensor(7))  # out of support, never read
+    again = model.complete(scrambled, observed, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(first, again)
+    assert bool((first[observed] == x[observed]).all())
+    assert bool(((first >= 0) & (first < 3)).all())
+
+
+# -- the autoregressive property under orderings drawn at inference time -----------------------
+
+
+def allowed_inputs(conn: Connectivity, input_width: int) -> torch.Tensor:
+    degrees = conn.input_degrees
+    return degrees[:, None] > degrees.repeat_interleave(input_width)[None, :]
+
+
+@settings(max_examples=30)
+@pytest.mark.slow
+@given(spec=model_specs(max_dim=8), data=st.data())
+def test_jacobian_respects_every_ordering_a_query_uses(
+    spec: ModelSpec, data: st.DataObject
+) -> None:
+    model = spec.build().double()
+    backbone, head = model.backbone, model.head
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    pattern = torch.tensor(
+        data.draw(st.lists(st.booleans(), min_size=spec.dim, max_size=spec.dim), label="observed")
+    )
+    drawn = ConnectivitySampler(spec.dim, backbone.hidden_sizes, seed=seed).draw()
+    bases = [*backbone.connectivities(), drawn]
+    generator = torch.Generator().manual_seed(seed)
+    for conn in [observed_first(base, pattern) for base in bases] + [drawn]:
+        allowed = allowed_inputs(conn, backbone.input_width)
+        for _ in range(3):  # several points: ReLU can hide an edge at one of them
+            point = torch.randn(1, spec.dim * backbone.input_width, generator=generator).double()
+            jac = torch.autograd.functional.jacobian(
+                lambda inputs, c=conn: backbone(inputs, connectivity=c), point
+            )[0, :, :, 0, :]  # (D, P, D*W)
+            assert torch.count_nonzero(jac.abs().amax(1)[~allowed]) == 0
+        # End to end: each variable's log-probability under the query's ordering.
+        x = torch.randint(0, spec.num_values, (1, spec.dim), generator=generator)
+        encoded = head.encode(x, torch.float64).requires_grad_(True)
+        per_variable = head.log_prob(backbone(encoded, connectivity=conn), x)[0]
+        for variable in range(spec.dim):
+            (grad,) = torch.autograd.grad(per_variable[variable], encoded, retain_graph=True)
+            assert torch.count_nonzero(grad[0][~allowed[variable]]) == 0
+
+
+@settings(max_examples=20)
+@given(spec=model_specs(max_dim=8), data=st.data())
+def test_forward_with_a_built_connectivity_equals_the_built_mask(
+    spec: ModelSpec, data: st.DataObject
+) -> None:
+    model = spec.build().double()
+    backbone = model.backbone
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    x = torch.randn(
+        4, spec.dim * backbone.input_width, generator=torch.Generator().manual_seed(seed)
+    ).double()
+    for mask in range(backbone.num_masks):
+        backbone.set_mask(mask)
+        torch.testing.assert_close(
+            backbone(x, connectivity=backbone.connectivity(mask)), backbone(x), rtol=0, atol=1e-12
+        )
+    assert backbone.mask_index == backbone.num_masks - 1  # nothing else moved
+
+
+def test_queries_store_nothing_in_the_backbone() -> None:
+    model = tiny("bernoulli", 4, 2, {})
+    keys = {k: v.clone() for k, v in model.state_dict().items()}
+    values = every_value(4, 2)
+    for pattern in every_pattern(4)[1:-1]:
+        model.conditional_log_prob(values, pattern)
+        model.complete(values, pattern)
+    assert model.backbone.num_masks == 2
+    assert keys.keys() == model.state_dict().keys()
+    assert all(torch.equal(keys[k], v) for k, v in model.state_dict().items())
+
+
+# -- bad queries ------------------------------------------------------------------------------
+
+
+X = torch.tensor([[1, 0, 1, 1], [0, 0, 1, 0]])
+ALL = torch.ones(2, 4, dtype=torch.bool)
+FIRST_ALL_SECOND_NONE = torch.tensor([[True] * 4, [False] * 4])
+# name: (method, x, observed, error, message)
+BAD_QUERIES = {
+    "int-pattern": (
+        "conditional",
+        X,
+        torch.ones(2, 4, dtype=torch.long),
+        TypeError,
+        "observed must have dtype torch.bool, got torch.int64",
+    ),
+    "short-pattern": (
+        "marginal",
+        X,
+        torch.tensor([True, False, True]),
+        ValueError,
+        r"observed must have the shape of x \(2, 4\) or \(4,\), got \(3,\)",
+    ),
+    "list-pattern": (
+        "complete",
+        X,
+        [[True, False, True, True]] * 2,
+        TypeError,
+        "observed must be a torch.Tensor of bool, got list",
+    ),
+    "nothing-missing": (
+        "conditional",
+        X,
+        FIRST_ALL_SECOND_NONE,
+        ValueError,
+        "at least one missing variable; example 0 has none",
+    ),
+    "nothing-observed": (
+        "marginal",
+        X,
+        FIRST_ALL_SECOND_NONE,
+        ValueError,
+        "at least one observed variable; example 1 has none",
+    ),
+    "scored-value-out-of-support": (
+        "conditional",
+        X + torch.tensor([[0, 0, 0, 2], [0, 0, 0, 0]]),
+        ~ALL[:, :4] | torch.tensor([True, False, False, False]),
+        ValueError,
+        r"support 0\.\.1",
+    ),
+    "observed-value-out-of-support": (
+        "marginal",
+        X * 3,
+        ALL,
+        ValueError,
+        r"support 0\.\.1",
+    ),
+    "one-dimensional-x": (
+        "conditional",
+        X[0],
+        torch.tensor([True, False, False, False]),
+        ValueError,
+        r"x must have shape \(B, D\) with D=4, got \(4,\)",
+    ),
+    "list-x": (
+        "complete",
+        X.tolist(),
+        ALL,
+        TypeError,
+        "x must be a torch.Tensor of integer values, got list",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_QUERIES))
+def test_bad_queries_raise_errors_naming_what_was_expected(case: str) -> None:
+    model = tiny("bernoulli", 4, 2, {})
+    call, x, observed, error, message = BAD_QUERIES[case]
+    method = {
+        "conditional": model.conditional_log_prob,
+        "marginal": model.marginal_log_prob,
+        "complete": model.complete,
+    }[call]
+    with pytest.raises(error, match=message):
+        method(x, observed)
+
+
+def test_missing_values_out_of_the_support_are_not_read_by_the_marginal() -> None:
+    model = tiny("bernoulli", 4, 2, {})
+    observed = torch.tensor([True, True, False, False])
+    clean = model.marginal_log_prob(X, observed)
+    torch.testing.assert_close(model.marginal_log_prob(X + 5 * ~observed, observed), clean)
+
+
+def test_a_connectivity_of_the_wrong_size_or_type_is_refused() -> None:
+    model = tiny("bernoulli", 4, 2, {})
+    x = torch.zeros(2, 4, dtype=torch.long)
+    wrong = ConnectivitySampler(4, (3,), seed=0).draw()
+    with pytest.raises(ValueError, match=r"hidden sizes \(7, 5\), got D=4 and \(3,\)"):
+        model.log_prob(x, connectivity=wrong)
+    with pytest.raises(TypeError, match="Connectivity, got list"):
+        model.backbone(x.double(), connectivity=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match="not both"):
+        model.log_prob(x, 0, connectivity=model.backbone.connectivity(0))
+    with pytest.raises(TypeError, match="Connectivity objects, got int"):
+        model.conditional_log_prob(x, torch.tensor([True, False, False, False]), connectivities=[3])
