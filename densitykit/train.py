@@ -160,7 +160,8 @@ class TrainState:
         best_state: Model weights at the best epoch.
         epochs_without_improvement: For early stopping.
         stopped_early: Whether patience ran out.
-        mask_index: The active mask of a multi-mask model.
+        mask_index: The active mask of a multi-mask model (the state of an ``any-order``
+            model's source of orderings is a buffer of ``model``).
         optimizer: Adam's state dict.
         shuffle_rng: State of the shuffling generator.
         model: Current model weights.
@@ -395,6 +396,11 @@ def _setup(
             f"{device}; use precision 'fp32' there"
         )
     context = current()
+    if context is not None and model.connectivity_source is not None:
+        raise ValueError(
+            "training over all orderings (masks 'any-order') runs in one process; "
+            f"this run has {context.world_size} processes"
+        )
     if context is not None and device.type == "cuda":
         device = own_gpu(device)
     model.to(device)
@@ -445,17 +451,24 @@ def _restore(loop: _Loop, state: TrainState | None) -> TrainState:
 
 
 def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
-    """One Adam step on ``train[indices]`` under the active mask; returns the batch's mean NLL.
+    """One Adam step on ``train[indices]`` under the active mask (or, for a model that
+    trains over all orderings, a freshly drawn connectivity); returns the batch's mean NLL.
 
     Clips the gradient norm to ``config.grad_clip`` when set, and moves a multi-mask
     model to its next mask every ``config.mask_every`` steps.
     """
     model, config, device = loop.model, loop.config, loop.device
     mask = model.backbone.mask_index if model.backbone is not None else None
+    # Training over all orderings: a fresh connectivity per step, from a source whose
+    # state is a model buffer (so it is saved in state.model and resumed with it).
+    connectivity = model.draw_connectivity() if model.connectivity_source is not None else None
     if loop.replica is None:
         batch = loop.train[indices].to(device, non_blocking=True)
         with autocast(device, config.precision):
-            loss = -model.log_prob(batch, mask, validate=False).mean()
+            if connectivity is None:
+                loss = -model.log_prob(batch, mask, validate=False).mean()
+            else:
+                loss = -model.log_prob(batch, validate=False, connectivity=connectivity).mean()
         value = loss.item()
     else:
         loss, value = sharded_loss(

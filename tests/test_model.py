@@ -396,3 +396,62 @@ def test_the_package_namespace_reaches_the_whole_workflow() -> None:
     assert dk.save_checkpoint is dk.checkpoint.save_checkpoint
     assert dk.load_checkpoint is dk.checkpoint.load_checkpoint
     assert set(dk.__all__) <= set(dir(dk))
+
+
+# -- training over all orderings --------------------------------------------------------------
+
+
+def any_order_model(seed: int = 0) -> dk.AutoregressiveModel:
+    torch.manual_seed(seed)
+    return dk.create_model(
+        "bernoulli", 6, hidden_sizes=(12,), masks="any-order", num_masks=3, seed=4
+    )
+
+
+def test_an_any_order_model_draws_fresh_connectivities_from_a_saved_state() -> None:
+    model = any_order_model()
+    assert model.num_masks == 3  # the evaluation mixture
+    assert "connectivity_source_state" in model.state_dict()
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    draws = [model.draw_connectivity() for _ in range(5)]
+    assert len({tuple(c.ordering.tolist()) for c in draws}) > 1
+    assert not torch.equal(saved["connectivity_source_state"], model.connectivity_source_state)
+    model.load_state_dict(saved)  # the same draws again
+    for conn in draws:
+        assert torch.equal(model.draw_connectivity().input_degrees, conn.input_degrees)
+
+
+def test_fixed_stacks_keep_their_state_dict_and_have_no_source() -> None:
+    model = dk.create_model("bernoulli", 6, hidden_sizes=(12,), masks="multi-ordering")
+    assert model.connectivity_source is None
+    assert not any("connectivity_source" in key for key in model.state_dict())
+    with pytest.raises(ValueError, match="fixed stack of masks"):
+        model.draw_connectivity()
+
+
+def test_any_order_training_resumes_bit_identically() -> None:
+    data = torch.randint(0, 2, (96, 6), generator=torch.Generator().manual_seed(1))
+    config = dk.TrainConfig(epochs=2, batch_size=16, patience=None, device="cpu")
+    straight = any_order_model()
+    before = straight.connectivity_source_state.clone()
+    dk.fit(straight, data, data[:32], config)
+    assert not torch.equal(before, straight.connectivity_source_state)  # it drew orderings
+
+    first = any_order_model()
+    half = dk.fit(first, data, data[:32], dk.TrainConfig(**{**config.to_dict(), "epochs": 1}))
+    state = dk.train.TrainState.from_dict(half.state.to_dict())
+    resumed = any_order_model(seed=123)  # other initial weights: all must come from the state
+    dk.fit(resumed, data, data[:32], config, state=state)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_an_any_order_checkpoint_keeps_its_source_state(tmp_path) -> None:
+    model = any_order_model()
+    model.draw_connectivity()
+    dk.save_checkpoint(tmp_path / "model.pt", model)
+    loaded = dk.load_checkpoint(tmp_path / "model.pt")
+    assert torch.equal(loaded.connectivity_source_state, model.connectivity_source_state)
+    assert torch.equal(
+        loaded.draw_connectivity().input_degrees, model.draw_connectivity().input_degrees
+    )
