@@ -4,8 +4,9 @@
 (``dk.load_dataset``, ``dk.data``), models (``dk.create_model``, ``dk.heads``,
 ``dk.masks``), training (``dk.fit``, ``dk.evaluate``, ``dk.TrainConfig``), run folders
 (``dk.fit_run``, ``dk.load_run``, ``dk.RunConfig``), checkpoints
-(``dk.save_checkpoint``, ``dk.load_checkpoint``) and sampling (``model.sample``,
-``dk.sampling``).
+(``dk.save_checkpoint``, ``dk.load_checkpoint``), sampling (``model.sample``,
+``dk.sampling``) and queries with some variables observed (``model.complete``,
+``model.conditional_log_prob``, ``dk.queries``).
 
 Example:
     >>> import torch, densitykit as dk
@@ -23,6 +24,7 @@ from densitykit import (
     heads,
     masks,
     plots,
+    queries,
     runs,
     sampling,
     train,
@@ -83,6 +85,7 @@ __all__ = [
     "load_run",
     "masks",
     "plots",
+    "queries",
     "resume_run",
     "runs",
     "sample_run",

@@ -56,7 +56,67 @@ from densitykit.made import MADE
 from densitykit.masks import Connectivity, observed_first
 from densitykit.numerics import log_mean_exp
 
-__all__ = ["check_observed", "complete", "conditional_log_prob", "marginal_log_prob"]
+__all__ = [
+    "PATTERNS",
+    "check_observed",
+    "complete",
+    "conditional_log_prob",
+    "marginal_log_prob",
+    "observed_pattern",
+]
+
+PATTERNS = ("top-half", "bottom-half", "left-half", "right-half", "random:<fraction>")
+"""The named observed patterns of [`observed_pattern`][densitykit.queries.observed_pattern]."""
+
+
+def observed_pattern(
+    name: str,
+    shape: Sequence[int],
+    num_examples: int = 1,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A named observed pattern for ``num_examples`` examples of ``shape``: ``(N, D)`` bool.
+
+    ``top-half``, ``bottom-half``, ``left-half`` and ``right-half`` observe that half of
+    an image ``(height, width)`` (the middle row or column of an odd side goes to the
+    missing half) and are the same for every example; ``random:F`` observes each
+    variable with probability ``F`` in ``(0, 1)``, a new draw per example.
+
+    Raises:
+        ValueError: On an unknown name, a fraction outside ``(0, 1)``, or a half of
+            data that is not an image.
+
+    Example:
+        >>> observed_pattern("top-half", (2, 2)).int().tolist()
+        [[1, 1, 0, 0]]
+    """
+    dim = 1
+    for size in shape:
+        dim *= int(size)
+    if isinstance(name, str) and name.startswith("random:"):
+        try:
+            fraction = float(name.split(":", 1)[1])
+        except ValueError:
+            fraction = float("nan")
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"random:F needs a fraction F in (0, 1), got {name!r}")
+        return torch.rand(num_examples, dim, generator=generator) < fraction
+    halves = PATTERNS[:4]
+    if name not in halves:
+        raise ValueError(f"observed pattern must be one of {', '.join(PATTERNS)}, got {name!r}")
+    if len(shape) != 2:
+        raise ValueError(f"{name} needs image data (height, width), got shape {tuple(shape)}")
+    height, width = (int(size) for size in shape)
+    rows = torch.arange(height)[:, None].expand(height, width)
+    cols = torch.arange(width)[None, :].expand(height, width)
+    pattern = {
+        "top-half": rows < height // 2,
+        "bottom-half": rows >= height - height // 2,
+        "left-half": cols < width // 2,
+        "right-half": cols >= width - width // 2,
+    }[name]
+    return pattern.reshape(1, dim).expand(num_examples, dim).clone()
 
 
 def check_observed(

@@ -384,3 +384,38 @@ def test_a_connectivity_of_the_wrong_size_or_type_is_refused() -> None:
         model.log_prob(x, 0, connectivity=model.backbone.connectivity(0))
     with pytest.raises(TypeError, match="Connectivity objects, got int"):
         model.conditional_log_prob(x, torch.tensor([True, False, False, False]), connectivities=[3])
+
+
+# -- named patterns ---------------------------------------------------------------------------
+
+
+def test_named_halves_observe_their_half_of_an_image() -> None:
+    for name, rows, cols in [
+        ("top-half", slice(0, 2), slice(None)),
+        ("bottom-half", slice(3, 5), slice(None)),
+        ("left-half", slice(None), slice(0, 3)),
+        ("right-half", slice(None), slice(4, 7)),
+    ]:
+        pattern = dk.queries.observed_pattern(name, (5, 7), 3)
+        expected = torch.zeros(5, 7, dtype=torch.bool)
+        expected[rows, cols] = True
+        assert pattern.dtype == torch.bool and pattern.shape == (3, 35)
+        assert bool((pattern == expected.flatten()).all()), name
+
+
+def test_a_random_pattern_is_seeded_per_example_and_refuses_bad_names() -> None:
+    first = dk.queries.observed_pattern(
+        "random:0.3", (10,), 4, generator=torch.Generator().manual_seed(2)
+    )
+    again = dk.queries.observed_pattern(
+        "random:0.3", (10,), 4, generator=torch.Generator().manual_seed(2)
+    )
+    assert torch.equal(first, again) and not torch.equal(first[0], first[1])
+    with pytest.raises(
+        ValueError, match=r"random:F needs a fraction F in \(0, 1\), got 'random:1.5'"
+    ):
+        dk.queries.observed_pattern("random:1.5", (10,))
+    with pytest.raises(ValueError, match="must be one of top-half"):
+        dk.queries.observed_pattern("middle", (4, 4))
+    with pytest.raises(ValueError, match=r"needs image data \(height, width\), got shape \(16,\)"):
+        dk.queries.observed_pattern("top-half", (16,))
