@@ -262,18 +262,37 @@ class MADE(nn.Module):
                 f"connectivity must have D={self.dim} and hidden sizes {self.hidden_sizes}, "
                 f"got D={connectivity.dim} and {connectivity.hidden_sizes}"
             )
-        weight = self.layers[0].weight
-        degrees = connectivity.to(weight.device)
-        masks = degrees.masks(self.input_width, self.params_per_variable)
+        masks = self._connectivity_masks(connectivity)
         h = x
         for layer, mask, activation in zip(self.layers[:-1], masks, self.activations):
-            h = activation(F.linear(h, layer.weight * mask.to(weight.dtype), layer.bias))
-        last = self.layers[-1]
-        out = F.linear(h, last.weight * masks[-1].to(weight.dtype), last.bias)
+            h = activation(F.linear(h, layer.weight * mask, layer.bias))
+        out = F.linear(
+            h, self.layers[-1].weight * masks[len(self.layers) - 1], self.layers[-1].bias
+        )
         if self.direct is not None:
-            direct = degrees.direct_mask(self.input_width, self.params_per_variable)
-            out = out + F.linear(x, self.direct.weight * direct.to(weight.dtype))
+            out = out + F.linear(x, self.direct.weight * masks[-1])
         return out.view(x.shape[0], self.dim, self.params_per_variable)
+
+    def _connectivity_masks(self, connectivity: Connectivity) -> list[torch.Tensor]:
+        """The masks of ``connectivity`` in the weights' dtype (direct mask last, if any).
+
+        The masks of the last connectivity are kept (with the connectivity itself, so
+        its identity cannot be recycled): a query or a completion that runs one
+        connectivity many times builds them once; a connectivity is not to be edited
+        in place.
+        """
+        weight = self.layers[0].weight
+        key = (weight.device, weight.dtype)
+        cached = self.__dict__.get("_connectivity_cache")
+        if cached is not None and cached[0] is connectivity and cached[1] == key:
+            return cached[2]
+        degrees = connectivity.to(weight.device)
+        masks = degrees.masks(self.input_width, self.params_per_variable)
+        if self.direct is not None:
+            masks.append(degrees.direct_mask(self.input_width, self.params_per_variable))
+        masks = [mask.to(weight.dtype) for mask in masks]
+        self.__dict__["_connectivity_cache"] = (connectivity, key, masks)
+        return masks
 
     def _grouped_pays(self, x: torch.Tensor) -> bool:
         if x.device.type != "cpu":
