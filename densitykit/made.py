@@ -243,7 +243,7 @@ class MADE(nn.Module):
         backbone need not have been built with it, nothing is stored, and the weights
         are shared with every other connectivity (training over all orderings, queries
         in orderings never seen). Building the masks of a 784-variable MADE with 500
-        hidden units takes a few milliseconds (see docs/any-order.md).
+        hidden units takes about a millisecond, a tenth of a training step (docs/any-order.md).
 
         Args:
             x: ``(B, D*W)`` encoded inputs.
