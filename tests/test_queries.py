@@ -419,3 +419,17 @@ def test_a_random_pattern_is_seeded_per_example_and_refuses_bad_names() -> None:
         dk.queries.observed_pattern("middle", (4, 4))
     with pytest.raises(ValueError, match=r"needs image data \(height, width\), got shape \(16,\)"):
         dk.queries.observed_pattern("top-half", (16,))
+
+
+def test_the_kept_masks_follow_the_connectivity_and_the_dtype() -> None:
+    model = dk.create_model("categorical", 4, 3, hidden_sizes=(6,), masks="any-order", num_masks=2)
+    backbone = model.backbone
+    connectivities = backbone.connectivities()
+    x = torch.randn(2, 12)
+    for index in (0, 1, 0, 0):  # alternating and repeated: no stale masks
+        backbone.set_mask(index)
+        torch.testing.assert_close(
+            backbone(x, connectivity=connectivities[index]), backbone(x), rtol=0, atol=0
+        )
+    model.double()
+    assert backbone(x.double(), connectivity=connectivities[0]).dtype == torch.float64
