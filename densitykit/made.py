@@ -239,9 +239,10 @@ class MADE(nn.Module):
     def forward_with(self, x: torch.Tensor, connectivity: Connectivity) -> torch.Tensor:
         """Map encoded inputs ``(B, D*W)`` to ``(B, D, P)`` under any connectivity.
 
-        The masks are derived from ``connectivity``'s degrees for this call only: the
-        backbone need not have been built with it, nothing is stored, and the weights
-        are shared with every other connectivity (training over all orderings, queries
+        The masks are derived from ``connectivity``'s degrees: the backbone need not
+        have been built with it, nothing is stored per ordering (only the last
+        connectivity's masks are kept, for the next call with the same one), and the
+        weights are shared with every other connectivity (training over all orderings, queries
         in orderings never seen). Building the masks of a 784-variable MADE with 500
         hidden units takes about a millisecond, a tenth of a training step (docs/any-order.md).
 
