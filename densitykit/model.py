@@ -71,7 +71,8 @@ class ModelConfig:
         hidden_sizes: Units per hidden layer of the MADE.
         masks: Registered mask-builder name.
         num_masks: Number of masks (orderings/connectivities); ``None`` takes the
-            builder's default.
+            builder's default. For ``any-order``, which trains on a fresh ordering
+            at every step, the seeded orderings of the evaluation mixture.
         seed: Seed of the mask builder.
         activation: Hidden activation name.
         direct_connections: Masked input-to-output weights.
