@@ -707,7 +707,7 @@ def score(
         TimeElapsedColumn(),
         console=console,
         transient=True,
-        disable=quiet,
+        disable=quiet or not console.is_terminal,
     )
     with progress:
         task = progress.add_task("scoring", total=None)

@@ -9,7 +9,7 @@ read in batches from disk (memory-mapped), so it may be larger than memory.
 Example:
     >>> import torch
     >>> from densitykit.model import create_model
-    >>> model = create_model(dim=3, num_values=2, hidden_sizes=(8,))
+    >>> model = create_model("bernoulli", dim=3, num_values=2, hidden_sizes=(8,))
     >>> scores = Scores(score(model, torch.tensor([[0, 1, 1], [1, 1, 0]])), dim=3)
     >>> scores.log_prob.shape, bool((scores.log_prob < 0).all())
     ((2,), True)
@@ -180,6 +180,8 @@ def score(
                         f"{where}: the model takes values 0..{model.num_values - 1}, "
                         f"got {high} at example {row}"
                     )
+                if not batch.flags.writeable:  # a memory-mapped file's rows
+                    batch = batch.copy()
                 values = torch.from_numpy(batch).to(model.device)
                 per_mask = model.log_prob_per_mask(values, masks=range(count), validate=False)
                 log_prob = torch.logsumexp(per_mask, dim=0) - math.log(count)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -245,9 +246,11 @@ def _load_table(path: Path) -> dict[str, np.ndarray]:
         header = not all(_is_number(cell) for cell in cells)
         handle.seek(0)
         try:
-            values = np.loadtxt(
-                handle, delimiter=delimiter, skiprows=int(header), ndmin=2, dtype=np.float64
-            )
+            with warnings.catch_warnings():  # an empty table is refused below, in one line
+                warnings.simplefilter("ignore", UserWarning)
+                values = np.loadtxt(
+                    handle, delimiter=delimiter, skiprows=int(header), ndmin=2, dtype=np.float64
+                )
         except ValueError as error:
             detail = str(error).split("; use `usecols`")[0].strip().splitlines()[0]
             raise DataError(
