@@ -43,16 +43,18 @@ def histogram(in_nll: np.ndarray, out_nll: np.ndarray, names: tuple[str, str], p
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 3.8))
     # Log-spaced bins: the two sets' NLLs differ by orders of magnitude.
     low, high = min(in_nll.min(), out_nll.min()), max(in_nll.max(), out_nll.max())
     bins = np.geomspace(low, high, 80)
-    ax.hist(in_nll, bins=bins, alpha=0.6, density=True, label=f"{names[0]} test (in)")
-    ax.hist(out_nll, bins=bins, alpha=0.6, density=True, label=f"{names[1]} test (out)")
+    ax.hist(in_nll, bins=bins, alpha=0.6, label=f"{names[0]} test (in)")
+    ax.hist(out_nll, bins=bins, alpha=0.6, label=f"{names[1]} test (out)")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded labels
     ax.set_xlabel("NLL (nats per image, log scale)")
-    ax.set_ylabel("density")
+    ax.set_ylabel("images per bin")
     ax.set_title(f"NLL under a MADE trained on {names[0]}")
     ax.legend()
     fig.tight_layout()
