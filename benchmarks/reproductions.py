@@ -4,8 +4,10 @@ Each experiment is one ``densitykit fit`` command; this script runs them one aft
 other, reads each run's ``metrics.json`` and prints a Markdown table of test NLL in
 nats per dimension beside the course's official solutions, with the exact command.
 
-    python benchmarks/reproductions.py --out runs/reproductions \
-        --mnist-dir ../shared/data/mnist-10k
+    python benchmarks/reproductions.py --out runs/reproductions --mnist-dir DIR
+
+where DIR is a folder holding the MNIST IDX files (without it, MNIST is skipped), or
+``--quick`` for a smoke run of the same experiments with two epochs each.
 
 The 1-D runs use ``val_fraction=0`` so that, as in the course, the whole 80% training
 split is trained on (early stopping then watches the training NLL); the test split is
@@ -21,6 +23,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import machine_report
 
 
 def one_d(data: str, head: str, lr: str, *head_args: str) -> list[str]:
@@ -74,6 +78,20 @@ EXPERIMENTS: list[tuple[str, float | str | None, list[str]]] = [
 ]
 
 
+def quick(arguments: list[str]) -> list[str]:
+    """The smoke-run version of a run: two epochs, image sets on 500 training images."""
+    settings = {"--epochs": "2", "--patience": "2"}
+    if "shapes" in arguments or "mnist" in arguments:
+        settings["--max-train"] = "500"
+    arguments = list(arguments)
+    for option, value in settings.items():
+        if option in arguments:
+            arguments[arguments.index(option) + 1] = value
+        else:
+            arguments += [option, value]
+    return arguments
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/reproductions"))
@@ -86,7 +104,12 @@ def main() -> None:
     parser.add_argument(
         "--only", type=str, default=None, help="Run experiments containing this text."
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="Two epochs per experiment (a smoke run)."
+    )
     args = parser.parse_args()
+    print(machine_report())
+    print()
     rows = []
     for name, course, extra in EXPERIMENTS:
         if args.only and args.only not in name:
@@ -95,6 +118,8 @@ def main() -> None:
             print(f"skipping {name}: no --mnist-dir", file=sys.stderr)
             continue
         extra = [a.replace("{mnist_dir}", args.mnist_dir or "") for a in extra]
+        if args.quick:
+            extra = quick(extra)
         slug = name.split(",")[0].replace(" ", "") + "-" + str(len(rows))
         out = args.out / slug
         command = ["densitykit", "fit", *extra, "--out", str(out), "--overwrite", "--quiet"]

@@ -1,6 +1,34 @@
-"""densitykit: autoregressive density estimation with MADE, composed from named parts."""
+"""densitykit: autoregressive density estimation with MADE, composed from named parts.
 
-from densitykit import heads, masks
+``import densitykit as dk`` reaches the whole workflow: data sets
+(``dk.load_dataset``, ``dk.data``), models (``dk.create_model``, ``dk.heads``,
+``dk.masks``), training (``dk.fit``, ``dk.evaluate``, ``dk.TrainConfig``), run folders
+(``dk.fit_run``, ``dk.load_run``, ``dk.RunConfig``), checkpoints
+(``dk.save_checkpoint``, ``dk.load_checkpoint``) and sampling (``model.sample``,
+``dk.sampling``).
+
+Example:
+    >>> import torch, densitykit as dk
+    >>> data = dk.load_dataset("1d-gaussian", val_fraction=0.25)
+    >>> model = dk.create_model("categorical", data.dim, data.num_values, hidden_sizes=())
+    >>> result = dk.fit(model, data.train, data.val, dk.TrainConfig(epochs=1, device="cpu"))
+    >>> model.sample((2, 3)).shape
+    torch.Size([2, 3, 1])
+"""
+
+from densitykit import (
+    checkpoint,
+    data,
+    distributed,
+    heads,
+    masks,
+    plots,
+    runs,
+    sampling,
+    train,
+)
+from densitykit.checkpoint import load_checkpoint, save_checkpoint
+from densitykit.data import Dataset, load_dataset
 from densitykit.errors import (
     CheckpointError,
     DataError,
@@ -8,6 +36,7 @@ from densitykit.errors import (
     DuplicateNameError,
     TrainingError,
     UnknownNameError,
+    UnknownOptionError,
 )
 from densitykit.heads import Head
 from densitykit.layers import MaskedLinear
@@ -15,6 +44,8 @@ from densitykit.made import MADE
 from densitykit.masks import Connectivity
 from densitykit.model import AutoregressiveModel, ModelConfig, build_model, create_model
 from densitykit.registry import Registry
+from densitykit.runs import Run, RunConfig, fit_run, load_run
+from densitykit.train import TrainConfig, evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -24,17 +55,36 @@ __all__ = [
     "CheckpointError",
     "Connectivity",
     "DataError",
+    "Dataset",
     "DensitykitError",
     "DuplicateNameError",
     "Head",
     "MaskedLinear",
     "ModelConfig",
     "Registry",
+    "Run",
+    "RunConfig",
+    "TrainConfig",
     "TrainingError",
     "UnknownNameError",
+    "UnknownOptionError",
     "__version__",
     "build_model",
+    "checkpoint",
     "create_model",
+    "data",
+    "distributed",
+    "evaluate",
+    "fit",
+    "fit_run",
     "heads",
+    "load_checkpoint",
+    "load_dataset",
+    "load_run",
     "masks",
+    "plots",
+    "runs",
+    "sampling",
+    "save_checkpoint",
+    "train",
 ]

@@ -35,9 +35,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from densitykit.checks import check_int
+from densitykit.devices import autocast, resolve_device
 from densitykit.errors import DensitykitError
+from densitykit.model import AutoregressiveModel
 
 __all__ = [
+    "BatchLogProb",
     "DistributedContext",
     "all_reduce_sum",
     "backend_for",
@@ -49,9 +53,11 @@ __all__ = [
     "launch_environment",
     "local_main_first",
     "on_main",
+    "own_gpu",
     "replicate",
     "session",
     "shard",
+    "sharded_loss",
 ]
 
 T = TypeVar("T")
@@ -172,9 +178,6 @@ def session(device: str | torch.device = "auto") -> Iterator[DistributedContext 
         return
     if not dist.is_available():
         raise DensitykitError("this PyTorch build has no torch.distributed support")
-    # Imported here: densitykit.train builds on this module.
-    from densitykit.train import resolve_device
-
     _, _, local_rank = launch
     resolved = resolve_device(device)
     if resolved.type == "cuda":
@@ -207,9 +210,9 @@ def shard(length: int, rank: int, world_size: int) -> slice:
         >>> shard(1, 1, 2)
         slice(1, 1, None)
     """
-    for name, value in (("length", length), ("rank", rank), ("world_size", world_size)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
+    length = check_int(length, "length")
+    rank = check_int(rank, "rank")
+    world_size = check_int(world_size, "world_size")
     if length < 0 or world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(
             f"need length >= 0 and 0 <= rank < world_size, got length={length}, "
@@ -346,3 +349,51 @@ def replicate(module: nn.Module, device: torch.device) -> nn.Module:
     else:  # pragma: no cover - older PyTorch
         buffers = {"broadcast_buffers": False}
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, **buffers)
+
+
+class BatchLogProb(torch.nn.Module):
+    """What DistributedDataParallel wraps: log-likelihoods of already validated batches.
+
+    Its forward is ``model.log_prob(batch, mask, validate=False)``: the training loop
+    checks the data once, before the first step.
+    """
+
+    def __init__(self, model: AutoregressiveModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: torch.Tensor, mask: int | None) -> torch.Tensor:
+        return self.model.log_prob(batch, mask, validate=False)
+
+
+def sharded_loss(
+    replica: torch.nn.Module,
+    context: DistributedContext,
+    train: torch.Tensor,
+    indices: torch.Tensor,
+    mask: int | None,
+    device: torch.device,
+    precision: str,
+) -> tuple[torch.Tensor, float]:
+    """This rank's loss on its shard of ``train[indices]``, and that global batch's mean NLL."""
+    size = indices.shape[0]
+    batch = train[indices[shard(size, context.rank, context.world_size)]]
+    with autocast(device, precision):
+        nll = -replica(batch.to(device, non_blocking=True), mask).sum()
+    # DDP averages the ranks' gradients; weighting each shard's summed NLL by
+    # world_size / size makes that average the gradient of the global-batch mean,
+    # however unequal (or empty) the shards are.
+    loss = nll * (context.world_size / size)
+    value = float(all_reduce_sum(nll.detach().double())) / size
+    return loss, value
+
+
+def own_gpu(device: torch.device) -> torch.device:
+    """Each process of a distributed run trains on its own GPU, ``cuda:LOCAL_RANK``."""
+    own = torch.cuda.current_device()
+    if device.index is not None and device.index != own:
+        raise ValueError(
+            f"device {device} was asked for, but each process of a distributed run trains on "
+            f"its own GPU (cuda:LOCAL_RANK, here cuda:{own}); pass --device cuda or auto"
+        )
+    return torch.device("cuda", own)

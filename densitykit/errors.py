@@ -17,6 +17,7 @@ __all__ = [
     "RunFolderError",
     "TrainingError",
     "UnknownNameError",
+    "UnknownOptionError",
 ]
 
 
@@ -26,6 +27,14 @@ class DensitykitError(Exception):
 
 class UnknownNameError(DensitykitError, ValueError):
     """A name was looked up in a registry that does not hold it."""
+
+
+class UnknownOptionError(DensitykitError, TypeError, ValueError):
+    """A registered factory was given a keyword option it does not take.
+
+    A ``TypeError``, as Python raises for an unexpected keyword argument, and a
+    ``ValueError``, as for any other bad option.
+    """
 
 
 class DuplicateNameError(DensitykitError, ValueError):

@@ -52,10 +52,10 @@ def check_allocation(num_bytes: float, what: str, *, fraction: float = 0.8) -> N
 
     Example:
         >>> check_allocation(1024, "a small array")
-        >>> check_allocation(1e30, "a huge array")
+        >>> check_allocation(1e30, "a big one")
         Traceback (most recent call last):
         ...
-        densitykit.errors.ResourceError: a huge array would need 1000000000000000.0 PB ...
+        densitykit.errors.ResourceError: a big one would need 1000000000000000.0 PB, more than ...
     """
     limit = total_memory() * fraction
     if num_bytes > limit:

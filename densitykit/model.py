@@ -10,9 +10,10 @@ averaging the masks' logits is not, and is not offered.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,10 +21,13 @@ import torch
 from torch import nn
 
 from densitykit import masks as masks_module
+from densitykit.checks import check_index, check_int
 from densitykit.heads import HEADS, Head
 from densitykit.made import MADE
+from densitykit.numerics import log_mean_exp
 
 __all__ = [
+    "CHUNK_ROWS",
     "DEFAULT_HIDDEN_SIZES",
     "AutoregressiveModel",
     "ModelConfig",
@@ -32,6 +36,8 @@ __all__ = [
     "parameter_count",
 ]
 
+CHUNK_ROWS = 65_536
+"""Rows scored per pass by ``log_prob``: a larger batch is widened to int64 a chunk at a time."""
 DEFAULT_HIDDEN_SIZES: tuple[int, ...] = (256, 256)
 """Hidden layer widths of a model whose config does not say (the CLI's default too)."""
 
@@ -101,6 +107,10 @@ class AutoregressiveModel(nn.Module):
             parameters from a backbone (``head.params_per_variable == 0``).
         head: The output distribution.
         config: The config that built the model, if any (kept for checkpoints).
+        validate_args: Check inputs in ``log_prob`` (shape, dtype, support), as
+            ``torch.distributions`` does; set ``model.validate_args = False``, or pass
+            ``validate=False`` to one call, to skip the checks in a hot loop on values
+            known to be good.
 
     Example:
         >>> from densitykit import masks, heads
@@ -113,10 +123,17 @@ class AutoregressiveModel(nn.Module):
         torch.Size([1])
         >>> model.sample(5, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([5, 3])
+        >>> model.sample((2, 5)).shape
+        torch.Size([2, 5, 3])
     """
 
     def __init__(
-        self, backbone: MADE | None, head: Head, config: ModelConfig | None = None
+        self,
+        backbone: MADE | None,
+        head: Head,
+        config: ModelConfig | None = None,
+        *,
+        validate_args: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(head, Head):
@@ -141,6 +158,7 @@ class AutoregressiveModel(nn.Module):
         self.backbone = backbone
         self.head = head
         self.config = config
+        self.validate_args = bool(validate_args)
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -176,6 +194,18 @@ class AutoregressiveModel(nn.Module):
             TypeError: If ``x`` is not a tensor, or has a complex or non-numeric dtype.
             ValueError: On a wrong shape, NaN/inf, non-integer or out-of-support values.
         """
+        self.check_values(x)
+        return x.reshape(-1, self.dim).to(device=self.device, dtype=torch.long)
+
+    def check_values(self, x: torch.Tensor) -> None:
+        """Raise unless ``x`` is ``(..., D)`` values in the support ``0..K-1``.
+
+        The checks read ``x`` in its own dtype (a uint8 batch is not widened).
+
+        Raises:
+            TypeError: If ``x`` is not a tensor, or has a complex or non-numeric dtype.
+            ValueError: On a wrong shape, NaN/inf, non-integer or out-of-support values.
+        """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor of integer values, got {type(x).__name__}")
         if x.is_complex() or not (x.dtype == torch.bool or x.is_floating_point() or _is_integer(x)):
@@ -193,48 +223,62 @@ class AutoregressiveModel(nn.Module):
             low, high = torch.aminmax(x.to(torch.uint8) if x.dtype == torch.bool else x)
             if low < 0 or high > self.num_values - 1:
                 raise ValueError(
-                    f"x values must lie in the support 0..{self.num_values - 1} of the "
-                    f"{type(self.head).__name__}, got values in {int(low)}..{int(high)}"
+                    f"x values must lie in the support 0..{self.num_values - 1} "
+                    f"({self.head.support}) of the {type(self.head).__name__}, got values in "
+                    f"{int(low)}..{int(high)}"
                 )
-        return x.reshape(-1, self.dim).to(device=self.device, dtype=torch.long)
 
     def _check_mask(self, mask: int | None) -> int | None:
-        if mask is None:
-            return None
-        if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask < self.num_masks:
-            raise ValueError(
-                f"mask must be None or an integer in 0..{self.num_masks - 1}, got {mask!r}"
-            )
-        return mask
+        return None if mask is None else check_index(mask, self.num_masks, "mask")
+
+    def _rows(self, x: torch.Tensor, validate: bool | None) -> Iterator[torch.Tensor]:
+        """``x`` as long ``(b, D)`` chunks of at most ``CHUNK_ROWS`` rows, checked first."""
+        if self.validate_args if validate is None else validate:
+            self.check_values(x)
+        rows = x.reshape(-1, self.dim)
+        for start in range(0, max(rows.shape[0], 1), CHUNK_ROWS):
+            yield rows[start : start + CHUNK_ROWS].to(device=self.device, dtype=torch.long)
 
     # -- likelihood ----------------------------------------------------------------------
-    def log_prob(self, x: torch.Tensor, mask: int | None = None) -> torch.Tensor:
+    def log_prob(
+        self, x: torch.Tensor, mask: int | None = None, *, validate: bool | None = None
+    ) -> torch.Tensor:
         """Log-likelihood of ``x`` in nats.
+
+        A batch of more than [`CHUNK_ROWS`][densitykit.model.CHUNK_ROWS] rows is scored a
+        chunk at a time, so a large uint8 batch is never widened to int64 all at once.
 
         Args:
             x: ``(..., D)`` integer values in ``0..K-1``.
             mask: ``None`` for the mixture over all masks (log-mean-exp), or one mask's
                 index for that autoregressive model alone.
+            validate: Check ``x`` first; ``None`` follows ``self.validate_args``. Skip
+                the checks (``False``) only for values known to be in the support.
 
         Returns:
             ``(...)`` log-likelihoods, in at least float32.
+
+        Raises:
+            TypeError: If ``x`` is not a tensor of integer values (when validating), or
+                ``mask`` is not an integer.
+            ValueError: On a wrong shape or values outside the support (when
+                validating), or a mask index out of range.
         """
-        batch_shape = x.shape[:-1] if isinstance(x, torch.Tensor) and x.ndim else ()
         mask = self._check_mask(mask)
-        values = self.validate(x)
-        return self._log_prob(values, mask).reshape(batch_shape)
+        chunks = [self._log_prob(rows, mask) for rows in self._rows(x, validate)]
+        log_prob = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        return log_prob.reshape(x.shape[:-1])
 
     def _log_prob(self, x: torch.Tensor, mask: int | None) -> torch.Tensor:
         if self.backbone is None:
-            return self.head.log_prob(
+            return self.head._log_prob(
                 x.new_empty(x.shape[0], self.dim, 0, dtype=self.dtype), x
             ).sum(-1)
         if mask is not None:
             return self._log_prob_mask(x, mask)
         if self.num_masks == 1:
             return self._log_prob_mask(x, 0)
-        per_mask = self.log_prob_per_mask(x, validate=False)
-        return torch.logsumexp(per_mask, dim=0) - math.log(self.num_masks)
+        return log_mean_exp(torch.stack([self._log_prob_mask(x, k) for k in range(self.num_masks)]))
 
     def _log_prob_mask(self, x: torch.Tensor, mask: int) -> torch.Tensor:
         assert self.backbone is not None  # internal invariant, not user input
@@ -244,53 +288,69 @@ class AutoregressiveModel(nn.Module):
             params = self.backbone(self.head.encode(x, self.dtype))
         finally:
             self.backbone.set_mask(active)
-        return self.head.log_prob(params, x).sum(-1)
+        return self.head._log_prob(params, x).sum(-1)
 
     def log_prob_per_mask(
         self,
         x: torch.Tensor,
         *,
-        masks: Sequence[int] | None = None,
-        validate: bool = True,
+        mask_indices: Sequence[int] | None = None,
+        validate: bool | None = None,
     ) -> torch.Tensor:
-        """Log-likelihood of ``x`` ``(B, D)`` under each mask alone: ``(num_masks, B)``.
+        """Log-likelihood of ``x`` ``(..., D)`` under each mask alone: ``(num_masks, ...)``.
 
         Args:
-            x: ``(B, D)`` values.
-            masks: Which masks (all by default).
-            validate: Check ``x`` first (skip only for already validated long tensors).
+            x: ``(..., D)`` values.
+            mask_indices: Which masks, by index (all by default); the result has one
+                row per index.
+            validate: Check ``x`` first; ``None`` follows ``self.validate_args``.
         """
-        if validate:
-            x = self.validate(x)
-        indices = range(self.num_masks) if masks is None else [self._check_mask(k) for k in masks]
-        return torch.stack([self._log_prob(x, k) for k in indices])
+        indices = (
+            range(self.num_masks)
+            if mask_indices is None
+            else [self._check_mask(k) for k in mask_indices]
+        )
+        chunks = [
+            torch.stack([self._log_prob(rows, k) for k in indices])
+            for rows in self._rows(x, validate)
+        ]
+        per_mask = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
+        return per_mask.reshape(len(indices), *x.shape[:-1])
 
-    def forward(self, x: torch.Tensor, mask: int | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: int | None = None, *, validate: bool | None = None
+    ) -> torch.Tensor:
         """Same as [`log_prob`][densitykit.model.AutoregressiveModel.log_prob]."""
-        return self.log_prob(x, mask)
+        return self.log_prob(x, mask, validate=validate)
 
     # -- sampling ------------------------------------------------------------------------
     @torch.no_grad()
     def sample(
         self,
-        num_samples: int,
+        sample_shape: int | Sequence[int] = (),
         *,
         generator: torch.Generator | None = None,
         mask: int | None = None,
     ) -> torch.Tensor:
-        """Exact ancestral samples ``(num_samples, D)`` (long) from the model.
+        """Exact ancestral samples ``(*sample_shape, D)`` (long) from the model.
 
         With several masks and ``mask=None``, each sample first draws its mask
         uniformly (the mixture that ``log_prob`` scores), then its variables in that
         mask's ordering.
 
         Args:
-            num_samples: How many samples.
+            sample_shape: The shape of the batch of samples, as in ``torch.distributions``
+                (a tuple or ``torch.Size``; an integer ``n`` means ``(n,)``; ``()``
+                draws one sample ``(D,)``).
             generator: Random source (its device may differ from the model's).
             mask: Sample from one mask's model instead of the mixture.
+
+        Raises:
+            TypeError: If ``sample_shape`` is not an integer or a sequence of integers.
+            ValueError: If a size is negative or ``mask`` is out of range.
         """
-        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 0:
-            raise ValueError(f"num_samples must be a non-negative integer, got {num_samples!r}")
+        shape = _sample_shape(sample_shape)
+        num_samples = math.prod(shape)
         mask = self._check_mask(mask)
         if mask is None and self.num_masks > 1:
             source = generator.device if generator is not None else self.device
@@ -304,7 +364,7 @@ class AutoregressiveModel(nn.Module):
             rows = (choice == k).nonzero().squeeze(-1)
             if rows.numel():
                 out[rows] = self._sample_mask(rows.numel(), k, generator)
-        return out
+        return out.reshape(*shape, self.dim)
 
     def _sample_mask(
         self, num_samples: int, mask: int, generator: torch.Generator | None
@@ -318,7 +378,14 @@ class AutoregressiveModel(nn.Module):
     def sample_naive(
         self, num_samples: int, *, mask: int = 0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Reference ancestral sampler: one full forward pass per variable (D passes)."""
+        """Reference ancestral sampler: one full forward pass per variable (D passes).
+
+        Raises:
+            TypeError: If ``num_samples`` or ``mask`` is not an integer.
+            ValueError: If ``num_samples`` is negative or ``mask`` is out of range.
+        """
+        num_samples = check_int(num_samples, "num_samples", minimum=0)
+        mask = check_index(mask, self.num_masks, "mask")
         x = torch.zeros(num_samples, self.dim, dtype=torch.long, device=self.device)
         if self.backbone is None:
             empty = torch.empty(num_samples, 0, dtype=self.dtype, device=self.device)
@@ -338,6 +405,29 @@ class AutoregressiveModel(nn.Module):
 
 def _is_integer(x: torch.Tensor) -> bool:
     return x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _sample_shape(sample_shape: int | Sequence[int]) -> tuple[int, ...]:
+    """``sample_shape`` as a tuple of non-negative ints (an integer ``n`` is ``(n,)``)."""
+    try:
+        return (check_int(sample_shape, "sample_shape", minimum=0),)
+    except TypeError:
+        if isinstance(sample_shape, (str, bytes)) or not isinstance(sample_shape, Sequence):
+            raise TypeError(
+                "sample_shape must be an integer or a sequence of integers (a tuple or "
+                f"torch.Size), got {type(sample_shape).__name__} {sample_shape!r}"
+            ) from None
+    return tuple(check_int(size, "sample_shape sizes", minimum=0) for size in sample_shape)
+
+
+def _default_num_values(head: str) -> int:
+    """The head's own default ``num_values`` (the Bernoulli's 2), if its factory has one."""
+    parameter = inspect.signature(HEADS.get(head)).parameters.get("num_values")
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        raise ValueError(
+            f"num_values is required for head={head!r}, which has no default number of values"
+        )
+    return parameter.default
 
 
 def build_model(config: ModelConfig) -> AutoregressiveModel:
@@ -391,7 +481,8 @@ def create_model(
     Args:
         head: Head name (see ``densitykit.heads.names()``).
         dim: Number of variables D.
-        num_values: Values per variable K; may be omitted for ``head="bernoulli"`` (2).
+        num_values: Values per variable K; may be omitted for a head with a default
+            (the Bernoulli's 2).
         hidden_sizes: Units per hidden layer (empty for none).
         masks: Mask-builder name (see ``densitykit.masks.names()``).
         num_masks: Number of masks; ``None`` takes the builder's default.
@@ -414,12 +505,7 @@ def create_model(
         torch.Size([10])
     """
     if num_values is None:
-        if head != "bernoulli":
-            raise ValueError(
-                f"num_values is required for head={head!r} (only 'bernoulli' defaults to 2)"
-            )
-        num_values = 2
-    HEADS.get(head)
+        num_values = _default_num_values(head)
     masks_module.MASKS.get(masks)
     options = dict(mask_options or {})
     if num_masks is None:

@@ -1,7 +1,8 @@
 """Pictures of data and models: sample grids, 2-D densities, 1-D histograms, learning curves.
 
-Every function writes a PNG and returns its path; matplotlib runs on the
-non-interactive Agg backend so nothing needs a screen.
+Every function writes a PNG and returns its path. Figures are matplotlib ``Figure``
+objects drawn by the Agg renderer, without pyplot: nothing needs a screen, and
+importing densitykit leaves the user's matplotlib backend alone.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 __all__ = ["density_2d", "histogram_1d", "image_grid_array", "learning_curves", "sample_grid"]
 
@@ -67,9 +66,8 @@ def sample_grid(
     grid = image_grid_array(samples, shape, columns=columns)
     rows, cols = grid.shape
     scale = 6.0 / max(rows, cols)
-    fig, ax = plt.subplots(
-        figsize=(max(cols * scale, 2), max(rows * scale, 2) + (0.4 if title else 0))
-    )
+    fig = Figure(figsize=(max(cols * scale, 2), max(rows * scale, 2) + (0.4 if title else 0)))
+    ax = fig.subplots()
     cmap = matplotlib.colormaps["gray_r" if num_values == 2 else "gray"].with_extremes(
         bad="#d0d0d0"
     )
@@ -112,7 +110,8 @@ def density_2d(
         ("model density", probs),
         ("model samples", _histogram_2d(_numpy(samples), num_values)),
     ]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3))
+    fig = Figure(figsize=(12, 4.3))
+    axes = fig.subplots(1, 3)
     for ax, (label, image) in zip(axes, panels):
         ax.imshow(image, cmap="viridis", interpolation="nearest")
         ax.set_title(label)
@@ -135,7 +134,8 @@ def histogram_1d(
     probs = _numpy(model_probs)
     num_values = probs.shape[0]
     counts = np.bincount(_numpy(train).reshape(-1), minlength=num_values) / max(len(train), 1)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     values = np.arange(num_values)
     ax.bar(values, counts, width=1.0, alpha=0.45, label="training data")
     ax.plot(values, probs, "o-", color="C1", markersize=3, label="model")
@@ -158,7 +158,8 @@ def learning_curves(
 ) -> Path:
     """Train and validation NLL per epoch, with the true entropy as a floor when known."""
     epochs = [record["epoch"] for record in history]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.plot(epochs, [r["train_nll"] for r in history], "o-", markersize=3, label="train")
     ax.plot(epochs, [r["val_nll"] for r in history], "o-", markersize=3, label="validation")
     if true_entropy is not None:
@@ -170,9 +171,8 @@ def learning_curves(
     return _save(fig, path)
 
 
-def _save(fig: Any, path: str | os.PathLike) -> Path:
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -9,11 +9,11 @@ built-in name does (``create_model``, the CLI, checkpoints).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
-from densitykit.errors import DuplicateNameError, UnknownNameError
+from densitykit.errors import DuplicateNameError, UnknownNameError, UnknownOptionError
 
 __all__ = ["Registry", "RegistryEntry"]
 
@@ -45,6 +45,8 @@ class Registry(Generic[T]):
 
     Args:
         kind: What the registry holds, used in error messages (``"head"``).
+        given: Parameters the library itself passes to every factory (a head's
+            ``dim`` and ``num_values``); they are not listed among its options.
 
     Example:
         >>> widgets = Registry("widget")
@@ -60,10 +62,15 @@ class Registry(Generic[T]):
         Traceback (most recent call last):
         ...
         densitykit.errors.UnknownNameError: unknown widget 'circle'; registered widgets: 'square'
+        >>> widgets.create("square", r=2)
+        Traceback (most recent call last):
+        ...
+        densitykit.errors.UnknownOptionError: widget 'square' takes no option 'r'; it takes: side
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, given: Iterable[str] = ()) -> None:
         self.kind = kind
+        self.given = tuple(given)
         self._entries: dict[str, RegistryEntry] = {}
 
     @overload
@@ -139,8 +146,44 @@ class Registry(Generic[T]):
 
         Raises:
             UnknownNameError: If ``name`` is not registered.
+            UnknownOptionError: If the factory takes no keyword of that name; the
+                message lists the options it takes.
         """
-        return self.get(name)(**options)
+        factory = self.get(name)
+        accepted = self._parameters(factory)
+        if accepted is not None:
+            unknown = [key for key in options if key not in accepted]
+            if unknown:
+                takes = ", ".join(self.options(name)) or "no options"
+                shown = ", ".join(repr(key) for key in unknown)
+                noun = "option" if len(unknown) == 1 else "options"
+                raise UnknownOptionError(
+                    f"{self.kind} {name!r} takes no {noun} {shown}; it takes: {takes}"
+                )
+        return factory(**options)
+
+    def options(self, name: str) -> list[str]:
+        """The keyword options ``name``'s factory takes, beyond the ``given`` ones.
+
+        Empty when the factory's signature cannot be read or takes ``**kwargs`` only.
+
+        Raises:
+            UnknownNameError: If ``name`` is not registered.
+        """
+        accepted = self._parameters(self.get(name)) or {}
+        return [key for key in accepted if key not in self.given]
+
+    @staticmethod
+    def _parameters(factory: Callable[..., Any]) -> dict[str, inspect.Parameter] | None:
+        """The keyword-passable parameters of ``factory``; ``None`` if any keyword goes."""
+        try:
+            parameters = inspect.signature(factory).parameters
+        except (TypeError, ValueError):  # a builtin without a readable signature
+            return None
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return None
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return {key: p for key, p in parameters.items() if p.kind in keyword}
 
     def describe(self, name: str) -> str:
         """Return the one-line description of ``name``."""

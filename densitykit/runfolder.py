@@ -49,10 +49,15 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.json"
+"""The run's configuration: data, model and train configs, and the plug-ins it used."""
 CHECKPOINT_FILE = "checkpoint.pt"
+"""The best weights with their model config."""
 STATE_FILE = "train_state.pt"
+"""The loop state after the last completed epoch."""
 METRICS_LOG = "metrics.jsonl"
+"""One JSON line per completed epoch."""
 METRICS_FILE = "metrics.json"
+"""The final figures of the run."""
 RUN_FILES: tuple[str, ...] = (CONFIG_FILE, CHECKPOINT_FILE, STATE_FILE, METRICS_LOG, METRICS_FILE)
 """The data files of a run folder (pictures, ``*.png``, come beside them)."""
 

@@ -39,6 +39,7 @@ from densitykit.checkpoint import (
     write_json,
 )
 from densitykit.data import Dataset, load_dataset
+from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError, ResourceError
 from densitykit.heads import HEADS
@@ -62,7 +63,6 @@ from densitykit.train import (
     TrainState,
     evaluate,
     fit,
-    resolve_device,
 )
 
 __all__ = [

@@ -15,24 +15,29 @@ import copy
 import math
 import time
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
+from densitykit.checks import check_int, check_optional_int, check_positive_int
+from densitykit.devices import PRECISIONS, autocast, resolve_device
 from densitykit.distributed import (
+    BatchLogProb,
     DistributedContext,
     all_reduce_sum,
     broadcast_from_main,
     check_same_on_all_ranks,
     current,
     fingerprint,
+    own_gpu,
     replicate,
     shard,
+    sharded_loss,
 )
 from densitykit.errors import TrainingError
 from densitykit.model import AutoregressiveModel
+from densitykit.numerics import log_mean_exp
 
 __all__ = [
     "Callback",
@@ -42,10 +47,7 @@ __all__ = [
     "evaluate",
     "fit",
     "make_optimizer",
-    "resolve_device",
 ]
-
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -84,25 +86,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            setattr(self, name, check_positive_int(getattr(self, name), name))
+        self.seed = check_int(self.seed, "seed")
+        self.patience = check_optional_int(self.patience, "patience", minimum=1)
+        self.mask_every = check_int(self.mask_every, "mask_every", minimum=0)
+        self.eval_masks = check_optional_int(self.eval_masks, "eval_masks", minimum=1)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
-        if not isinstance(self.mask_every, int) or self.mask_every < 0:
-            raise ValueError(f"mask_every must be an integer >= 0, got {self.mask_every!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.eval_masks is not None and (
-            not isinstance(self.eval_masks, int) or self.eval_masks < 1
-        ):
-            raise ValueError(
-                f"eval_masks must be a positive integer or None, got {self.eval_masks!r}"
-            )
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
         resolve_device(self.device)
@@ -151,25 +145,6 @@ def make_optimizer(
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device/dtype
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """Turn ``"auto"``/``"cpu"``/``"cuda[:N]"`` into a device, checking CUDA is there.
-
-    Raises:
-        ValueError: On an unknown name, or ``cuda`` without a CUDA device.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
-    return resolved
 
 
 @dataclass
@@ -258,13 +233,6 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32" or device.type != "cuda":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
 @torch.no_grad()
 def evaluate(
     model: AutoregressiveModel,
@@ -301,10 +269,10 @@ def evaluate(
     model.eval()
     nll = torch.zeros((), dtype=torch.float64)
     for start in range(0, share.shape[0], batch_size):
-        batch = model.validate(share[start : start + batch_size])
-        per_mask = model.log_prob_per_mask(batch, masks=range(count), validate=False)
-        log_prob = torch.logsumexp(per_mask, dim=0) - math.log(count)
-        nll -= log_prob.double().sum().cpu()
+        per_mask = model.log_prob_per_mask(
+            share[start : start + batch_size], mask_indices=range(count)
+        )
+        nll -= log_mean_exp(per_mask).double().sum().cpu()
     model.train(was_training)
     if context is not None:
         nll = all_reduce_sum(nll)
@@ -361,126 +329,23 @@ def fit(
         [1, 2]
     """
     config = config or TrainConfig()
-    device = resolve_device(config.device)
-    if config.precision != "fp32" and device.type != "cuda":
-        raise ValueError(
-            f"precision {config.precision!r} is autocast on CUDA only, but training runs on "
-            f"{device}; use precision 'fp32' there"
-        )
-    context = current()
-    if context is not None and device.type == "cuda":
-        device = _own_gpu(device)
-    model.to(device)
-    train = model.validate(train).cpu()
-    val = model.validate(val).cpu()
-    if train.shape[0] == 0:
-        raise ValueError("the training set is empty")
-    if val.shape[0] == 0:
-        raise ValueError("the validation set is empty")
-
-    optimizer = make_optimizer(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    state = copy.copy(state) if state is not None else TrainState()
-    if state.model is not None:
-        model.load_state_dict(state.model)
-    if state.optimizer is not None:
-        optimizer.load_state_dict(state.optimizer)
-        for group in optimizer.param_groups:  # a resumed run may lower the learning rate
-            group["lr"] = config.lr
-    if state.shuffle_rng is not None:
-        shuffle.set_state(state.shuffle_rng)
-    if model.backbone is not None:
-        model.backbone.set_mask(state.mask_index % model.num_masks)
-    scaler = torch.amp.GradScaler(
-        "cuda", enabled=device.type == "cuda" and config.precision == "fp16"
-    )
-    replica = None
-    if context is not None:
-        check_same_on_all_ranks(_replica_facts(model, train, val, config, state))
-        replica = replicate(_BatchLogProb(model), device)
-
-    num_batches = math.ceil(train.shape[0] / config.batch_size)
+    loop = _setup(model, train, val, config)
+    state = _restore(loop, state)
     for callback in callbacks:
-        callback.on_train_begin(state, num_batches)
+        callback.on_train_begin(state, loop.num_batches)
     started = time.perf_counter()
     while state.epoch < config.epochs and not state.stopped_early:
         epoch_started = time.perf_counter()
         model.train()
-        order = torch.randperm(train.shape[0], generator=shuffle)
+        order = torch.randperm(loop.train.shape[0], generator=loop.shuffle)
         total = 0.0
-        for start in range(0, train.shape[0], config.batch_size):
+        for start in range(0, loop.train.shape[0], config.batch_size):
             indices = order[start : start + config.batch_size]
-            mask = model.backbone.mask_index if model.backbone is not None else None
-            if replica is None:
-                batch = train[indices].to(device, non_blocking=True)
-                with _autocast(device, config.precision):
-                    loss = -model._log_prob(batch, mask).mean()
-                value = loss.item()
-            else:
-                loss, value = _sharded_loss(
-                    replica, context, train, indices, mask, device, config.precision
-                )
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"the training loss became {value} at epoch {state.epoch + 1}, step "
-                    f"{state.step + 1}; the last good state is from epoch {state.epoch}. Resume "
-                    "with a lower learning rate (e.g. densitykit resume RUN_DIR --lr "
-                    f"{config.lr / 10:g})"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            state.step += 1
+            value = _step(loop, state, indices)
             total += value * indices.shape[0]
-            if (
-                model.backbone is not None
-                and config.mask_every
-                and state.step % config.mask_every == 0
-            ):
-                model.backbone.next_mask()
             for callback in callbacks:
                 callback.on_batch_end(state, value)
-        train_nll = float(total) / train.shape[0]
-        val_nll = evaluate(
-            model,
-            val,
-            batch_size=config.eval_batch_size,
-            num_masks=config.eval_masks,
-            distributed=context is not None,
-        )
-        state.epoch += 1
-        improved = val_nll < state.best_val_nll
-        if context is not None:
-            # Rank 0 decides whether the epoch improved (hence early stopping); all follow.
-            decision = broadcast_from_main(torch.tensor([val_nll, improved], dtype=torch.float64))
-            val_nll, improved = float(decision[0]), bool(decision[1])
-        if improved:
-            state.best_val_nll = val_nll
-            state.best_epoch = state.epoch
-            state.best_state = _cpu_state(model)
-            state.epochs_without_improvement = 0
-        else:
-            state.epochs_without_improvement += 1
-            if config.patience is not None and state.epochs_without_improvement >= config.patience:
-                state.stopped_early = True
-        record = {
-            "epoch": state.epoch,
-            "step": state.step,
-            "train_nll": train_nll,
-            "val_nll": val_nll,
-            "best_val_nll": state.best_val_nll,
-            "improved": improved,
-            "seconds": time.perf_counter() - epoch_started,
-        }
-        state.history.append(record)
-        state.mask_index = model.backbone.mask_index if model.backbone is not None else 0
-        state.model = _cpu_state(model)
-        state.optimizer = optimizer.state_dict()
-        state.shuffle_rng = shuffle.get_state()
+        record = _end_epoch(loop, state, float(total) / loop.train.shape[0], epoch_started)
         for callback in callbacks:
             callback.on_epoch_end(state, record)
 
@@ -499,48 +364,165 @@ def fit(
     return result
 
 
-class _BatchLogProb(torch.nn.Module):
-    """What DistributedDataParallel wraps: log-likelihoods of already validated batches."""
+@dataclass
+class _Loop:
+    """What the loop's steps share once set up (the state that moves lives in TrainState)."""
 
-    def __init__(self, model: AutoregressiveModel) -> None:
-        super().__init__()
-        self.model = model
+    model: AutoregressiveModel
+    train: torch.Tensor
+    val: torch.Tensor
+    config: TrainConfig
+    device: torch.device
+    context: DistributedContext | None
+    optimizer: torch.optim.Optimizer
+    shuffle: torch.Generator
+    scaler: torch.amp.GradScaler
+    replica: torch.nn.Module | None = None
 
-    def forward(self, batch: torch.Tensor, mask: int | None) -> torch.Tensor:
-        return self.model._log_prob(batch, mask)
-
-
-def _sharded_loss(
-    replica: torch.nn.Module,
-    context: DistributedContext,
-    train: torch.Tensor,
-    indices: torch.Tensor,
-    mask: int | None,
-    device: torch.device,
-    precision: str,
-) -> tuple[torch.Tensor, float]:
-    """This rank's loss on its shard of ``train[indices]``, and that global batch's mean NLL."""
-    size = indices.shape[0]
-    batch = train[indices[shard(size, context.rank, context.world_size)]]
-    with _autocast(device, precision):
-        nll = -replica(batch.to(device, non_blocking=True), mask).sum()
-    # DDP averages the ranks' gradients; weighting each shard's summed NLL by
-    # world_size / size makes that average the gradient of the global-batch mean,
-    # however unequal (or empty) the shards are.
-    loss = nll * (context.world_size / size)
-    value = float(all_reduce_sum(nll.detach().double())) / size
-    return loss, value
+    @property
+    def num_batches(self) -> int:
+        return math.ceil(self.train.shape[0] / self.config.batch_size)
 
 
-def _own_gpu(device: torch.device) -> torch.device:
-    """Each process of a distributed run trains on its own GPU, ``cuda:LOCAL_RANK``."""
-    own = torch.cuda.current_device()
-    if device.index is not None and device.index != own:
+def _setup(
+    model: AutoregressiveModel, train: torch.Tensor, val: torch.Tensor, config: TrainConfig
+) -> _Loop:
+    """Resolve the device, check the data once, build the optimizer and the generators."""
+    device = resolve_device(config.device)
+    if config.precision != "fp32" and device.type != "cuda":
         raise ValueError(
-            f"device {device} was asked for, but each process of a distributed run trains on "
-            f"its own GPU (cuda:LOCAL_RANK, here cuda:{own}); pass --device cuda or auto"
+            f"precision {config.precision!r} is autocast on CUDA only, but training runs on "
+            f"{device}; use precision 'fp32' there"
         )
-    return torch.device("cuda", own)
+    context = current()
+    if context is not None and device.type == "cuda":
+        device = own_gpu(device)
+    model.to(device)
+    # Checked once here, kept in their own dtype: each batch is widened as it is scored.
+    for data in (train, val):
+        model.check_values(data)
+    train = train.reshape(-1, model.dim).cpu()
+    val = val.reshape(-1, model.dim).cpu()
+    if train.shape[0] == 0:
+        raise ValueError("the training set is empty")
+    if val.shape[0] == 0:
+        raise ValueError("the validation set is empty")
+    return _Loop(
+        model=model,
+        train=train,
+        val=val,
+        config=config,
+        device=device,
+        context=context,
+        optimizer=make_optimizer(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        ),
+        shuffle=torch.Generator().manual_seed(config.seed),
+        scaler=torch.amp.GradScaler(
+            "cuda", enabled=device.type == "cuda" and config.precision == "fp16"
+        ),
+    )
+
+
+def _restore(loop: _Loop, state: TrainState | None) -> TrainState:
+    """Load a saved state into the model, optimizer and shuffling (a fresh one if ``None``)."""
+    model, optimizer = loop.model, loop.optimizer
+    state = copy.copy(state) if state is not None else TrainState()
+    if state.model is not None:
+        model.load_state_dict(state.model)
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+        for group in optimizer.param_groups:  # a resumed run may lower the learning rate
+            group["lr"] = loop.config.lr
+    if state.shuffle_rng is not None:
+        loop.shuffle.set_state(state.shuffle_rng)
+    if model.backbone is not None:
+        model.backbone.set_mask(state.mask_index % model.num_masks)
+    if loop.context is not None:
+        check_same_on_all_ranks(_replica_facts(model, loop.train, loop.val, loop.config, state))
+        loop.replica = replicate(BatchLogProb(model), loop.device)
+    return state
+
+
+def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
+    """One Adam step on ``train[indices]`` under the active mask; returns the batch's mean NLL.
+
+    Clips the gradient norm to ``config.grad_clip`` when set, and moves a multi-mask
+    model to its next mask every ``config.mask_every`` steps.
+    """
+    model, config, device = loop.model, loop.config, loop.device
+    mask = model.backbone.mask_index if model.backbone is not None else None
+    if loop.replica is None:
+        batch = loop.train[indices].to(device, non_blocking=True)
+        with autocast(device, config.precision):
+            loss = -model.log_prob(batch, mask, validate=False).mean()
+        value = loss.item()
+    else:
+        loss, value = sharded_loss(
+            loop.replica, loop.context, loop.train, indices, mask, device, config.precision
+        )
+    if not math.isfinite(value):
+        raise TrainingError(
+            f"the training loss became {value} at epoch {state.epoch + 1}, step "
+            f"{state.step + 1}; the last good state is from epoch {state.epoch}. Resume "
+            "with a lower learning rate (e.g. densitykit resume RUN_DIR --lr "
+            f"{config.lr / 10:g})"
+        )
+    loop.optimizer.zero_grad(set_to_none=True)
+    loop.scaler.scale(loss).backward()
+    if config.grad_clip is not None:
+        loop.scaler.unscale_(loop.optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    loop.scaler.step(loop.optimizer)
+    loop.scaler.update()
+    state.step += 1
+    if model.backbone is not None and config.mask_every and state.step % config.mask_every == 0:
+        model.backbone.next_mask()
+    return value
+
+
+def _end_epoch(
+    loop: _Loop, state: TrainState, train_nll: float, epoch_started: float
+) -> dict[str, Any]:
+    """Validate, decide improvement and early stopping, save the loop state; the record."""
+    model, config = loop.model, loop.config
+    val_nll = evaluate(
+        model,
+        loop.val,
+        batch_size=config.eval_batch_size,
+        num_masks=config.eval_masks,
+        distributed=loop.context is not None,
+    )
+    state.epoch += 1
+    improved = val_nll < state.best_val_nll
+    if loop.context is not None:
+        # Rank 0 decides whether the epoch improved (hence early stopping); all follow.
+        decision = broadcast_from_main(torch.tensor([val_nll, improved], dtype=torch.float64))
+        val_nll, improved = float(decision[0]), bool(decision[1])
+    if improved:
+        state.best_val_nll = val_nll
+        state.best_epoch = state.epoch
+        state.best_state = _cpu_state(model)
+        state.epochs_without_improvement = 0
+    else:
+        state.epochs_without_improvement += 1
+        if config.patience is not None and state.epochs_without_improvement >= config.patience:
+            state.stopped_early = True
+    record = {
+        "epoch": state.epoch,
+        "step": state.step,
+        "train_nll": train_nll,
+        "val_nll": val_nll,
+        "best_val_nll": state.best_val_nll,
+        "improved": improved,
+        "seconds": time.perf_counter() - epoch_started,
+    }
+    state.history.append(record)
+    state.mask_index = model.backbone.mask_index if model.backbone is not None else 0
+    state.model = _cpu_state(model)
+    state.optimizer = loop.optimizer.state_dict()
+    state.shuffle_rng = loop.shuffle.get_state()
+    return record
 
 
 def _replica_facts(

@@ -57,7 +57,7 @@ class BinomialHead(dk.Head):
         """Feed values back as scalars in $[-1, 1]$, one per variable."""
         return x.to(dtype) * (2.0 / (self.num_values - 1)) - 1.0
 
-    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-variable log-probabilities ``(B, D)`` of values ``x`` given logits ``(B, D, 1)``."""
         logits = params[..., 0].float()
         counts = x.to(logits.dtype)

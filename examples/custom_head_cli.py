@@ -2,15 +2,16 @@
 
 ``binomial_plugin.py`` (beside this file) registers a ``binomial`` head and a
 ``column-major`` mask builder. The ``densitykit`` command loads it with
-``--plugin``, and the run folder remembers the plug-in, so ``densitykit eval``
-and ``densitykit sample`` find the new names again. This script runs the
+``--plugin``; the run folder records the plug-in, and ``densitykit eval`` and
+``densitykit sample`` take it again with ``--plugin`` (a run folder never imports
+code by itself). This script runs the
 commands you would type in a shell (in this process, through the same typer
 application, to pay for importing PyTorch once):
 
     densitykit heads --plugin examples/binomial_plugin.py
     densitykit fit --plugin examples/binomial_plugin.py --head binomial --data 1d-gaussian ...
-    densitykit eval RUN
-    densitykit sample RUN -o samples.png
+    densitykit eval RUN --plugin examples/binomial_plugin.py
+    densitykit sample RUN -o samples.png --plugin examples/binomial_plugin.py
     densitykit fit --plugin examples/binomial_plugin.py --masks column-major --data shapes ...
 
     python examples/custom_head_cli.py              # about a minute on a laptop CPU
@@ -30,8 +31,7 @@ import typer.main
 
 from densitykit.cli import app
 
-# The plug-in is passed by absolute path: the run folder records it as given, and
-# `densitykit eval` / `sample` import it again from wherever they are run.
+# The plug-in is passed by absolute path, so the commands work from any folder.
 PLUGIN = str(Path(__file__).resolve().with_name("binomial_plugin.py"))
 
 
@@ -71,8 +71,11 @@ def main(argv: list[str] | None = None) -> None:
         "--hidden-sizes", "", "--epochs", epochs, "--lr", "0.05", "--batch-size", "50",
         "--device", "cpu", "--out", str(binomial_run), "--overwrite", "--quiet",
     )  # fmt: skip
-    densitykit("eval", str(binomial_run))
-    densitykit("sample", str(binomial_run), "-n", "1000", "-o", str(args.out / "binomial.png"))
+    densitykit("eval", str(binomial_run), "--plugin", PLUGIN)
+    densitykit(
+        "sample", str(binomial_run), "-n", "1000", "-o", str(args.out / "binomial.png"),
+        "--overwrite", "--plugin", PLUGIN,
+    )  # fmt: skip
 
     # The mask builder: shape images read column by column, with the built-in Bernoulli head.
     densitykit(
@@ -80,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
         "--hidden-sizes", hidden, "--epochs", shape_epochs, "--device", "cpu",
         "--out", str(columns_run), "--overwrite", "--quiet",
     )  # fmt: skip
-    densitykit("sample", str(columns_run), "-n", "36", "-o", str(args.out / "column-major.png"))
+    densitykit(
+        "sample", str(columns_run), "-n", "36", "-o", str(args.out / "column-major.png"),
+        "--overwrite", "--plugin", PLUGIN,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

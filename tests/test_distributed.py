@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -18,9 +20,14 @@ import densitykit
 from densitykit import distributed
 from densitykit.checkpoint import load_object, read_json
 from densitykit.cli import app
-from densitykit.distributed import DistributedContext, launch_environment, shard
+from densitykit.distributed import (
+    BatchLogProb,
+    DistributedContext,
+    launch_environment,
+    shard,
+    sharded_loss,
+)
 from densitykit.errors import DensitykitError
-from densitykit.train import _BatchLogProb, _sharded_loss
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FILES = {
@@ -58,11 +65,17 @@ def test_shards_cover_every_global_batch_exactly_once_in_rank_order(world_size: 
 
 
 @pytest.mark.parametrize(
-    ("length", "rank", "world_size"), [(-1, 0, 2), (4, 2, 2), (4, -1, 2), (4, 0, 0), (4.0, 0, 2)]
+    ("length", "rank", "world_size"), [(-1, 0, 2), (4, 2, 2), (4, -1, 2), (4, 0, 0)]
 )
 def test_shard_refuses_bad_arguments(length: object, rank: int, world_size: int) -> None:
     with pytest.raises(ValueError, match="length"):
         shard(length, rank, world_size)  # type: ignore[arg-type]
+
+
+def test_shard_takes_integer_like_numbers_and_refuses_floats() -> None:
+    assert shard(np.int64(5), np.int32(1), 2) == shard(5, 1, 2) == slice(3, 5)
+    with pytest.raises(TypeError, match="length must be an integer, got float"):
+        shard(4.0, 0, 2)  # type: ignore[arg-type]
 
 
 # -- the loss weighting, simulated in one process ------------------------------------------
@@ -83,7 +96,7 @@ def test_weighted_shard_losses_average_to_the_global_batch_gradient(
     mask = 1 if model.backbone is not None else None
 
     model.zero_grad()
-    single = -model._log_prob(train[indices], mask).mean()
+    single = -model.log_prob(train[indices], mask).mean()
     single.backward()
     expected = [p.grad.clone() for p in model.parameters()]
 
@@ -92,8 +105,8 @@ def test_weighted_shard_losses_average_to_the_global_batch_gradient(
     for rank in range(world_size):
         model.zero_grad()
         context = DistributedContext(rank, world_size, rank, "gloo")
-        loss, value = _sharded_loss(
-            _BatchLogProb(model), context, train, indices, mask, torch.device("cpu"), "fp32"
+        loss, value = sharded_loss(
+            BatchLogProb(model), context, train, indices, mask, torch.device("cpu"), "fp32"
         )
         loss.backward()
         for total, parameter in zip(averaged, model.parameters()):
@@ -102,6 +115,27 @@ def test_weighted_shard_losses_average_to_the_global_batch_gradient(
     for got, want in zip(averaged, expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert mean_nll == pytest.approx(single.item(), rel=1e-6)
+
+
+def test_distributed_does_not_import_the_training_loop() -> None:
+    """Layers import one way: train builds on distributed, never the reverse (not even
+    inside a function)."""
+    tree = ast.parse(Path(distributed.__file__).read_text())
+    imported = {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else [alias.name for alias in getattr(node, "names", [])]
+            if isinstance(node, ast.Import)
+            else []
+        )
+    }
+    assert "densitykit.checks" in imported  # the walk sees the module's imports
+    assert not {
+        name for name in imported if name.startswith(("densitykit.train", "densitykit.runs"))
+    }
 
 
 # -- the environment and the single-process path -------------------------------------------
@@ -200,7 +234,7 @@ def test_two_gloo_processes_train_like_one_process_on_the_same_global_batch(
 ) -> None:
     workdir = tmp_path / "torchrun"
     workdir.mkdir()
-    result = _torchrun(["fit", *TINY, "--out", "run"], cwd=workdir, timeout=120)
+    result = _torchrun(["fit", *TINY, "--out", "run"], cwd=workdir, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("test NLL") == 1  # only rank 0 reports
     assert [p.name for p in workdir.iterdir()] == ["run"]  # one run folder, nothing stray

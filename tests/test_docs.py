@@ -1,13 +1,20 @@
 """The documentation site: it builds strictly, and what it says is true to the code.
 
-- ``mkdocs build --strict`` passes (a broken link, reference or missing page fails);
+- ``mkdocs build --strict`` passes (a broken link, reference or missing page fails), and
+  the site loads no script from a CDN (MathJax is served from it);
 - every public name (``__all__`` of every densitykit module) is rendered in the API
   reference;
 - docs/cli.md is what docs/scripts/gen_cli.py writes from the typer app, and names
   every option ``densitykit <command> --help`` shows;
-- the ``>>>`` sessions of the pages pass as doctests, and their Python blocks run;
+- the ``>>>`` sessions of the pages pass as doctests; every page's Python blocks and
+  ``densitykit`` commands run, page by page, and print what the page says; a block that
+  cannot run says why in the page (``<!-- not-run: reason -->``);
+- every benchmark script runs with ``--quick``, and the benchmarks page keeps commands
+  out of its tables;
 - every registered head, mask builder and data set is described, and the README's
-  commands appear on the pages as written.
+  commands appear on the pages, one command a line.
+
+The runs of pages and benchmark scripts are marked ``slow``.
 """
 
 from __future__ import annotations
@@ -16,14 +23,18 @@ import doctest
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import pkgutil
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -97,6 +108,27 @@ def test_site_builds_strictly(site: Path) -> None:
     assert not (site / "scripts").exists(), "docs/scripts must not be published"
 
 
+def test_no_script_comes_from_a_cdn(site: Path) -> None:
+    """MathJax is served from the site: mkdocs.yml names no remote script, every page's
+    ``<script src>`` is a file of the site, and the maths script is really there."""
+    config = (ROOT / "mkdocs.yml").read_text()
+    block = re.search(r"^extra_javascript:\n((?:[ \t]+- .*\n?)+)", config, re.MULTILINE)
+    assert block, "mkdocs.yml has no extra_javascript list"
+    scripts = re.findall(r"- (\S+)", block.group(1))
+    assert "javascripts/mathjax/tex-svg.js" in scripts
+    assert not [s for s in scripts if "//" in s], f"remote scripts in mkdocs.yml: {scripts}"
+    assert (DOCS / "javascripts" / "mathjax" / "LICENSE").is_file()
+    pages = list(site.rglob("*.html"))
+    assert pages
+    for page in pages:
+        for src in re.findall(r'<script[^>]*\ssrc="([^"]+)"', page.read_text()):
+            assert "//" not in src, f"{page.relative_to(site)} loads a remote script: {src}"
+            target = (site / src.lstrip("/")) if src.startswith("/") else (page.parent / src)
+            assert target.resolve().is_file(), f"{page.relative_to(site)}: {src} is not in the site"
+    mathjax = (site / "javascripts" / "mathjax" / "tex-svg.js").read_text()
+    assert "MathJax" in mathjax and len(mathjax) > 1_000_000, "the vendored MathJax is not whole"
+
+
 def test_every_public_name_is_in_the_api_reference(site: Path) -> None:
     """Each name of each module's ``__all__`` is rendered: under the module itself, under
     a package that re-exports it, or (for a re-export) where it is defined."""
@@ -166,6 +198,8 @@ def test_cli_reference_names_every_option_of_every_help() -> None:
         listed = {word for cell in cells for word in re.split(r"[ ,/]+", cell)}
         command = group if name is None else group.commands[name]
         for param in command.params:
+            if getattr(param, "hidden", False):
+                continue  # kept only to point to its replacement
             names = [*param.opts, *getattr(param, "secondary_opts", [])]
             for option in (n for n in names if n.startswith("-")):
                 assert option in result.output, f"{option} not in `{title} --help`"
@@ -173,27 +207,225 @@ def test_cli_reference_names_every_option_of_every_help() -> None:
 
 
 # -- the pages' code -----------------------------------------------------------------------
+#
+# Every fenced block of every page is either run by the tests or marked, in the Markdown,
+# with the reason it is not: an HTML comment on the line just before the fence,
+#
+#     <!-- not-run: needs the MNIST files -->
+#
+# Each page runs on its own, top to bottom, in a fresh process and an empty folder: its
+# ``python`` blocks in one namespace, its ``bash`` blocks and the ``$`` lines of its
+# ``console`` blocks as ``densitykit`` commands (through the typer app, in that process).
+# A ``python`` block that only includes a file (``--8<--``) shows code that a later block
+# imports, and is not run twice. ``pycon`` sessions run as doctests; ``text`` is output.
 
-FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)```(?P<language>[\w-]*)")
+NOT_RUN = re.compile(r"^\s*<!--\s*not-run:(?P<reason>.*?)-->\s*$")
 SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.MULTILINE)
+SHELL = {"bash", "sh", "console"}
+PAGES = [*sorted(str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")), "../README.md"]
+# The pages with code to run (the README's, with its checks, has its own test below).
+CODE_PAGES = [
+    page
+    for page in PAGES[:-1]
+    if re.search(r"^\s*```(python|bash|sh|console)\b", (DOCS / page).read_text(), re.MULTILINE)
+]
+
+# Files a page says it runs beside (extending.md: "from the repository root").
+PAGE_FILES = {"extending.md": ["examples/binomial_plugin.py"]}
+# What a page's code prints, as its comments and transcripts say.
+PAGE_OUTPUT = {
+    "getting-started.md": [
+        "test NLL 5.3982 nats (2.6991 nats/dim, 3.8939 bits/dim); true entropy 5.3921",
+        "best epoch 19 of 20, 91,698 parameters",
+        "test NLL 5.3982 nats (2.69908 nats/dim, 3.89395 bits/dim) with 1 mask(s)",
+        "categorical 2 25",
+        "wrote 5000 samples to samples.png",
+    ],
+    "extending.md": ["'binomial'", "[0, 3, 6, 1, 4, 7, 2, 5, 8]", "2d-checkerboard"],
+    "datasets.md": ["Dataset('2d-smiley', kind='2d', shape=(32, 32)"],
+}
+# What a page's code writes into its folder.
+PAGE_FILES_WRITTEN = {
+    "getting-started.md": ["runs/smiley/checkpoint.pt", "samples.png", "smiley-copy.pt"],
+    "extending.md": ["runs/binomial/metrics.json", "binomial.pt"],
+}
 
 
-def python_blocks(page: str) -> list[str]:
-    """The ``python`` fences of a page; blocks that only include a file are skipped."""
-    blocks = []
-    for language, body in FENCE.findall((DOCS / page).read_text()):
-        if language == "python" and not SNIPPET.fullmatch(body.strip()):
-            blocks.append(body)
+@dataclass
+class Block:
+    page: str
+    line: int  # of the opening fence, 1-based
+    language: str
+    body: str
+    not_run: str | None  # the reason given in the page, or None
+
+    @property
+    def where(self) -> str:
+        return f"{self.page}:{self.line}"
+
+
+def page_blocks(page: str) -> list[Block]:
+    """The fenced blocks of a page, each with the not-run reason just before it, if any.
+
+    Raises:
+        ValueError: A not-run marker that is not right before a fence, or with no reason.
+    """
+    lines = (DOCS / page).read_text().splitlines()
+    blocks, reason, number = [], None, 0
+    while number < len(lines):
+        line = lines[number]
+        marker = NOT_RUN.match(line)
+        fence = FENCE_OPEN.match(line)
+        if marker:
+            if not marker["reason"].strip():
+                raise ValueError(f"{page}:{number + 1}: not-run marker without a reason")
+            reason = marker["reason"].strip()
+        elif fence:
+            indent, end = fence["indent"], number + 1
+            while end < len(lines) and lines[end].strip() != "```":
+                end += 1
+            body = "\n".join(
+                text[len(indent) :] if text.startswith(indent) else text.lstrip()
+                for text in lines[number + 1 : end]
+            )
+            blocks.append(Block(page, number + 1, fence["language"], body + "\n", reason))
+            reason, number = None, end
+        elif reason is not None:
+            raise ValueError(f"{page}:{number + 1}: a not-run marker must be right before a fence")
+        number += 1
     return blocks
 
 
-def run_blocks(blocks: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    script = cwd / "page.py"
-    script.write_text("\n\n".join(blocks))
-    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, str(script)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+def shell_commands(block: Block) -> list[list[str]]:
+    """The commands of a shell block, each as the argument list of ``densitykit``.
+
+    Raises:
+        ValueError: A command that is not ``densitykit ...`` (mark such a block not-run).
+    """
+    if block.language == "console":
+        lines = [line[2:] for line in block.body.splitlines() if line.startswith("$ ")]
+    else:
+        lines = block.body.replace("\\\n", " ").splitlines()
+    commands = []
+    for line in lines:
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";")
+        lexer.whitespace_split = True
+        words: list[str] = []
+        for token in [*lexer, ";"]:
+            if token != ";":
+                words.append(token)
+            elif words:
+                if words[0] != "densitykit":
+                    raise ValueError(
+                        f"{block.where}: `{shlex.join(words)}` is not a densitykit command; "
+                        "run it here or mark the block <!-- not-run: reason -->"
+                    )
+                commands.append(words[1:])
+                words = []
+    return commands
+
+
+def page_steps(page: str) -> list[dict]:
+    """What running a page means: its Python code and its commands, in page order."""
+    steps = []
+    for block in page_blocks(page):
+        if block.not_run is not None:
+            continue
+        if block.language == "python" and not SNIPPET.fullmatch(block.body.strip()):
+            steps.append({"where": block.where, "python": block.body})
+        elif block.language in SHELL:
+            steps.extend({"where": block.where, "argv": argv} for argv in shell_commands(block))
+    return steps
+
+
+# Run in a fresh process: a page's plug-ins register names that must not leak into the
+# registries of the test session.
+DRIVER = """
+import json, sys, traceback
+from typer.testing import CliRunner
+from densitykit.cli import app
+
+namespace = {"__name__": "__main__"}
+for step in json.load(open(sys.argv[1])):
+    print(f"--- {step['where']}", flush=True)
+    if "python" in step:
+        exec(compile(step["python"], step["where"], "exec"), namespace)
+        continue
+    result = CliRunner().invoke(app, step["argv"])
+    print(result.output, flush=True)
+    if result.exit_code != 0:
+        if result.exc_info and not isinstance(result.exception, SystemExit):
+            traceback.print_exception(*result.exc_info)
+        sys.exit(f"{step['where']}: densitykit {' '.join(step['argv'])} exited {result.exit_code}")
+"""
+
+
+def offline_env(tmp_path: Path) -> dict[str, str]:
+    """No network and no data in the default places, as a reader without them would be."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    unreachable = "http://127.0.0.1:9"  # the discard port: every connection fails at once
+    env.update(
+        HOME=str(tmp_path / "home"),
+        DENSITYKIT_DATA=str(tmp_path / "data"),
+        http_proxy=unreachable,
+        https_proxy=unreachable,
+        HTTP_PROXY=unreachable,
+        HTTPS_PROXY=unreachable,
+        no_proxy="",
+        MPLBACKEND="Agg",
+        OMP_NUM_THREADS="1",
+        PYTHONDONTWRITEBYTECODE="1",
     )
+    return env
+
+
+def run_page(page: str, cwd: Path) -> subprocess.CompletedProcess:
+    for name in PAGE_FILES.get(page, []):
+        (cwd / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, cwd / name)
+    (cwd / "steps.json").write_text(json.dumps(page_steps(page)))
+    (cwd / "driver.py").write_text(DRIVER)
+    return subprocess.run(
+        [sys.executable, "driver.py", "steps.json"],
+        cwd=cwd,
+        env=offline_env(cwd),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_every_block_is_run_or_says_why_not(capsys: pytest.CaptureFixture[str]) -> None:
+    """Parsing every page: markers are in place, shell blocks are densitykit commands;
+    the list of blocks not run, with their reasons, is printed (``pytest -s``)."""
+    not_run, run = [], 0
+    for page in PAGES:
+        for block in page_blocks(page):
+            if block.not_run is not None:
+                not_run.append(f"{block.where} ({block.language}): {block.not_run}")
+            elif block.language == "python" or block.language in SHELL:
+                run += 1
+                if block.language in SHELL:
+                    assert shell_commands(block), f"{block.where}: a shell block with no command"
+    with capsys.disabled():
+        print(f"\n{run} code blocks run, {len(not_run)} not run:")
+        print("\n".join(f"  {line}" for line in not_run))
+    assert run >= 15
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", CODE_PAGES)
+def test_page_code_runs(page: str, tmp_path: Path) -> None:
+    """The page's code, run as a reader would run it, says and writes what the page says."""
+    if not page_steps(page):
+        pytest.skip(f"every block of {page} is marked not-run")
+    result = run_page(page, tmp_path)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    for text in PAGE_OUTPUT.get(page, []):
+        assert text in result.stdout, f"{page} does not print {text!r}"
+    for name in PAGE_FILES_WRITTEN.get(page, []):
+        assert (tmp_path / name).is_file(), f"{page} does not write {name}"
 
 
 @pytest.mark.parametrize("page", ["concepts.md"])
@@ -207,15 +439,6 @@ def test_doctests_on_pages_pass(page: str) -> None:
     assert runner.failures == 0, f"{runner.failures} doctest failure(s) in {page}"
 
 
-def test_extending_page_code_runs(tmp_path: Path) -> None:
-    """The head, mask builder and data set of the page, run as a reader would run them."""
-    (tmp_path / "examples").mkdir()
-    shutil.copy(ROOT / "examples" / "binomial_plugin.py", tmp_path / "examples")
-    result = run_blocks(python_blocks("extending.md"), tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "binomial" in result.stdout and "2d-checkerboard" in result.stdout
-
-
 def test_extending_page_shows_the_plugin_sections() -> None:
     text = (DOCS / "extending.md").read_text()
     plugin = (ROOT / "examples" / "binomial_plugin.py").read_text()
@@ -224,27 +447,6 @@ def test_extending_page_shows_the_plugin_sections() -> None:
         assert (ROOT / path).is_file(), include
         if section:
             assert f"# --8<-- [start:{section}]" in plugin and f"[end:{section}]" in plugin
-
-
-def test_getting_started_code_runs(tmp_path: Path) -> None:
-    """Loading a run back in Python, on a small run folder at the page's path."""
-    result = CliRunner().invoke(
-        app,
-        ["fit", "--out", str(tmp_path / "runs" / "smiley"), "--grid-size", "16",
-         "--hidden-sizes", "16", "--epochs", "1", "--quiet"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    blocks = python_blocks("getting-started.md")
-    assert blocks
-    result = run_blocks(blocks, tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "categorical 2 16" in result.stdout
-    assert (tmp_path / "smiley-copy.pt").is_file()
-
-
-def test_datasets_page_code_runs(tmp_path: Path) -> None:
-    result = run_blocks(python_blocks("datasets.md"), tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # -- the pages agree with the registries and the README ------------------------------------
@@ -265,11 +467,18 @@ def test_every_registered_name_is_described(page: str, names: list[str]) -> None
 
 
 def test_readme_commands_are_on_the_pages() -> None:
+    """The README's one-line commands (CI reads them as they are) are on the pages one
+    command a line: the same commands, in the same order, in one block."""
     commands = re.findall(r"^python3 -m venv .*$", (ROOT / "README.md").read_text(), re.MULTILINE)
     assert len(commands) == 2
-    home = (DOCS / "index.md").read_text()
-    assert all(command in home for command in commands)
-    assert commands[0] in (DOCS / "getting-started.md").read_text()
+    blocks = {
+        page: [b.body.strip() for b in page_blocks(page) if b.language == "bash"]
+        for page in ("index.md", "getting-started.md")
+    }
+    steps = ["\n".join(command.split(" && ")) for command in commands]
+    assert all(len(step.splitlines()) == 5 for step in steps), steps
+    assert all(step in blocks["index.md"] for step in steps)
+    assert steps[0] in blocks["getting-started.md"]
 
 
 def test_every_picture_is_used_and_exists() -> None:
@@ -281,13 +490,112 @@ def test_every_picture_is_used_and_exists() -> None:
 
 def test_readme_python_snippet_runs_and_gives_what_it_says(tmp_path: Path) -> None:
     """The README's Python example, run as written, with its comments' shapes checked."""
-    blocks = [body for language, body in FENCE.findall((ROOT / "README.md").read_text())
-              if language == "python"]  # fmt: skip
+    blocks = [b for b in page_blocks("../README.md") if b.language == "python"]
     assert len(blocks) == 1
     checks = (
-        "\nassert lp.shape == (16,) and lp.dtype == torch.float32, lp.shape"
-        "\nassert xs.shape == (1000, 2) and int(xs.min()) >= 0 and int(xs.max()) < 64"
-        "\nassert torch.isfinite(lp).all() and (lp < 0).all()\n"
+        "assert lp.shape == (16,) and lp.dtype == torch.float32, lp.shape\n"
+        "assert xs.shape == (1000, 2) and int(xs.min()) >= 0 and int(xs.max()) < 64\n"
+        "assert torch.isfinite(lp).all() and (lp < 0).all()\n"
     )
-    result = run_blocks([blocks[0] + checks], tmp_path)
+    steps = [{"where": blocks[0].where, "python": blocks[0].body + checks}]
+    (tmp_path / "steps.json").write_text(json.dumps(steps))
+    (tmp_path / "driver.py").write_text(DRIVER)
+    result = subprocess.run(
+        [sys.executable, "driver.py", "steps.json"],
+        cwd=tmp_path, env=offline_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- the benchmark scripts take --quick, as the benchmarks page says -----------------------
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def write_fake_mnist(folder: Path, num_train: int = 1200, num_test: int = 200) -> Path:
+    """Random 28 x 28 grey images as the two MNIST image files: enough to run on, not MNIST."""
+    from densitykit.data.idx import write_idx
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, count in (("train", num_train), ("t10k", num_test)):
+        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        write_idx(images, folder / f"{name}-images-idx3-ubyte.gz")
+    return folder
+
+
+def check_reproductions(stdout: str, tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from reproductions import EXPERIMENTS
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    rows = [line for line in stdout.splitlines() if line.startswith("| ") and "`densitykit" in line]
+    assert [row.split(" | ")[0][2:] for row in rows] == [name for name, _, _ in EXPERIMENTS]
+    assert all("--epochs 2 " in row and " 2 (" in row for row in rows), rows
+
+
+def check_mnist_quality(stdout: str, tmp_path: Path) -> None:
+    last = stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"test_nll_nats=\d+\.\d{4}", last), last
+
+
+def check_throughput(stdout: str, tmp_path: Path) -> None:
+    for text in ("torch:", "ms/step", "ms/batch", "196-125-196", "196-128-128-196"):
+        assert text in stdout, text
+
+
+def check_sampling(stdout: str, tmp_path: Path) -> None:
+    for text in ("torch:", "naive", "sample_fast", "speed-up"):
+        assert text in stdout, text
+
+
+# script -> (arguments after --quick, given the temporary folder; check of its output)
+QUICK_RUNS = {
+    "reproductions.py": (
+        lambda tmp: ["--out", str(tmp / "runs"), "--mnist-dir", str(write_fake_mnist(tmp / "m"))],
+        check_reproductions,
+    ),
+    "mnist_quality.py": (
+        lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m"))],
+        check_mnist_quality,
+    ),
+    "throughput.py": (lambda tmp: [], check_throughput),
+    "sampling.py": (lambda tmp: [], check_sampling),
+}
+
+
+def test_every_benchmark_script_is_run_quick() -> None:
+    scripts = {p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswith("_")}
+    assert scripts == set(QUICK_RUNS)
+    page = (DOCS / "benchmarks.md").read_text()
+    assert all(f"benchmarks/{script}" in page for script in scripts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(QUICK_RUNS))
+def test_benchmark_script_runs_quick(script: str, tmp_path: Path) -> None:
+    arguments, check = QUICK_RUNS[script]
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", *arguments(tmp_path)],
+        cwd=tmp_path,
+        env=offline_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    check(result.stdout, tmp_path)
+
+
+def test_benchmarks_page_keeps_commands_out_of_tables_and_names_no_outside_path() -> None:
+    """Commands are in code blocks, not in narrow table cells; no page points at folders
+    outside the repository (a reader's are not ours: the pages say ``DIR``)."""
+    page = (DOCS / "benchmarks.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("|")]
+    assert rows
+    crowded = [row for row in rows if re.search(r"`(python|densitykit|torchrun) ", row)]
+    assert not crowded, f"commands in table cells: {crowded}"
+    for path in [*DOCS.rglob("*.md"), ROOT / "README.md"]:
+        outside = re.findall(r"\.\./[\w.-]+/[\w./-]*", path.read_text())
+        assert not outside, f"{path.name} names paths outside the repository: {outside}"

@@ -200,3 +200,77 @@ def test_mixture_sampling_uses_every_mask() -> None:
     mixture = model.log_prob(all_inputs(2, 3)).exp()
     assert torch.allclose(mixture, per_mask.mean(0), atol=1e-6)
     assert np.isclose(float(mixture.sum()), 1.0, atol=1e-5)
+
+
+# -- shaped like torch.distributions ------------------------------------------------------
+def head_and_params(name: str, batch: int = 6, dim: int = 2, seed: int = 0):
+    """A head over K values (2 for bernoulli) and random parameters ``(batch, dim, P)``."""
+    head = tiny_model(name, dim=dim).head.double()
+    generator = torch.Generator().manual_seed(seed)
+    params = torch.randn(batch, dim, head.params_per_variable, generator=generator).double()
+    if name == "histogram":
+        with torch.no_grad():
+            head.logits.copy_(torch.randn(head.logits.shape, generator=generator))
+    return head, params
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+def test_support_is_a_constraint_and_log_prob_checks_it(head: str) -> None:
+    module, params = head_and_params(head)
+    support = module.support
+    assert isinstance(support, torch.distributions.constraints.Constraint)
+    inside = torch.randint(0, module.num_values, (6, 2))
+    assert bool(support.check(inside).all())
+    assert module.log_prob(params, inside).shape == (6, 2)  # a known-good case passes
+    for bad in (-1, module.num_values):
+        x = inside.clone()
+        x[3, 1] = bad
+        assert not bool(support.check(x).all())
+        with pytest.raises(ValueError, match=rf"support .*got {bad}"):
+            module.log_prob(params, x)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        module.log_prob(params, inside.tolist())
+
+
+def test_bernoulli_support_is_boolean_and_others_integer_intervals() -> None:
+    constraints = torch.distributions.constraints
+    assert dk.heads.create("bernoulli", dim=1).support is constraints.boolean
+    support = dk.heads.create("categorical", dim=1, num_values=5).support
+    assert isinstance(support, constraints.integer_interval)
+    assert (support.lower_bound, support.upper_bound) == (0, 4)
+
+
+@pytest.mark.parametrize("head", dk.heads.names())
+def test_distribution_is_a_torch_distribution_that_agrees_with_log_prob(head: str) -> None:
+    module, params = head_and_params(head)
+    dist = module.distribution(params)
+    assert isinstance(dist, torch.distributions.Distribution)
+    assert dist.batch_shape == (6, 2)
+    values = torch.arange(module.num_values)[:, None, None].expand(-1, 6, 2)
+    expected = module.log_prob(params.expand(module.num_values, 6, 2, -1), values)
+    got = dist.log_prob(values.to(torch.float64 if head == "bernoulli" else torch.long))
+    torch.testing.assert_close(got.double(), expected.double())
+    # The base class's enumeration gives the same distribution for every head.
+    generic = dk.Head.distribution(module, params)
+    torch.testing.assert_close(generic.probs.double(), got.exp().movedim(0, -1).double())
+    samples = dist.sample((5,))
+    assert samples.shape == (5, 6, 2)
+    assert bool(module.support.check(samples).all())
+
+
+def test_logistic_mixture_distribution_samples_follow_its_probabilities() -> None:
+    head, params = head_and_params("logistic-mixture", batch=1, dim=1, seed=3)
+    dist = head.distribution(params[0, 0])
+    assert isinstance(dist, dk.heads.DiscretizedLogisticMixture) and dist.batch_shape == ()
+    torch.manual_seed(0)
+    samples = dist.sample((20000,))
+    observed = torch.bincount(samples, minlength=head.num_values).double()
+    expected = dist.log_prob(torch.arange(head.num_values)).exp() * 20000
+    statistic = float(((observed - expected) ** 2 / expected).sum())
+    assert stats.chi2.sf(statistic, head.num_values - 1) > 1e-3
+    with pytest.raises(ValueError, match="support"):
+        dist.log_prob(torch.tensor(head.num_values))
+    unchecked = dk.heads.DiscretizedLogisticMixture(
+        dist.logits, dist.means, dist.log_scales, head.num_values, validate_args=False
+    )
+    assert torch.isfinite(unchecked.log_prob(torch.tensor(0)))

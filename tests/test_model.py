@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -165,14 +166,85 @@ def test_integral_floats_and_small_ints_are_accepted() -> None:
         assert torch.equal(CATEGORICAL.log_prob(x.to(dtype)), reference)
 
 
-@pytest.mark.parametrize("bad", [-1, 2.0, True, "3"])
-def test_bad_sample_counts(bad) -> None:
-    with pytest.raises(ValueError, match="num_samples"):
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (-1, ValueError),
+        ((2, -1), ValueError),
+        (2.0, TypeError),
+        (True, TypeError),
+        ("3", TypeError),
+    ],
+)
+def test_bad_sample_shapes(bad, error) -> None:
+    with pytest.raises(error, match="sample_shape"):
         CATEGORICAL.sample(bad)
 
 
+@pytest.mark.parametrize(
+    ("sample_shape", "expected"),
+    [
+        (3, (3, 3)),
+        (np.int64(3), (3, 3)),
+        ((), (3,)),
+        ((2, 4), (2, 4, 3)),
+        (torch.Size([0]), (0, 3)),
+    ],
+)
+def test_sample_takes_a_shape_as_torch_does(sample_shape, expected) -> None:
+    samples = CATEGORICAL.sample(sample_shape, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == expected and samples.dtype == torch.long
+    flat = CATEGORICAL.sample(math.prod(expected[:-1]), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(samples.reshape(-1, 3), flat)  # the same draws, shaped
+
+
+def test_sample_naive_refuses_negative_counts_and_bad_masks() -> None:
+    with pytest.raises(ValueError, match="num_samples must be a non-negative integer, got -1"):
+        CATEGORICAL.sample_naive(-1)
+    with pytest.raises(ValueError, match="mask must be an integer in 0..0, got 1"):
+        CATEGORICAL.sample_naive(2, mask=1)
+    assert CATEGORICAL.sample_naive(np.int64(2)).shape == (2, 3)
+
+
+def test_validate_args_switches_the_input_checks_off() -> None:
+    model = dk.create_model("categorical", 3, 4, hidden_sizes=(4,))
+    x = torch.tensor([[0, 3, 1], [2, 2, 0]])
+    bad = torch.tensor([[0, 4, 1]])
+    with pytest.raises(ValueError, match="support"):
+        model.log_prob(bad)
+    assert torch.equal(model.log_prob(x, validate=False), model.log_prob(x))
+    model.validate_args = False
+    model.log_prob(bad.clamp(max=3))  # no scan of the values, same results on good ones
+    assert torch.equal(model.log_prob(x), model.log_prob(x, validate=True))
+    with pytest.raises(ValueError, match="support"):
+        model.log_prob(bad, validate=True)  # a call can still ask for the checks
+    unchecked = dk.AutoregressiveModel(model.backbone, model.head, validate_args=False)
+    assert not unchecked.validate_args and torch.equal(unchecked.log_prob(x), model.log_prob(x))
+
+
+def test_large_batches_are_scored_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = dk.create_model("bernoulli", 3, hidden_sizes=(4,), masks="random", num_masks=2)
+    x = torch.randint(
+        0, 2, (2, 5, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    whole = model.log_prob(x)
+    per_mask = model.log_prob_per_mask(x)
+    widened = []
+    original = model._log_prob
+
+    def spy(rows, mask):
+        widened.append(rows.shape[0])
+        return original(rows, mask)
+
+    monkeypatch.setattr(dk.model, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(model, "_log_prob", spy)
+    assert torch.equal(model.log_prob(x), whole) and whole.shape == (2, 5)
+    assert widened == [4, 4, 2]  # never more than CHUNK_ROWS rows widened at once
+    assert torch.equal(model.log_prob_per_mask(x), per_mask) and per_mask.shape == (2, 2, 5)
+
+
 def test_create_model_errors() -> None:
-    with pytest.raises(ValueError, match="num_values is required"):
+    with pytest.raises(ValueError, match="num_values is required for head='categorical'"):
         dk.create_model("categorical", 3)
     with pytest.raises(ValueError, match="bernoulli head models 2 values"):
         dk.create_model("bernoulli", 3, 3)
@@ -204,11 +276,21 @@ def test_random_inputs_give_values_or_documented_errors(shape, dtype, fill) -> N
         x = torch.full(shape, fill).to(dtype)
     except (RuntimeError, ValueError, OverflowError):
         return
-    try:
-        out = CATEGORICAL.log_prob(x)
-    except (ValueError, TypeError):
+    good = x.ndim >= 1 and x.shape[-1] == 3 and not x.is_complex()
+    if good and x.numel():
+        values = x.double()
+        good = bool(((values == values.round()) & (values >= 0) & (values <= 3)).all())
+    if not good:
+        with pytest.raises((ValueError, TypeError)):
+            CATEGORICAL.log_prob(x)
         return
+    out = CATEGORICAL.log_prob(x)  # a known-good input must be scored
     assert out.shape == tuple(shape[:-1]) and bool(torch.isfinite(out).all())
+
+
+def test_random_inputs_known_good_case() -> None:
+    out = CATEGORICAL.log_prob(torch.full((2, 3), 3.0).to(torch.uint8))
+    assert out.shape == (2,) and bool(torch.isfinite(out).all())
 
 
 # -- plug-ins ----------------------------------------------------------------------------
@@ -228,7 +310,7 @@ class GeometricHead(Head):
         k = torch.arange(self.num_values, device=params.device, dtype=params.dtype)
         return torch.log_softmax(k * log_q, dim=-1)
 
-    def log_prob(self, params, x):
+    def _log_prob(self, params, x):
         return self._log_probs(params).gather(-1, x[..., None]).squeeze(-1)
 
     def sample(self, params, variable, generator=None):
@@ -283,3 +365,15 @@ def test_cuda_model_with_cpu_generator() -> None:
     assert model.log_prob(x).device.type == "cuda"
     samples = model.sample(5, generator=torch.Generator().manual_seed(0))
     assert samples.device.type == "cuda"
+
+
+def test_the_package_namespace_reaches_the_whole_workflow() -> None:
+    for name in ("data", "train", "runs", "checkpoint", "sampling", "heads", "masks"):
+        assert getattr(dk, name).__name__ == f"densitykit.{name}"
+    assert dk.load_dataset is dk.data.load_dataset
+    assert dk.fit is dk.train.fit and dk.evaluate is dk.train.evaluate
+    assert dk.TrainConfig is dk.train.TrainConfig and dk.RunConfig is dk.runs.RunConfig
+    assert dk.load_run is dk.runs.load_run and dk.fit_run is dk.runs.fit_run
+    assert dk.save_checkpoint is dk.checkpoint.save_checkpoint
+    assert dk.load_checkpoint is dk.checkpoint.load_checkpoint
+    assert set(dk.__all__) <= set(dir(dk))

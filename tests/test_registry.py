@@ -54,3 +54,24 @@ def test_bad_registrations() -> None:
         registry.register("y", 3)  # type: ignore[call-overload]
     with pytest.raises(dk.UnknownNameError):
         registry.unregister("y")
+
+
+def test_unknown_options_name_the_options_the_factory_takes() -> None:
+    with pytest.raises(dk.UnknownOptionError) as info:
+        dk.create_model("categorical", 3, 4, num_components=2)
+    assert str(info.value) == (
+        "head 'categorical' takes no option 'num_components'; it takes: one_hot"
+    )
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+    with pytest.raises(ValueError, match="takes no options 'colour', 'size'; it takes: no options"):
+        dk.heads.create("histogram", dim=1, num_values=2, colour=1, size=2)
+    assert dk.heads.HEADS.options("logistic-mixture") == ["num_components", "one_hot"]
+    # A known option still works (the positive case of the same path).
+    assert dk.create_model("logistic-mixture", 2, 4, num_components=2).head.num_components == 2
+
+
+def test_factories_taking_any_keyword_are_not_second_guessed() -> None:
+    registry: Registry = Registry("thing")
+    registry.register("free", lambda **options: sorted(options))
+    assert registry.create("free", a=1, b=2) == ["a", "b"]
+    assert registry.options("free") == []

@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from densitykit.data.checks import (
+from densitykit.checks import (
     check_choice,
     check_fraction,
     check_int,
     check_optional_int,
-    check_seed,
 )
 from densitykit.data.dataset import Dataset
 from densitykit.data.pmf import known_pmf_dataset, normalize, sample_cells
@@ -151,11 +150,13 @@ def image_2d(
         raise ValueError(f"{name}: path must name an image file (path='face.png'), got None")
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name}: path must be a str or path, got {type(path).__name__} {path!r}")
-    mass = check_choice(name, "mass", mass, MASS_MODES)
-    grid_size = check_optional_int(name, "grid_size", grid_size, minimum=2, maximum=MAX_GRID_SIZE)
-    num_samples = check_int(name, "num_samples", num_samples, minimum=10)
-    val_fraction = check_fraction(name, "val_fraction", val_fraction)
-    seed = check_seed(name, seed)
+    mass = check_choice(mass, f"{name}: mass", MASS_MODES)
+    grid_size = check_optional_int(
+        grid_size, f"{name}: grid_size", minimum=2, maximum=MAX_GRID_SIZE
+    )
+    num_samples = check_int(num_samples, f"{name}: num_samples", minimum=10)
+    val_fraction = check_fraction(val_fraction, f"{name}: val_fraction")
+    seed = check_int(seed, f"{name}: seed", minimum=0)
     check_allocation(num_samples * 64, f"{name} with num_samples={num_samples:,}")
 
     probs = image_probs(path, mass=mass, grid_size=grid_size)

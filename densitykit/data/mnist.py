@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from densitykit.data.checks import (
+from densitykit.checks import (
     check_bool,
     check_choice,
     check_fraction,
+    check_int,
     check_optional_int,
-    check_seed,
 )
 from densitykit.data.dataset import Dataset, as_examples
 from densitykit.data.idx import read_idx
@@ -271,11 +271,11 @@ def _build(
             f"{name}: data_dir must be a folder path or None, "
             f"got {type(data_dir).__name__} {data_dir!r}"
         )
-    binarize = check_choice(name, "binarize", binarize, BINARIZE_MODES)
-    val_fraction = check_fraction(name, "val_fraction", val_fraction)
-    max_train = check_optional_int(name, "max_train", max_train, minimum=1)
-    seed = check_seed(name, seed)
-    download = check_bool(name, "download", download)
+    binarize = check_choice(binarize, f"{name}: binarize", BINARIZE_MODES)
+    val_fraction = check_fraction(val_fraction, f"{name}: val_fraction")
+    max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
+    seed = check_int(seed, f"{name}: seed", minimum=0)
+    download = check_bool(download, f"{name}: download")
 
     train_images, test_images = load_images(name, data_dir, download=download)
     noise = generator(seed, NOISE_STREAM)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from densitykit.data.checks import check_fraction, check_int, check_optional_int, check_seed
+from densitykit.checks import check_fraction, check_int, check_optional_int
 from densitykit.data.dataset import Dataset, as_examples
 from densitykit.data.registry import register
 from densitykit.data.splits import (
@@ -201,11 +201,11 @@ def shapes(
         ((12, 12), 144, 10)
     """
     name = "shapes"
-    size = check_int(name, "size", size, minimum=MIN_SIZE, maximum=MAX_SIZE)
-    num_samples = check_int(name, "num_samples", num_samples, minimum=10)
-    val_fraction = check_fraction(name, "val_fraction", val_fraction)
-    max_train = check_optional_int(name, "max_train", max_train, minimum=1)
-    seed = check_seed(name, seed)
+    size = check_int(size, f"{name}: size", minimum=MIN_SIZE, maximum=MAX_SIZE)
+    num_samples = check_int(num_samples, f"{name}: num_samples", minimum=10)
+    val_fraction = check_fraction(val_fraction, f"{name}: val_fraction")
+    max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
+    seed = check_int(seed, f"{name}: seed", minimum=0)
     check_allocation(num_samples * size * size * 24, f"{name} with num_samples={num_samples:,}")
 
     images = draw_shapes(num_samples, size, generator(seed, SAMPLE_STREAM))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from densitykit.data.checks import check_fraction, check_int, check_seed
+from densitykit.checks import check_fraction, check_int
 from densitykit.data.dataset import Dataset
 from densitykit.data.pmf import known_pmf_dataset, normalize, sample_cells
 from densitykit.data.registry import register
@@ -104,11 +104,11 @@ def smiley_2d(
     """
     name = "2d-smiley"
     grid_size = check_int(
-        name, "grid_size", grid_size, minimum=MIN_GRID_SIZE, maximum=MAX_GRID_SIZE
+        grid_size, f"{name}: grid_size", minimum=MIN_GRID_SIZE, maximum=MAX_GRID_SIZE
     )
-    num_samples = check_int(name, "num_samples", num_samples, minimum=10)
-    val_fraction = check_fraction(name, "val_fraction", val_fraction)
-    seed = check_seed(name, seed)
+    num_samples = check_int(num_samples, f"{name}: num_samples", minimum=10)
+    val_fraction = check_fraction(val_fraction, f"{name}: val_fraction")
+    seed = check_int(seed, f"{name}: seed", minimum=0)
     check_allocation(num_samples * 64, f"{name} with num_samples={num_samples:,}")
 
     probs = smiley_probs(grid_size)

@@ -10,13 +10,18 @@ from densitykit.heads.base import Head
 from densitykit.heads.bernoulli import BernoulliHead
 from densitykit.heads.categorical import CategoricalHead
 from densitykit.heads.histogram import HistogramHead
-from densitykit.heads.logistic_mixture import LogisticMixtureHead, discretized_logistic_log_prob
+from densitykit.heads.logistic_mixture import (
+    DiscretizedLogisticMixture,
+    LogisticMixtureHead,
+    discretized_logistic_log_prob,
+)
 from densitykit.heads.registry import HEADS, create, get, names, register
 
 __all__ = [
     "HEADS",
     "BernoulliHead",
     "CategoricalHead",
+    "DiscretizedLogisticMixture",
     "Head",
     "HistogramHead",
     "LogisticMixtureHead",

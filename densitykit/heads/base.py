@@ -5,9 +5,13 @@ from __future__ import annotations
 import abc
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.distributions import Categorical, Distribution, constraints
 
-__all__ = ["Head", "scale_to_unit_interval", "uniform"]
+from densitykit.checks import check_int, check_positive_int
+
+__all__ = ["Head", "encode_values", "scale_to_unit_interval", "uniform"]
 
 
 def uniform(
@@ -39,22 +43,49 @@ def scale_to_unit_interval(x: torch.Tensor, num_values: int, dtype: torch.dtype)
     return x.to(dtype) * (2.0 / (num_values - 1)) - 1.0
 
 
+def encode_values(
+    x: torch.Tensor, num_values: int, dtype: torch.dtype, *, one_hot: bool
+) -> torch.Tensor:
+    """Backbone inputs of values ``(B, D)``: one-hot ``(B, D * K)`` or scaled ``(B, D)``.
+
+    The encoding of the heads over ``0..K-1`` that offer both (categorical,
+    logistic mixture): K one-hot units per variable, or one scalar in $[-1, 1]$.
+
+    Example:
+        >>> encode_values(torch.tensor([[0, 2]]), 3, torch.float32, one_hot=False)
+        tensor([[-1.,  1.]])
+        >>> encode_values(torch.tensor([[0, 2]]), 3, torch.float32, one_hot=True)
+        tensor([[1., 0., 0., 0., 0., 1.]])
+    """
+    if one_hot:
+        return F.one_hot(x, num_values).to(dtype).flatten(-2)
+    return scale_to_unit_interval(x, num_values, dtype)
+
+
 class Head(nn.Module, abc.ABC):
-    r"""An output distribution over one discrete variable given its parameters.
+    r"""An output distribution over one variable given its parameters.
 
     A head tells the backbone how many parameters it needs per variable
     (``params_per_variable``), how values are fed back as inputs (``encode`` and
-    ``input_width``), how to score values (``log_prob``) and how to draw one
-    variable (``sample``). Every head's support is ``0..num_values-1``.
+    ``input_width``), which values it puts mass on (``support``, a
+    ``torch.distributions`` constraint), how to score values (``log_prob``), how to
+    draw one variable (``sample``), and hands back a ``torch.distributions.Distribution``
+    for given parameters (``distribution``).
+
+    As in ``torch.distributions``, the public ``log_prob`` checks values against the
+    support and the private ``_log_prob`` computes: subclasses implement
+    ``_log_prob`` (the model calls it on values it has already checked). The default
+    support is ``integer_interval(0, num_values - 1)``; a head over other values
+    (continuous ones, say) declares its own ``support`` and ``distribution``.
 
     Subclasses set ``params_per_variable`` and ``input_width`` in ``__init__`` and
-    implement ``encode``, ``log_prob`` and ``sample``. A head whose
+    implement ``encode``, ``_log_prob`` and ``sample``. A head whose
     ``params_per_variable`` is 0 has parameters of its own and ignores the backbone
     (the histogram baseline); it should set ``autoregressive = False``.
 
     Args:
         dim: The number of variables D.
-        num_values: Values per variable K (support ``0..K-1``), at least 2.
+        num_values: Values per variable K, at least 2.
     """
 
     params_per_variable: int
@@ -63,28 +94,79 @@ class Head(nn.Module, abc.ABC):
 
     def __init__(self, dim: int, num_values: int) -> None:
         super().__init__()
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if not isinstance(num_values, int) or isinstance(num_values, bool) or num_values < 2:
-            raise ValueError(f"num_values must be an integer >= 2, got {num_values!r}")
-        self.dim = dim
-        self.num_values = num_values
+        self.dim = check_positive_int(dim, "dim")
+        self.num_values = check_int(num_values, "num_values", minimum=2)
+
+    @property
+    def support(self) -> constraints.Constraint:
+        """The values the head puts mass on: ``integer_interval(0, num_values - 1)``."""
+        return constraints.integer_interval(0, self.num_values - 1)
 
     @abc.abstractmethod
     def encode(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Turn values ``(B, D)`` into backbone inputs ``(B, D * input_width)``."""
 
-    @abc.abstractmethod
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Per-variable log-probabilities.
+        """Per-variable log-probabilities of values checked against the support.
 
         Args:
             params: ``(B, D, P)`` parameters from the backbone.
-            x: ``(B, D)`` long values in ``0..K-1`` (already validated).
+            x: ``(B, D)`` values in the support.
 
         Returns:
             ``(B, D)`` log-probabilities in nats, in at least float32.
+
+        Raises:
+            TypeError: If ``x`` is not a tensor.
+            ValueError: If ``x`` holds values outside ``support``.
         """
+        self.check_support(x)
+        return self._log_prob(params, x)
+
+    @abc.abstractmethod
+    def _log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """[`log_prob`][densitykit.heads.Head.log_prob] without the support check."""
+
+    def check_support(self, x: torch.Tensor) -> None:
+        """Raise unless every value of ``x`` lies in ``support``.
+
+        Raises:
+            TypeError: If ``x`` is not a tensor.
+            ValueError: Naming the support and the values outside it.
+
+        Example:
+            >>> import densitykit as dk
+            >>> dk.heads.create("bernoulli", dim=1).check_support(torch.tensor([[2]]))
+            Traceback (most recent call last):
+            ...
+            ValueError: values must lie in the support Boolean() of the BernoulliHead, got 2
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        inside = self.support.check(x)
+        if not bool(inside.all()):
+            outside = x[~inside].unique()
+            shown = ", ".join(str(v) for v in outside[:5].tolist())
+            more = f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+            raise ValueError(
+                f"values must lie in the support {self.support} of the "
+                f"{type(self).__name__}, got {shown}{more}"
+            )
+
+    def distribution(self, params: torch.Tensor) -> Distribution:
+        """The ``torch.distributions`` distribution of parameters ``(..., P)``.
+
+        Its batch shape is ``params.shape[:-1]``. This default enumerates the K values
+        of the support (exact for any head over ``0..K-1``) into a ``Categorical``;
+        heads with a closed form override it.
+
+        Args:
+            params: Parameters ``(..., P)``, e.g. ``(B, D, P)`` from the backbone.
+        """
+        values = torch.arange(self.num_values, device=params.device)
+        values = values.reshape(-1, *([1] * (params.ndim - 1))).expand(-1, *params.shape[:-1])
+        every = params.expand(self.num_values, *params.shape)
+        return Categorical(logits=self._log_prob(every, values).movedim(0, -1))
 
     @abc.abstractmethod
     def sample(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.distributions import constraints
 
 from densitykit.heads.base import Head, float32_at_least, uniform
 from densitykit.heads.registry import register
@@ -28,7 +29,11 @@ class BernoulliHead(Head):
         >>> head = BernoulliHead(dim=2)
         >>> head.log_prob(torch.zeros(1, 2, 1), torch.tensor([[0, 1]])).exp()
         tensor([[0.5000, 0.5000]])
+        >>> head.support
+        Boolean()
     """
+
+    support = constraints.boolean
 
     def __init__(self, dim: int, num_values: int = 2) -> None:
         if num_values != 2:
@@ -40,7 +45,7 @@ class BernoulliHead(Head):
     def encode(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return x.to(dtype)
 
-    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         logits = float32_at_least(params[..., 0])
         # log sigma(l) if x = 1, log sigma(-l) if x = 0: -softplus(-(2x-1) l).
         sign = x.to(logits.dtype) * 2 - 1
@@ -54,5 +59,5 @@ class BernoulliHead(Head):
         return (u < torch.sigmoid(logits)).long()
 
     def distribution(self, params: torch.Tensor) -> torch.distributions.Bernoulli:
-        """The ``torch.distributions.Bernoulli`` of parameters ``(..., 1)``."""
+        """The ``torch.distributions.Bernoulli`` of parameters ``(..., 1)`` (batch ``(...)``)."""
         return torch.distributions.Bernoulli(logits=float32_at_least(params[..., 0]))

@@ -5,13 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from densitykit.heads.base import (
-    Head,
-    float32_at_least,
-    inverse_cdf,
-    scale_to_unit_interval,
-    uniform,
-)
+from densitykit.heads.base import Head, encode_values, float32_at_least, inverse_cdf, uniform
 from densitykit.heads.registry import register
 
 __all__ = ["CategoricalHead"]
@@ -44,11 +38,9 @@ class CategoricalHead(Head):
         self.input_width = num_values if self.one_hot else 1
 
     def encode(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        if self.one_hot:
-            return F.one_hot(x, self.num_values).to(dtype).flatten(-2)
-        return scale_to_unit_interval(x, self.num_values, dtype)
+        return encode_values(x, self.num_values, dtype, one_hot=self.one_hot)
 
-    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         log_probs = F.log_softmax(float32_at_least(params), dim=-1)
         return log_probs.gather(-1, x[..., None]).squeeze(-1)
 
@@ -60,7 +52,7 @@ class CategoricalHead(Head):
         return inverse_cdf(probs, u)
 
     def distribution(self, params: torch.Tensor) -> torch.distributions.Categorical:
-        """The ``torch.distributions.Categorical`` of parameters ``(..., K)``."""
+        """The ``torch.distributions.Categorical`` of parameters ``(..., K)`` (batch ``(...)``)."""
         return torch.distributions.Categorical(logits=float32_at_least(params))
 
     def extra_repr(self) -> str:

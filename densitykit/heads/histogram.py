@@ -45,7 +45,7 @@ class HistogramHead(Head):
     def encode(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return x.to(dtype)
 
-    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         log_probs = F.log_softmax(float32_at_least(self.logits), dim=-1)
         return log_probs[torch.arange(self.dim, device=x.device), x]
 
@@ -55,3 +55,18 @@ class HistogramHead(Head):
         probs = F.softmax(self.logits[variable].detach(), dim=-1)
         u = uniform((params.shape[0],), generator, device=probs.device, dtype=probs.dtype)
         return inverse_cdf(probs.expand(params.shape[0], -1), u)
+
+    def distribution(self, params: torch.Tensor) -> torch.distributions.Categorical:
+        """The ``Categorical`` of the histograms, batch ``params.shape[:-1]`` (``(..., D)``).
+
+        ``params`` (``(..., D, 0)``, as the model passes) only gives the batch shape.
+
+        Example:
+            >>> head = HistogramHead(dim=2, num_values=4)
+            >>> head.distribution(torch.empty(3, 2, 0)).probs.shape
+            torch.Size([3, 2, 4])
+        """
+        logits = float32_at_least(self.logits)
+        return torch.distributions.Categorical(
+            logits=logits.expand(*params.shape[:-1], self.num_values)
+        )

@@ -6,9 +6,12 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.distributions import Categorical, Distribution, constraints
 
+from densitykit.checks import check_int, check_positive_int
 from densitykit.heads.base import (
     Head,
+    encode_values,
     float32_at_least,
     inverse_cdf,
     scale_to_unit_interval,
@@ -16,7 +19,11 @@ from densitykit.heads.base import (
 )
 from densitykit.heads.registry import register
 
-__all__ = ["LogisticMixtureHead", "discretized_logistic_log_prob"]
+__all__ = [
+    "DiscretizedLogisticMixture",
+    "LogisticMixtureHead",
+    "discretized_logistic_log_prob",
+]
 
 MIN_LOG_SCALE = -7.0
 MAX_LOG_SCALE = 7.0
@@ -63,6 +70,123 @@ def discretized_logistic_log_prob(
     return F.logsigmoid(upper) + F.logsigmoid(-lower) + torch.log(-torch.expm1(-width))
 
 
+def _mixture_log_prob(
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    means: torch.Tensor,
+    log_scales: torch.Tensor,
+    num_values: int,
+) -> torch.Tensor:
+    """Log-mass of long values ``x`` ``(...)`` under mixtures with parameters ``(..., M)``."""
+    component = discretized_logistic_log_prob(x[..., None], means, log_scales, num_values)
+    return torch.logsumexp(F.log_softmax(logits, dim=-1) + component, dim=-1)
+
+
+def _discretized_draw(
+    mean: torch.Tensor, log_scale: torch.Tensor, u: torch.Tensor, num_values: int
+) -> torch.Tensor:
+    """Bins of logistic draws ``mean + s * logit(u)`` (inverse CDF), as long values."""
+    scale = log_scale.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE).exp()
+    continuous = mean + scale * (torch.log(u) - torch.log1p(-u))
+    # Bin k covers [c_k - h, c_k + h) with c_k = -1 + 2hk; the edge bins absorb the tails.
+    half = 1.0 / (num_values - 1)
+    bins = torch.floor((continuous + 1.0 + half) / (2.0 * half))
+    return bins.clamp(0, num_values - 1).long()
+
+
+class DiscretizedLogisticMixture(Distribution):
+    r"""A mixture of M logistics discretized to the values ``0..K-1``, as a torch Distribution.
+
+    The distribution the [`LogisticMixtureHead`][densitykit.heads.LogisticMixtureHead]
+    hands back: $p(k) = \sum_m \pi_m P_m(k)$ with $\pi = \mathrm{softmax}$ of the
+    ``logits`` and $P_m$ the mass of bin $k$ under the logistic of mean $\mu_m$ (on the
+    $[-1, 1]$ scale) and log-scale $\log s_m$ (see
+    [`discretized_logistic_log_prob`][densitykit.heads.logistic_mixture.discretized_logistic_log_prob]).
+    The last dimension of the parameters indexes the components; the rest is the batch
+    shape. With ``validate_args`` (the torch default) ``log_prob`` refuses values
+    outside ``support``.
+
+    Args:
+        logits: Mixture logits ``(..., M)``.
+        means: Component means ``(..., M)``.
+        log_scales: Component log-scales ``(..., M)`` (clamped to ``[-7, 7]``).
+        num_values: K, at least 2.
+        validate_args: Check parameters and values, as in ``torch.distributions``.
+
+    Example:
+        >>> mixture = DiscretizedLogisticMixture(
+        ...     torch.zeros(2), torch.tensor([-0.5, 0.5]), torch.full((2,), -2.0), num_values=5)
+        >>> mixture.support
+        IntegerInterval(lower_bound=0, upper_bound=4)
+        >>> round(float(mixture.log_prob(torch.arange(5)).exp().sum()), 6)
+        1.0
+        >>> mixture.sample((3,)).shape
+        torch.Size([3])
+        >>> mixture.log_prob(torch.tensor(5))
+        Traceback (most recent call last):
+        ...
+        ValueError: Expected value argument ... to be within the support ...
+    """
+
+    arg_constraints = {  # noqa: RUF012 - the torch.distributions convention
+        "logits": constraints.real_vector,
+        "means": constraints.real_vector,
+        "log_scales": constraints.real_vector,
+    }
+
+    def __init__(
+        self,
+        logits: torch.Tensor,
+        means: torch.Tensor,
+        log_scales: torch.Tensor,
+        num_values: int,
+        validate_args: bool | None = None,
+    ) -> None:
+        self.num_values = check_int(num_values, "num_values", minimum=2)
+        self.logits, self.means, self.log_scales = torch.broadcast_tensors(
+            logits, means, log_scales
+        )
+        super().__init__(batch_shape=self.logits.shape[:-1], validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
+    def support(self) -> constraints.Constraint:
+        """``integer_interval(0, num_values - 1)``."""
+        return constraints.integer_interval(0, self.num_values - 1)
+
+    @property
+    def num_components(self) -> int:
+        """M."""
+        return self.logits.shape[-1]
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log-mass of ``value`` (broadcastable with the batch shape), in nats."""
+        if self._validate_args:
+            self._validate_sample(value)
+        value, logits = torch.broadcast_tensors(value, self.logits[..., 0])[0], self.logits
+        shape = value.shape
+        expand = (*shape, self.num_components)
+        return _mixture_log_prob(
+            value.long(),
+            logits.expand(expand),
+            self.means.expand(expand),
+            self.log_scales.expand(expand),
+            self.num_values,
+        )
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+        """Long values of shape ``sample_shape + batch_shape`` (no graph is built)."""
+        shape = self._extended_shape(torch.Size(sample_shape))
+        with torch.no_grad():
+            component = Categorical(logits=self.logits).sample(sample_shape)[..., None]
+            expand = (*shape, self.num_components)
+            mean = self.means.expand(expand).gather(-1, component)[..., 0]
+            log_scale = self.log_scales.expand(expand).gather(-1, component)[..., 0]
+            dtype = mean.dtype
+            u = torch.rand(shape, dtype=dtype, device=mean.device)
+            u = u.clamp(torch.finfo(dtype).tiny, 1.0 - torch.finfo(dtype).eps)
+            return _discretized_draw(mean, log_scale, u, self.num_values)
+
+
 @register("logistic-mixture")
 class LogisticMixtureHead(Head):
     r"""A mixture of M discretized logistics per variable over ordinal values 0..K-1.
@@ -96,13 +220,7 @@ class LogisticMixtureHead(Head):
         self, dim: int, num_values: int, num_components: int = 4, one_hot: bool = False
     ) -> None:
         super().__init__(dim, num_values)
-        if (
-            not isinstance(num_components, int)
-            or isinstance(num_components, bool)
-            or num_components < 1
-        ):
-            raise ValueError(f"num_components must be a positive integer, got {num_components!r}")
-        self.num_components = num_components
+        self.num_components = check_positive_int(num_components, "num_components")
         self.one_hot = bool(one_hot)
         self.params_per_variable = 3 * num_components
         self.input_width = num_values if self.one_hot else 1
@@ -111,9 +229,7 @@ class LogisticMixtureHead(Head):
         self.log_scale_offset = math.log(1.0 / num_components)
 
     def encode(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        if self.one_hot:
-            return F.one_hot(x, self.num_values).to(dtype).flatten(-2)
-        return scale_to_unit_interval(x, self.num_values, dtype)
+        return encode_values(x, self.num_values, dtype, one_hot=self.one_hot)
 
     def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         params = float32_at_least(params)
@@ -124,10 +240,14 @@ class LogisticMixtureHead(Head):
             log_scales + self.log_scale_offset,
         )
 
-    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         logits, means, log_scales = self._split(params)
-        component = discretized_logistic_log_prob(x[..., None], means, log_scales, self.num_values)
-        return torch.logsumexp(F.log_softmax(logits, dim=-1) + component, dim=-1)
+        return _mixture_log_prob(x, logits, means, log_scales, self.num_values)
+
+    def distribution(self, params: torch.Tensor) -> DiscretizedLogisticMixture:
+        """The [`DiscretizedLogisticMixture`][densitykit.heads.DiscretizedLogisticMixture]
+        of parameters ``(..., 3M)`` (batch ``(...)``), offsets applied."""
+        return DiscretizedLogisticMixture(*self._split(params), num_values=self.num_values)
 
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
@@ -139,12 +259,9 @@ class LogisticMixtureHead(Head):
         )
         component = inverse_cdf(F.softmax(logits, dim=-1), u_component)
         u = uniform((params.shape[0],), generator, device=params.device, dtype=means.dtype)
-        scale = log_scales[rows, component].clamp(MIN_LOG_SCALE, MAX_LOG_SCALE).exp()
-        continuous = means[rows, component] + scale * (torch.log(u) - torch.log1p(-u))
-        # Bin k covers [c_k - h, c_k + h) with c_k = -1 + 2hk; the edge bins absorb the tails.
-        half = 1.0 / (self.num_values - 1)
-        bins = torch.floor((continuous + 1.0 + half) / (2.0 * half))
-        return bins.clamp(0, self.num_values - 1).long()
+        return _discretized_draw(
+            means[rows, component], log_scales[rows, component], u, self.num_values
+        )
 
     def extra_repr(self) -> str:
         return (

@@ -6,7 +6,7 @@ from densitykit.registry import Registry
 
 __all__ = ["HEADS", "create", "get", "names", "register"]
 
-HEADS: Registry = Registry("head")
+HEADS: Registry = Registry("head", given=("dim", "num_values"))
 """Output distributions by name: ``HEADS.create(name, dim=..., num_values=..., **options)``."""
 
 register = HEADS.register
