@@ -79,7 +79,7 @@ class MADEEstimator(_Density, _Base):
         patience: Early-stopping patience in epochs (``None`` disables).
         validation_fraction: Share of ``X`` held out for early stopping (``0``: none,
             the training NLL decides).
-        random_state: Seed of the weights, masks, shuffling and validation split.
+        random_state: Seed (an int) of the weights, masks, shuffling and validation split.
         device: ``cpu``, ``cuda`` or ``auto``.
 
     Attributes:
@@ -239,9 +239,10 @@ class MADEEstimator(_Density, _Base):
         """Draw ``n_samples`` examples ``(n_samples, D)`` ``int64`` from the model."""
         model = self._fitted()
         generator_ = torch.Generator()
-        generator_.manual_seed(
-            int(random_state) if random_state is not None else torch.seed() % 2**31
-        )
+        if random_state is None:
+            generator_.seed()  # fresh entropy for this generator only, not torch's global one
+        else:
+            generator_.manual_seed(int(random_state))
         return model.sample(int(n_samples), generator=generator_).cpu().numpy()
 
     def bits_per_dim(self, X: Any) -> float:

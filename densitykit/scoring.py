@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from densitykit.checkpoint import load_checkpoint
-from densitykit.data import load_dataset
+from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import check_values, is_data_file, read_arrays, read_npy_header
 from densitykit.errors import DataError
 from densitykit.model import AutoregressiveModel
@@ -234,7 +234,8 @@ def read_scoring_data(
     """
     text = os.fspath(data)
     path = Path(text).expanduser()
-    if is_data_file(path) or path.exists():
+    # A registered name wins over a file of that name, as with `densitykit fit --data`.
+    if text not in DATASETS and (is_data_file(path) or path.exists()):
         if options:
             raise ValueError(f"{path}: data set options {sorted(options)} do not apply to a file")
         if path.suffix.lower() == ".npy" and path.is_file():

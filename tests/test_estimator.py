@@ -118,3 +118,14 @@ def test_grid_search_by_held_out_log_likelihood_and_a_pipeline() -> None:
     )
     pipe.fit(X * 0.9)
     assert pipe.score_samples(X * 0.9).shape == (300,)
+
+
+def test_unseeded_sampling_leaves_torchs_global_generator_alone() -> None:
+    import torch
+
+    est = MADEEstimator(**SMALL).fit(X)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    est.sample(5)
+    assert torch.equal(torch.rand(3), expected)

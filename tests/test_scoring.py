@@ -14,7 +14,7 @@ from densitykit import runs
 from densitykit.cli import app
 from densitykit.errors import DataError
 from densitykit.model import create_model
-from densitykit.scoring import SCORE_COLUMNS, Scores, score, score_data
+from densitykit.scoring import SCORE_COLUMNS, Scores, read_scoring_data, score, score_data
 
 runner = CliRunner()
 CODES = np.random.default_rng(1).integers(0, 4, size=(80, 3))
@@ -105,3 +105,12 @@ def test_a_large_npy_is_read_in_batches_from_disk(run: Path, tmp_path: Path) -> 
 def test_summary_line() -> None:
     text = Scores(np.array([-2.0, -4.0]), dim=2).summary()
     assert text.startswith("2 examples: mean NLL 3.0000 nats (1.50000 nats/dim")
+
+
+def test_a_registered_name_wins_over_a_folder_of_that_name(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "1d-gaussian").mkdir()  # an unrelated folder named like a data set
+    examples, where = read_scoring_data("1d-gaussian")
+    assert where == "1d-gaussian test" and examples.shape == (200, 1)
