@@ -114,3 +114,20 @@ def test_a_registered_name_wins_over_a_folder_of_that_name(
     (tmp_path / "1d-gaussian").mkdir()  # an unrelated folder named like a data set
     examples, where = read_scoring_data("1d-gaussian")
     assert where == "1d-gaussian test" and examples.shape == (200, 1)
+
+
+def test_an_npz_with_splits_needs_a_split(run: Path, tmp_path: Path) -> None:
+    path = tmp_path / "splits.npz"
+    np.savez(path, train=CODES[:60], test=CODES[60:])
+    with pytest.raises(DataError, match=r"holds arrays \['test', 'train'\]; choose one"):
+        score_data(run, path)
+    assert len(score_data(run, path, split="test").log_prob) == 20
+
+
+def test_a_vector_run_samples_to_npy_and_refuses_a_picture(run: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["sample", str(run), "-n", "7", "--out", str(tmp_path / "s.npy")])
+    assert result.exit_code == 0, result.output
+    assert np.load(tmp_path / "s.npy").shape == (7, 3)
+    result = runner.invoke(app, ["sample", str(run), "--out", str(tmp_path / "s.png")])
+    assert result.exit_code == 1 and "no picture; write a .npy file" in result.output
+    assert not (tmp_path / "s.png").exists()
