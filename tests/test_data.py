@@ -85,6 +85,12 @@ def _write_mnist_folder(folder: Path, *, gz: bool = True, labels: bool = True) -
     return folder
 
 
+def _write_images_npy(path: Path) -> Path:
+    """Binary 28 x 28 images in a .npy file, for the ``file`` data set."""
+    np.save(path, (TINY_TRAIN > 127).astype(np.uint8))
+    return path
+
+
 @pytest.fixture
 def mnist_dir(tmp_path: Path) -> Path:
     return _write_mnist_folder(tmp_path / "mnist")
@@ -112,6 +118,7 @@ def tiny_options(mnist_dir: Path, face_png: Path) -> dict[str, dict[str, Any]]:
         "shapes": {"num_samples": 200},
         "mnist": {"data_dir": str(mnist_dir)},
         "fashion-mnist": {"data_dir": str(mnist_dir)},
+        "file": {"path": str(_write_images_npy(mnist_dir.parent / "images.npy"))},
     }
 
 
