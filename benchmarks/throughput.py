@@ -3,18 +3,22 @@
 (a) Training: examples/s of forward + backward + Adam step on binary data (batch 100,
 Bernoulli head, loss = mean NLL from ``model.log_prob(x, mask=0)``) against a
 hand-written masked MLP of the same sizes (``nn.Linear`` weights times fixed masks,
-BCE-with-logits) stepped with ``torch.optim.Adam``'s defaults, as a user would write
-it; densitykit steps with the optimizer ``densitykit fit`` uses
-(``densitykit.train.make_optimizer``: fused Adam where PyTorch has it), and the plain
-MLP is timed once more with that same optimizer, for a like-for-like comparison of the
-model code. Plus the achieved GFLOP/s (2 x MACs of the dense matrix products, x3 for
-forward + backward) against ``torch.mm`` of the same shapes in the same run.
+BCE-with-logits). The headline is like for like: both sides step with
+``torch.optim.Adam``'s defaults. densitykit runs its automatic choice of products
+(degree-grouped on the CPU for these sizes, see ``densitykit.made.MADE``) and, for
+comparison, ``products="dense"``; a second pair of rows steps both sides with the
+optimizer ``densitykit fit`` uses (``densitykit.train.make_optimizer``: fused Adam
+where PyTorch has it). GFLOP/s count the useful arithmetic only (2 x the unmasked
+weights x batch, x3 for forward + backward), against the rate of ``torch.mm`` on the
+dense shapes in the same run.
 
-(b) Likelihood evaluation: examples/s without gradients (batch 1000) for one mask and
-for a 32-mask (multi-ordering) ensemble, against the plain MLP's forward pass.
+(b) Likelihood evaluation: examples/s without gradients (batch 1000) for one mask
+(automatic and dense products) and for a 32-mask (multi-ordering) ensemble, against
+the plain MLP's forward pass.
 
-Run ``python benchmarks/throughput.py`` for the headline figures (about a minute
-on a 2-core CPU) or ``--quick`` for a smoke run.
+All contenders of a table are timed in alternation (median of ``--repeats``). Run
+``python benchmarks/throughput.py`` for the headline figures (about two minutes on a
+2-core CPU) or ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -92,6 +96,21 @@ def dense_flops(dim: int, hidden_sizes: Sequence[int]) -> int:
     return 2 * sum(a * b for a, b in itertools.pairwise(sizes))
 
 
+def useful_flops(masks: Sequence[torch.Tensor]) -> int:
+    """2 x the unmasked weights: one example's useful forward arithmetic."""
+    return 2 * sum(int(mask.count_nonzero()) for mask in masks)
+
+
+def model_masks(model: dk.AutoregressiveModel) -> list[torch.Tensor]:
+    backbone = model.backbone
+    layers = [*backbone.layers, *([backbone.direct] if backbone.direct is not None else [])]
+    return [layer.mask for layer in layers]
+
+
+def plain_masks(plain: PlainMaskedMLP) -> list[torch.Tensor]:
+    return [getattr(plain, f"mask_{index}") for index in range(len(plain.linears))]
+
+
 def matmul_runner(
     dim: int, hidden_sizes: Sequence[int], batch: int, *, backward: bool, steps: int
 ) -> Callable[[], None]:
@@ -125,31 +144,39 @@ def training(args: argparse.Namespace) -> list[list[str]]:
 
 
 def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
-    rows = []
     dim, hidden_sizes = parse_architecture(text)
-    torch.manual_seed(args.seed)
-    model = dk.create_model("bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural")
-    plain = PlainMaskedMLP(dim, hidden_sizes, seed=args.seed)
-    fused_plain = PlainMaskedMLP(dim, hidden_sizes, seed=args.seed)
-    # The library side steps with the optimizer `densitykit fit` uses; the hand-written
-    # baseline with torch.optim.Adam's defaults, and once more with the same fused Adam
-    # as the library, so the model code can be compared like for like.
-    model_optimizer = make_optimizer(model.parameters(), lr=1e-3)
-    plain_optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3)
-    fused_plain_optimizer = make_optimizer(fused_plain.parameters(), lr=1e-3)
     batches = binary_batches(dim, args.batch_size, 8, args.seed)
     float_batches = [x.float() for x in batches]
 
-    def library_steps() -> None:
-        for step in range(args.steps):
-            x = batches[step % len(batches)]
-            model_optimizer.zero_grad(set_to_none=True)
-            loss = -model.log_prob(x, mask=0).mean()
-            loss.backward()
-            model_optimizer.step()
+    def library(products: str, fused: bool) -> tuple[dk.AutoregressiveModel, Callable[[], None]]:
+        torch.manual_seed(args.seed)
+        model = dk.create_model("bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural")
+        model.backbone.products = products
+        optimizer = (
+            make_optimizer(model.parameters(), lr=1e-3)
+            if fused
+            else torch.optim.Adam(model.parameters(), lr=1e-3)
+        )
 
-    def plain_runner(net: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[], None]:
-        def plain_steps() -> None:
+        def steps() -> None:
+            for step in range(args.steps):
+                x = batches[step % len(batches)]
+                optimizer.zero_grad(set_to_none=True)
+                loss = -model.log_prob(x, mask=0).mean()
+                loss.backward()
+                optimizer.step()
+
+        return model, steps
+
+    def plain(fused: bool) -> tuple[PlainMaskedMLP, Callable[[], None]]:
+        net = PlainMaskedMLP(dim, hidden_sizes, seed=args.seed)
+        optimizer = (
+            make_optimizer(net.parameters(), lr=1e-3)
+            if fused
+            else torch.optim.Adam(net.parameters(), lr=1e-3)
+        )
+
+        def steps() -> None:
             for step in range(args.steps):
                 x = float_batches[step % len(float_batches)]
                 optimizer.zero_grad(set_to_none=True)
@@ -158,45 +185,55 @@ def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
                 loss.backward()
                 optimizer.step()
 
-        return plain_steps
+        return net, steps
 
-    seconds = interleaved(
-        {
-            "plain": plain_runner(plain, plain_optimizer),
-            "fused plain": plain_runner(fused_plain, fused_plain_optimizer),
-            "library": library_steps,
-            "mm": matmul_runner(
-                dim, hidden_sizes, args.batch_size, backward=True, steps=args.steps
-            ),
-        },
-        repeats=args.repeats,
-        warmup=1,
+    fused = (
+        "fused"
+        if make_optimizer([nn.Parameter(torch.zeros(1))]).defaults.get("fused")
+        else "default"
     )
+    # name: ((module, runner), label, the row it is compared with)
+    contenders = {
+        "plain": (plain(False), "plain masked MLP, torch Adam defaults (baseline)", "plain"),
+        "library": (library("auto", False), "densitykit, torch Adam defaults", "plain"),
+        "dense": (
+            library("dense", False),
+            "densitykit, dense products, torch Adam defaults",
+            "plain",
+        ),
+        "fused plain": (plain(True), f"plain masked MLP, {fused} Adam", "fused plain"),
+        "fused library": (
+            library("auto", True),
+            f"densitykit, {fused} Adam (as densitykit fit)",
+            "fused plain",
+        ),
+    }
+    runners = {name: entry[0][1] for name, entry in contenders.items()}
+    runners["mm"] = matmul_runner(
+        dim, hidden_sizes, args.batch_size, backward=True, steps=args.steps
+    )
+    seconds = interleaved(runners, repeats=args.repeats, warmup=1)
     mm = seconds["mm"] / args.steps
-    flops = 3 * dense_flops(dim, hidden_sizes) * args.batch_size  # per step
-    plain_rate = args.batch_size * args.steps / seconds["plain"]
-    fused = "fused" if model_optimizer.defaults.get("fused") else "default"
-    for name, label in [
-        ("plain", "plain masked MLP, torch Adam defaults (baseline)"),
-        ("fused plain", f"plain masked MLP, {fused} Adam like densitykit"),
-        ("library", f"densitykit model.log_prob, {fused} Adam"),
-    ]:
+    mm_rate = 3 * dense_flops(dim, hidden_sizes) * args.batch_size / mm
+    rows = []
+    for name, ((module, _), label, reference) in contenders.items():
+        masks = plain_masks(module) if isinstance(module, PlainMaskedMLP) else model_masks(module)
+        flops = 3 * useful_flops(masks) * args.batch_size  # per step
         per_step = seconds[name] / args.steps
-        rate = args.batch_size / per_step
         rows.append(
             [
                 text,
                 label,
                 f"{per_step * 1e3:.2f}",
-                f"{rate:,.0f}",
-                f"{rate / plain_rate:.2f}",
+                f"{args.batch_size / per_step:,.0f}",
+                f"{seconds[reference] / seconds[name]:.2f}",
                 f"{flops / per_step / 1e9:.1f}",
-                f"{mm / per_step:.0%}",
+                f"{flops / per_step / mm_rate:.0%}",
             ]
         )
     rows.append(
-        [text, "torch.mm of the same shapes", f"{mm * 1e3:.2f}", "", "",
-         f"{flops / mm / 1e9:.1f}", "100%"]
+        [text, "torch.mm of the dense shapes (no masks)", f"{mm * 1e3:.2f}", "", "",
+         f"{mm_rate / 1e9:.1f}", "100%"]
     )  # fmt: skip
     return rows
 
@@ -206,10 +243,11 @@ def evaluation(args: argparse.Namespace) -> list[list[str]]:
 
 
 def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
-    rows = []
     dim, hidden_sizes = parse_architecture(text)
     torch.manual_seed(args.seed)
     model = dk.create_model("bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural")
+    dense = dk.create_model("bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural")
+    dense.backbone.products = "dense"
     ensemble = dk.create_model(
         "bernoulli",
         dim,
@@ -220,26 +258,30 @@ def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     plain = PlainMaskedMLP(dim, hidden_sizes, seed=args.seed)
     x = binary_batches(dim, args.eval_batch_size, 1, args.seed)[0]
     x_float = x.float()
+    ensemble_calls = max(1, args.eval_steps // args.num_masks)
 
     def plain_forward() -> None:
         for _ in range(args.eval_steps):
             logits = plain(x_float)
             -F.binary_cross_entropy_with_logits(logits, x_float, reduction="none").sum(-1)
 
-    def library_forward() -> None:
-        for _ in range(args.eval_steps):
-            model.log_prob(x, mask=0)
+    def library_forward(library: dk.AutoregressiveModel) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(args.eval_steps):
+                library.log_prob(x, mask=0)
+
+        return run
 
     def ensemble_forward() -> None:
-        model_calls = max(1, args.eval_steps // args.num_masks)
-        for _ in range(model_calls):
+        for _ in range(ensemble_calls):
             ensemble.log_prob(x)
 
     with torch.no_grad():
         seconds = interleaved(
             {
                 "plain": plain_forward,
-                "library": library_forward,
+                "library": library_forward(model),
+                "dense": library_forward(dense),
                 "ensemble": ensemble_forward,
                 "mm": matmul_runner(
                     dim, hidden_sizes, args.eval_batch_size, backward=False, steps=args.eval_steps
@@ -249,33 +291,44 @@ def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
             warmup=1,
         )
     mm = seconds["mm"] / args.eval_steps
-    flops = dense_flops(dim, hidden_sizes) * args.eval_batch_size  # one mask, one batch
+    mm_rate = dense_flops(dim, hidden_sizes) * args.eval_batch_size / mm
     per_batch = {
         "plain": seconds["plain"] / args.eval_steps,
         "library": seconds["library"] / args.eval_steps,
-        "ensemble": seconds["ensemble"] / max(1, args.eval_steps // args.num_masks),
+        "dense": seconds["dense"] / args.eval_steps,
+        "ensemble": seconds["ensemble"] / ensemble_calls,
     }
-    plain_rate = args.eval_batch_size / per_batch["plain"]
-    for name, label, forwards in [
-        ("plain", "plain masked MLP forward (baseline)", 1),
-        ("library", "densitykit log_prob, one mask", 1),
-        ("ensemble", f"densitykit log_prob, {args.num_masks}-mask ensemble", args.num_masks),
-    ]:
-        rate = args.eval_batch_size / per_batch[name]
+    ensemble_flops = sum(
+        useful_flops(mask_list)
+        for mask_list in (
+            [layer.masks[k] for layer in ensemble.backbone.layers] for k in range(args.num_masks)
+        )
+    )
+    rows = []
+    for name, label, forwards, flops in [
+        ("plain", "plain masked MLP forward (baseline)", 1, useful_flops(plain_masks(plain))),
+        ("library", "densitykit log_prob, one mask", 1, useful_flops(model_masks(model))),
+        ("dense", "densitykit log_prob, one mask, dense products", 1,
+         useful_flops(model_masks(dense))),
+        ("ensemble", f"densitykit log_prob, {args.num_masks}-mask ensemble", args.num_masks,
+         ensemble_flops),
+    ]:  # fmt: skip
+        ratio = per_batch["plain"] / per_batch[name]
         rows.append(
             [
                 text,
                 label,
                 f"{per_batch[name] * 1e3:.1f}",
-                f"{rate:,.0f}",
-                f"{rate / plain_rate:.3f}",
-                f"{forwards * rate / plain_rate:.2f}",
-                f"{forwards * flops / per_batch[name] / 1e9:.1f}",
+                f"{args.eval_batch_size / per_batch[name]:,.0f}",
+                f"{ratio:.3f}",
+                f"{forwards * ratio:.2f}",
+                f"{flops * args.eval_batch_size / per_batch[name] / 1e9:.1f}",
+                f"{flops * args.eval_batch_size / per_batch[name] / mm_rate:.0%}",
             ]
         )
     rows.append(
-        [text, "torch.mm of the same shapes", f"{mm * 1e3:.1f}", "", "", "",
-         f"{flops / mm / 1e9:.1f}"]
+        [text, "torch.mm of the dense shapes (no masks)", f"{mm * 1e3:.1f}", "", "", "",
+         f"{mm_rate / 1e9:.1f}", "100%"]
     )  # fmt: skip
     return rows
 
@@ -312,8 +365,8 @@ def main() -> None:
     )
     print(
         table(
-            ["model", "implementation", "ms/step", "examples/s", "vs plain", "GFLOP/s",
-             "of mm rate"],
+            ["model", "implementation", "ms/step", "examples/s", "vs plain, same Adam",
+             "useful GFLOP/s", "of mm rate"],
             training(args),
         )
     )  # fmt: skip
@@ -325,7 +378,7 @@ def main() -> None:
     print(
         table(
             ["model", "implementation", "ms/batch", "examples/s", "vs plain",
-             "mask-passes vs plain", "GFLOP/s"],
+             "mask-passes vs plain", "useful GFLOP/s", "of mm rate"],
             evaluation(args),
         )
     )  # fmt: skip

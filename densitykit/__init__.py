@@ -44,16 +44,16 @@ from densitykit.made import MADE
 from densitykit.masks import Connectivity
 from densitykit.model import AutoregressiveModel, ModelConfig, build_model, create_model
 from densitykit.registry import Registry
-from densitykit.runs import Run, RunConfig, fit_run, load_run
+from densitykit.runs import DataConfig, Run, RunConfig, fit_run, load_run, resume_run, sample_run
 from densitykit.train import TrainConfig, evaluate, fit
-
-__version__ = "0.1.0"
+from densitykit.version import __version__
 
 __all__ = [
     "MADE",
     "AutoregressiveModel",
     "CheckpointError",
     "Connectivity",
+    "DataConfig",
     "DataError",
     "Dataset",
     "DensitykitError",
@@ -83,7 +83,9 @@ __all__ = [
     "load_run",
     "masks",
     "plots",
+    "resume_run",
     "runs",
+    "sample_run",
     "sampling",
     "save_checkpoint",
     "train",

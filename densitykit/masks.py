@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from densitykit.checks import check_int, check_positive_int
 from densitykit.registry import Registry
 
 __all__ = [
@@ -64,6 +65,14 @@ def _as_list(values: object) -> list:
         return list(values)  # type: ignore[call-overload]
     except TypeError:
         return [values]
+
+
+def _is_int(value: object) -> bool:
+    try:
+        check_int(value, "value")
+    except TypeError:
+        return False
+    return True
 
 
 def _check_ordering(ordering: torch.Tensor, dim: int) -> torch.Tensor:
@@ -207,13 +216,9 @@ def hidden_degrees(
 
 
 def _check_sizes(dim: int, hidden_sizes: Sequence[int], num_masks: int) -> list[int]:
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    sizes = list(hidden_sizes)
-    if any(not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in sizes):
-        raise ValueError(f"hidden_sizes must be positive integers, got {sizes}")
-    if not isinstance(num_masks, int) or isinstance(num_masks, bool) or num_masks < 1:
-        raise ValueError(f"num_masks must be a positive integer, got {num_masks!r}")
+    check_positive_int(dim, "dim")
+    sizes = [check_positive_int(size, "hidden_sizes") for size in hidden_sizes]
+    check_positive_int(num_masks, "num_masks")
     return sizes
 
 
@@ -305,9 +310,7 @@ def explicit_ordering(
         raise ValueError(
             "the 'ordering' mask builder needs ordering=[...], a permutation of 0..D-1"
         )
-    if isinstance(ordering, (str, bytes)) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in _as_list(ordering)
-    ):
+    if isinstance(ordering, (str, bytes)) or not all(_is_int(v) for v in _as_list(ordering)):
         raise ValueError(
             f"ordering must be a list of integers, a permutation of 0..{dim - 1}, got {ordering!r}"
         )

@@ -25,6 +25,7 @@ from densitykit.checks import check_index, check_int
 from densitykit.heads import HEADS, Head
 from densitykit.made import MADE
 from densitykit.numerics import log_mean_exp
+from densitykit.sampling import sample_fast, sample_reference
 
 __all__ = [
     "CHUNK_ROWS",
@@ -77,6 +78,23 @@ class ModelConfig:
     direct_connections: bool = False
     head_options: dict[str, Any] = field(default_factory=dict)
     mask_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "num_values", "num_masks"):
+            if getattr(self, name) is not None:
+                setattr(self, name, check_int(getattr(self, name), name, minimum=1))
+        if isinstance(self.hidden_sizes, (str, bytes)) or not isinstance(
+            self.hidden_sizes, Sequence
+        ):
+            raise TypeError(
+                f"hidden_sizes must be a sequence of positive integers, got {self.hidden_sizes!r}"
+            )
+        self.hidden_sizes = tuple(
+            check_int(size, "hidden_sizes", minimum=1) for size in self.hidden_sizes
+        )
+        for name in ("head_options", "mask_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise TypeError(f"{name} must be a dict, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
@@ -369,10 +387,7 @@ class AutoregressiveModel(nn.Module):
     def _sample_mask(
         self, num_samples: int, mask: int, generator: torch.Generator | None
     ) -> torch.Tensor:
-        # Imported here: densitykit.sampling builds on this module.
-        from densitykit.sampling import sample_fast
-
-        return sample_fast(self, num_samples, mask=mask, generator=generator)
+        return sample_fast(self.backbone, self.head, num_samples, mask=mask, generator=generator)
 
     @torch.no_grad()
     def sample_naive(
@@ -386,21 +401,9 @@ class AutoregressiveModel(nn.Module):
         """
         num_samples = check_int(num_samples, "num_samples", minimum=0)
         mask = check_index(mask, self.num_masks, "mask")
-        x = torch.zeros(num_samples, self.dim, dtype=torch.long, device=self.device)
-        if self.backbone is None:
-            empty = torch.empty(num_samples, 0, dtype=self.dtype, device=self.device)
-            for variable in range(self.dim):
-                x[:, variable] = self.head.sample(empty, variable, generator)
-            return x
-        active = self.backbone.mask_index
-        self.backbone.set_mask(mask)
-        try:
-            for variable in self.backbone.connectivity(mask).ordering.tolist():
-                params = self.backbone(self.head.encode(x, self.dtype))
-                x[:, variable] = self.head.sample(params[:, variable], variable, generator)
-        finally:
-            self.backbone.set_mask(active)
-        return x
+        return sample_reference(
+            self.backbone, self.head, num_samples, mask=mask, generator=generator
+        )
 
 
 def _is_integer(x: torch.Tensor) -> bool:

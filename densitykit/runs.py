@@ -15,8 +15,6 @@ and the plug-ins a run was trained with are imported only when the caller passes
 from __future__ import annotations
 
 import json
-import math
-import operator
 import os
 import shutil
 from collections.abc import Sequence
@@ -27,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import densitykit
 from densitykit import plots
 from densitykit.checkpoint import (
     atomic_write,
@@ -38,13 +35,16 @@ from densitykit.checkpoint import (
     save_object,
     write_json,
 )
+from densitykit.checks import check_int
 from densitykit.data import Dataset, load_dataset
 from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError, ResourceError
 from densitykit.heads import HEADS
+from densitykit.masks import MASKS
 from densitykit.memory import check_allocation, format_bytes
 from densitykit.model import AutoregressiveModel, ModelConfig, build_model, parameter_count
+from densitykit.numerics import per_dimension
 from densitykit.plugins import import_plugins, normalize, require_registered
 from densitykit.runfolder import (
     CHECKPOINT_FILE,
@@ -64,6 +64,7 @@ from densitykit.train import (
     evaluate,
     fit,
 )
+from densitykit.version import __version__
 
 __all__ = [
     "DataConfig",
@@ -129,7 +130,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """The ``config.json`` content (a ``.py`` plug-in by absolute path)."""
         return {
-            "densitykit_version": densitykit.__version__,
+            "densitykit_version": __version__,
             "data": {"name": self.data.name, "options": dict(self.data.options)},
             "model": self.model.to_dict(),
             "train": self.train.to_dict(),
@@ -271,7 +272,7 @@ def _check_settings(config: RunConfig, model_config: ModelConfig) -> int:
     if num_masks is None:
         num_masks = (
             len(
-                densitykit.masks.MASKS.create(
+                MASKS.create(
                     model_config.masks,
                     dim=model_config.dim,
                     hidden_sizes=(),
@@ -485,8 +486,8 @@ def _metrics(
         "dim": dataset.dim,
         "num_values": dataset.num_values,
         "test_nll_nats": test_nll,
-        "test_nats_per_dim": test_nll / dataset.dim,
-        "test_bits_per_dim": test_nll / dataset.dim / math.log(2),
+        "test_nats_per_dim": per_dimension(test_nll, dataset.dim)[0],
+        "test_bits_per_dim": per_dimension(test_nll, dataset.dim)[1],
         "true_entropy_nats": entropy,
         "gap_to_entropy_nats": None if entropy is None else test_nll - entropy,
         "val_nll_nats": result.best_val_nll,
@@ -618,8 +619,8 @@ def evaluate_run(
         "split": split,
         "num_masks": num_masks or run.model.num_masks,
         "nll_nats": nll,
-        "nats_per_dim": nll / run.dataset.dim,
-        "bits_per_dim": nll / run.dataset.dim / math.log(2),
+        "nats_per_dim": per_dimension(nll, run.dataset.dim)[0],
+        "bits_per_dim": per_dimension(nll, run.dataset.dim)[1],
         "true_entropy_nats": run.dataset.true_entropy_nats,
     }
 
@@ -685,15 +686,7 @@ def sample_run(
 
 
 def _check_count(num_samples: Any) -> int:
-    try:
-        count = operator.index(num_samples)
-    except TypeError:
-        raise TypeError(
-            f"num_samples must be an integer, got {type(num_samples).__name__} {num_samples!r}"
-        ) from None
-    if isinstance(num_samples, bool) or count < 0:
-        raise ValueError(f"num_samples must be a non-negative integer, got {num_samples!r}")
-    return count
+    return check_int(num_samples, "num_samples", minimum=0)
 
 
 def _write_samples_npy(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,6 +28,7 @@ def allowed_inputs(conn: Connectivity, input_width: int) -> torch.Tensor:
 
 
 @settings(max_examples=60)
+@pytest.mark.slow
 @given(spec=model_specs(), data=st.data())
 def test_jacobian_is_zero_where_the_ordering_forbids(spec: ModelSpec, data: st.DataObject) -> None:
     model = spec.build().double()
@@ -51,6 +53,7 @@ def test_jacobian_is_zero_where_the_ordering_forbids(spec: ModelSpec, data: st.D
 
 
 @settings(max_examples=40)
+@pytest.mark.slow
 @given(spec=model_specs(max_dim=8), data=st.data())
 def test_log_prob_gradient_respects_ordering(spec: ModelSpec, data: st.DataObject) -> None:
     """End to end: each variable's log-probability ignores later and own inputs."""
@@ -82,6 +85,7 @@ def test_reachability_never_exceeds_the_ordering(spec: ModelSpec) -> None:
 
 
 @settings(max_examples=40)
+@pytest.mark.slow
 @given(
     dim=st.integers(1, 12),
     layers=st.integers(0, 3),

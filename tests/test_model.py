@@ -229,17 +229,13 @@ def test_large_batches_are_scored_in_chunks(monkeypatch: pytest.MonkeyPatch) -> 
     )
     whole = model.log_prob(x)
     per_mask = model.log_prob_per_mask(x)
-    widened = []
-    original = model._log_prob
-
-    def spy(rows, mask):
-        widened.append(rows.shape[0])
-        return original(rows, mask)
-
+    rows_per_pass: list[int] = []
+    model.backbone.register_forward_pre_hook(
+        lambda module, inputs: rows_per_pass.append(inputs[0].shape[0])
+    )
     monkeypatch.setattr(dk.model, "CHUNK_ROWS", 4)
-    monkeypatch.setattr(model, "_log_prob", spy)
     assert torch.equal(model.log_prob(x), whole) and whole.shape == (2, 5)
-    assert widened == [4, 4, 2]  # never more than CHUNK_ROWS rows widened at once
+    assert rows_per_pass == [4, 4, 4, 4, 2, 2]  # two masks per chunk, never above CHUNK_ROWS
     assert torch.equal(model.log_prob_per_mask(x), per_mask) and per_mask.shape == (2, 2, 5)
 
 
@@ -291,6 +287,29 @@ def test_random_inputs_give_values_or_documented_errors(shape, dtype, fill) -> N
 def test_random_inputs_known_good_case() -> None:
     out = CATEGORICAL.log_prob(torch.full((2, 3), 3.0).to(torch.uint8))
     assert out.shape == (2,) and bool(torch.isfinite(out).all())
+
+
+# The positive halves of the fuzz tests in test_reliability.py, which accept any
+# documented error: arguments known to be good must succeed.
+@given(
+    values=st.lists(st.lists(st.integers(0, 3), min_size=3, max_size=3), max_size=4),
+    dtype=st.sampled_from([torch.int64, torch.int8, torch.uint8, torch.float16, torch.float64]),
+)
+def test_log_prob_scores_every_good_batch(values, dtype) -> None:
+    x = torch.tensor(values, dtype=dtype).reshape(len(values), 3)
+    out = CATEGORICAL.log_prob(x)
+    assert out.shape == (len(values),)
+    assert bool(torch.isfinite(out).all()) and bool((out <= 0).all())
+
+
+@given(
+    num_samples=st.one_of(st.integers(0, 5), st.integers(0, 5).map(np.int64)),
+    mask=st.one_of(st.none(), st.just(0)),
+)
+def test_sample_succeeds_on_every_good_argument(num_samples, mask) -> None:
+    samples = CATEGORICAL.sample(num_samples, mask=mask, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (num_samples, 3)
+    assert samples.numel() == 0 or 0 <= int(samples.min()) <= int(samples.max()) <= 3
 
 
 # -- plug-ins ----------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 import strategies
 import torch
@@ -9,8 +12,9 @@ from hypothesis import given
 from strategies import ModelSpec, model_specs
 
 import densitykit as dk
+from densitykit import sampling
 from densitykit.heads import BernoulliHead
-from densitykit.sampling import encodes_per_variable, sample_fast
+from densitykit.sampling import encodes_per_variable, sample_fast, sample_reference
 
 NUM_VALUES = {"bernoulli": 2}
 
@@ -47,8 +51,9 @@ def randomize(model: dk.AutoregressiveModel, scale: float = 4.0) -> None:
 
 def assert_fast_equals_naive(model: dk.AutoregressiveModel, num_samples: int = 200) -> None:
     for mask in range(model.num_masks):
-        fast = sample_fast(model, num_samples, mask=mask, generator=seeded(mask))
-        naive = model.sample_naive(num_samples, mask=mask, generator=seeded(mask))
+        parts = model.backbone, model.head
+        fast = sample_fast(*parts, num_samples, mask=mask, generator=seeded(mask))
+        naive = sample_reference(*parts, num_samples, mask=mask, generator=seeded(mask))
         assert fast.dtype == torch.long and fast.shape == (num_samples, model.dim)
         assert torch.equal(fast, naive), f"mask {mask}: {int((fast != naive).sum())} values differ"
 
@@ -67,6 +72,23 @@ def seeded(seed: int) -> torch.Generator:
 def test_fast_equals_naive_for_every_head(
     head: str, hidden_sizes: tuple[int, ...], direct: bool
 ) -> None:
+    assert_fast_equals_naive(build(head, hidden_sizes=hidden_sizes, direct=direct))
+
+
+@pytest.mark.parametrize("block_steps", [1, 2, 3])
+@pytest.mark.parametrize("head", dk.heads.names())
+@pytest.mark.parametrize("hidden_sizes", [(), (12,), (3, 20), (16, 2, 9)])
+@pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
+def test_blocks_of_steps_split_every_sum_exactly(
+    block_steps: int,
+    head: str,
+    hidden_sizes: tuple[int, ...],
+    direct: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Seven variables in blocks of 1, 2 or 3 steps: every split of a unit's sum into a
+    # block's share and the rest, including blocks cut short by the last variable.
+    monkeypatch.setattr(sampling, "_BLOCK_STEPS", block_steps)
     assert_fast_equals_naive(build(head, hidden_sizes=hidden_sizes, direct=direct))
 
 
@@ -130,6 +152,7 @@ def test_model_sample_takes_the_fast_path(head: str, monkeypatch: pytest.MonkeyP
         raise AssertionError("model.sample fell back to the D-pass sampler")
 
     monkeypatch.setattr(model, "sample_naive", refuse)
+    monkeypatch.setattr(sampling, "_sample_reference", refuse)
     for mask in range(2):
         assert torch.equal(model.sample(50, mask=mask, generator=seeded(mask)), expected[mask])
     assert model.sample(20, generator=seeded(0)).shape == (20, model.dim)
@@ -198,23 +221,33 @@ def test_plans_follow_masks_edited_in_place() -> None:
     assert_fast_equals_naive(model)
 
 
+def test_thread_count_is_restored() -> None:
+    model = build("bernoulli", hidden_sizes=(6,))
+    threads = torch.get_num_threads()
+    sample_fast(model.backbone, model.head, 5)
+    assert torch.get_num_threads() == threads
+
+
 def test_no_samples() -> None:
     model = build("categorical")
-    assert sample_fast(model, 0).shape == (0, model.dim)
+    assert sample_fast(model.backbone, model.head, 0).shape == (0, model.dim)
     assert model.sample(0).shape == (0, model.dim)
 
 
 def test_half_precision_samples_lie_in_the_support() -> None:
     model = dk.create_model("categorical", 5, 3, hidden_sizes=(8,)).to(torch.bfloat16)
-    samples = sample_fast(model, 30, generator=seeded(0))
+    samples = sample_fast(model.backbone, model.head, 30, generator=seeded(0))
     assert samples.shape == (30, 5)
     assert int(samples.min()) >= 0 and int(samples.max()) <= 2
 
 
+@pytest.mark.parametrize("sampler", [sample_fast, sample_reference])
 @pytest.mark.parametrize(
     ("arguments", "error", "match"),
     [
-        ((object(), 3), TypeError, "AutoregressiveModel"),
+        (("model", 3), TypeError, "MADE backbone"),
+        (("head", 3), TypeError, "Head"),
+        (("histogram", 3), ValueError, "backbone=None"),
         ((None, -1), ValueError, "num_samples"),
         ((None, 2.0), ValueError, "num_samples"),
         ((None, 3, {"mask": 3}), ValueError, "mask"),
@@ -222,9 +255,31 @@ def test_half_precision_samples_lie_in_the_support() -> None:
         ((None, 3, {"generator": 0}), TypeError, "generator"),
     ],
 )
-def test_bad_arguments(arguments: tuple, error: type, match: str) -> None:
+def test_bad_arguments(sampler, arguments: tuple, error: type, match: str) -> None:
     model = build("bernoulli")
     target, num_samples, *rest = arguments
     options = rest[0] if rest else {}
+    parts = {
+        None: (model.backbone, model.head),
+        "model": (model, model.head),  # the composite is not a backbone
+        "head": (model.backbone, object()),
+        "histogram": (model.backbone, dk.heads.create("histogram", dim=7, num_values=5)),
+    }[target]
     with pytest.raises(error, match=match):
-        sample_fast(model if target is None else target, num_samples, **options)
+        sampler(*parts, num_samples, **options)
+
+
+def test_model_methods_delegate_to_the_samplers() -> None:
+    model = build("categorical", direct=True)
+    for mask in range(model.num_masks):
+        reference = sample_reference(model.backbone, model.head, 40, mask=mask, generator=seeded(0))
+        assert torch.equal(model.sample_naive(40, mask=mask, generator=seeded(0)), reference)
+        assert torch.equal(model.sample(40, mask=mask, generator=seeded(0)), reference)
+
+
+def test_sampling_does_not_import_the_model() -> None:
+    tree = ast.parse(Path(sampling.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}  # fmt: skip
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "densitykit.model" not in imported

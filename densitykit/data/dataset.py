@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from densitykit.checks import check_int
 from densitykit.errors import DataError
 
 __all__ = ["KINDS", "Dataset", "as_examples"]
@@ -104,10 +105,7 @@ class Dataset:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Dataset.name must be a non-empty string, got {self.name!r}")
-        if isinstance(self.num_values, bool) or not isinstance(self.num_values, int):
-            raise TypeError(
-                f"Dataset.num_values must be an int, got {type(self.num_values).__name__}"
-            )
+        self.num_values = check_int(self.num_values, "Dataset.num_values")
         if self.num_values < 2:
             raise DataError(f"Dataset.num_values must be >= 2, got {self.num_values}")
         if self.kind not in KINDS:
