@@ -560,6 +560,12 @@ QUICK_RUNS = {
         lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m"))],
         check_mnist_quality,
     ),
+    "binarized_mnist.py": (
+        lambda tmp: [
+            "paper-1hl", "--data-dir", str(write_fake_mnist(tmp / "m")), "--num-val", "200",
+        ],  # fmt: skip
+        check_mnist_quality,
+    ),
     "throughput.py": (lambda tmp: [], check_throughput),
     "sampling.py": (lambda tmp: [], check_sampling),
 }

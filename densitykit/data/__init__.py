@@ -12,6 +12,7 @@ Build one by name with [`load_dataset`][densitykit.data.registry.load_dataset];
 | ``2d-image`` | a picture's grey levels as a density (``image2d``) | image side |
 | ``shapes`` | generated binary shape images (``shapes``) | 2 |
 | ``mnist``, ``fashion-mnist`` | IDX image files (``mnist``) | 2 or 256 |
+| ``binarized-mnist`` | the 50k / 10k / 10k benchmark, one fixed Bernoulli draw (``mnist``) | 2 |
 | ``file`` | your own .npy, .npz, .csv, .tsv or PNG folder (``files``) | max + 1 |
 
 Register your own factory with ``@register("name")``; it must return a
