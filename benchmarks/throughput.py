@@ -132,6 +132,15 @@ def matmul_runner(
     return run
 
 
+def path(dim: int, hidden_sizes: Sequence[int], num_masks: int, *, grad: bool = False) -> str:
+    """Which products ``products="auto"`` picks for such a model (with or without grad)."""
+    model = dk.create_model(
+        "bernoulli", dim, hidden_sizes=hidden_sizes, masks="multi-ordering", num_masks=num_masks
+    )
+    with torch.set_grad_enabled(grad):
+        return "grouped" if model.backbone._grouped_pays(torch.zeros(1, dim)) else "dense"
+
+
 def binary_batches(dim: int, batch: int, count: int, seed: int) -> list[torch.Tensor]:
     """Binary data with per-pixel frequencies, as long values 0/1."""
     generator = torch.Generator().manual_seed(seed)
@@ -195,7 +204,11 @@ def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     # name: ((module, runner), label, the row it is compared with)
     contenders = {
         "plain": (plain(False), "plain masked MLP, torch Adam defaults (baseline)", "plain"),
-        "library": (library("auto", False), "densitykit, torch Adam defaults", "plain"),
+        "library": (
+            library("auto", False),
+            f"densitykit, automatic ({path(dim, hidden_sizes, 1, grad=True)}), torch Adam defaults",
+            "plain",
+        ),
         "dense": (
             library("dense", False),
             "densitykit, dense products, torch Adam defaults",
@@ -204,7 +217,7 @@ def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
         "fused plain": (plain(True), f"plain masked MLP, {fused} Adam", "fused plain"),
         "fused library": (
             library("auto", True),
-            f"densitykit, {fused} Adam (as densitykit fit)",
+            f"densitykit, automatic, {fused} Adam (as densitykit fit)",
             "fused plain",
         ),
     }
@@ -307,10 +320,12 @@ def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     rows = []
     for name, label, forwards, flops in [
         ("plain", "plain masked MLP forward (baseline)", 1, useful_flops(plain_masks(plain))),
-        ("library", "densitykit log_prob, one mask", 1, useful_flops(model_masks(model))),
+        ("library", f"densitykit log_prob, one mask, automatic ({path(dim, hidden_sizes, 1)})", 1,
+         useful_flops(model_masks(model))),
         ("dense", "densitykit log_prob, one mask, dense products", 1,
          useful_flops(model_masks(dense))),
-        ("ensemble", f"densitykit log_prob, {args.num_masks}-mask ensemble", args.num_masks,
+        ("ensemble", f"densitykit log_prob, {args.num_masks}-mask ensemble, automatic "
+         f"({path(dim, hidden_sizes, args.num_masks)})", args.num_masks,
          ensemble_flops),
     ]:  # fmt: skip
         ratio = per_batch["plain"] / per_batch[name]
