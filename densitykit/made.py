@@ -234,6 +234,8 @@ class MADE(nn.Module):
             # Training: the per-step permutations of the weights and of their
             # gradients cost about what the groups save at batch 100 (measured).
             return False
+        if self.input_degrees.is_inference() or self.layers[0].masks.is_inference():
+            return False  # no version counters: the groupings would be rebuilt per call
         if self.num_masks > _GROUPINGS_KEPT:
             # Groupings are kept for a few masks; rebuilding one costs several forward
             # passes' worth of time, so ensembles that cycle through more stay dense.
