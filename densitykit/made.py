@@ -83,8 +83,9 @@ class MADE(nn.Module):
             dense path otherwise: in training, where the weights change at
             every step, permuting them and their gradients cost about what the groups
             saved (measured at batch 100 on a 2-core CPU); a 196-128-128-196 MADE
-            (66,000 weights) measured slower grouped; GPUs were not measured. Both give the same values and gradients up to float
-            rounding; the attribute ``products`` can be changed at any time.
+            (66,000 weights) measured slower grouped; GPUs were not measured. Both
+            give the same values and gradients up to float rounding; the attribute
+            ``products`` can be changed at any time.
 
     Example:
         >>> from densitykit import masks
