@@ -5,8 +5,9 @@ Bernoulli head, loss = mean NLL from ``model.log_prob(x, mask=0)``) against a
 hand-written masked MLP of the same sizes (``nn.Linear`` weights times fixed masks,
 BCE-with-logits). The headline is like for like: both sides step with
 ``torch.optim.Adam``'s defaults. densitykit runs its automatic choice of products
-(degree-grouped on the CPU for these sizes, see ``densitykit.made.MADE``) and, for
-comparison, ``products="dense"``; a second pair of rows steps both sides with the
+(see ``densitykit.made.MADE``: dense in training, degree-grouped for likelihoods on
+the CPU at these sizes) and, for comparison, ``products="dense"`` and
+``products="grouped"``; a second pair of rows steps both sides with the
 optimizer ``densitykit fit`` uses (``densitykit.train.make_optimizer``: fused Adam
 where PyTorch has it). GFLOP/s count the useful arithmetic only (2 x the unmasked
 weights x batch, x3 for forward + backward), against the rate of ``torch.mm`` on the
@@ -212,6 +213,11 @@ def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
         "dense": (
             library("dense", False),
             "densitykit, dense products, torch Adam defaults",
+            "plain",
+        ),
+        "grouped": (
+            library("grouped", False),
+            "densitykit, grouped products, torch Adam defaults",
             "plain",
         ),
         "fused plain": (plain(True), f"plain masked MLP, {fused} Adam", "fused plain"),
