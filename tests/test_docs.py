@@ -546,7 +546,8 @@ def check_throughput(stdout: str, tmp_path: Path) -> None:
 
 
 def check_sampling(stdout: str, tmp_path: Path) -> None:
-    for text in ("torch:", "naive", "sample_fast", "speed-up"):
+    same = "identical with the same generator in every run: True"
+    for text in ("torch:", "reference", "speed-up", same):
         assert text in stdout, text
 
 
@@ -562,8 +563,12 @@ QUICK_RUNS = {
     ),
     "binarized_mnist.py": (
         lambda tmp: [
-            "paper-1hl", "--data-dir", str(write_fake_mnist(tmp / "m")), "--num-val", "200",
-        ],  # fmt: skip
+            "paper-1hl",
+            "--data-dir",
+            str(write_fake_mnist(tmp / "m")),
+            "--num-val",
+            "200",
+        ],
         check_mnist_quality,
     ),
     "throughput.py": (lambda tmp: [], check_throughput),

@@ -175,16 +175,16 @@ def test_groupings_follow_new_masks() -> None:
 def test_automatic_choice() -> None:
     small = MADE(dk.masks.create("natural", dim=5, hidden_sizes=[8]))
     assert not small._grouped_pays(torch.zeros(2, 5))
-    large = MADE(dk.masks.create("natural", dim=300, hidden_sizes=[200]))
+    large = MADE(dk.masks.create("natural", dim=600, hidden_sizes=[400]))
     assert large.products == "auto"
-    assert not large._grouped_pays(torch.zeros(2, 300))  # training: dense
+    assert not large._grouped_pays(torch.zeros(2, 600))  # training: dense
     with torch.no_grad():
-        assert large._grouped_pays(torch.zeros(2, 300))  # evaluation: grouped
-        x = torch.randint(0, 2, (4, 300)).float()
+        assert large._grouped_pays(torch.zeros(2, 600))  # evaluation: grouped
+        x = torch.randint(0, 2, (4, 600)).float()
         auto = large(x)
         large.products = "dense"
         torch.testing.assert_close(auto, large(x))
-        many = MADE(dk.masks.create("multi-ordering", dim=300, hidden_sizes=[200], num_masks=9))
+        many = MADE(dk.masks.create("multi-ordering", dim=600, hidden_sizes=[400], num_masks=9))
         assert not many._grouped_pays(x)  # more masks than groupings kept
 
 
