@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from densitykit.checks import check_index, check_positive_int
 from densitykit.layers import Grouping, MaskedLinear, grouping
 from densitykit.masks import Connectivity, check_connectivity
 from densitykit.registry import Registry
@@ -125,8 +126,7 @@ class MADE(nn.Module):
             ("params_per_variable", params_per_variable),
             ("input_width", input_width),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+            check_positive_int(value, label)
         self.params_per_variable = params_per_variable
         self.input_width = input_width
         self.activation = activation
@@ -194,11 +194,7 @@ class MADE(nn.Module):
             )
 
     def _check_index(self, index: int) -> int:
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < self.num_masks:
-            raise ValueError(
-                f"mask index must be an integer in 0..{self.num_masks - 1}, got {index!r}"
-            )
-        return index
+        return check_index(index, self.num_masks, "mask index")
 
     def set_mask(self, index: int) -> None:
         """Make mask ``index`` the active one."""
