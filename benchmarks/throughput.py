@@ -5,8 +5,9 @@ Bernoulli head, loss = mean NLL from ``model.log_prob(x, mask=0)``) against a
 hand-written masked MLP of the same sizes (``nn.Linear`` weights times fixed masks,
 BCE-with-logits). The headline is like for like: both sides step with
 ``torch.optim.Adam``'s defaults. densitykit runs its automatic choice of products
-(degree-grouped on the CPU for these sizes, see ``densitykit.made.MADE``) and, for
-comparison, ``products="dense"``; a second pair of rows steps both sides with the
+(see ``densitykit.made.MADE``: dense in training, degree-grouped for likelihoods on
+the CPU at these sizes) and, for comparison, ``products="dense"`` and
+``products="grouped"``; a second pair of rows steps both sides with the
 optimizer ``densitykit fit`` uses (``densitykit.train.make_optimizer``: fused Adam
 where PyTorch has it). GFLOP/s count the useful arithmetic only (2 x the unmasked
 weights x batch, x3 for forward + backward), against the rate of ``torch.mm`` on the
@@ -132,6 +133,15 @@ def matmul_runner(
     return run
 
 
+def path(dim: int, hidden_sizes: Sequence[int], num_masks: int, *, grad: bool = False) -> str:
+    """Which products ``products="auto"`` picks for such a model (with or without grad)."""
+    model = dk.create_model(
+        "bernoulli", dim, hidden_sizes=hidden_sizes, masks="multi-ordering", num_masks=num_masks
+    )
+    with torch.set_grad_enabled(grad):
+        return "grouped" if model.backbone._grouped_pays(torch.zeros(1, dim)) else "dense"
+
+
 def binary_batches(dim: int, batch: int, count: int, seed: int) -> list[torch.Tensor]:
     """Binary data with per-pixel frequencies, as long values 0/1."""
     generator = torch.Generator().manual_seed(seed)
@@ -195,16 +205,25 @@ def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     # name: ((module, runner), label, the row it is compared with)
     contenders = {
         "plain": (plain(False), "plain masked MLP, torch Adam defaults (baseline)", "plain"),
-        "library": (library("auto", False), "densitykit, torch Adam defaults", "plain"),
+        "library": (
+            library("auto", False),
+            f"densitykit, automatic ({path(dim, hidden_sizes, 1, grad=True)}), torch Adam defaults",
+            "plain",
+        ),
         "dense": (
             library("dense", False),
             "densitykit, dense products, torch Adam defaults",
             "plain",
         ),
+        "grouped": (
+            library("grouped", False),
+            "densitykit, grouped products, torch Adam defaults",
+            "plain",
+        ),
         "fused plain": (plain(True), f"plain masked MLP, {fused} Adam", "fused plain"),
         "fused library": (
             library("auto", True),
-            f"densitykit, {fused} Adam (as densitykit fit)",
+            f"densitykit, automatic, {fused} Adam (as densitykit fit)",
             "fused plain",
         ),
     }
@@ -307,10 +326,12 @@ def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     rows = []
     for name, label, forwards, flops in [
         ("plain", "plain masked MLP forward (baseline)", 1, useful_flops(plain_masks(plain))),
-        ("library", "densitykit log_prob, one mask", 1, useful_flops(model_masks(model))),
+        ("library", f"densitykit log_prob, one mask, automatic ({path(dim, hidden_sizes, 1)})", 1,
+         useful_flops(model_masks(model))),
         ("dense", "densitykit log_prob, one mask, dense products", 1,
          useful_flops(model_masks(dense))),
-        ("ensemble", f"densitykit log_prob, {args.num_masks}-mask ensemble", args.num_masks,
+        ("ensemble", f"densitykit log_prob, {args.num_masks}-mask ensemble, automatic "
+         f"({path(dim, hidden_sizes, args.num_masks)})", args.num_masks,
          ensemble_flops),
     ]:  # fmt: skip
         ratio = per_batch["plain"] / per_batch[name]

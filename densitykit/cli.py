@@ -18,8 +18,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 import densitykit
-from densitykit import runs
-from densitykit.data import DATASETS
+from densitykit import presets, runs, scoring
+from densitykit.data import DATASETS, load_dataset
+from densitykit.data.files import is_data_file
 from densitykit.distributed import launch_environment, session
 from densitykit.errors import DensitykitError
 from densitykit.heads import HEADS
@@ -298,8 +299,19 @@ def _head_options(
 def fit(
     ctx: typer.Context,
     data: Annotated[
-        str, typer.Option(help="Data set name (see `densitykit datasets`).")
+        str,
+        typer.Option(
+            help="Data set name (see `densitykit datasets`), or a data file: .npy, .npz, "
+            ".csv, .tsv or a folder of PNG images."
+        ),
     ] = runs.DataConfig.name,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Recommended settings by name (default: the data set's for its head; "
+            "'none' for the library defaults). Options given here win."
+        ),
+    ] = None,
     head: Annotated[
         str | None,
         typer.Option(help="Head name (see `densitykit heads`); default suits the data."),
@@ -395,6 +407,9 @@ def fit(
     quiet = quiet or not main
     progress = _progress(quiet)
     import_plugins(plugin)
+    if data not in DATASETS and (is_data_file(data) or Path(data).exists()):
+        data_option = [*data_option, f"path={json.dumps(str(Path(data).resolve()))}"]
+        data = "file"
     data_options = _data_options(
         data,
         {
@@ -454,7 +469,12 @@ def fit(
         ),
         plugins=list(plugin),
     )
-    out = out or Path("runs") / f"{data}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    config = _with_preset(config, preset, data_option, quiet=quiet or not main)
+    epochs = config.train.epochs
+    name = (
+        Path(str(data_options["path"])).stem if data == "file" and "path" in data_options else data
+    )
+    out = out or Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     message = f"training on {data} into {out}/"
     if launch is not None:
         message += f" with {launch[1]} processes"
@@ -470,6 +490,67 @@ def fit(
         _interrupted(out)
     if main:
         _report(metrics, out)
+
+
+# CLI parameter -> the config field it sets, for the settings a preset may fill.
+_FIELDS = {
+    "hidden_sizes": "hidden_sizes",
+    "masks": "masks",
+    "num_masks": "num_masks",
+    "activation": "activation",
+    "direct": "direct_connections",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "weight_decay": "weight_decay",
+    "patience": "patience",
+    "grad_clip": "grad_clip",
+    "seed": "seed",
+    "device": "device",
+    "precision": "precision",
+    "mask_every": "mask_every",
+    "eval_masks": "eval_masks",
+}
+_NAMED_DATA_OPTIONS = {
+    "data_dir": "data_dir",
+    "binarize": "binarize",
+    "grid_size": "grid_size",
+    "image": "path",
+    "max_train": "max_train",
+    "data_seed": "seed",
+}
+
+
+def _preset_key(config: runs.RunConfig) -> tuple[str, str | None]:
+    """The (data set, head) a default preset is looked up by; a file's by its kind."""
+    if config.data.name != "file":
+        return config.data.name, config.model.head
+    dataset = load_dataset("file", **config.data.options)
+    return f"file:{dataset.kind}", config.model.head or runs.default_head(dataset)
+
+
+def _with_preset(
+    config: runs.RunConfig, name: str | None, data_option: list[str], *, quiet: bool
+) -> runs.RunConfig:
+    """Fill the settings the user did not give from the preset (named, or the default)."""
+    if name is not None and name.lower() == "none":
+        return config
+    if name is None:
+        name = presets.default_preset(*_preset_key(config))
+        if name is None:
+            return config
+    settings = presets.get_preset(name)
+    given = {field for param, field in _FIELDS.items() if _given(param)}
+    given_data = {key for key, _ in (p.partition("=")[::2] for p in data_option)}
+    given_data |= {key for param, key in _NAMED_DATA_OPTIONS.items() if _given(param)}
+    updated = presets.apply_preset(config, settings, given=given, given_data_options=given_data)
+    if not quiet:
+        used = {key: value for key, value in settings.items() if key not in given}
+        _say(
+            f"preset {name}: {presets.describe_settings(used) or 'nothing to set'} "
+            "(options given on the command line win)"
+        )
+    return updated
 
 
 @app.command()
@@ -568,6 +649,84 @@ def sample(
     _say(f"wrote {num_samples} samples to {path}")
 
 
+@app.command()
+@_guard
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="A data file (.npy, .npz, .csv, .tsv, a folder of PNG images) or a data set name."
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the scores: .csv (with a header) or .npy."),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="A data set's split (default test), or an .npz file's array."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Folder with the data set's files (MNIST IDX files).")
+    ] = None,
+    binarize: Annotated[
+        str | None, typer.Option(help="MNIST: threshold, stochastic or none.")
+    ] = None,
+    data_option: Annotated[
+        list[str], typer.Option(help="Extra data set option key=value (repeatable).")
+    ] = [],  # noqa: B006
+    num_masks: Annotated[
+        int | None, typer.Option(help="Masks in the mixture (default: all the model's).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 1000,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
+    overwrite: Annotated[bool, typer.Option(help="Replace the output file if it exists.")] = False,
+    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Score every example of a data file or data set under a run's model (log-likelihood).
+
+    Prints a summary line (mean NLL in nats, nats/dim, bits/dim); with --out, writes one
+    row per example: index, log_prob_nats, nll_nats_per_dim, nll_bits_per_dim (.csv), or
+    the log-likelihoods in nats (.npy).
+    """
+    if out is not None:
+        if out.suffix not in (".csv", ".npy"):
+            raise ValueError(f"--out must end in .csv or .npy, got {out.name!r}")
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    options = _parse_pairs(data_option, "--data-option")
+    for key, value in (("data_dir", data_dir), ("binarize", binarize)):
+        if value is not None:
+            options[key] = str(value)
+    progress = Progress(
+        TextColumn("scoring", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
+    )
+    with progress:
+        task = progress.add_task("scoring", total=None)
+        scores = scoring.score_data(
+            run_dir,
+            data,
+            split=split,
+            data_options=options,
+            batch_size=batch_size,
+            num_masks=num_masks,
+            device=device,
+            plugins=plugin,
+            on_batch=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    _say(f"scored {scores.summary()}")
+    if out is not None:
+        _say(f"wrote {scores.save(out, overwrite=overwrite)}")
+
+
 def _listing(registry: Any, plugin: list[str]) -> None:
     import_plugins(plugin)
     width = max((len(name) for name in registry.names()), default=0)
@@ -581,8 +740,27 @@ _PLUGIN_OPTION = typer.Option(help=_PLUGIN_HELP)
 @app.command()
 @_guard
 def datasets(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
-    """List the data sets."""
-    _listing(DATASETS, plugin)
+    """List the data sets, each with its recommended settings by head (its presets)."""
+    import_plugins(plugin)
+    width = max((len(name) for name in DATASETS.names()), default=0)
+    defaults: dict[str, list[str]] = {}
+    for (dataset, head), name in sorted(
+        presets.DEFAULTS.items(), key=lambda item: (item[0][0], item[0][1] or "")
+    ):
+        settings = presets.describe_settings(presets.get_preset(name))
+        defaults.setdefault(dataset, []).append(
+            f"{' ' * (width + 2)}{head or 'default head'}: preset {name} ({settings})"
+        )
+    for entry in DATASETS.entries():
+        typer.echo(f"{entry.name:<{width}}  {entry.description}")
+        for line in defaults.get(entry.name, []) or (
+            [] if entry.name == "file" else [f"{' ' * (width + 2)}library defaults"]
+        ):
+            typer.echo(line)
+        if entry.name == "file":
+            for key in sorted(k for k in defaults if k.startswith("file:")):
+                for line in defaults[key]:
+                    typer.echo(f"{line[: width + 2]}{key[5:]} data, {line[width + 2 :]}")
 
 
 @app.command()

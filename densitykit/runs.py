@@ -549,7 +549,7 @@ def draw_pictures(
             probs = _batched_probs(model, grid).reshape(k, k)
             samples = model.sample(len(dataset.train), generator=generator)
             written.append(plots.density_2d(dataset.train, probs, samples, path / "density.png"))
-        else:
+        elif dataset.kind == "1d":
             probs = _batched_probs(model, torch.arange(dataset.num_values)[:, None])
             written.append(
                 plots.histogram_1d(
@@ -721,6 +721,8 @@ def _picture(run: Run, samples: torch.Tensor, out: Path) -> Path:
         grid = torch.cartesian_prod(torch.arange(k), torch.arange(k))
         probs = _batched_probs(run.model, grid).reshape(k, k)
         return plots.density_2d(dataset.train, probs, samples, out)
+    if dataset.kind != "1d":
+        raise ValueError(f"a {dataset.kind} data set has no picture; write a .npy file instead")
     probs = torch.bincount(samples[:, 0], minlength=dataset.num_values).double() / max(
         len(samples), 1
     )

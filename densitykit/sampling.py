@@ -80,6 +80,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from densitykit.caching import TensorCache
+from densitykit.checks import check_index, check_int
 from densitykit.heads import Head
 from densitykit.layers import MaskedLinear
 from densitykit.made import MADE
@@ -145,16 +147,8 @@ _ROW_BY_ROW = 8
 _BLOCK_STEPS = 32
 
 
-@dataclass(frozen=True)
-class _CacheEntry:
-    sources: tuple[torch.Tensor, ...]
-    versions: tuple[int, ...]
-    block_steps: int
-    plan: _Plan
-
-
 # Plans per backbone and mask; entries go with their backbone.
-_PLANS: weakref.WeakKeyDictionary[MADE, dict[int, _CacheEntry]] = weakref.WeakKeyDictionary()
+_PLANS: weakref.WeakKeyDictionary[MADE, dict[int, TensorCache[_Plan]]] = weakref.WeakKeyDictionary()
 
 
 def _check_parts(backbone: object, head: object) -> None:
@@ -179,11 +173,8 @@ def _check_arguments(
     generator: object,
 ) -> None:
     _check_parts(backbone, head)
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 0:
-        raise ValueError(f"num_samples must be a non-negative integer, got {num_samples!r}")
-    num_masks = backbone.num_masks if backbone is not None else 1
-    if not isinstance(mask, int) or isinstance(mask, bool) or not 0 <= mask < num_masks:
-        raise ValueError(f"mask must be an integer in 0..{num_masks - 1}, got {mask!r}")
+    check_int(num_samples, "num_samples", minimum=0)
+    check_index(mask, backbone.num_masks if backbone is not None else 1, "mask")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(
             f"generator must be a torch.Generator or None, got {type(generator).__name__}"
@@ -346,22 +337,8 @@ def _plan(backbone: MADE, mask: int) -> _Plan:
     recycled) with their version counters, which in-place edits bump. Inference
     tensors have no version counter; their plans are rebuilt at every call.
     """
-    sources = _plan_sources(backbone)
-    if any(tensor.is_inference() for tensor in sources):
-        return _build_plan(backbone, mask)
-    versions = tuple(tensor._version for tensor in sources)
-    per_mask = _PLANS.setdefault(backbone, {})
-    cached = per_mask.get(mask)
-    if (
-        cached is not None
-        and cached.versions == versions
-        and cached.block_steps == _BLOCK_STEPS
-        and all(old is new for old, new in zip(cached.sources, sources))
-    ):
-        return cached.plan
-    plan = _build_plan(backbone, mask)
-    per_mask[mask] = _CacheEntry(sources, versions, _BLOCK_STEPS, plan)
-    return plan
+    cache = _PLANS.setdefault(backbone, {}).setdefault(mask, TensorCache())
+    return cache.get(_plan_sources(backbone), _BLOCK_STEPS, lambda: _build_plan(backbone, mask))
 
 
 def _build_plan(backbone: MADE, mask: int) -> _Plan:

@@ -85,6 +85,12 @@ def _write_mnist_folder(folder: Path, *, gz: bool = True, labels: bool = True) -
     return folder
 
 
+def _write_images_npy(path: Path) -> Path:
+    """Binary 28 x 28 images in a .npy file, for the ``file`` data set."""
+    np.save(path, (TINY_TRAIN > 127).astype(np.uint8))
+    return path
+
+
 @pytest.fixture
 def mnist_dir(tmp_path: Path) -> Path:
     return _write_mnist_folder(tmp_path / "mnist")
@@ -112,6 +118,8 @@ def tiny_options(mnist_dir: Path, face_png: Path) -> dict[str, dict[str, Any]]:
         "shapes": {"num_samples": 200},
         "mnist": {"data_dir": str(mnist_dir)},
         "fashion-mnist": {"data_dir": str(mnist_dir)},
+        "binarized-mnist": {"data_dir": str(mnist_dir), "num_val": 6},
+        "file": {"path": str(_write_images_npy(mnist_dir.parent / "images.npy"))},
     }
 
 
@@ -126,7 +134,9 @@ def _same(a: Dataset, b: Dataset) -> bool:
 
 
 ALL = DATASETS.names()
-SAMPLED = {"2d-smiley", "2d-image", "shapes"}  # their test split depends on the seed too
+# Their test split depends on the seed too (a draw of points, shapes or binarized pixels).
+SAMPLED = {"2d-smiley", "2d-image", "shapes", "binarized-mnist"}
+FIXED_SPLIT = {"binarized-mnist"}  # a benchmark's fixed split: no val_fraction
 
 
 # --------------------------------------------------------------------------- every data set
@@ -206,7 +216,7 @@ def test_true_probs_and_entropy_agree(name: str, tiny_options: dict[str, dict[st
     )
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", sorted(set(ALL) - FIXED_SPLIT))
 def test_zero_val_fraction_makes_validation_the_training_split(
     name: str, tiny_options: dict[str, dict[str, Any]]
 ) -> None:
@@ -216,7 +226,7 @@ def test_zero_val_fraction_makes_validation_the_training_split(
     assert len(held_out.train) + len(held_out.val) == len(ds.train)
 
 
-@pytest.mark.parametrize("name", ["shapes", "mnist", "fashion-mnist"])
+@pytest.mark.parametrize("name", ["shapes", "mnist", "fashion-mnist", "binarized-mnist"])
 def test_max_train_keeps_the_first_training_examples(
     name: str, tiny_options: dict[str, dict[str, Any]]
 ) -> None:
@@ -252,6 +262,8 @@ def test_unknown_name_lists_the_registered_ones() -> None:
         ("shapes", {"max_train": 0}),
         ("mnist", {"binarize": "grey"}),
         ("fashion-mnist", {"max_train": -3}),
+        ("binarized-mnist", {"num_val": 0}),
+        ("binarized-mnist", {"seed": -1}),
     ],
 )
 def test_bad_option_values_raise_value_error(name: str, options: dict[str, Any]) -> None:
@@ -267,6 +279,8 @@ def test_bad_option_values_raise_value_error(name: str, options: dict[str, Any])
         ("2d-smiley", {"grid_size": 25.0}),
         ("shapes", {"num_samples": True}),
         ("mnist", {"download": "yes"}),
+        ("binarized-mnist", {"num_val": 1.5}),
+        ("binarized-mnist", {"val_fraction": 0.1}),  # the benchmark's split is fixed
         ("1d-gaussian", {"num_values": 20}),  # not an option of this data set
     ],
 )
@@ -656,6 +670,66 @@ def test_mnist_without_binarization_keeps_256_levels(mnist_dir: Path) -> None:
         ds.test, torch.from_numpy(TINY_TEST.reshape(TEST_IMAGES, -1).astype(np.int64))
     )
     assert int(ds.test.min()) == 0 and int(ds.test.max()) == 255
+
+
+def test_binarized_mnist_splits_the_training_file_in_order(mnist_dir: Path) -> None:
+    ds = load_dataset("binarized-mnist", data_dir=str(mnist_dir), num_val=6, seed=3)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (TRAIN_IMAGES - 6, 6, TEST_IMAGES)
+    assert ds.shape == (28, 28) and ds.num_values == 2 and ds.kind == "image"
+    # The pixels of mnist's stochastic binarization with the same seed, in file order:
+    # the first images train, the last num_val validate, the official test set tests.
+    pool = load_dataset(
+        "mnist", data_dir=str(mnist_dir), binarize="stochastic", seed=3, val_fraction=0.0
+    )
+    assert torch.equal(ds.train, pool.train[: TRAIN_IMAGES - 6])
+    assert torch.equal(ds.val, pool.train[TRAIN_IMAGES - 6 :])
+    assert torch.equal(ds.test, pool.test)
+
+
+def test_binarized_mnist_defaults_to_the_benchmark(tmp_path: Path) -> None:
+    folder = tmp_path / "official-sized"
+    folder.mkdir()
+    write_idx(np.zeros((60_000, 2, 2), dtype=np.uint8), folder / "train-images-idx3-ubyte.gz")
+    write_idx(np.zeros((10_000, 2, 2), dtype=np.uint8), folder / "t10k-images-idx3-ubyte.gz")
+    ds = load_dataset("binarized-mnist", data_dir=str(folder))
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (50_000, 10_000, 10_000)
+    assert ds.options == {
+        "data_dir": str(folder),
+        "seed": 0,
+        "num_val": 10_000,
+        "max_train": None,
+        "download": True,
+    }
+
+
+def test_binarized_mnist_draws_each_pixel_once_from_grey_over_255(tmp_path: Path) -> None:
+    folder = tmp_path / "grey"
+    folder.mkdir()
+    train = np.full((40, 28, 28), 51, dtype=np.uint8)  # on with probability 51 / 255 = 0.2
+    train[:, 0, :] = 0
+    train[:, 1, :] = 255
+    write_idx(train, folder / "train-images-idx3-ubyte.gz")
+    write_idx(train[:5], folder / "t10k-images-idx3-ubyte.gz")
+    first = load_dataset("binarized-mnist", data_dir=str(folder), num_val=10)
+    again = load_dataset("binarized-mnist", data_dir=str(folder), num_val=10)
+    other = load_dataset("binarized-mnist", data_dir=str(folder), num_val=10, seed=1)
+    assert _same(first, again) and not torch.equal(first.train, other.train)
+    pixels = torch.cat([first.train, first.val]).reshape(40, 28, 28)
+    assert bool((pixels[:, 0] == 0).all()) and bool((pixels[:, 1] == 1).all())
+    # 40 x 26 x 28 draws with p = 0.2: the standard deviation of their mean is 0.0022.
+    assert float(pixels[:, 2:].float().mean()) == pytest.approx(0.2, abs=0.01)
+
+
+def test_binarized_mnist_needs_more_training_images_than_validation(mnist_dir: Path) -> None:
+    with pytest.raises(DataError, match="num_val=10000"):
+        load_dataset("binarized-mnist", data_dir=str(mnist_dir))
+
+
+def test_binarized_mnist_leaves_the_mnist_options_as_they_were(mnist_dir: Path) -> None:
+    load_dataset("binarized-mnist", data_dir=str(mnist_dir), num_val=6)
+    ds = load_dataset("mnist", data_dir=str(mnist_dir), seed=3)
+    assert ds.options["binarize"] == "threshold" and (len(ds.train), len(ds.val)) == (27, 3)
+    assert set(torch.cat([ds.train, ds.val, ds.test]).unique().tolist()) <= {0, 1}
 
 
 @pytest.mark.parametrize(

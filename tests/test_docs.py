@@ -101,6 +101,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_site_builds_strictly(site: Path) -> None:
     pages = ["index", "getting-started/", "api/", "cli/", "scaling-out/", "reliability/"]
     for page in (f"{name}index.html" if name.endswith("/") else f"{name}.html" for name in pages):
@@ -108,6 +109,7 @@ def test_site_builds_strictly(site: Path) -> None:
     assert not (site / "scripts").exists(), "docs/scripts must not be published"
 
 
+@pytest.mark.slow
 def test_no_script_comes_from_a_cdn(site: Path) -> None:
     """MathJax is served from the site: mkdocs.yml names no remote script, every page's
     ``<script src>`` is a file of the site, and the maths script is really there."""
@@ -129,6 +131,7 @@ def test_no_script_comes_from_a_cdn(site: Path) -> None:
     assert "MathJax" in mathjax and len(mathjax) > 1_000_000, "the vendored MathJax is not whole"
 
 
+@pytest.mark.slow
 def test_every_public_name_is_in_the_api_reference(site: Path) -> None:
     """Each name of each module's ``__all__`` is rendered: under the module itself, under
     a package that re-exports it, or (for a re-export) where it is defined."""
@@ -488,6 +491,7 @@ def test_every_picture_is_used_and_exists() -> None:
     assert used == present, f"unused: {present - used}; missing: {used - present}"
 
 
+@pytest.mark.slow
 def test_readme_python_snippet_runs_and_gives_what_it_says(tmp_path: Path) -> None:
     """The README's Python example, run as written, with its comments' shapes checked."""
     blocks = [b for b in page_blocks("../README.md") if b.language == "python"]
@@ -546,7 +550,8 @@ def check_throughput(stdout: str, tmp_path: Path) -> None:
 
 
 def check_sampling(stdout: str, tmp_path: Path) -> None:
-    for text in ("torch:", "naive", "sample_fast", "speed-up"):
+    same = "identical with the same generator in every run: True"
+    for text in ("torch:", "reference", "speed-up", same):
         assert text in stdout, text
 
 
@@ -558,6 +563,16 @@ QUICK_RUNS = {
     ),
     "mnist_quality.py": (
         lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m"))],
+        check_mnist_quality,
+    ),
+    "binarized_mnist.py": (
+        lambda tmp: [
+            "paper-1hl",
+            "--data-dir",
+            str(write_fake_mnist(tmp / "m")),
+            "--num-val",
+            "200",
+        ],
         check_mnist_quality,
     ),
     "throughput.py": (lambda tmp: [], check_throughput),

@@ -81,6 +81,7 @@ def check_mixture_report(stdout: str) -> None:
 CHECKS = {"heads_1d.py": check_heads_table, "mnist_ensemble.py": check_mixture_report}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(OUTPUTS))
 def test_example_runs_in_quick_mode(script: str, tmp_path: Path) -> None:
     result = run_example(script, tmp_path, "--quick", "--out", "results")
@@ -92,6 +93,7 @@ def test_example_runs_in_quick_mode(script: str, tmp_path: Path) -> None:
         CHECKS[script](result.stdout)
 
 
+@pytest.mark.slow
 def test_mnist_example_reads_a_local_idx_folder(tmp_path: Path) -> None:
     """--data-dir is honoured: a folder in torchvision's MNIST/raw layout is found."""
     sys.path.insert(0, str(EXAMPLES))

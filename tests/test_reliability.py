@@ -172,6 +172,7 @@ def _env() -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path) -> None:
     reference = tmp_path / "reference"
     subprocess.run(

@@ -486,3 +486,11 @@ def test_fuzzed_command_lines_exit_0_or_1_and_touch_nothing_outside_the_run(
         assert result.exit_code in (0, 1), (args, result.output, result.exception)
         assert "Traceback" not in result.output, (args, result.output)
     assert snapshot(sentinel) == before, args
+
+
+@pytest.mark.parametrize("head", ["histogram", "categorical", "bernoulli"])
+def test_negative_hidden_sizes_are_refused_for_every_head(head) -> None:
+    with pytest.raises(ValueError, match="hidden_sizes must be a positive integer, got -5"):
+        dk.create_model(head, 3, 2, hidden_sizes=(-5,))
+    with pytest.raises(ValueError, match="hidden_sizes"):
+        ModelConfig(head=head, dim=3, num_values=2, hidden_sizes=(-5,))

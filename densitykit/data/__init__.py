@@ -12,6 +12,8 @@ Build one by name with [`load_dataset`][densitykit.data.registry.load_dataset];
 | ``2d-image`` | a picture's grey levels as a density (``image2d``) | image side |
 | ``shapes`` | generated binary shape images (``shapes``) | 2 |
 | ``mnist``, ``fashion-mnist`` | IDX image files (``mnist``) | 2 or 256 |
+| ``binarized-mnist`` | the 50k / 10k / 10k benchmark, one fixed Bernoulli draw (``mnist``) | 2 |
+| ``file`` | your own .npy, .npz, .csv, .tsv or PNG folder (``files``) | max + 1 |
 
 Register your own factory with ``@register("name")``; it must return a
 ``Dataset`` and take keyword-only options with defaults.
@@ -25,9 +27,10 @@ Example:
 
 from __future__ import annotations
 
-from densitykit.data import image2d, mnist, shapes, smiley, toy1d  # noqa: F401 - registers the built-ins
+from densitykit.data import files, image2d, mnist, shapes, smiley, toy1d  # noqa: F401 - registers the built-ins
 from densitykit.data.dataset import Dataset
+from densitykit.data.files import from_array
 from densitykit.data.idx import read_idx
 from densitykit.data.registry import DATASETS, load_dataset, names, register
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "names", "read_idx", "register"]
+__all__ = ["DATASETS", "Dataset", "from_array", "load_dataset", "names", "read_idx", "register"]

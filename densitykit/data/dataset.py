@@ -20,8 +20,8 @@ from densitykit.errors import DataError
 
 __all__ = ["KINDS", "Dataset", "as_examples"]
 
-KINDS: tuple[str, ...] = ("1d", "2d", "image")
-"""The kinds of data set: one variable, a point on a grid, or an image."""
+KINDS: tuple[str, ...] = ("1d", "2d", "image", "vector")
+"""The kinds of data set: one variable, a point on a grid, an image, or any other vector."""
 
 
 def as_examples(array: np.ndarray) -> torch.Tensor:
@@ -60,9 +60,10 @@ class Dataset:
         test: ``(N_test, D)`` test examples.
         num_values: $K$, the number of values each variable takes.
         kind: ``"1d"`` ($D = 1$), ``"2d"`` ($D = 2$, a point ``(row, col)`` of a
-            $K \\times K$ grid) or ``"image"`` ($D = H W$, pixels in row-major order).
+            $K \\times K$ grid), ``"image"`` ($D = H W$, pixels in row-major order) or
+            ``"vector"`` (any other $D$ variables, e.g. the columns of a CSV file).
         shape: How one example is drawn: ``(1,)`` for 1d, ``(K, K)`` for 2d, ``(H, W)``
-            for an image.
+            for an image, ``(D,)`` for a vector.
         true_entropy_nats: The exact entropy of the true distribution of one example,
             in nats, or ``None`` if unknown. A perfect model's test NLL equals it.
         true_probs: The exact probability mass function where known, ``(K,)`` for 1d
@@ -148,6 +149,8 @@ class Dataset:
     def _check_shape(self) -> None:
         k, d = self.num_values, self.dim
         expected = {"1d": (1,), "2d": (k, k)}.get(self.kind)
+        if self.kind == "vector" and self.shape != (d,):
+            raise DataError(f"a vector data set needs shape (D,) = ({d},), got {self.shape}")
         if expected is not None and (d != len(expected) or self.shape != expected):
             raise DataError(
                 f"a {self.kind} data set must have D={len(expected)} and shape {expected}, "

@@ -17,6 +17,10 @@ Only the image files are read (``train-images-idx3-ubyte`` and
 ``t10k-images-idx3-ubyte``, each plain or ``.gz``); label files may be present or
 not. The headers' counts are trusted, so a subset such as a 10,000-image training
 file works as is. The validation split is carved from the official training set.
+
+``binarized-mnist`` is the density-estimation benchmark built from the same files
+(Larochelle and Murray, 2011): the first 50,000 training images train, the last 10,000
+validate, the official test set tests, each pixel drawn once as Bernoulli(grey / 255).
 """
 
 from __future__ import annotations
@@ -40,11 +44,13 @@ from densitykit.data.splits import NOISE_STREAM, SPLIT_STREAM, carve_validation,
 from densitykit.errors import DataError
 
 __all__ = [
+    "BINARIZED_MNIST_VAL",
     "BINARIZE_MODES",
     "IMAGE_FILES",
     "LABEL_FILES",
     "SYSTEM_FOLDERS",
     "binarize_images",
+    "binarized_mnist",
     "data_home",
     "fashion_mnist",
     "find_idx_folder",
@@ -58,6 +64,8 @@ LABEL_FILES: dict[str, str] = {"train": "train-labels-idx1-ubyte", "test": "t10k
 """The label files of the same folders (not needed: densitykit models images only)."""
 BINARIZE_MODES: tuple[str, ...] = ("threshold", "stochastic", "none")
 """How grey levels become values: ``pixel > 127.5``, a fixed Bernoulli draw, or kept (0..255)."""
+BINARIZED_MNIST_VAL = 10_000
+"""Validation images of ``binarized-mnist``: the last ones of the official training file."""
 SYSTEM_FOLDERS: dict[str, tuple[str, ...]] = {
     "mnist": (),
     "fashion-mnist": ("/usr/share/datasets/fashion-mnist",),  # Debian's dataset-fashion-mnist
@@ -376,4 +384,82 @@ def fashion_mnist(
         max_train=max_train,
         seed=seed,
         download=download,
+    )
+
+
+@register("binarized-mnist")
+def binarized_mnist(
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    num_val: int = BINARIZED_MNIST_VAL,
+    max_train: int | None = None,
+    download: bool = True,
+) -> Dataset:
+    """The binarized MNIST benchmark: 50,000 / 10,000 / 10,000 images, one fixed Bernoulli draw.
+
+    The split of Larochelle and Murray (2011), which the MADE paper and the other
+    autoregressive models of its family report: the first 50,000 official training
+    images train, the last 10,000 validate, and the 10,000 official test images test.
+    Every pixel is drawn once as Bernoulli(grey / 255) and then fixed; ``seed`` fixes the
+    draw. The draw is the one ``mnist`` makes with ``binarize="stochastic"`` and the same
+    seed (the same pixels), only the split differs: here it is fixed, not random.
+
+    Args:
+        data_dir: A folder with the IDX files (see the module notes); ``None``
+            searches the default places and then downloads.
+        seed: Seed of the binarization (the split does not depend on it).
+        num_val: How many of the last official training images validate (10,000 for the
+            benchmark; smaller only for a subset of the files).
+        max_train: Keep only the first ``max_train`` training images, for quick runs;
+            ``None`` keeps all 50,000.
+        download: Without ``data_dir``, download with torchvision if needed.
+
+    Returns:
+        An ``"image"`` data set of 0/1 values with ``shape=(28, 28)``.
+
+    Raises:
+        DataError: If the files cannot be found, read or downloaded, or the training
+            file holds no more than ``num_val`` images.
+    """
+    name = "binarized-mnist"
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"{name}: data_dir must be a folder path or None, "
+            f"got {type(data_dir).__name__} {data_dir!r}"
+        )
+    seed = check_int(seed, f"{name}: seed", minimum=0)
+    num_val = check_int(num_val, f"{name}: num_val", minimum=1)
+    max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
+    download = check_bool(download, f"{name}: download")
+
+    train_images, test_images = load_images("mnist", data_dir, download=download)
+    if len(train_images) <= num_val:
+        raise DataError(
+            f"{name}: expected more than num_val={num_val} training images, "
+            f"got {len(train_images)}; pass a smaller num_val for a subset of the files"
+        )
+    # Training file first, then the test file, from one stream: the pixels of
+    # mnist(binarize="stochastic", seed=seed).
+    noise = generator(seed, NOISE_STREAM)
+    train_pool = binarize_images(train_images, "stochastic", noise)
+    test = binarize_images(test_images, "stochastic", noise)
+    train, val = train_pool[:-num_val], train_pool[-num_val:]
+    if max_train is not None:
+        train = train[:max_train]
+    return Dataset(
+        name=name,
+        train=as_examples(train),
+        val=as_examples(val),
+        test=as_examples(test),
+        num_values=2,
+        kind="image",
+        shape=tuple(train_images.shape[1:]),
+        options={
+            "data_dir": None if data_dir is None else os.fspath(data_dir),
+            "seed": seed,
+            "num_val": num_val,
+            "max_train": max_train,
+            "download": download,
+        },
     )

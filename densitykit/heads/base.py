@@ -81,7 +81,7 @@ class Head(nn.Module, abc.ABC):
     Subclasses set ``params_per_variable`` and ``input_width`` in ``__init__`` and
     implement ``encode``, ``_log_prob`` and ``sample``. A head whose
     ``params_per_variable`` is 0 has parameters of its own and ignores the backbone
-    (the histogram baseline); it should set ``autoregressive = False``.
+    (the histogram baseline).
 
     Args:
         dim: The number of variables D.
@@ -90,7 +90,6 @@ class Head(nn.Module, abc.ABC):
 
     params_per_variable: int
     input_width: int
-    autoregressive: bool = True
 
     def __init__(self, dim: int, num_values: int) -> None:
         super().__init__()

@@ -34,8 +34,6 @@ class HistogramHead(Head):
                 [0.2500]], grad_fn=<ExpBackward0>)
     """
 
-    autoregressive = False
-
     def __init__(self, dim: int, num_values: int) -> None:
         super().__init__(dim, num_values)
         self.params_per_variable = 0

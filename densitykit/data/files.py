@@ -1,0 +1,537 @@
+"""A user's own discrete data: arrays in memory, ``.npy`` / ``.npz`` / ``.csv`` / ``.tsv``
+files, and folders of PNG images.
+
+What a file may hold:
+
+- ``.npy``: one integer array, ``(N,)``, ``(N, D)`` or ``(N, H, W)`` (images). Read
+  with ``allow_pickle=False``: a file of Python objects is refused, never unpickled.
+- ``.npz``: named arrays. With a ``train`` array, ``val`` and ``test`` are taken from
+  the file when present; with a single array of another name, that array is the data.
+- ``.csv`` / ``.tsv``: one example per row, integer values separated by commas (tabs),
+  an optional header row (a first row that is not all numbers).
+- a folder of ``.png`` images of one size, grey (values ``0..255``) or binary (only
+  black and white, read as 0 and 1).
+
+Values must be non-negative integers (an integral float such as ``3.0`` is accepted);
+``num_values`` is ``max + 1`` unless given. The kind of data set follows the shape of
+one example: ``(H, W)`` is an ``"image"``; one variable is ``"1d"``; two variables
+with at most [`MAX_GRID`][densitykit.data.files.MAX_GRID] values are ``"2d"`` (a
+point on a grid); anything else is a ``"vector"``.
+
+Splits follow the built-in sets: the test split is the file's own ``test`` array,
+or else a fixed [`TEST_FRACTION`][densitykit.data.files.TEST_FRACTION] of the examples
+chosen by a permutation that does not depend on ``seed`` (so every run of a file tests
+on the same examples); the validation split is the file's ``val`` array, or else a
+seeded ``val_fraction`` of the rest.
+
+Data that would not fit in memory is refused before it is read, with the size stated.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from densitykit.checks import check_fraction, check_int, check_optional_int
+from densitykit.data.dataset import Dataset, as_examples
+from densitykit.data.registry import register
+from densitykit.data.splits import SPLIT_STREAM, carve_validation, generator
+from densitykit.errors import DataError
+from densitykit.memory import check_allocation
+
+__all__ = [
+    "FILE_SUFFIXES",
+    "MAX_GRID",
+    "TEST_FRACTION",
+    "TEST_STREAM",
+    "check_values",
+    "file",
+    "from_array",
+    "is_data_file",
+    "kind_of",
+    "read_arrays",
+    "read_npy_header",
+]
+
+FILE_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".tsv")
+"""The file endings read as data (a folder is read as PNG images)."""
+TEST_FRACTION = 0.2
+"""Share of a file's examples held out for test when the file has no ``test`` array."""
+TEST_STREAM = 3
+"""Stream of the fixed test permutation (independent of the data set's ``seed``)."""
+MAX_GRID = 256
+"""Two variables with at most this many values are drawn as a point on a grid."""
+_SPLITS = ("train", "val", "test")
+
+
+def is_data_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names something [`read_arrays`][densitykit.data.files.read_arrays]
+    can read: a file with one of [`FILE_SUFFIXES`][densitykit.data.files.FILE_SUFFIXES]
+    or an existing folder."""
+    path = Path(path)
+    return path.suffix.lower() in FILE_SUFFIXES or path.is_dir()
+
+
+def check_values(array: Any, where: str) -> np.ndarray:
+    """Return ``array`` as ``int64`` if it holds non-negative integers, else say why not.
+
+    Args:
+        array: A NumPy array or a torch tensor (examples along the first axis).
+        where: What the values are, for the message (a file name, ``"X"``).
+
+    Raises:
+        DataError: On an empty array, a non-numeric dtype, NaN or infinite values,
+            non-integer floats or negative values; the message states what came.
+
+    Example:
+        >>> check_values(np.array([[0, 1], [2, 1]], dtype=np.uint8), "x").dtype
+        dtype('int64')
+        >>> check_values(np.array([0.5, 1.0]), "x")
+        Traceback (most recent call last):
+        ...
+        densitykit.errors.DataError: x: expected integer values, got the non-integer 0.5 ...
+    """
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    array = np.asarray(array)
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise DataError(
+            f"{where}: expected an array of integers, got dtype {array.dtype} "
+            f"of shape {array.shape}"
+        )
+    if array.ndim == 0 or array.shape[0] == 0 or array.size == 0:
+        raise DataError(f"{where}: expected at least one example, got shape {array.shape}")
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            index = np.unravel_index(int(np.argmin(finite)), array.shape)
+            raise DataError(
+                f"{where}: expected integer values, got {array[index]} at example {index[0]}"
+            )
+        whole = array == np.floor(array)
+        if not whole.all():
+            index = np.unravel_index(int(np.argmin(whole)), array.shape)
+            raise DataError(
+                f"{where}: expected integer values, got the non-integer {array[index]} at "
+                f"example {index[0]}"
+            )
+    if array.dtype.kind != "b" and array.dtype.kind != "u" and (array < 0).any():
+        index = np.unravel_index(int(np.argmin(array)), array.shape)
+        raise DataError(
+            f"{where}: expected non-negative values (0..K-1), got {array[index]} "
+            f"at example {index[0]}"
+        )
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def kind_of(shape: tuple[int, ...], num_values: int) -> tuple[str, tuple[int, ...]]:
+    """The kind of data set and its ``shape`` for examples of ``shape`` with ``num_values``.
+
+    Example:
+        >>> kind_of((28, 28), 2), kind_of((1,), 100), kind_of((2,), 16), kind_of((5,), 3)
+        (('image', (28, 28)), ('1d', (1,)), ('2d', (16, 16)), ('vector', (5,)))
+    """
+    if len(shape) == 2:
+        return "image", tuple(shape)
+    dim = math.prod(shape)
+    if dim == 1:
+        return "1d", (1,)
+    if dim == 2 and num_values <= MAX_GRID:
+        return "2d", (num_values, num_values)
+    return "vector", (dim,)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def _check_size(num_elements: int, where: str) -> None:
+    # The values as int64, plus the array they are read from.
+    check_allocation(num_elements * 16, f"{where} ({num_elements:,} values)")
+
+
+def read_npy_header(handle: Any, where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Read a ``.npy`` header from an open binary ``handle``: ``(shape, dtype)``.
+
+    Raises:
+        DataError: If it is not a ``.npy`` header, or the array holds Python objects.
+    """
+    try:
+        version = np.lib.format.read_magic(handle)
+        reader = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = reader(handle)
+    except ValueError as error:
+        raise DataError(f"{where}: expected a NumPy .npy array, got an unreadable header "
+                        f"({error})") from None  # fmt: skip
+    if dtype.hasobject:
+        raise DataError(
+            f"{where}: expected an array of integers, got Python objects (dtype {dtype}); "
+            "densitykit never unpickles data, save it with an integer dtype"
+        )
+    return tuple(shape), dtype
+
+
+def _load_npy(path: Path) -> dict[str, np.ndarray]:
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: expected a NumPy .npy array, got an empty file")
+    with path.open("rb") as handle:
+        shape, _ = read_npy_header(handle, str(path))
+    _check_size(math.prod(shape), str(path))
+    return {"data": np.load(path, allow_pickle=False)}
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: expected a NumPy .npz archive, got an empty file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = 0
+            for member in archive.namelist():
+                with archive.open(member) as handle:
+                    shape, _ = read_npy_header(handle, f"{path}:{member}")
+                total += math.prod(shape)
+    except zipfile.BadZipFile:
+        raise DataError(
+            f"{path}: expected a NumPy .npz archive, got a file that is not one"
+        ) from None
+    _check_size(total, str(path))
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    if not arrays:
+        raise DataError(f"{path}: expected at least one array, got an empty archive")
+    if "train" in arrays:
+        unknown = sorted(set(arrays) - set(_SPLITS))
+        if unknown:
+            raise DataError(
+                f"{path}: expected arrays named train, val and test, got also {unknown}"
+            )
+        return arrays
+    if len(arrays) == 1:
+        return {"data": next(iter(arrays.values()))}
+    raise DataError(
+        f"{path}: expected one array, or arrays named train (val, test optional), "
+        f"got {sorted(arrays)}"
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_table(path: Path) -> dict[str, np.ndarray]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    size = path.stat().st_size
+    # Each value takes at least two characters (a digit and a separator).
+    _check_size(size // 2 + 1, str(path))
+    with path.open(newline="") as handle:
+        first = handle.readline()
+        if not first.strip():
+            raise DataError(f"{path}: expected rows of integers, got an empty file")
+        cells = next(csv.reader([first], delimiter=delimiter))
+        header = not all(_is_number(cell) for cell in cells)
+        handle.seek(0)
+        try:
+            with warnings.catch_warnings():  # an empty table is refused below, in one line
+                warnings.simplefilter("ignore", UserWarning)
+                values = np.loadtxt(
+                    handle, delimiter=delimiter, skiprows=int(header), ndmin=2, dtype=np.float64
+                )
+        except ValueError as error:
+            detail = str(error).split("; use `usecols`")[0].strip().splitlines()[0]
+            raise DataError(
+                f"{path}: expected rows of integers with the same number of values "
+                f"(header row optional), got: {detail}"
+            ) from None
+    if values.size == 0:
+        raise DataError(f"{path}: expected rows of integers, got a header and no rows")
+    return {"data": values}
+
+
+def _load_pngs(folder: Path) -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
+    if not files:
+        found = sorted(p.name for p in folder.iterdir())[:5]
+        raise DataError(f"{folder}: expected .png images in the folder, got {found or 'none'}")
+    sizes: dict[tuple[int, int], Path] = {}
+    for file_path in files:
+        try:
+            with Image.open(file_path) as image:
+                sizes.setdefault(image.size, file_path)
+        except (OSError, Image.DecompressionBombError) as error:
+            raise DataError(f"{file_path}: expected a PNG image, got an unreadable file "
+                            f"({error})") from None  # fmt: skip
+        if len(sizes) > 1:
+            (a, first), (b, other) = list(sizes.items())[:2]
+            raise DataError(
+                f"{folder}: expected images of one size, got {a[0]}x{a[1]} ({first.name}) "
+                f"and {b[0]}x{b[1]} ({other.name})"
+            )
+    width, height = next(iter(sizes))
+    _check_size(len(files) * width * height, str(folder))
+    images = np.empty((len(files), height, width), dtype=np.uint8)
+    for index, file_path in enumerate(files):
+        with Image.open(file_path) as image:
+            images[index] = np.asarray(image.convert("L"))
+    if np.isin(images, (0, 255)).all():  # black and white: a binary image
+        images = (images > 0).astype(np.uint8)
+    return {"data": images}
+
+
+def read_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a data file (or a folder of PNG images) into checked ``int64`` arrays.
+
+    Args:
+        path: A ``.npy``, ``.npz``, ``.csv`` or ``.tsv`` file, or a folder of ``.png``.
+
+    Returns:
+        ``{"data": array}``, or ``{"train": ..., "val": ..., "test": ...}`` (``val`` and
+        ``test`` when the ``.npz`` file has them); each array ``(N, ...)`` ``int64``.
+
+    Raises:
+        DataError: If the file is missing, of an unknown kind, malformed, or its values
+            are not non-negative integers (the message says what was expected and what
+            came).
+        ResourceError: If the values would not fit in memory (the size is stated).
+    """
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        arrays = _load_pngs(path)
+    elif not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    elif suffix == ".npy":
+        arrays = _load_npy(path)
+    elif suffix == ".npz":
+        arrays = _load_npz(path)
+    elif suffix in (".csv", ".tsv"):
+        arrays = _load_table(path)
+    else:
+        raise DataError(
+            f"{path}: expected a file ending in {', '.join(FILE_SUFFIXES)} or a folder of "
+            f".png images, got {suffix or 'no ending'}"
+        )
+    checked = {}
+    shapes = set()
+    for name, array in arrays.items():
+        where = str(path) if name == "data" else f"{path} ({name})"
+        if array.ndim > 3:
+            raise DataError(
+                f"{where}: expected examples of shape (N,), (N, D) or (N, H, W), "
+                f"got shape {array.shape}"
+            )
+        checked[name] = check_values(array, where)
+        shapes.add(checked[name].shape[1:])
+    if len(shapes) > 1:
+        raise DataError(f"{path}: expected train, val and test examples of one shape, got "
+                        f"{sorted(shapes)}")  # fmt: skip
+    return checked
+
+
+# -- data sets -----------------------------------------------------------------------------
+
+
+def _example_shape(array: np.ndarray, image_shape: Any, where: str) -> tuple[int, ...]:
+    shape = array.shape[1:] or (1,)
+    if image_shape is None:
+        return tuple(shape)
+    image_shape = tuple(image_shape)
+    if (
+        len(image_shape) != 2
+        or not all(isinstance(s, int) and s > 0 for s in image_shape)
+        or math.prod(image_shape) != math.prod(shape)
+    ):
+        raise DataError(
+            f"{where}: image_shape must be two positive sizes whose product is the "
+            f"{math.prod(shape)} values of an example, got {image_shape}"
+        )
+    return image_shape
+
+
+def _build(
+    name: str,
+    arrays: dict[str, np.ndarray],
+    *,
+    where: str,
+    num_values: int | None,
+    val_fraction: float,
+    test_fraction: float,
+    max_train: int | None,
+    seed: int,
+    image_shape: Any,
+    options: dict[str, Any],
+) -> Dataset:
+    val_fraction = check_fraction(val_fraction, f"{name}: val_fraction")
+    test_fraction = check_fraction(test_fraction, f"{name}: test_fraction")
+    max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
+    num_values = check_optional_int(num_values, f"{name}: num_values", minimum=2)
+    seed = check_int(seed, f"{name}: seed", minimum=0)
+    example_shape = _example_shape(next(iter(arrays.values())), image_shape, where)
+    largest = max(int(array.max()) for array in arrays.values())
+    if num_values is None:
+        num_values = max(largest + 1, 2)
+    elif largest >= num_values:
+        raise DataError(
+            f"{where}: num_values={num_values} means values 0..{num_values - 1}, "
+            f"got the value {largest}"
+        )
+    if "train" in arrays:
+        pool, test = arrays["train"], arrays.get("test")
+    else:
+        pool, test = arrays["data"], None
+    if test is None:
+        if test_fraction == 0.0 or len(pool) < 3:
+            raise DataError(
+                f"{where}: expected a test split, got {len(pool)} example(s) and "
+                f"test_fraction={test_fraction}; give test_fraction > 0 and at least 3 examples"
+            )
+        held = np.zeros(len(pool), dtype=bool)
+        count = min(max(1, round(test_fraction * len(pool))), len(pool) - 2)
+        held[generator(0, TEST_STREAM).permutation(len(pool))[:count]] = True
+        pool, test = pool[~held], pool[held]
+    if "val" in arrays:
+        train, val = pool[:max_train] if max_train is not None else pool, arrays["val"]
+    else:
+        train, val = carve_validation(
+            pool, val_fraction=val_fraction, rng=generator(seed, SPLIT_STREAM), max_train=max_train
+        )
+    kind, shape = kind_of(example_shape, num_values)
+    return Dataset(
+        name=name,
+        train=as_examples(train),
+        val=as_examples(val),
+        test=as_examples(test),
+        num_values=num_values,
+        kind=kind,
+        shape=shape,
+        options={
+            **options,
+            "val_fraction": val_fraction,
+            "test_fraction": test_fraction,
+            "max_train": max_train,
+            "seed": seed,
+            "image_shape": None if image_shape is None else list(image_shape),
+        },
+    )
+
+
+@register("file")
+def file(
+    *,
+    path: str | os.PathLike[str] | None = None,
+    num_values: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = TEST_FRACTION,
+    max_train: int | None = None,
+    seed: int = 0,
+    image_shape: list[int] | None = None,
+) -> Dataset:
+    """Your own data: a .npy/.npz/.csv/.tsv file of integers or a folder of PNG images.
+
+    On the command line ``densitykit fit --data PATH`` is the same as
+    ``--data file --data-option path=PATH``. The run folder records the file's
+    absolute path: keep the file where it is to evaluate, sample or resume the run.
+
+    Args:
+        path: The file or folder (see the module notes for what each may hold).
+        num_values: $K$, the values of each variable; ``max + 1`` of the data if ``None``.
+        val_fraction: Share of the training part held out for validation, in ``[0, 1)``,
+            unless the file has a ``val`` array.
+        test_fraction: Share of the examples held out for test (a fixed choice), unless
+            the file has a ``test`` array.
+        max_train: Keep only the first ``max_train`` training examples.
+        seed: Seed of the validation split.
+        image_shape: ``[H, W]`` to read ``(N, H*W)`` rows as images.
+
+    Raises:
+        DataError: If the file cannot be read as discrete data (the message says why).
+        ResourceError: If it would not fit in memory.
+    """
+    if path is None:
+        raise DataError("file: expected path= a data file or folder (--data PATH), got none")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"file: path must be a file path, got {type(path).__name__} {path!r}")
+    absolute = Path(path).expanduser().resolve()
+    return _build(
+        "file",
+        read_arrays(absolute),
+        where=str(absolute),
+        num_values=num_values,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        max_train=max_train,
+        seed=seed,
+        image_shape=image_shape,
+        options={"path": str(absolute), "num_values": num_values},
+    )
+
+
+def from_array(
+    data: Any,
+    *,
+    test: Any = None,
+    num_values: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = 0,
+    image_shape: tuple[int, int] | None = None,
+    name: str = "array",
+) -> Dataset:
+    """Wrap an in-memory array or tensor of integers as a data set, with the same checks
+    and splits as a file.
+
+    Such a data set lives in memory only: to train a run folder from the command line
+    or with [`fit_run`][densitykit.runs.fit_run], save the array with ``np.save`` and
+    use the file.
+
+    Args:
+        data: ``(N,)``, ``(N, D)`` or ``(N, H, W)`` non-negative integers.
+        test: Test examples of the same shape; else ``test_fraction`` of ``data``.
+        num_values: $K$; ``max + 1`` of the data if ``None``.
+        val_fraction: Share of the training part held out for validation.
+        test_fraction: Share held out for test when ``test`` is not given.
+        seed: Seed of the validation split.
+        image_shape: ``(H, W)`` to read ``(N, H*W)`` rows as images.
+        name: The data set's name.
+
+    Example:
+        >>> ds = from_array(np.random.default_rng(0).integers(0, 2, size=(100, 6)))
+        >>> ds.kind, ds.num_values, len(ds.train), len(ds.val), len(ds.test)
+        ('vector', 2, 72, 8, 20)
+    """
+    arrays = {"train" if test is not None else "data": check_values(data, "data")}
+    if test is not None:
+        arrays["test"] = check_values(test, "test")
+        if arrays["test"].shape[1:] != arrays["train"].shape[1:]:
+            raise DataError(
+                f"test: expected examples of shape {arrays['train'].shape[1:]} like the data, "
+                f"got {arrays['test'].shape[1:]}"
+            )
+    return _build(
+        name,
+        arrays,
+        where="data",
+        num_values=num_values,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        max_train=None,
+        seed=seed,
+        image_shape=image_shape,
+        options={"num_values": num_values},
+    )
