@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,7 +19,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 import densitykit
-from densitykit import presets, runs, scoring
+from densitykit import plots, presets, queries, runs, scoring
 from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import is_data_file
 from densitykit.distributed import launch_environment, session
@@ -615,8 +616,18 @@ def eval_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
     plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    observed: Annotated[
+        str | None,
+        typer.Option(
+            help="Report the conditional NLL of the missing part given this observed part: "
+            "top-half, bottom-half, left-half, right-half or random:F (seed 0)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a run's model: NLL in nats per example, per dimension and bits per dimension."""
+    if observed is not None:
+        _eval_observed(run_dir, observed, split=split, device=device, plugins=plugin)
+        return
     result = runs.evaluate_run(
         run_dir, num_masks=num_masks, split=split, device=device, plugins=plugin
     )
@@ -627,6 +638,91 @@ def eval_command(
         f"{split} NLL {result['nll_nats']:.4f} nats ({result['nats_per_dim']:.5f} nats/dim, "
         f"{result['bits_per_dim']:.5f} bits/dim) with {result['num_masks']} mask(s)"
     )
+
+
+def _image_shape(run: runs.Run) -> tuple[int, ...]:
+    shape = tuple(run.dataset.shape)
+    size = 1
+    for side in shape:
+        size *= side
+    if size != run.dataset.dim:
+        raise ValueError(
+            f"observed patterns are drawn on images; {run.dataset.name!r} has {run.dataset.dim} "
+            f"variables of shape {shape}"
+        )
+    return shape
+
+
+def _eval_observed(
+    run_dir: Path, observed: str, *, split: str, device: str, plugins: list[str]
+) -> None:
+    """The conditional NLL of the missing part of a split, given a named observed pattern."""
+    run = runs.load_run(run_dir, device=device, plugins=plugins)
+    splits = run.dataset.splits()
+    if split not in splits:
+        raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
+    data = splits[split]
+    pattern = queries.observed_pattern(
+        observed, _image_shape(run), data.shape[0], generator=torch.Generator().manual_seed(0)
+    )
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, data.shape[0], 1000):
+            chunk = slice(start, start + 1000)
+            total -= float(run.model.conditional_log_prob(data[chunk], pattern[chunk]).sum())
+    missing = float((~pattern).sum(1).double().mean())
+    _say(
+        f"{split} conditional NLL of the missing part ({observed}, {missing:.0f} variables "
+        f"missing on average) {total / data.shape[0]:.4f} nats with {run.model.num_masks} "
+        "ordering(s)"
+    )
+
+
+@app.command()
+@_guard
+def inpaint(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The .png picture to write.")],
+    observed: Annotated[
+        str, typer.Option(help="top-half, bottom-half, left-half, right-half or random:F.")
+    ] = "top-half",
+    num_samples: Annotated[
+        int, typer.Option("-n", "--num-samples", help="Completions per image.")
+    ] = 4,
+    num_images: Annotated[int, typer.Option(help="Test images to complete.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed of the pattern and the completions.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
+    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
+) -> None:
+    """Complete the missing part of test images: per image, the observed part (missing in
+    grey), the completions and the original."""
+    for name, value in (("num_samples", num_samples), ("num_images", num_images)):
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    run = runs.load_run(run_dir, device=device, plugins=plugin)
+    shape = _image_shape(run)
+    images = run.dataset.splits()["test"][:num_images].long()
+    pattern = queries.observed_pattern(
+        observed, shape, images.shape[0], generator=torch.Generator().manual_seed(seed)
+    )
+    completed = run.model.complete(
+        images.repeat_interleave(num_samples, 0),
+        pattern.repeat_interleave(num_samples, 0),
+        generator=torch.Generator().manual_seed(seed),
+    ).cpu()
+    rows = []
+    for index in range(images.shape[0]):
+        rows.append(images[index].double().masked_fill(~pattern[index], float("nan")))
+        rows.extend(completed[index * num_samples : (index + 1) * num_samples].double())
+        rows.append(images[index].double())
+    path = plots.sample_grid(
+        torch.stack(rows),
+        shape,
+        out,
+        num_values=run.dataset.num_values,
+        columns=num_samples + 2,
+    )
+    _say(f"wrote {completed.shape[0]} completions of {images.shape[0]} images to {path}")
 
 
 @app.command()

@@ -433,3 +433,43 @@ def test_the_kept_masks_follow_the_connectivity_and_the_dtype() -> None:
         )
     model.double()
     assert backbone(x.double(), connectivity=connectivities[0]).dtype == torch.float64
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_the_command_line_inpaints_and_scores_an_observed_pattern(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from densitykit.cli import app
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    fit = ["fit", "--data", "shapes", "--max-train", "200", "--epochs", "1", "--hidden-sizes"]
+    fit += ["16", "--masks", "any-order", "--num-masks", "2", "--device", "cpu", "--quiet"]
+    result = runner.invoke(app, [*fit, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    grid = tmp_path / "grid.png"
+    result = runner.invoke(
+        app,
+        [
+            "inpaint",
+            str(run),
+            "--observed",
+            "top-half",
+            "-n",
+            "2",
+            "--num-images",
+            "3",
+            "--out",
+            str(grid),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "wrote 6 completions of 3 images" in result.output and grid.is_file()
+    result = runner.invoke(app, ["eval", str(run), "--observed", "random:0.5"])
+    assert result.exit_code == 0, result.output
+    assert "test conditional NLL of the missing part (random:0.5" in result.output
+    assert "with 2 ordering(s)" in result.output
+    result = runner.invoke(app, ["inpaint", str(run), "--observed", "middle", "--out", str(grid)])
+    assert result.exit_code == 1 and "must be one of top-half" in result.output
