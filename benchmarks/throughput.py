@@ -320,7 +320,8 @@ def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     ensemble_flops = sum(
         useful_flops(mask_list)
         for mask_list in (
-            [layer.masks[k] for layer in ensemble.backbone.layers] for k in range(args.num_masks)
+            [layer.mask_stack[k] for layer in ensemble.backbone.layers]
+            for k in range(args.num_masks)
         )
     )
     rows = []

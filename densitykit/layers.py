@@ -176,7 +176,7 @@ class MaskedLinear(nn.Linear):
     """A linear layer whose weight is multiplied by a fixed 0/1 mask.
 
     The layer can hold several masks (one per MADE mask) stacked in the buffer
-    ``masks`` of shape ``(num_masks, out_features, in_features)``; ``mask_index``
+    ``mask_stack`` of shape ``(num_masks, out_features, in_features)``; ``mask_index``
     selects the active one. Masks are buffers, so they follow ``.to(device)``.
 
     Args:
@@ -193,7 +193,7 @@ class MaskedLinear(nn.Linear):
         True
     """
 
-    masks: torch.Tensor
+    mask_stack: torch.Tensor
 
     def __init__(
         self,
@@ -208,7 +208,7 @@ class MaskedLinear(nn.Linear):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         if masks is None:
             masks = torch.ones(1, out_features, in_features, dtype=torch.bool)
-        self.register_buffer("masks", torch.empty(0, dtype=torch.bool), persistent=False)
+        self.register_buffer("mask_stack", torch.empty(0, dtype=torch.bool), persistent=False)
         self.mask_index = 0
         self.set_masks(masks)
 
@@ -223,13 +223,13 @@ class MaskedLinear(nn.Linear):
                 f"masks must have shape (out, in) = {expected} or (K, *{expected}), "
                 f"got {tuple(masks.shape)}"
             )
-        self.masks = masks.to(device=self.weight.device, dtype=torch.bool)
+        self.mask_stack = masks.to(device=self.weight.device, dtype=torch.bool)
         self.mask_index = min(self.mask_index, masks.shape[0] - 1)
 
     @property
     def mask(self) -> torch.Tensor:
         """The active mask ``(out_features, in_features)``."""
-        return self.masks[self.mask_index]
+        return self.mask_stack[self.mask_index]
 
     def _weight_mask(self) -> torch.Tensor:
         """The active mask in the weight's dtype, cached between calls.
@@ -239,7 +239,7 @@ class MaskedLinear(nn.Linear):
         place, or switching the active mask, rebuilds it (a
         [`TensorCache`][densitykit.caching.TensorCache]).
         """
-        masks, weight, index = self.masks, self.weight, self.mask_index
+        masks, weight, index = self.mask_stack, self.weight, self.mask_index
         cache = self.__dict__.setdefault("_mask_cache", TensorCache())
         return cache.get(
             (masks,), (index, weight.dtype, weight.device), lambda: masks[index].to(weight.dtype)
@@ -271,7 +271,7 @@ class MaskedLinear(nn.Linear):
         return grouped_linear(x, weight * groups.mask, bias, groups.groups)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, num_masks={self.masks.shape[0]}"
+        return f"{super().extra_repr()}, num_masks={self.mask_stack.shape[0]}"
 
 
 def _is_identity(order: torch.Tensor) -> bool:

@@ -183,7 +183,7 @@ class MADE(nn.Module):
 
     def _rebuild_masks(self) -> None:
         per_mask = [
-            self.connectivity(k).masks(self.input_width, self.params_per_variable)
+            self.connectivity(k).layer_masks(self.input_width, self.params_per_variable)
             for k in range(self.num_masks)
         ]
         for layer_index, layer in enumerate(self.layers):
@@ -285,7 +285,7 @@ class MADE(nn.Module):
         if cached is not None and cached[0] is connectivity and cached[1] == key:
             return cached[2]
         degrees = connectivity.to(weight.device)
-        masks = degrees.masks(self.input_width, self.params_per_variable)
+        masks = degrees.layer_masks(self.input_width, self.params_per_variable)
         if self.direct is not None:
             masks.append(degrees.direct_mask(self.input_width, self.params_per_variable))
         masks = [mask.to(weight.dtype) for mask in masks]
@@ -301,7 +301,7 @@ class MADE(nn.Module):
             # Training: the per-step permutations of the weights and of their
             # gradients cost about what the groups save at batch 100 (measured).
             return False
-        if self.input_degrees.is_inference() or self.layers[0].masks.is_inference():
+        if self.input_degrees.is_inference() or self.layers[0].mask_stack.is_inference():
             return False  # no version counters: the groupings would be rebuilt per call
         if self.num_masks > _GROUPINGS_KEPT:
             # Groupings are kept for a few masks; rebuilding one costs several forward
@@ -334,10 +334,10 @@ class MADE(nn.Module):
         identity cannot be recycled) and their version counters.
         """
         index, dtype = self.mask_index, self.layers[0].weight.dtype
-        sources = [self.input_degrees, *(layer.masks for layer in self.layers)]
+        sources = [self.input_degrees, *(layer.mask_stack for layer in self.layers)]
         sources += [getattr(self, f"hidden_degrees_{i}") for i in range(len(self.hidden_sizes))]
         if self.direct is not None:
-            sources.append(self.direct.masks)
+            sources.append(self.direct.mask_stack)
         if any(tensor.is_inference() for tensor in sources):
             return self._build_groupings(index, dtype)
         key = (index, dtype, tuple(tensor._version for tensor in sources))
@@ -366,13 +366,13 @@ class MADE(nn.Module):
         orders.append(torch.argsort(output_degrees, stable=True))
         orders = [order.to(device) for order in orders]
         layers = tuple(
-            grouping(layer.masks[index], orders[i + 1], orders[i], dtype)
+            grouping(layer.mask_stack[index], orders[i + 1], orders[i], dtype)
             for i, layer in enumerate(self.layers)
         )
         direct = None
         all_layers = list(layers)
         if self.direct is not None:
-            direct = grouping(self.direct.masks[index], orders[-1], orders[0], dtype)
+            direct = grouping(self.direct.mask_stack[index], orders[-1], orders[0], dtype)
             all_layers.append(direct)
         weights = sum(g.mask.numel() for g in all_layers)
         work = sum(g.fraction * g.mask.numel() for g in all_layers)

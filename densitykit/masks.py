@@ -109,7 +109,7 @@ class Connectivity:
         [2, 3, 1]
         >>> c.ordering.tolist()
         [2, 0, 1]
-        >>> [m.int().tolist() for m in c.masks()][1]   # output mask (D, H)
+        >>> [m.int().tolist() for m in c.layer_masks()][1]   # output mask (D, H)
         [[1, 0, 1], [1, 1, 1], [0, 0, 0]]
     """
 
@@ -163,7 +163,7 @@ class Connectivity:
             self.input_degrees.to(device), tuple(h.to(device) for h in self.hidden_degrees)
         )
 
-    def masks(self, input_width: int = 1, params_per_variable: int = 1) -> list[torch.Tensor]:
+    def layer_masks(self, input_width: int = 1, params_per_variable: int = 1) -> list[torch.Tensor]:
         """The boolean masks, shaped like ``nn.Linear`` weights ``(out_features, in_features)``.
 
         Layout: input unit ``i * input_width + w`` belongs to variable ``i``; output
@@ -501,7 +501,7 @@ def reachability(connectivity: Connectivity, *, direct: bool = False) -> torch.T
         >>> reachability(c).int().tolist()
         [[0, 0, 0], [1, 0, 0], [1, 1, 0]]
     """
-    masks = connectivity.masks()
+    masks = connectivity.layer_masks()
     # float32 matmul is exact here: entries are clamped to {0, 1} after every product.
     reach = masks[0].to(torch.float32)
     for mask in masks[1:]:

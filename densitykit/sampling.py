@@ -324,9 +324,9 @@ def _plan_sources(backbone: MADE) -> tuple[torch.Tensor, ...]:
     """The tensors a plan is derived from: the degree buffers and the stored masks."""
     hidden = range(len(backbone.hidden_sizes))
     sources = [backbone.input_degrees, *(getattr(backbone, f"hidden_degrees_{i}") for i in hidden)]
-    sources += [layer.masks for layer in backbone.layers]
+    sources += [layer.mask_stack for layer in backbone.layers]
     if backbone.direct is not None:
-        sources.append(backbone.direct.masks)
+        sources.append(backbone.direct.mask_stack)
     return tuple(sources)
 
 
@@ -348,11 +348,11 @@ def _build_plan(backbone: MADE, mask: int) -> _Plan:
 
     # The masks the layers hold must allow nothing the degrees forbid, or skipping the
     # units outside a prefix would drop real connections.
-    expected = conn.masks(width, params)
-    held = [layer.masks[mask].cpu().bool() for layer in backbone.layers]
+    expected = conn.layer_masks(width, params)
+    held = [layer.mask_stack[mask].cpu().bool() for layer in backbone.layers]
     if backbone.direct is not None:
         expected.append(conn.direct_mask(width, params))
-        held.append(backbone.direct.masks[mask].cpu().bool())
+        held.append(backbone.direct.mask_stack[mask].cpu().bool())
     consistent = all(not bool((got & ~want).any()) for got, want in zip(held, expected))
     exact = all(torch.equal(got, want) for got, want in zip(held, expected))
 
@@ -432,7 +432,7 @@ def _permuted(
 ) -> torch.Tensor:
     weight = layer.weight
     if apply_mask:
-        weight = weight * layer.masks[mask]
+        weight = weight * layer.mask_stack[mask]
     return weight.index_select(0, rows).index_select(1, cols)
 
 

@@ -170,9 +170,9 @@ def test_groupings_follow_new_masks() -> None:
     model = build("bernoulli", (12,), direct=True)
     assert_paths_agree(model)  # caches the groupings
     layer = model.backbone.layers[0]
-    layer.set_masks(torch.ones_like(layer.masks))  # replaced: sees every input
+    layer.set_masks(torch.ones_like(layer.mask_stack))  # replaced: sees every input
     assert_paths_agree(model)
-    model.backbone.direct.masks.fill_(True)  # edited in place
+    model.backbone.direct.mask_stack.fill_(True)  # edited in place
     assert_paths_agree(model)
     other = build("bernoulli", (12,), masks="random", direct=True)
     model.load_state_dict(other.state_dict())  # new degrees and masks

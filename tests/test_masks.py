@@ -68,7 +68,7 @@ def test_even_spread_is_deterministic_and_covers_every_degree() -> None:
 
 def test_single_variable_depends_on_nothing() -> None:
     conn = dk.masks.create("natural", dim=1, hidden_sizes=[4, 4])[0]
-    masks = conn.masks()
+    masks = conn.layer_masks()
     assert not bool(masks[-1].any())  # the output sees no hidden unit
     model = dk.create_model("categorical", 1, 3, hidden_sizes=(4, 4), direct_connections=True)
     x = torch.tensor([[0], [1], [2]])
@@ -118,13 +118,13 @@ def test_masked_linear_follows_every_change_of_its_masks() -> None:
     x = torch.randn(4, 3)
 
     def expected() -> torch.Tensor:
-        weight = layer.weight * layer.masks[layer.mask_index].to(layer.weight.dtype)
+        weight = layer.weight * layer.mask_stack[layer.mask_index].to(layer.weight.dtype)
         return x.to(layer.weight.dtype) @ weight.t() + layer.bias
 
     assert torch.equal(layer(x), expected())
     layer.mask_index = 1  # switching the active mask
     assert torch.equal(layer(x), expected())
-    layer.masks[1, 0, 0] = False  # an in-place edit
+    layer.mask_stack[1, 0, 0] = False  # an in-place edit
     assert torch.equal(layer(x), expected())
     # Output 0 of mask 1 now reads no input: it is its bias alone.
     assert torch.equal(layer(x)[:, 0], layer.bias[0].expand(4))

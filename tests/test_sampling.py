@@ -216,7 +216,7 @@ def test_plans_follow_new_masks() -> None:
 def test_masks_that_break_the_degrees_fall_back_to_the_reference() -> None:
     model = build("categorical", hidden_sizes=(6,), num_masks=1)
     layer = model.backbone.layers[0]
-    layer.set_masks(torch.ones_like(layer.masks))  # every input reaches every unit
+    layer.set_masks(torch.ones_like(layer.mask_stack))  # every input reaches every unit
     assert_fast_equals_naive(model)
 
 
@@ -224,7 +224,7 @@ def test_plans_follow_masks_edited_in_place() -> None:
     # One-hot inputs: a variable not drawn yet (0 in the reference) feeds a nonzero input.
     model = build("categorical", hidden_sizes=(6,), num_masks=1, direct=True)
     assert_fast_equals_naive(model)  # caches the plan
-    model.backbone.direct.masks.fill_(True)  # the same tensor, now breaking the ordering
+    model.backbone.direct.mask_stack.fill_(True)  # the same tensor, now breaking the ordering
     assert_fast_equals_naive(model)
 
 
