@@ -11,8 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import torch
 import typer
+from PIL import Image, UnidentifiedImageError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
@@ -620,7 +622,8 @@ def eval_command(
         str | None,
         typer.Option(
             help="Report the conditional NLL of the missing part given this observed part: "
-            "top-half, bottom-half, left-half, right-half or random:F (seed 0)."
+            "top-half, bottom-half, left-half, right-half, random:F (seed 0) or a PNG of the "
+            "images' size whose light pixels are observed."
         ),
     ] = None,
 ) -> None:
@@ -653,6 +656,37 @@ def _image_shape(run: runs.Run) -> tuple[int, ...]:
     return shape
 
 
+def _observed_pattern(
+    spec: str, shape: tuple[int, ...], num_examples: int, generator: torch.Generator
+) -> torch.Tensor:
+    """A named pattern (see `queries.observed_pattern`), or a PNG of the images' size whose
+    light pixels (grey level 128 or more) are the observed ones, the same for every image."""
+    if not spec.lower().endswith(".png"):
+        return queries.observed_pattern(spec, shape, num_examples, generator=generator)
+    path = Path(spec)
+    if len(shape) != 2:
+        raise ValueError(f"a pattern picture needs image data (height, width), got {shape}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no pattern picture at {path}")
+    try:
+        with Image.open(path) as picture:  # the header first: no decoding of a huge file
+            width, height = picture.size
+            if (height, width) != tuple(shape):
+                raise ValueError(
+                    f"the pattern picture {path} is {height} x {width} pixels (height x width), "
+                    f"but the images are {shape[0]} x {shape[1]}"
+                )
+            grey = np.asarray(picture.convert("L"))
+    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise ValueError(f"cannot read {path} as a picture ({error})") from None
+    observed = torch.from_numpy(grey >= 128).reshape(1, -1)
+    if bool(observed.all()) or not bool(observed.any()):
+        raise ValueError(
+            f"the pattern picture {path} must have light (observed) and dark (missing) pixels"
+        )
+    return observed.expand(num_examples, -1)
+
+
 def _eval_observed(
     run_dir: Path, observed: str, *, split: str, device: str, plugins: list[str]
 ) -> None:
@@ -662,8 +696,8 @@ def _eval_observed(
     if split not in splits:
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
     data = splits[split]
-    pattern = queries.observed_pattern(
-        observed, _image_shape(run), data.shape[0], generator=torch.Generator().manual_seed(0)
+    pattern = _observed_pattern(
+        observed, _image_shape(run), data.shape[0], torch.Generator().manual_seed(0)
     )
     total = 0.0
     with torch.no_grad():
@@ -684,7 +718,11 @@ def inpaint(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The .png picture to write.")],
     observed: Annotated[
-        str, typer.Option(help="top-half, bottom-half, left-half, right-half or random:F.")
+        str,
+        typer.Option(
+            help="top-half, bottom-half, left-half, right-half, random:F, or a PNG of the "
+            "images' size whose light pixels are observed."
+        ),
     ] = "top-half",
     num_samples: Annotated[
         int, typer.Option("-n", "--num-samples", help="Completions per image.")
@@ -693,17 +731,22 @@ def inpaint(
     seed: Annotated[int, typer.Option(help="Seed of the pattern and the completions.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
     plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
+    overwrite: Annotated[bool, typer.Option(help="Replace the picture if it exists.")] = False,
 ) -> None:
     """Complete the missing part of test images: per image, the observed part (missing in
     grey), the completions and the original."""
     for name, value in (("num_samples", num_samples), ("num_images", num_images)):
         if value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"the output file must end in .png, got {out.name!r}")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     run = runs.load_run(run_dir, device=device, plugins=plugin)
     shape = _image_shape(run)
     images = run.dataset.splits()["test"][:num_images].long()
-    pattern = queries.observed_pattern(
-        observed, shape, images.shape[0], generator=torch.Generator().manual_seed(seed)
+    pattern = _observed_pattern(
+        observed, shape, images.shape[0], torch.Generator().manual_seed(seed)
     )
     completed = run.model.complete(
         images.repeat_interleave(num_samples, 0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import strategies
 import torch
@@ -471,5 +472,46 @@ def test_the_command_line_inpaints_and_scores_an_observed_pattern(tmp_path) -> N
     assert result.exit_code == 0, result.output
     assert "test conditional NLL of the missing part (random:0.5" in result.output
     assert "with 2 ordering(s)" in result.output
-    result = runner.invoke(app, ["inpaint", str(run), "--observed", "middle", "--out", str(grid)])
+    other = tmp_path / "other.png"
+    result = runner.invoke(app, ["inpaint", str(run), "--observed", "middle", "--out", str(other)])
     assert result.exit_code == 1 and "must be one of top-half" in result.output
+    # The picture exists: replaced only when asked.
+    before = grid.read_bytes()
+    again = runner.invoke(app, ["inpaint", str(run), "--out", str(grid)])
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert grid.read_bytes() == before
+
+
+def test_an_observed_pattern_can_be_a_picture(tmp_path) -> None:
+    """Light pixels of a PNG of the images' size are observed, the same for every image."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from densitykit.cli import app
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    fit = ["fit", "--data", "shapes", "--data-option", "size=12", "--max-train", "100"]
+    fit += ["--epochs", "1", "--hidden-sizes", "16", "--masks", "any-order", "--num-masks", "2"]
+    result = runner.invoke(app, [*fit, "--device", "cpu", "--quiet", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    left = np.zeros((12, 12), dtype=np.uint8)
+    left[:, :6] = 255  # the left half observed
+    Image.fromarray(left).save(tmp_path / "left.png")
+    by_picture = runner.invoke(app, ["eval", str(run), "--observed", str(tmp_path / "left.png")])
+    by_name = runner.invoke(app, ["eval", str(run), "--observed", "left-half"])
+    assert by_picture.exit_code == 0 and by_name.exit_code == 0, by_picture.output
+    figure = lambda output: output.split("NLL of the missing part")[1].split(" nats")[0]  # noqa: E731
+    assert figure(by_picture.output).split(")")[-1] == figure(by_name.output).split(")")[-1]
+    grid = tmp_path / "grid.png"
+    result = runner.invoke(
+        app,
+        ["inpaint", str(run), "--observed", str(tmp_path / "left.png"), "-n", "1",
+         "--num-images", "2", "--out", str(grid)],
+    )  # fmt: skip
+    assert result.exit_code == 0 and grid.is_file(), result.output
+    Image.fromarray(left[:10]).save(tmp_path / "small.png")
+    Image.fromarray(np.full((12, 12), 255, dtype=np.uint8)).save(tmp_path / "all.png")
+    for name, message in (("small.png", "10 x 12 pixels"), ("all.png", "dark (missing)")):
+        bad = runner.invoke(app, ["eval", str(run), "--observed", str(tmp_path / name)])
+        assert bad.exit_code == 1 and message in bad.output, bad.output
