@@ -24,7 +24,7 @@ import inspect
 import itertools
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -37,7 +37,7 @@ from densitykit.heads import HEADS, Head
 from densitykit.made import MADE
 from densitykit.masks import Connectivity, ConnectivitySampler
 from densitykit.numerics import log_mean_exp
-from densitykit.sampling import sample_fast, sample_reference
+from densitykit.sampling import check_parts, sample_fast, sample_reference
 
 __all__ = [
     "CHUNK_ROWS",
@@ -47,6 +47,7 @@ __all__ = [
     "build_model",
     "create_model",
     "parameter_count",
+    "resolved_num_masks",
 ]
 
 CHUNK_ROWS = 65_536
@@ -171,25 +172,7 @@ class AutoregressiveModel(nn.Module):
         connectivity_source: ConnectivitySampler | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(head, Head):
-            raise TypeError(f"head must be a densitykit Head, got {type(head).__name__}")
-        if head.params_per_variable == 0:
-            if backbone is not None:
-                raise ValueError(
-                    f"{type(head).__name__} takes no parameters from a backbone; pass backbone=None"
-                )
-        else:
-            if not isinstance(backbone, MADE):
-                raise TypeError(
-                    f"{type(head).__name__} needs a MADE backbone, got {type(backbone).__name__}"
-                )
-            expected = (head.dim, head.params_per_variable, head.input_width)
-            actual = (backbone.dim, backbone.params_per_variable, backbone.input_width)
-            if expected != actual:
-                raise ValueError(
-                    "backbone does not fit the head: expected (dim, params_per_variable, "
-                    f"input_width) = {expected}, got {actual}"
-                )
+        check_parts(backbone, head)
         self.backbone = backbone
         self.head = head
         self.config = config
@@ -741,9 +724,6 @@ def create_model(
         num_values = _default_num_values(head)
     masks_module.MASKS.get(masks)
     options = dict(mask_options or {})
-    if num_masks is None:
-        probe = masks_module.MASKS.create(masks, dim=dim, hidden_sizes=(), seed=seed, **options)
-        num_masks = len(probe)
     config = ModelConfig(
         head=head,
         dim=dim,
@@ -757,7 +737,22 @@ def create_model(
         head_options=dict(head_options),
         mask_options=options,
     )
-    return build_model(config)
+    return build_model(replace(config, num_masks=resolved_num_masks(config)))
+
+
+def resolved_num_masks(config: ModelConfig) -> int:
+    """``config.num_masks``, or the mask builder's default number when it is ``None``.
+
+    Example:
+        >>> resolved_num_masks(ModelConfig(dim=3, masks="multi-ordering"))
+        8
+    """
+    if config.num_masks is not None:
+        return config.num_masks
+    probe = masks_module.MASKS.create(
+        config.masks, dim=config.dim, hidden_sizes=(), seed=config.seed, **config.mask_options
+    )
+    return len(probe)
 
 
 def parameter_count(config: ModelConfig) -> int:

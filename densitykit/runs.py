@@ -41,9 +41,14 @@ from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError, ResourceError
 from densitykit.heads import HEADS
-from densitykit.masks import MASKS
 from densitykit.memory import check_allocation, format_bytes
-from densitykit.model import AutoregressiveModel, ModelConfig, build_model, parameter_count
+from densitykit.model import (
+    AutoregressiveModel,
+    ModelConfig,
+    build_model,
+    parameter_count,
+    resolved_num_masks,
+)
 from densitykit.numerics import per_dimension
 from densitykit.plugins import import_plugins, normalize, require_registered
 from densitykit.runfolder import (
@@ -268,21 +273,7 @@ def _check_settings(config: RunConfig, model_config: ModelConfig) -> int:
             f"head {model_config.head!r} does not fit data set {config.data.name!r}: {error} "
             "(choose another with --head; `densitykit heads` lists them)"
         ) from None
-    num_masks = model_config.num_masks
-    if num_masks is None:
-        num_masks = (
-            len(
-                MASKS.create(
-                    model_config.masks,
-                    dim=model_config.dim,
-                    hidden_sizes=(),
-                    seed=model_config.seed,
-                    **model_config.mask_options,
-                )
-            )
-            if head.params_per_variable
-            else 1
-        )
+    num_masks = resolved_num_masks(model_config) if head.params_per_variable else 1
     if train.eval_masks is not None and train.eval_masks > num_masks:
         raise DensitykitError(
             f"--eval-masks {train.eval_masks} asks for more masks than the model has "
@@ -397,10 +388,11 @@ def resume_run(
     train = TrainConfig.from_dict({**config.train.to_dict(), **updates})
     if state is not None:
         _check_resumable(path, state, train, epochs=epochs, patience=patience)
-    config = replace(config, train=train, plugins=[])
-    dataset, model = _build(config)
+    # The run's plug-ins were imported above only if the caller passed them: _build
+    # must not import the recorded ones, but config.json keeps recording them.
+    dataset, model = _build(replace(config, train=train, plugins=[]))
     _check_model_fits(path / CONFIG_FILE, model.config, dataset)
-    saved = replace(config, model=model.config, plugins=read_run_config(path).plugins)
+    saved = replace(config, train=train, model=model.config)
 
     def prepare() -> None:
         remove_stale_temporaries(path)

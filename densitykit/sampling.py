@@ -86,7 +86,7 @@ from densitykit.heads import Head
 from densitykit.layers import MaskedLinear
 from densitykit.made import MADE
 
-__all__ = ["encodes_per_variable", "sample_fast", "sample_reference"]
+__all__ = ["check_parts", "encodes_per_variable", "sample_fast", "sample_reference"]
 
 
 # A product ``(weight, start, end, base, prefix)`` adds ``weight[start:end, base:prefix] @
@@ -151,7 +151,15 @@ _BLOCK_STEPS = 32
 _PLANS: weakref.WeakKeyDictionary[MADE, dict[int, TensorCache[_Plan]]] = weakref.WeakKeyDictionary()
 
 
-def _check_parts(backbone: object, head: object) -> None:
+def check_parts(backbone: object, head: object) -> None:
+    """Check that ``backbone`` can feed ``head``: a MADE of the head's shape, or ``None``.
+
+    Raises:
+        TypeError: If ``head`` is not a ``Head``, or ``backbone`` not a ``MADE`` for a
+            head that takes parameters from one.
+        ValueError: If a head without parameters from a backbone is given one, or the
+            backbone's ``(dim, params_per_variable, input_width)`` differ from the head's.
+    """
     if not isinstance(head, Head):
         raise TypeError(f"head must be a densitykit Head, got {type(head).__name__}")
     if head.params_per_variable == 0:
@@ -159,9 +167,17 @@ def _check_parts(backbone: object, head: object) -> None:
             raise ValueError(
                 f"{type(head).__name__} takes no parameters from a backbone; pass backbone=None"
             )
-    elif not isinstance(backbone, MADE):
+        return
+    if not isinstance(backbone, MADE):
         raise TypeError(
             f"{type(head).__name__} needs a MADE backbone, got {type(backbone).__name__}"
+        )
+    expected = (head.dim, head.params_per_variable, head.input_width)
+    actual = (backbone.dim, backbone.params_per_variable, backbone.input_width)
+    if expected != actual:
+        raise ValueError(
+            "backbone does not fit the head: expected (dim, params_per_variable, "
+            f"input_width) = {expected}, got {actual}"
         )
 
 
@@ -172,7 +188,7 @@ def _check_arguments(
     mask: object,
     generator: object,
 ) -> None:
-    _check_parts(backbone, head)
+    check_parts(backbone, head)
     check_int(num_samples, "num_samples", minimum=0)
     check_index(mask, backbone.num_masks if backbone is not None else 1, "mask")
     if generator is not None and not isinstance(generator, torch.Generator):

@@ -7,12 +7,12 @@ default places (``HOME`` and ``DENSITYKIT_DATA`` point into the temporary folder
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import offline_env
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -29,24 +29,6 @@ OUTPUTS = {
         "column-major.png",
     ],
 }
-
-
-def offline_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    unreachable = "http://127.0.0.1:9"  # the discard port: every connection fails at once
-    env.update(
-        HOME=str(tmp_path / "home"),
-        DENSITYKIT_DATA=str(tmp_path / "data"),
-        http_proxy=unreachable,
-        https_proxy=unreachable,
-        HTTP_PROXY=unreachable,
-        HTTPS_PROXY=unreachable,
-        no_proxy="",
-        OMP_NUM_THREADS="1",
-        MPLBACKEND="Agg",
-        PYTHONDONTWRITEBYTECODE="1",
-    )
-    return env
 
 
 def run_example(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
