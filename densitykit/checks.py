@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "check_index",
     "check_int",
     "check_optional_int",
+    "check_output_file",
     "check_positive_int",
 ]
 
@@ -174,3 +177,32 @@ def check_bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     return value
+
+
+def check_output_file(
+    path: str | os.PathLike[str],
+    suffixes: Sequence[str],
+    *,
+    overwrite: bool,
+    name: str = "the output file",
+) -> Path:
+    """Return ``path`` if it ends in one of ``suffixes`` and may be written.
+
+    A file that exists is a user's file: it is replaced only with ``overwrite``.
+
+    Raises:
+        ValueError: On another ending.
+        FileExistsError: If ``path`` exists and ``overwrite`` is false.
+
+    Example:
+        >>> check_output_file("samples.txt", [".npy", ".png"], overwrite=False)
+        Traceback (most recent call last):
+        ...
+        ValueError: the output file must end in .npy or .png, got 'samples.txt'
+    """
+    path = Path(path)
+    if path.suffix not in suffixes:
+        raise ValueError(f"{name} must end in {' or '.join(suffixes)}, got {path.name!r}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+    return path

@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 
 import densitykit
 from densitykit import plots, presets, queries, runs, scoring
+from densitykit.checks import check_output_file
 from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import is_data_file
 from densitykit.distributed import launch_environment, session
@@ -738,10 +739,7 @@ def inpaint(
     for name, value in (("num_samples", num_samples), ("num_images", num_images)):
         if value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"the output file must end in .png, got {out.name!r}")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    check_output_file(out, [".png"], overwrite=overwrite)
     run = runs.load_run(run_dir, device=device, plugins=plugin)
     shape = _image_shape(run)
     images = run.dataset.splits()["test"][:num_images].long()
@@ -830,11 +828,8 @@ def score(
     row per example: index, log_prob_nats, nll_nats_per_dim, nll_bits_per_dim (.csv), or
     the log-likelihoods in nats (.npy).
     """
-    if out is not None:
-        if out.suffix not in (".csv", ".npy"):
-            raise ValueError(f"--out must end in .csv or .npy, got {out.name!r}")
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    if out is not None:  # checked before the scoring, which may take long
+        check_output_file(out, [".csv", ".npy"], overwrite=overwrite, name="--out")
     options = _parse_pairs(data_option, "--data-option")
     for key, value in (("data_dir", data_dir), ("binarize", binarize)):
         if value is not None:

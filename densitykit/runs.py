@@ -35,7 +35,7 @@ from densitykit.checkpoint import (
     save_object,
     write_json,
 )
-from densitykit.checks import check_int
+from densitykit.checks import check_int, check_output_file
 from densitykit.data import Dataset, load_dataset
 from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
@@ -640,12 +640,8 @@ def sample_run(
         ResourceError: If the output cannot fit.
         FileExistsError: If ``out`` exists and ``overwrite`` is false.
     """
-    out = Path(out)
-    if out.suffix not in (".npy", ".png"):
-        raise ValueError(f"the output file must end in .npy or .png, got {out.name!r}")
+    out = check_output_file(out, [".npy", ".png"], overwrite=overwrite)
     num_samples = _check_count(num_samples)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name ending in {out.suffix}")
     run = load_run(run_dir, device=device, plugins=plugins)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from densitykit.checkpoint import load_checkpoint
+from densitykit.checks import check_output_file
 from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import check_values, is_data_file, read_arrays, read_npy_header
 from densitykit.errors import DataError
@@ -92,11 +93,9 @@ class Scores:
             ValueError: On another file ending.
             FileExistsError: If ``path`` exists and ``overwrite`` is false.
         """
-        path = Path(path)
-        if path.suffix not in (".csv", ".npy"):
-            raise ValueError(f"the scores file must end in .csv or .npy, got {path.name!r}")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+        path = check_output_file(
+            path, [".csv", ".npy"], overwrite=overwrite, name="the scores file"
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
         try:
