@@ -4,6 +4,7 @@
     python benchmarks/binarized_mnist.py cpu-best --data-dir ~/data/mnist --threads 1
     python benchmarks/binarized_mnist.py large --data-dir ~/data/mnist --device cuda
     python benchmarks/binarized_mnist.py large --data-dir ~/data/mnist --quick
+    python benchmarks/binarized_mnist.py levers --data-dir ~/data/mnist --ema-decay 0.999
 
 Each recipe is one ``densitykit`` run (``densitykit.runs.fit_run``) on the
 ``binarized-mnist`` data set built from the official IDX files in ``--data-dir``: the
@@ -13,6 +14,12 @@ seed 0. The run folder goes to ``--out`` (``runs/binarized-mnist/<recipe>``); th
 figures (test NLL, epochs, best epoch, training and evaluation wall time, parameter
 count, masks in the evaluation mixture, machine and load) to ``--save`` (``<out>.json``).
 The last line printed is ``test_nll_nats=<value>``, in nats per image.
+
+The ``levers`` recipe is the baseline the training levers are measured against; the
+flags ``--optimizer``, ``--lr``, ``--lr-schedule``, ``--weight-decay`` and ``--ema-decay``
+change one setting of any recipe (they are ``TrainConfig`` fields, so the same run is
+``densitykit fit`` with the same options), and name the default run folder after what
+they changed (``runs/binarized-mnist/levers-ema-decay-0.999``).
 
 ``--quick`` runs every code path in seconds, on 1,000 training images and the last
 1,000 training-file images for validation, for 2 epochs, with at most 2 masks and
@@ -42,12 +49,11 @@ from _common import machine_report
 
 @dataclass(frozen=True)
 class Recipe:
-    """One named benchmark run: its model, its training and a wall-time budget."""
+    """One named benchmark run: its model and its training (with any wall-time budget)."""
 
     description: str
     model: ModelConfig
     train: TrainConfig
-    time_budget_minutes: float | None = None
 
 
 RECIPES: dict[str, Recipe] = {
@@ -65,8 +71,14 @@ RECIPES: dict[str, Recipe] = {
         "with L2 weight decay 1e-4, batch 100, early stopping with patience 5, training "
         "stopped after the epoch that passes 55 minutes.",
         ModelConfig(hidden_sizes=(4000,), masks="natural", num_masks=1, direct_connections=True),
-        TrainConfig(epochs=300, batch_size=100, lr=1e-3, weight_decay=1e-4, patience=5),
-        time_budget_minutes=55.0,
+        TrainConfig(
+            epochs=300,
+            batch_size=100,
+            lr=1e-3,
+            weight_decay=1e-4,
+            patience=5,
+            time_budget_minutes=55.0,
+        ),
     ),
     "large": Recipe(
         "For one GPU: the MADE paper's MNIST architecture, two hidden layers of 8,000 ReLU "
@@ -78,10 +90,28 @@ RECIPES: dict[str, Recipe] = {
         ),
         TrainConfig(epochs=1000, batch_size=100, lr=1e-3, weight_decay=1e-4, patience=30),
     ),
+    "levers": Recipe(
+        "The baseline the training levers are measured against, one at a time: one hidden "
+        "layer of 500 ReLU units with direct connections, one mask (natural order), Adam "
+        "1e-3, batch 100, patience 15, at most 40 epochs (a cap that keeps a run within "
+        "about 8 minutes on a 2-core CPU).",
+        ModelConfig(hidden_sizes=(500,), masks="natural", num_masks=1, direct_connections=True),
+        TrainConfig(epochs=40, batch_size=100, lr=1e-3, patience=15),
+    ),
 }
 """The named recipes; each one command (see the module notes)."""
 
 QUICK_TRAIN, QUICK_VAL, QUICK_WIDTH, QUICK_MASKS = 1000, 1000, 500, 2
+
+LEVERS: dict[str, tuple[type, str]] = {
+    "optimizer": (str, "Override the optimizer (adam, adamw, adagrad)."),
+    "lr": (float, "Override the learning rate."),
+    "lr_schedule": (str, "Override the learning-rate schedule (constant, cosine)."),
+    "weight_decay": (float, "Override the weight decay."),
+    "ema_decay": (float, "Average the weights with this decay (e.g. 0.999)."),
+}
+"""The training settings a command-line flag changes (``--lr-schedule cosine``), so that
+each row of the levers table is one command."""
 
 
 class _Progress(Callback):
@@ -95,26 +125,6 @@ class _Progress(Callback):
             file=sys.stderr,
             flush=True,
         )
-
-
-class _TimeBudget(Callback):
-    """Ends training after the first epoch that passes ``seconds`` of wall time.
-
-    It marks the loop state as stopped, which the training loop honours like early
-    stopping (the best weights are restored).
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.started = time.perf_counter()
-        self.stopped = False
-
-    def on_train_begin(self, state: TrainState, num_batches: int) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
-        if time.perf_counter() - self.started > self.seconds and not state.stopped_early:
-            state.stopped_early = self.stopped = True
 
 
 def run_config(recipe: Recipe, args: argparse.Namespace) -> RunConfig:
@@ -131,8 +141,14 @@ def run_config(recipe: Recipe, args: argparse.Namespace) -> RunConfig:
         train = replace(train, epochs=2)
     if args.num_val is not None:
         options["num_val"] = args.num_val
+    levers = {key: getattr(args, key) for key in LEVERS if getattr(args, key) is not None}
     if args.epochs is not None:
-        train = replace(train, epochs=args.epochs)
+        levers["epochs"] = args.epochs
+    if args.time_budget is not None:
+        levers["time_budget_minutes"] = args.time_budget
+    if args.quick:
+        levers["time_budget_minutes"] = None
+    train = replace(train, **levers)
     return RunConfig(DataConfig("binarized-mnist", options), model, train)
 
 
@@ -150,6 +166,8 @@ def main() -> None:
     parser.add_argument(
         "--time-budget", type=float, default=None, help="Override the wall-time budget (minutes)."
     )
+    for key, (kind, text) in LEVERS.items():
+        parser.add_argument("--" + key.replace("_", "-"), type=kind, default=None, help=text)
     parser.add_argument("--num-val", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--eval-masks",
@@ -163,7 +181,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     recipe = RECIPES[args.recipe]
-    suffix = "-quick" if args.quick else ""
+    suffix = "".join(
+        f"-{key.replace('_', '-')}-{getattr(args, key)}"
+        for key in LEVERS
+        if getattr(args, key) is not None
+    ) + ("-quick" if args.quick else "")
     out = args.out or Path("runs") / "binarized-mnist" / f"{args.recipe}{suffix}"
     save = args.save or out.with_name(out.name + ".json")
     config = run_config(recipe, args)
@@ -171,11 +193,6 @@ def main() -> None:
     print(f"recipe {args.recipe}: {recipe.description}", file=sys.stderr, flush=True)
 
     callbacks: list[Callback] = [_Progress()]
-    budget = None
-    minutes = args.time_budget if args.time_budget is not None else recipe.time_budget_minutes
-    if minutes is not None and not args.quick:
-        budget = _TimeBudget(minutes * 60)
-        callbacks.append(budget)
     load_before = os.getloadavg()
     started = time.perf_counter()
     metrics = fit_run(config, out, overwrite=args.overwrite, callbacks=callbacks)
@@ -199,9 +216,9 @@ def main() -> None:
         "train_nll_nats_at_best_epoch": metrics["train_nll_nats"],
         "epochs_run": metrics["epochs_run"],
         "best_epoch": metrics["best_epoch"],
-        "stopped_early": metrics["stopped_early"] and not (budget and budget.stopped),
-        "stopped_by_time_budget": bool(budget and budget.stopped),
-        "time_budget_minutes": None if budget is None else budget.seconds / 60,
+        "stopped_early": metrics["stopped_early"],
+        "stop_reason": metrics["stop_reason"],
+        "time_budget_minutes": config.train.time_budget_minutes,
         "train_seconds": metrics["train_seconds"],
         "eval_seconds": eval_seconds,
         "run_seconds_including_data_and_pictures": run_seconds,

@@ -30,6 +30,7 @@ from densitykit.errors import DensitykitError
 from densitykit.heads import HEADS
 from densitykit.masks import MASKS
 from densitykit.model import DEFAULT_HIDDEN_SIZES, ModelConfig
+from densitykit.optim import OPTIMIZERS
 from densitykit.plugins import import_plugins
 from densitykit.runfolder import METRICS_LOG
 from densitykit.train import Callback, TrainConfig, TrainResult, TrainState
@@ -240,11 +241,17 @@ def _report(metrics: dict[str, Any], out: Path) -> None:
         f"{metrics['test_bits_per_dim']:.4f} bits/dim){entropy}"
     )
     _say(
-        f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
+        f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']}"
+        f"{_stopped(metrics.get('stop_reason'))}, "
         f"{metrics['num_params']:,} parameters, {metrics['train_seconds']:.1f}s of training"
     )
     files = ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith(".")))
     _say(f"outputs in {out}/: {files}")
+
+
+def _stopped(reason: str | None) -> str:
+    """How the report names why training stopped (a full run of epochs says nothing)."""
+    return f" (stopped by the {reason})" if reason in ("patience", "time budget") else ""
 
 
 def _interrupted(out: Path) -> None:
@@ -330,9 +337,31 @@ def fit(
         str, typer.Option(help="Hidden layer widths, comma-separated (empty for none).")
     ] = ",".join(map(str, DEFAULT_HIDDEN_SIZES)),
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = _TRAIN.epochs,
-    batch_size: Annotated[int, typer.Option(help="Examples per Adam step.")] = _TRAIN.batch_size,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _TRAIN.lr,
-    weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = _TRAIN.weight_decay,
+    batch_size: Annotated[
+        int, typer.Option(help="Examples per optimizer step.")
+    ] = _TRAIN.batch_size,
+    optimizer: Annotated[
+        str, typer.Option(help=f"Optimizer: {', '.join(OPTIMIZERS)}.")
+    ] = _TRAIN.optimizer,
+    lr: Annotated[float, typer.Option(help="Learning rate (the starting one).")] = _TRAIN.lr,
+    lr_schedule: Annotated[
+        str,
+        typer.Option(help="Learning-rate schedule: constant, or cosine (to 0 over --epochs)."),
+    ] = _TRAIN.lr_schedule,
+    weight_decay: Annotated[
+        float, typer.Option(help="Weight decay (L2; decoupled for adamw).")
+    ] = _TRAIN.weight_decay,
+    ema_decay: Annotated[
+        float | None,
+        typer.Option(
+            help="Average the weights (exponential moving average with this decay, e.g. "
+            "0.999); validation, early stopping, the saved model and the test use the average."
+        ),
+    ] = None,
+    time_budget_minutes: Annotated[
+        float | None,
+        typer.Option(help="Stop after the first epoch that ends past this many minutes."),
+    ] = None,
     patience: Annotated[
         int, typer.Option(help="Early-stopping patience in epochs (0 disables).")
     ] = _TRAIN.patience or 0,
@@ -470,6 +499,10 @@ def fit(
             mask_every=mask_every,
             eval_masks=eval_masks,
             grad_clip=grad_clip,
+            optimizer=optimizer,
+            lr_schedule=lr_schedule,
+            ema_decay=ema_decay,
+            time_budget_minutes=time_budget_minutes,
         ),
         plugins=list(plugin),
     )
@@ -514,6 +547,10 @@ _FIELDS = {
     "precision": "precision",
     "mask_every": "mask_every",
     "eval_masks": "eval_masks",
+    "optimizer": "optimizer",
+    "lr_schedule": "lr_schedule",
+    "ema_decay": "ema_decay",
+    "time_budget_minutes": "time_budget_minutes",
 }
 _NAMED_DATA_OPTIONS = {
     "data_dir": "data_dir",

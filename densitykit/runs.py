@@ -490,6 +490,7 @@ def _metrics(
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
+        "stop_reason": result.stop_reason,
         "train_seconds": sum(r["seconds"] for r in result.history),
     }
 

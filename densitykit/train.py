@@ -1,9 +1,11 @@
 """The training loop shared by the CLI and the Python API.
 
-[`fit`][densitykit.train.fit] trains with Adam on mini-batches, cycles the masks of a
-multi-mask model on a schedule, evaluates the validation NLL of the mask mixture
-after every epoch, stops early with patience and restores the best weights. It
-prints nothing: progress, metrics logs and checkpoints are
+[`fit`][densitykit.train.fit] trains with Adam (or another of
+[`OPTIMIZERS`][densitykit.optim.OPTIMIZERS], on a learning-rate schedule) on
+mini-batches, cycles the masks of a multi-mask model on a schedule, evaluates the
+validation NLL of the mask mixture (of the averaged weights, with ``ema_decay``) after
+every epoch, stops early with patience or a wall-time budget and restores the best
+weights. It prints nothing: progress, metrics logs and checkpoints are
 [`Callback`][densitykit.train.Callback]s. The whole loop state lives in a
 [`TrainState`][densitykit.train.TrainState] so a run can resume exactly where it
 stopped.
@@ -14,13 +16,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from densitykit.checks import check_int, check_optional_int, check_positive_int
+from densitykit.checks import check_choice, check_int, check_optional_int, check_positive_int
 from densitykit.devices import PRECISIONS, autocast, resolve_device
 from densitykit.distributed import (
     BatchLogProb,
@@ -38,6 +41,7 @@ from densitykit.distributed import (
 from densitykit.errors import TrainingError
 from densitykit.model import AutoregressiveModel
 from densitykit.numerics import log_mean_exp
+from densitykit.optim import LR_SCHEDULES, OPTIMIZERS, WeightAverage, make_optimizer, scheduled_lr
 
 __all__ = [
     "Callback",
@@ -46,7 +50,6 @@ __all__ = [
     "TrainState",
     "evaluate",
     "fit",
-    "make_optimizer",
 ]
 
 
@@ -56,9 +59,9 @@ class TrainConfig:
 
     Attributes:
         epochs: Maximum number of passes over the training set.
-        batch_size: Examples per Adam step (the global batch across processes).
-        lr: Adam learning rate.
-        weight_decay: Adam (L2) weight decay.
+        batch_size: Examples per optimizer step (the global batch across processes).
+        lr: Learning rate (the starting one, under a schedule).
+        weight_decay: Weight decay (L2 for ``adam`` and ``adagrad``, decoupled for ``adamw``).
         patience: Epochs without validation improvement before stopping; ``None`` never stops.
         seed: Seed of the shuffling (and, through the CLI, of the initial weights).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
@@ -69,6 +72,21 @@ class TrainConfig:
         eval_batch_size: Batch size of evaluation.
         eval_masks: Masks in the evaluation mixture (``None``: all of them).
         grad_clip: Clip the gradient norm to this value, if set.
+        optimizer: One of [`OPTIMIZERS`][densitykit.optim.OPTIMIZERS]: ``"adam"``,
+            ``"adamw"`` or ``"adagrad"``.
+        lr_schedule: One of [`LR_SCHEDULES`][densitykit.optim.LR_SCHEDULES]:
+            ``"constant"``, or ``"cosine"`` annealing from ``lr`` towards 0 over
+            ``epochs`` (step by step; a run resumed with more epochs stretches it).
+        ema_decay: Keep an exponential moving average of the weights with this decay
+            (e.g. 0.999; see [`WeightAverage`][densitykit.optim.WeightAverage]); ``None``
+            keeps none. With it, the validation NLL, early stopping, the best weights
+            restored at the end (hence the saved model and the test NLL) are those of
+            the averaged weights; training steps move the live weights, which the
+            resumable state keeps beside the average.
+        time_budget_minutes: Stop after the first epoch that ends more than this many
+            minutes of wall time after the call began (each call to ``fit``, so a
+            resumed run gets the budget again); ``None`` has no budget. The stop is
+            recorded in the history (``stop_reason``).
     """
 
     epochs: int = 20
@@ -83,6 +101,10 @@ class TrainConfig:
     eval_batch_size: int = 1000
     eval_masks: int | None = None
     grad_clip: float | None = None
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"
+    ema_decay: float | None = None
+    time_budget_minutes: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -99,6 +121,19 @@ class TrainConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
+        if self.ema_decay is not None and not (
+            isinstance(self.ema_decay, (int, float)) and 0.0 < self.ema_decay < 1.0
+        ):
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay!r}")
+        if self.time_budget_minutes is not None and not (
+            isinstance(self.time_budget_minutes, (int, float)) and self.time_budget_minutes > 0
+        ):
+            raise ValueError(
+                f"time_budget_minutes must be a positive number or None, "
+                f"got {self.time_budget_minutes!r}"
+            )
         resolve_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,39 +149,6 @@ class TrainConfig:
         return cls(**data)
 
 
-def make_optimizer(
-    params: Iterable[torch.Tensor], *, lr: float = 1e-3, weight_decay: float = 0.0
-) -> torch.optim.Adam:
-    """The Adam optimizer [`fit`][densitykit.train.fit] trains with.
-
-    Adam's fused implementation (one kernel for the whole update of each tensor) where
-    PyTorch has one for the parameters' device and dtype, the default implementation
-    otherwise. Both compute the same update up to float rounding; on a 2-core CPU the
-    fused step of a 784-500-784 MADE takes about a third of the default one's time.
-
-    Args:
-        params: The parameters to optimise.
-        lr: Learning rate.
-        weight_decay: L2 weight decay (added to the gradient, as ``torch.optim.Adam``).
-
-    Returns:
-        The optimizer.
-
-    Example:
-        >>> import torch
-        >>> weight = torch.nn.Parameter(torch.zeros(3))
-        >>> optimizer = make_optimizer([weight], lr=0.1)
-        >>> weight.sum().backward(); optimizer.step()
-        >>> [round(v, 6) for v in weight.detach().tolist()]  # Adam's first step: -lr * sign
-        [-0.1, -0.1, -0.1]
-    """
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device/dtype
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-
-
 @dataclass
 class TrainState:
     """Everything the loop needs to continue a run exactly.
@@ -154,17 +156,21 @@ class TrainState:
     Attributes:
         epoch: Epochs completed.
         step: Optimizer steps taken.
-        history: One record per completed epoch (``epoch``, ``train_nll``, ``val_nll``, ...).
+        history: One record per completed epoch (``epoch``, ``train_nll``, ``val_nll``,
+            ``lr`` of its last step, ``stop_reason``: ``None`` or why training stopped after
+            it, ``"patience"``, ``"time budget"`` or ``"epochs"``, ...).
         best_val_nll: Best validation NLL so far.
         best_epoch: Epoch of the best validation NLL (0 before any).
-        best_state: Model weights at the best epoch.
+        best_state: Model weights at the best epoch (the averaged ones with ``ema_decay``).
         epochs_without_improvement: For early stopping.
         stopped_early: Whether patience ran out.
         mask_index: The active mask of a multi-mask model (the state of an ``any-order``
             model's source of orderings is a buffer of ``model``).
-        optimizer: Adam's state dict.
+        optimizer: The optimizer's state dict.
         shuffle_rng: State of the shuffling generator.
-        model: Current model weights.
+        model: Current (live, not averaged) model weights.
+        weight_average: The [`WeightAverage`][densitykit.optim.WeightAverage]'s state
+            with ``ema_decay``, else ``None``.
     """
 
     epoch: int = 0
@@ -179,6 +185,7 @@ class TrainState:
     optimizer: dict[str, Any] | None = None
     shuffle_rng: torch.Tensor | None = None
     model: dict[str, torch.Tensor] | None = None
+    weight_average: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A dict of tensors and plain values, loadable with ``torch.load(weights_only=True)``."""
@@ -212,6 +219,12 @@ class TrainResult:
     train_seconds: float
     stopped_early: bool
     state: TrainState
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why training stopped after the last epoch (``"patience"``, ``"time budget"``,
+        ``"epochs"``), from the history; ``None`` before any epoch."""
+        return self.history[-1].get("stop_reason") if self.history else None
 
 
 class Callback:
@@ -334,8 +347,9 @@ def fit(
     state = _restore(loop, state)
     for callback in callbacks:
         callback.on_train_begin(state, loop.num_batches)
-    started = time.perf_counter()
-    while state.epoch < config.epochs and not state.stopped_early:
+    started = loop.started = time.perf_counter()
+    out_of_time = False
+    while state.epoch < config.epochs and not state.stopped_early and not out_of_time:
         epoch_started = time.perf_counter()
         model.train()
         order = torch.randperm(loop.train.shape[0], generator=loop.shuffle)
@@ -349,6 +363,7 @@ def fit(
         record = _end_epoch(loop, state, float(total) / loop.train.shape[0], epoch_started)
         for callback in callbacks:
             callback.on_epoch_end(state, record)
+        out_of_time = record["stop_reason"] == "time budget"
 
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
@@ -378,7 +393,9 @@ class _Loop:
     optimizer: torch.optim.Optimizer
     shuffle: torch.Generator
     scaler: torch.amp.GradScaler
+    average: WeightAverage | None = None
     replica: torch.nn.Module | None = None
+    started: float = 0.0
 
     @property
     def num_batches(self) -> int:
@@ -421,12 +438,16 @@ def _setup(
         device=device,
         context=context,
         optimizer=make_optimizer(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            model.parameters(),
+            name=config.optimizer,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
         ),
         shuffle=torch.Generator().manual_seed(config.seed),
         scaler=torch.amp.GradScaler(
             "cuda", enabled=device.type == "cuda" and config.precision == "fp16"
         ),
+        average=None if config.ema_decay is None else WeightAverage(model, config.ema_decay),
     )
 
 
@@ -442,6 +463,8 @@ def _restore(loop: _Loop, state: TrainState | None) -> TrainState:
             group["lr"] = loop.config.lr
     if state.shuffle_rng is not None:
         loop.shuffle.set_state(state.shuffle_rng)
+    if loop.average is not None and state.weight_average is not None:
+        loop.average.load_state_dict(state.weight_average)
     if model.backbone is not None:
         model.backbone.set_mask(state.mask_index % model.num_masks)
     if loop.context is not None:
@@ -451,10 +474,12 @@ def _restore(loop: _Loop, state: TrainState | None) -> TrainState:
 
 
 def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
-    """One Adam step on ``train[indices]`` under the active mask (or, for a model that
-    trains over all orderings, a freshly drawn connectivity); returns the batch's mean NLL.
+    """One optimizer step on ``train[indices]`` under the active mask (or, for a model
+    that trains over all orderings, a freshly drawn connectivity); returns the batch's
+    mean NLL.
 
-    Clips the gradient norm to ``config.grad_clip`` when set, and moves a multi-mask
+    Sets the step's scheduled learning rate, clips the gradient norm to
+    ``config.grad_clip`` when set, updates the weight average, and moves a multi-mask
     model to its next mask every ``config.mask_every`` steps.
     """
     model, config, device = loop.model, loop.config, loop.device
@@ -481,6 +506,12 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
             "with a lower learning rate (e.g. densitykit resume RUN_DIR --lr "
             f"{config.lr / 10:g})"
         )
+    if config.lr_schedule != "constant":
+        lr = scheduled_lr(
+            config.lr, config.lr_schedule, state.step, config.epochs * loop.num_batches
+        )
+        for group in loop.optimizer.param_groups:
+            group["lr"] = lr
     loop.optimizer.zero_grad(set_to_none=True)
     loop.scaler.scale(loss).backward()
     if config.grad_clip is not None:
@@ -488,6 +519,8 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     loop.scaler.step(loop.optimizer)
     loop.scaler.update()
+    if loop.average is not None:
+        loop.average.update(model)
     state.step += 1
     if model.backbone is not None and config.mask_every and state.step % config.mask_every == 0:
         model.backbone.next_mask()
@@ -497,25 +530,38 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
 def _end_epoch(
     loop: _Loop, state: TrainState, train_nll: float, epoch_started: float
 ) -> dict[str, Any]:
-    """Validate, decide improvement and early stopping, save the loop state; the record."""
+    """Validate (the averaged weights, with ``ema_decay``), decide improvement and
+    stopping, save the loop state; the record."""
     model, config = loop.model, loop.config
-    val_nll = evaluate(
-        model,
-        loop.val,
-        batch_size=config.eval_batch_size,
-        num_masks=config.eval_masks,
-        distributed=loop.context is not None,
-    )
     state.epoch += 1
-    improved = val_nll < state.best_val_nll
-    if loop.context is not None:
-        # Rank 0 decides whether the epoch improved (hence early stopping); all follow.
-        decision = broadcast_from_main(torch.tensor([val_nll, improved], dtype=torch.float64))
-        val_nll, improved = float(decision[0]), bool(decision[1])
+    with loop.average.applied(model) if loop.average is not None else nullcontext():
+        val_nll = evaluate(
+            model,
+            loop.val,
+            batch_size=config.eval_batch_size,
+            num_masks=config.eval_masks,
+            distributed=loop.context is not None,
+        )
+        improved = val_nll < state.best_val_nll
+        out_of_time = (
+            config.time_budget_minutes is not None
+            and time.perf_counter() - loop.started > 60.0 * config.time_budget_minutes
+        )
+        if loop.context is not None:
+            # Rank 0 decides improvement (hence early stopping) and the budget; all follow.
+            decision = broadcast_from_main(
+                torch.tensor([val_nll, improved, out_of_time], dtype=torch.float64)
+            )
+            val_nll, improved, out_of_time = (
+                float(decision[0]),
+                bool(decision[1]),
+                bool(decision[2]),
+            )
+        if improved:
+            state.best_val_nll = val_nll
+            state.best_epoch = state.epoch
+            state.best_state = _cpu_state(model)
     if improved:
-        state.best_val_nll = val_nll
-        state.best_epoch = state.epoch
-        state.best_state = _cpu_state(model)
         state.epochs_without_improvement = 0
     else:
         state.epochs_without_improvement += 1
@@ -528,6 +574,8 @@ def _end_epoch(
         "val_nll": val_nll,
         "best_val_nll": state.best_val_nll,
         "improved": improved,
+        "lr": loop.optimizer.param_groups[0]["lr"],
+        "stop_reason": _stop_reason(state, config, out_of_time),
         "seconds": time.perf_counter() - epoch_started,
     }
     state.history.append(record)
@@ -535,7 +583,17 @@ def _end_epoch(
     state.model = _cpu_state(model)
     state.optimizer = loop.optimizer.state_dict()
     state.shuffle_rng = loop.shuffle.get_state()
+    state.weight_average = None if loop.average is None else loop.average.state_dict()
     return record
+
+
+def _stop_reason(state: TrainState, config: TrainConfig, out_of_time: bool) -> str | None:
+    """Why training stops after this epoch, or ``None`` if it goes on."""
+    if state.stopped_early:
+        return "patience"
+    if state.epoch >= config.epochs:
+        return "epochs"
+    return "time budget" if out_of_time else None
 
 
 def _replica_facts(
