@@ -16,10 +16,10 @@ count, masks in the evaluation mixture, machine and load) to ``--save`` (``<out>
 The last line printed is ``test_nll_nats=<value>``, in nats per image.
 
 The ``levers`` recipe is the baseline the training levers are measured against; the
-flags ``--optimizer``, ``--lr``, ``--lr-schedule``, ``--weight-decay`` and ``--ema-decay``
-change one setting of any recipe (they are ``TrainConfig`` fields, so the same run is
-``densitykit fit`` with the same options), and name the default run folder after what
-they changed (``runs/binarized-mnist/levers-ema-decay-0.999``).
+flags ``--optimizer``, ``--lr``, ``--lr-schedule``, ``--weight-decay``, ``--ema-decay``
+and ``--dropout`` change one setting of any recipe (``TrainConfig`` and ``ModelConfig``
+fields, so the same run is ``densitykit fit`` with the same options), and name the
+default run folder after what they changed (``runs/binarized-mnist/levers-ema-decay-0.999``).
 
 ``--quick`` runs every code path in seconds, on 1,000 training images and the last
 1,000 training-file images for validation, for 2 epochs, with at most 2 masks and
@@ -109,9 +109,10 @@ LEVERS: dict[str, tuple[type, str]] = {
     "lr_schedule": (str, "Override the learning-rate schedule (constant, cosine)."),
     "weight_decay": (float, "Override the weight decay."),
     "ema_decay": (float, "Average the weights with this decay (e.g. 0.999)."),
+    "dropout": (float, "Override the dropout probability of the hidden units."),
 }
-"""The training settings a command-line flag changes (``--lr-schedule cosine``), so that
-each row of the levers table is one command."""
+"""The settings a command-line flag changes (``--lr-schedule cosine``), so that each row
+of the levers table is one command: ``dropout`` is the model's, the others training's."""
 
 
 class _Progress(Callback):
@@ -142,6 +143,8 @@ def run_config(recipe: Recipe, args: argparse.Namespace) -> RunConfig:
     if args.num_val is not None:
         options["num_val"] = args.num_val
     levers = {key: getattr(args, key) for key in LEVERS if getattr(args, key) is not None}
+    if "dropout" in levers:
+        model = replace(model, dropout=levers.pop("dropout"))
     if args.epochs is not None:
         levers["epochs"] = args.epochs
     if args.time_budget is not None:

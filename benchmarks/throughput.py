@@ -8,7 +8,7 @@ BCE-with-logits). The headline is like for like: both sides step with
 (see ``densitykit.made.MADE``: dense in training, degree-grouped for likelihoods on
 the CPU at these sizes) and, for comparison, ``products="dense"`` and
 ``products="grouped"``; a second pair of rows steps both sides with the
-optimizer ``densitykit fit`` uses (``densitykit.train.make_optimizer``: fused Adam
+optimizer ``densitykit fit`` uses (``densitykit.optim.make_optimizer``: fused Adam
 where PyTorch has it). GFLOP/s count the useful arithmetic only (2 x the unmasked
 weights x batch, x3 for forward + backward), against the rate of ``torch.mm`` on the
 dense shapes in the same run.
@@ -37,7 +37,7 @@ from _common import machine_report, parse_architecture, table
 from torch import nn
 
 import densitykit as dk
-from densitykit.train import make_optimizer
+from densitykit.optim import make_optimizer
 
 DEFAULT_ARCHITECTURES = ("784-500-784", "784-512-512-784")
 

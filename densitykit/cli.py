@@ -377,6 +377,9 @@ def fit(
     direct: Annotated[
         bool, typer.Option(help="Direct input-to-output connections.")
     ] = _MODEL.direct_connections,
+    dropout: Annotated[
+        float, typer.Option(help="Dropout probability of the hidden units in training.")
+    ] = _MODEL.dropout,
     mask_every: Annotated[
         int, typer.Option(help="Steps between mask changes (0: never).")
     ] = _TRAIN.mask_every,
@@ -484,6 +487,7 @@ def fit(
             seed=seed,
             activation=activation,
             direct_connections=direct,
+            dropout=dropout,
             head_options=head_options,
             mask_options=mask_options,
         ),
@@ -536,6 +540,7 @@ _FIELDS = {
     "num_masks": "num_masks",
     "activation": "activation",
     "direct": "direct_connections",
+    "dropout": "dropout",
     "epochs": "epochs",
     "batch_size": "batch_size",
     "lr": "lr",

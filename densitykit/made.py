@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densitykit.checks import check_index, check_positive_int
+from densitykit.checks import check_fraction, check_index, check_positive_int
 from densitykit.layers import Grouping, MaskedLinear, grouping
 from densitykit.masks import Connectivity, check_connectivity
 from densitykit.registry import Registry
@@ -72,6 +72,9 @@ class MADE(nn.Module):
         input_width: Input units per variable ``W`` (1 for scalar inputs, ``K`` for one-hot).
         activation: Name in [`ACTIVATIONS`][densitykit.made.ACTIVATIONS].
         direct_connections: Add masked (strict rule) input-to-output weights.
+        dropout: Probability of zeroing each hidden unit's activation, in ``[0, 1)``, in
+            training mode only (as ``torch.nn.Dropout``): in eval mode, where
+            likelihoods are evaluated and the samplers run, every unit is kept.
         products: How the masked layers are multiplied, one of
             [`PRODUCTS`][densitykit.made.PRODUCTS]: ``"dense"`` multiplies the whole
             masked weight (zeros included); ``"grouped"`` sorts the units by degree
@@ -104,9 +107,11 @@ class MADE(nn.Module):
         input_width: int = 1,
         activation: str = "relu",
         direct_connections: bool = False,
+        dropout: float = 0.0,
         products: str = "auto",
     ) -> None:
         super().__init__()
+        self.dropout = check_fraction(dropout, "dropout")
         if products not in PRODUCTS:
             raise ValueError(f"products must be one of {PRODUCTS}, got {products!r}")
         self.products = products
@@ -227,7 +232,7 @@ class MADE(nn.Module):
             return self._forward_grouped(x)
         h = x
         for layer, activation in zip(self.layers[:-1], self.activations):
-            h = activation(layer(h))
+            h = self._drop(activation(layer(h)))
         out = self.layers[-1](h)
         if self.direct is not None:
             out = out + self.direct(x)
@@ -263,13 +268,17 @@ class MADE(nn.Module):
         masks = self._connectivity_masks(connectivity)
         h = x
         for layer, mask, activation in zip(self.layers[:-1], masks, self.activations):
-            h = activation(F.linear(h, layer.weight * mask, layer.bias))
+            h = self._drop(activation(F.linear(h, layer.weight * mask, layer.bias)))
         out = F.linear(
             h, self.layers[-1].weight * masks[len(self.layers) - 1], self.layers[-1].bias
         )
         if self.direct is not None:
             out = out + F.linear(x, self.direct.weight * masks[-1])
         return out.view(x.shape[0], self.dim, self.params_per_variable)
+
+    def _drop(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Dropout on hidden activations in training mode (nothing when the rate is 0)."""
+        return F.dropout(hidden, self.dropout, self.training) if self.dropout else hidden
 
     def _connectivity_masks(self, connectivity: Connectivity) -> list[torch.Tensor]:
         """The masks of ``connectivity`` in the weights' dtype (direct mask last, if any).
@@ -318,7 +327,7 @@ class MADE(nn.Module):
         sorted_x = x if groupings.input_order is None else x.index_select(1, groupings.input_order)
         h = sorted_x
         for layer, activation, groups in zip(self.layers[:-1], self.activations, groupings.layers):
-            h = activation(layer.forward_grouped(h, groups))
+            h = self._drop(activation(layer.forward_grouped(h, groups)))
         out = self.layers[-1].forward_grouped(h, groupings.layers[-1])
         if self.direct is not None:
             assert groupings.direct is not None  # internal invariant: built together
@@ -392,5 +401,5 @@ class MADE(nn.Module):
             f"dim={self.dim}, hidden_sizes={self.hidden_sizes}, params_per_variable="
             f"{self.params_per_variable}, input_width={self.input_width}, "
             f"num_masks={self.num_masks}, direct_connections={self.direct_connections}, "
-            f"products={self.products!r}"
+            f"dropout={self.dropout}, products={self.products!r}"
         )

@@ -32,7 +32,7 @@ from torch import nn
 
 from densitykit import masks as masks_module
 from densitykit import queries
-from densitykit.checks import check_index, check_int
+from densitykit.checks import check_fraction, check_index, check_int
 from densitykit.heads import HEADS, Head
 from densitykit.made import MADE
 from densitykit.masks import Connectivity, ConnectivitySampler
@@ -77,6 +77,8 @@ class ModelConfig:
         seed: Seed of the mask builder.
         activation: Hidden activation name.
         direct_connections: Masked input-to-output weights.
+        dropout: Dropout probability of the hidden units in training (0 for none; see
+            [`MADE`][densitykit.made.MADE]).
         head_options: Extra keyword options of the head (e.g. ``num_components``).
         mask_options: Extra keyword options of the mask builder (e.g. ``ordering``).
     """
@@ -90,6 +92,7 @@ class ModelConfig:
     seed: int | None = 0
     activation: str = "relu"
     direct_connections: bool = False
+    dropout: float = 0.0
     head_options: dict[str, Any] = field(default_factory=dict)
     mask_options: dict[str, Any] = field(default_factory=dict)
 
@@ -106,6 +109,7 @@ class ModelConfig:
         self.hidden_sizes = tuple(
             check_int(size, "hidden_sizes", minimum=1) for size in self.hidden_sizes
         )
+        self.dropout = check_fraction(self.dropout, "dropout")
         for name in ("head_options", "mask_options"):
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} must be a dict, got {getattr(self, name)!r}")
@@ -671,6 +675,7 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
             input_width=head.input_width,
             activation=config.activation,
             direct_connections=config.direct_connections,
+            dropout=config.dropout,
         )
         source = getattr(connectivities, "source", None)
     else:
@@ -689,6 +694,7 @@ def create_model(
     seed: int | None = 0,
     activation: str = "relu",
     direct_connections: bool = False,
+    dropout: float = 0.0,
     mask_options: dict[str, Any] | None = None,
     **head_options: Any,
 ) -> AutoregressiveModel:
@@ -705,6 +711,7 @@ def create_model(
         seed: Seed of the mask builder.
         activation: Hidden activation name.
         direct_connections: Add masked input-to-output weights.
+        dropout: Dropout probability of the hidden units in training.
         mask_options: Extra options for the mask builder (e.g. ``{"ordering": [2, 0, 1]}``).
         **head_options: Extra options for the head (e.g. ``num_components=4``).
 
@@ -734,6 +741,7 @@ def create_model(
         seed=seed,
         activation=activation,
         direct_connections=direct_connections,
+        dropout=dropout,
         head_options=dict(head_options),
         mask_options=options,
     )

@@ -171,6 +171,8 @@ class TrainState:
         model: Current (live, not averaged) model weights.
         weight_average: The [`WeightAverage`][densitykit.optim.WeightAverage]'s state
             with ``ema_decay``, else ``None``.
+        device_rng: State of the training device's global generator (what dropout
+            draws from), restored on resume.
     """
 
     epoch: int = 0
@@ -186,6 +188,7 @@ class TrainState:
     shuffle_rng: torch.Tensor | None = None
     model: dict[str, torch.Tensor] | None = None
     weight_average: dict[str, Any] | None = None
+    device_rng: torch.Tensor | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A dict of tensors and plain values, loadable with ``torch.load(weights_only=True)``."""
@@ -465,6 +468,8 @@ def _restore(loop: _Loop, state: TrainState | None) -> TrainState:
         loop.shuffle.set_state(state.shuffle_rng)
     if loop.average is not None and state.weight_average is not None:
         loop.average.load_state_dict(state.weight_average)
+    if state.device_rng is not None:
+        _set_device_rng(loop.device, state.device_rng)
     if model.backbone is not None:
         model.backbone.set_mask(state.mask_index % model.num_masks)
     if loop.context is not None:
@@ -584,7 +589,20 @@ def _end_epoch(
     state.optimizer = loop.optimizer.state_dict()
     state.shuffle_rng = loop.shuffle.get_state()
     state.weight_average = None if loop.average is None else loop.average.state_dict()
+    state.device_rng = _device_rng(loop.device)
     return record
+
+
+def _device_rng(device: torch.device) -> torch.Tensor:
+    """The state of ``device``'s global generator."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+def _set_device_rng(device: torch.device, rng: torch.Tensor) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(rng, device)
+    else:
+        torch.set_rng_state(rng)
 
 
 def _stop_reason(state: TrainState, config: TrainConfig, out_of_time: bool) -> str | None:

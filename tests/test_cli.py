@@ -294,3 +294,18 @@ def test_half_precision_on_cpu_is_refused(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 1
     assert "CUDA only" in result.output
+
+
+def test_fit_takes_the_training_levers_and_saves_them(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    levers = ["--optimizer", "adagrad", "--lr", "0.01", "--lr-schedule", "cosine"]
+    levers += ["--ema-decay", "0.9", "--time-budget-minutes", "30"]
+    result = invoke("fit", "--grid-size", "16", *TINY, *levers, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert (train["optimizer"], train["lr_schedule"]) == ("adagrad", "cosine")
+    assert (train["ema_decay"], train["time_budget_minutes"]) == (0.9, 30.0)
+    assert json.loads((out / "metrics.json").read_text())["stop_reason"] == "epochs"
+    refused = runner.invoke(app, ["fit", "--optimizer", "sgd", "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 1
+    assert "optimizer must be one of 'adam', 'adamw', 'adagrad', got 'sgd'" in refused.output

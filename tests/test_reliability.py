@@ -228,6 +228,22 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path) -> None:
     assert without_timing(again) == without_timing(first)
 
 
+def test_a_run_folder_written_before_the_levers_loads_and_resumes(tmp_path) -> None:
+    """config.json and train_state.pt without the lever keys (optimizer, lr_schedule,
+    ema_decay, time_budget_minutes, weight_average) still load, with their defaults."""
+    out = tmp_path / "run"
+    runs.fit_run(small_config(), out)
+    saved = json.loads((out / "config.json").read_text())
+    for key in ("optimizer", "lr_schedule", "ema_decay", "time_budget_minutes"):
+        del saved["train"][key]
+    (out / "config.json").write_text(json.dumps(saved))
+    state = checkpoint.load_object(out / "train_state.pt")
+    del state["weight_average"]
+    checkpoint.save_object(out / "train_state.pt", state)
+    assert runs.load_run(out).config.train.optimizer == "adam"
+    assert runs.resume_run(out, epochs=3)["epochs_run"] == 3
+
+
 # -- non-finite loss -------------------------------------------------------------------------
 class _PoisonAfterFirstEpoch(Callback):
     def __init__(self, model_holder: list) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -132,3 +133,191 @@ def test_fit_takes_uint8_data_and_integer_like_options() -> None:
     assert math.isfinite(result.best_val_nll)
     with pytest.raises(ValueError, match=r"support 0..1"):
         fit(model, data + 1, data, config)
+
+
+# -- the levers: optimizer, schedule, weight averaging, time budget --------------------------
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"optimizer": "sgd"}, "optimizer must be one of 'adam', 'adamw', 'adagrad', got 'sgd'"),
+        ({"lr_schedule": "step"}, "lr_schedule must be one of 'constant', 'cosine', got 'step'"),
+        ({"ema_decay": 1.0}, r"ema_decay must be in \(0, 1\) or None, got 1.0"),
+        ({"ema_decay": 0}, r"ema_decay must be in \(0, 1\) or None, got 0"),
+        ({"time_budget_minutes": 0}, "time_budget_minutes must be a positive number"),
+        ({"time_budget_minutes": "5"}, "time_budget_minutes must be a positive number"),
+    ],
+)
+def test_lever_settings_are_checked(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**options)
+
+
+def test_a_config_saved_before_the_levers_loads_with_their_defaults() -> None:
+    old = TrainConfig().to_dict()
+    for key in ("optimizer", "lr_schedule", "ema_decay", "time_budget_minutes"):
+        del old[key]
+    config = TrainConfig.from_dict(old)
+    assert (config.optimizer, config.lr_schedule) == ("adam", "constant")
+    assert config.ema_decay is None and config.time_budget_minutes is None
+    state = TrainState().to_dict()
+    del state["weight_average"]
+    assert TrainState.from_dict(state).weight_average is None
+
+
+def tiny_run(
+    epochs: int = 3, state: TrainState | None = None, seed: int = 0, callbacks=(), **options
+) -> tuple[dk.AutoregressiveModel, dk.train.TrainResult]:
+    torch.manual_seed(seed)
+    model = dk.create_model("bernoulli", 4, hidden_sizes=(8,))
+    data = torch.randint(0, 2, (48, 4), generator=torch.Generator().manual_seed(1))
+    config = TrainConfig(epochs=epochs, batch_size=16, patience=None, device="cpu", **options)
+    return model, fit(model, data, data[:16], config, state=state, callbacks=callbacks)
+
+
+def test_the_optimizer_option_picks_the_optimizer() -> None:
+    adam_model, adam = tiny_run(epochs=1)
+    adagrad_model, adagrad = tiny_run(epochs=1, optimizer="adagrad", lr=0.01)
+    assert "exp_avg" in adam.state.optimizer["state"][0]
+    assert "sum" in adagrad.state.optimizer["state"][0]  # AdaGrad's sum of squared gradients
+    weights = adam_model.state_dict()
+    assert any(not torch.equal(v, weights[k]) for k, v in adagrad_model.state_dict().items())
+
+
+def test_the_cosine_schedule_sets_every_steps_rate() -> None:
+    class Rates(Callback):
+        def __init__(self) -> None:
+            self.rates: list[float] = []
+
+        def on_batch_end(self, state: TrainState, loss: float) -> None:
+            self.rates.append(optimizer_of[0].param_groups[0]["lr"])
+
+    optimizer_of: list = []
+    original = dk.train.make_optimizer
+
+    def keep(*args, **kwargs):
+        optimizer_of.append(original(*args, **kwargs))
+        return optimizer_of[0]
+
+    rates = Rates()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dk.train, "make_optimizer", keep)
+        _, result = tiny_run(epochs=2, lr=0.1, lr_schedule="cosine", callbacks=[rates])
+    total = 2 * 3  # 2 epochs of 3 batches
+    assert rates.rates == pytest.approx(
+        [0.1 * 0.5 * (1 + math.cos(math.pi * t / total)) for t in range(total)]
+    )
+    assert [r["lr"] for r in result.history] == pytest.approx([rates.rates[2], rates.rates[5]])
+    _, constant = tiny_run(epochs=2, lr=0.1)
+    assert [r["lr"] for r in constant.history] == [0.1, 0.1]
+
+
+def test_with_ema_the_best_weights_are_the_hand_computed_average() -> None:
+    class Weights(Callback):
+        def __init__(self) -> None:
+            self.seen: list[dict[str, torch.Tensor]] = []
+
+        def on_batch_end(self, state: TrainState, loss: float) -> None:
+            self.seen.append({k: v.detach().clone() for k, v in model_of[0].named_parameters()})
+
+    model_of: list = []
+    weights = Weights()
+    original = dk.train.WeightAverage
+
+    def keep(model, decay):
+        model_of.append(model)
+        return original(model, decay)
+
+    decay = 0.5
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dk.train, "WeightAverage", keep)
+        model, result = tiny_run(epochs=1, ema_decay=decay, callbacks=[weights])
+    assert len(weights.seen) == 3 and result.best_epoch == 1
+    for name, value in model.named_parameters():  # the restored (best) weights
+        expected = sum(
+            (1 - decay) * decay ** (3 - i) * w[name] for i, w in enumerate(weights.seen, 1)
+        ) / (1 - decay**3)
+        assert torch.allclose(value, expected, atol=1e-6), name
+        assert torch.equal(result.state.model[name], weights.seen[-1][name])  # live ones kept
+    data = torch.randint(0, 2, (48, 4), generator=torch.Generator().manual_seed(1))
+    assert result.best_val_nll == pytest.approx(evaluate(model, data[:16]))
+
+
+class Snapshot(Callback):
+    """Keeps a copy of the loop state after epoch ``epoch``, as the run folder would."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch, self.state = epoch, None
+
+    def on_epoch_end(self, state: TrainState, record: dict) -> None:
+        if state.epoch == self.epoch:
+            self.state = TrainState.from_dict(copy.deepcopy(state.to_dict()))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"ema_decay": 0.9},
+        {"optimizer": "adagrad", "lr": 0.01, "lr_schedule": "cosine"},
+        {"optimizer": "adamw", "weight_decay": 0.1, "lr_schedule": "cosine", "ema_decay": 0.99},
+    ],
+)
+def test_a_run_with_the_levers_resumes_bit_identically(options: dict) -> None:
+    snapshot = Snapshot(epoch=1)
+    straight_model, straight = tiny_run(callbacks=[snapshot], **options)
+    assert snapshot.state is not None
+    if "ema_decay" in options:
+        assert snapshot.state.weight_average["steps"] == 3
+    resumed_model, resumed = tiny_run(state=snapshot.state, seed=123, **options)
+    for key, value in straight_model.state_dict().items():
+        assert torch.equal(value, resumed_model.state_dict()[key]), key
+    timing = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in timing} for r in resumed.history] == [
+        {k: v for k, v in r.items() if k not in timing} for r in straight.history
+    ]
+
+
+def test_the_history_says_why_training_stopped() -> None:
+    _, budget = tiny_run(epochs=5, time_budget_minutes=1e-9)
+    assert len(budget.history) == 1 and budget.stop_reason == "time budget"
+    assert budget.history[0]["stop_reason"] == "time budget" and not budget.stopped_early
+    _, full = tiny_run(epochs=2)
+    assert [r["stop_reason"] for r in full.history] == [None, "epochs"]
+    model, train, val = diverging_histogram()
+    config = TrainConfig(epochs=10, batch_size=4, lr=0.1, patience=2, device="cpu")
+    assert fit(model, train, val, config).stop_reason == "patience"
+
+
+def test_dropout_acts_in_training_only_and_resumes_bit_identically() -> None:
+    torch.manual_seed(0)
+    model = dk.create_model("bernoulli", 4, hidden_sizes=(32,), dropout=0.5)
+    x = torch.randint(0, 2, (8, 4), generator=torch.Generator().manual_seed(2))
+    model.train()
+    assert not torch.equal(model.log_prob(x), model.log_prob(x))  # a fresh draw each call
+    model.eval()
+    assert torch.equal(model.log_prob(x), model.log_prob(x))
+    full = dk.create_model("bernoulli", 4, hidden_sizes=(32,))
+    full.load_state_dict(model.state_dict())
+    full.eval()
+    assert torch.equal(model.log_prob(x), full.log_prob(x))  # eval mode keeps every unit
+    samples = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(samples, full.sample(5, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="dropout"):
+        dk.create_model("bernoulli", 4, hidden_sizes=(8,), dropout=1.0)
+
+    def run(state: TrainState | None = None, callbacks=()) -> dk.AutoregressiveModel:
+        torch.manual_seed(0)
+        net = dk.create_model("bernoulli", 4, hidden_sizes=(16,), dropout=0.3)
+        data = torch.randint(0, 2, (48, 4), generator=torch.Generator().manual_seed(1))
+        config = TrainConfig(epochs=3, batch_size=16, patience=None, device="cpu")
+        torch.manual_seed(99 if state is not None else 0)  # the state must bring the draws
+        fit(net, data, data[:16], config, state=state, callbacks=callbacks)
+        return net
+
+    snapshot = Snapshot(epoch=1)
+    straight = run(callbacks=[snapshot])
+    resumed = run(state=copy.deepcopy(snapshot.state))
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    snapshot.state.device_rng = None  # without the saved draws, the run goes elsewhere
+    elsewhere = run(state=snapshot.state).state_dict()
+    assert any(not torch.equal(v, elsewhere[k]) for k, v in straight.state_dict().items())
