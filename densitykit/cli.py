@@ -354,8 +354,7 @@ def fit(
     ema_decay: Annotated[
         float | None,
         typer.Option(
-            help="Average the weights (exponential moving average with this decay, e.g. "
-            "0.999); validation, early stopping, the saved model and the test use the average."
+            help="Weight averaging (EMA) decay, e.g. 0.999: evaluate and save the average."
         ),
     ] = None,
     time_budget_minutes: Annotated[
