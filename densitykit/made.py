@@ -251,15 +251,7 @@ class MADE(nn.Module):
             TypeError: If ``connectivity`` is not a ``Connectivity``.
             ValueError: If its ``D`` or hidden sizes differ from the backbone's.
         """
-        if not isinstance(connectivity, Connectivity):
-            raise TypeError(
-                f"connectivity must be a densitykit Connectivity, got {type(connectivity).__name__}"
-            )
-        if connectivity.dim != self.dim or connectivity.hidden_sizes != self.hidden_sizes:
-            raise ValueError(
-                f"connectivity must have D={self.dim} and hidden sizes {self.hidden_sizes}, "
-                f"got D={connectivity.dim} and {connectivity.hidden_sizes}"
-            )
+        self.check_fit(connectivity)
         masks = self._connectivity_masks(connectivity)
         h = x
         for layer, mask, activation in zip(self.layers[:-1], masks, self.activations):
@@ -270,6 +262,32 @@ class MADE(nn.Module):
         if self.direct is not None:
             out = out + F.linear(x, self.direct.weight * masks[-1])
         return out.view(x.shape[0], self.dim, self.params_per_variable)
+
+    def check_fit(self, connectivity: object) -> None:
+        """Check that ``connectivity`` can drive this backbone.
+
+        Raises:
+            TypeError: If ``connectivity`` is not a ``Connectivity``.
+            ValueError: If its ``D`` or hidden sizes differ from the backbone's.
+
+        Example:
+            >>> from densitykit import masks
+            >>> made = MADE(masks.create("natural", dim=3, hidden_sizes=[4]))
+            >>> made.check_fit(masks.Connectivity.from_ordering([2, 0, 1], [[1, 2, 1, 2]]))
+            >>> made.check_fit(masks.Connectivity.from_ordering([2, 0, 1], [[1, 2]]))
+            Traceback (most recent call last):
+            ...
+            ValueError: connectivity must have D=3 and hidden sizes (4,), got D=3 and (2,)
+        """
+        if not isinstance(connectivity, Connectivity):
+            raise TypeError(
+                f"connectivity must be a densitykit Connectivity, got {type(connectivity).__name__}"
+            )
+        if connectivity.dim != self.dim or connectivity.hidden_sizes != self.hidden_sizes:
+            raise ValueError(
+                f"connectivity must have D={self.dim} and hidden sizes {self.hidden_sizes}, "
+                f"got D={connectivity.dim} and {connectivity.hidden_sizes}"
+            )
 
     def _connectivity_masks(self, connectivity: Connectivity) -> list[torch.Tensor]:
         """The masks of ``connectivity`` in the weights' dtype (direct mask last, if any).

@@ -32,7 +32,7 @@ from torch import nn
 
 from densitykit import masks as masks_module
 from densitykit import queries
-from densitykit.checks import check_index, check_int
+from densitykit.checks import check_generator, check_index, check_int
 from densitykit.heads import HEADS, Head
 from densitykit.made import MADE
 from densitykit.masks import Connectivity, ConnectivitySampler
@@ -606,10 +606,7 @@ class AutoregressiveModel(nn.Module):
                 ``torch.Generator``.
             ValueError: On wrong shapes or observed values outside the support.
         """
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-            )
+        check_generator(generator)
         x, observed = self._query_values(x, observed, validate, scored=False)
         return queries.complete(
             self.backbone, self.head, x, observed, connectivities, generator=generator

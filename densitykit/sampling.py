@@ -74,19 +74,28 @@ Example:
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from densitykit.caching import TensorCache
-from densitykit.checks import check_index, check_int
+from densitykit.checks import check_generator, check_index, check_int
 from densitykit.heads import Head
 from densitykit.layers import MaskedLinear
 from densitykit.made import MADE
+from densitykit.masks import Connectivity
 
-__all__ = ["check_parts", "encodes_per_variable", "sample_fast", "sample_reference"]
+__all__ = [
+    "check_parts",
+    "complete_fast",
+    "complete_reference",
+    "encodes_per_variable",
+    "sample_fast",
+    "sample_reference",
+]
 
 
 # A product ``(weight, start, end, base, prefix)`` adds ``weight[start:end, base:prefix] @
@@ -121,22 +130,29 @@ class _Plan:
     """Index groups of one mask, independent of the weights (cached per mask).
 
     Attributes:
-        steps: One ``_Step`` per variable, in sampling order.
+        start: The first step drawn; the variables of the steps before it are given.
+        prefix: Per hidden layer with units of degree below ``start``, the product
+            computing them all from the given variables: ``(layer, units, rows,
+            mask)`` adds ``(weight[:units, :rows] * mask) @ source[:rows]`` (the mask,
+            ``(units, rows)`` bool, is the degree rule among the degree-sorted units).
+        steps: One ``_Step`` per variable drawn, in sampling order.
         input_order: Input units in step order ``(D*W,)``.
         unit_orders: Per hidden layer, its units sorted by degree ``(H_l,)``.
         output_order: Output units in step order ``(D*P,)``.
-        positions: The step at which each variable is drawn ``(D,)``.
+        ordering: The variable drawn at each step ``(D,)``.
         consistent: Whether the stored masks allow no connection the degrees forbid;
             if not, the sampler defers to the reference sampler.
         exact: Whether the stored masks are exactly the degrees' masks, so that the
             products, which read only allowed weights, need not apply them.
     """
 
+    start: int
+    prefix: tuple[tuple[int, int, int, torch.Tensor], ...]
     steps: tuple[_Step, ...]
     input_order: torch.Tensor
     unit_orders: tuple[torch.Tensor, ...]
     output_order: torch.Tensor
-    positions: torch.Tensor
+    ordering: torch.Tensor
     consistent: bool
     exact: bool
 
@@ -149,6 +165,11 @@ _BLOCK_STEPS = 32
 
 # Plans per backbone and mask; entries go with their backbone.
 _PLANS: weakref.WeakKeyDictionary[MADE, dict[int, TensorCache[_Plan]]] = weakref.WeakKeyDictionary()
+# Per backbone, the plan of the last connectivity and prefix asked for, with them:
+# ``(connectivity, key, plan)`` (see _connectivity_plan).
+_CONNECTIVITY_PLANS: weakref.WeakKeyDictionary[MADE, tuple[Connectivity, Hashable, _Plan]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def check_parts(backbone: object, head: object) -> None:
@@ -191,10 +212,7 @@ def _check_arguments(
     check_parts(backbone, head)
     check_int(num_samples, "num_samples", minimum=0)
     check_index(mask, backbone.num_masks if backbone is not None else 1, "mask")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
+    check_generator(generator)
 
 
 def _dtype_and_device(backbone: MADE | None, head: Head) -> tuple[torch.dtype, torch.device]:
@@ -295,6 +313,119 @@ def _sample_reference(
     return x
 
 
+def complete_fast(
+    backbone: MADE,
+    head: Head,
+    connectivity: Connectivity,
+    x: torch.Tensor,
+    num_given: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Exact samples of the rest of an ordering given its first ``num_given`` variables.
+
+    The fast sampler under any connectivity, the backbone's own or not, started after
+    a given prefix: the given variables are encoded at once, the hidden units of
+    degree below ``num_given + 1`` (which read only given variables) are computed in
+    one product per layer, and only the remaining ``D - num_given`` steps run. The
+    heads are called as [`complete_reference`][densitykit.sampling.complete_reference]
+    calls them, so the same generator state gives the same values (up to the order
+    of floating-point summation, as for ``sample_fast``).
+
+    Args:
+        backbone: The [`MADE`][densitykit.made.MADE].
+        head: The output distribution (one that takes parameters from a backbone).
+        connectivity: The degrees to sample under; its masks are derived from them.
+        x: ``(N, D)`` long values; those of the first ``num_given`` variables of
+            ``connectivity.ordering`` are read, the others ignored.
+        num_given: How many variables of the ordering are given, ``0..D``.
+        generator: Random source.
+
+    Returns:
+        ``(N, D)`` long values: ``x`` on the given variables, drawn elsewhere.
+
+    Raises:
+        TypeError: If the parts, ``connectivity``, ``x`` or ``generator`` have the
+            wrong type (``x`` must be an integer tensor).
+        ValueError: If they do not fit one another, or ``num_given`` is outside ``0..D``.
+
+    Example:
+        >>> import torch, densitykit as dk
+        >>> from densitykit.masks import observed_first
+        >>> model = dk.create_model("bernoulli", 4, hidden_sizes=(8,), masks="any-order")
+        >>> observed = torch.tensor([False, True, True, False])
+        >>> conn = observed_first(model.backbone.connectivity(), observed)
+        >>> x = torch.tensor([[0, 1, 0, 0]])
+        >>> parts = model.backbone, model.head
+        >>> seeded = lambda: torch.Generator().manual_seed(0)
+        >>> fast = complete_fast(*parts, conn, x, 2, generator=seeded())
+        >>> slow = complete_reference(*parts, conn, x, 2, generator=seeded())
+        >>> fast[:, observed].tolist(), torch.equal(fast, slow)
+        ([[1, 0]], True)
+    """
+    given = _check_completion(backbone, head, connectivity, x, num_given, generator)
+    if num_given == backbone.dim:
+        return given
+    with torch.no_grad():
+        plan = _connectivity_plan(backbone, connectivity, num_given)
+        return _draw(backbone, head, plan, None, given, generator)
+
+
+def complete_reference(
+    backbone: MADE,
+    head: Head,
+    connectivity: Connectivity,
+    x: torch.Tensor,
+    num_given: int,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Reference for [`complete_fast`][densitykit.sampling.complete_fast]: one full
+    forward pass per variable drawn. Arguments, result and errors are those of
+    ``complete_fast``."""
+    given = _check_completion(backbone, head, connectivity, x, num_given, generator)
+    dtype, _ = _dtype_and_device(backbone, head)
+    with torch.no_grad():
+        for variable in connectivity.ordering[num_given:].tolist():
+            params = backbone(head.encode(given, dtype), connectivity=connectivity)
+            given[:, variable] = head.sample(params[:, variable], variable, generator)
+    return given
+
+
+def _check_completion(
+    backbone: MADE,
+    head: Head,
+    connectivity: Connectivity,
+    x: torch.Tensor,
+    num_given: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Check the arguments of a completion; return ``x``'s given values, zeros elsewhere."""
+    check_parts(backbone, head)
+    if backbone is None:
+        raise TypeError(
+            f"completion needs a MADE backbone; {type(head).__name__} takes no parameters "
+            "from one (its variables are independent: draw them with head.sample)"
+        )
+    backbone.check_fit(connectivity)
+    if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.is_complex():
+        raise TypeError(f"x must be an integer tensor of values, got {_describe(x)}")
+    if x.ndim != 2 or x.shape[1] != backbone.dim:
+        raise ValueError(f"x must have shape (N, D) with D={backbone.dim}, got {tuple(x.shape)}")
+    check_int(num_given, "num_given", minimum=0, maximum=backbone.dim)
+    check_generator(generator)
+    given = x.long().clone()
+    # The later variables are drawn; zeros keep them in the support until then.
+    given[:, connectivity.ordering[num_given:].to(x.device)] = 0
+    return given
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of dtype {value.dtype}"
+    return type(value).__name__
+
+
 def encodes_per_variable(
     head: Head, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> bool:
@@ -359,8 +490,7 @@ def _plan(backbone: MADE, mask: int) -> _Plan:
 
 def _build_plan(backbone: MADE, mask: int) -> _Plan:
     conn = backbone.connectivity(mask)
-    dim, width, params = backbone.dim, backbone.input_width, backbone.params_per_variable
-    device = backbone.input_degrees.device
+    width, params = backbone.input_width, backbone.params_per_variable
 
     # The masks the layers hold must allow nothing the degrees forbid, or skipping the
     # units outside a prefix would drop real connections.
@@ -371,7 +501,40 @@ def _build_plan(backbone: MADE, mask: int) -> _Plan:
         held.append(backbone.direct.mask_stack[mask].cpu().bool())
     consistent = all(not bool((got & ~want).any()) for got, want in zip(held, expected))
     exact = all(torch.equal(got, want) for got, want in zip(held, expected))
+    return _degree_plan(backbone, conn, 0, consistent=consistent, exact=exact)
 
+
+def _connectivity_plan(backbone: MADE, connectivity: Connectivity, start: int) -> _Plan:
+    """The plan of ``connectivity`` from step ``start``; its masks are its degrees' own.
+
+    Only the last plan per backbone is kept, found again for the same connectivity
+    object or one with equal degrees: a completion runs one observed-first
+    connectivity per pattern, and memory does not grow with the orderings seen.
+    """
+    key = (start, backbone.input_degrees.device, _BLOCK_STEPS)
+    cached = _CONNECTIVITY_PLANS.get(backbone)
+    if cached is not None and cached[1] == key and _same_degrees(cached[0], connectivity):
+        return cached[2]
+    plan = _degree_plan(backbone, connectivity, start, consistent=True, exact=True)
+    _CONNECTIVITY_PLANS[backbone] = (connectivity, key, plan)
+    return plan
+
+
+def _same_degrees(first: Connectivity, second: Connectivity) -> bool:
+    if first is second:
+        return True
+    pairs = [(first.input_degrees, second.input_degrees)]
+    pairs += list(zip(first.hidden_degrees, second.hidden_degrees))
+    return all(torch.equal(a, b.to(a.device)) for a, b in pairs)
+
+
+def _degree_plan(
+    backbone: MADE, conn: Connectivity, first_step: int, *, consistent: bool, exact: bool
+) -> _Plan:
+    """The plan of ``conn``'s degrees, drawing from ``first_step`` (earlier steps given)."""
+    dim, width, params = backbone.dim, backbone.input_width, backbone.params_per_variable
+    device = backbone.input_degrees.device
+    conn = conn.to("cpu")
     ordering = conn.ordering
     unit_orders, ends = [], []
     for degrees in conn.hidden_degrees:
@@ -380,6 +543,7 @@ def _build_plan(backbone: MADE, mask: int) -> _Plan:
         counts = torch.bincount(degrees, minlength=dim + 1)[: dim + 1]
         ends.append(counts.cumsum(0).tolist())
     num_hidden = len(ends)
+    prefix = _prefix_products(conn, unit_orders, ends, width, first_step)
 
     def known(layer: int, step: int) -> int:
         """Rows of the layer below ``layer`` (``num_hidden``: the output) that the
@@ -392,10 +556,11 @@ def _build_plan(backbone: MADE, mask: int) -> _Plan:
             return step * width
         return ends[layer - 1][step - 1] if step else 0
 
-    steps, block_start = [], 0
-    for step, variable in enumerate(ordering.tolist()):
+    steps, block_start = [], first_step
+    for step in range(first_step, dim):
+        variable = int(ordering[step])
         flush = []
-        if step % _BLOCK_STEPS == 0:
+        if (step - first_step) % _BLOCK_STEPS == 0:
             block_start, block_end = step, min(step + _BLOCK_STEPS, dim)
             for layer, layer_ends in enumerate(ends):
                 start = layer_ends[step - 1] if step else 0
@@ -433,21 +598,52 @@ def _build_plan(backbone: MADE, mask: int) -> _Plan:
     input_order = (ordering[:, None] * width + torch.arange(width)).flatten()
     output_order = (ordering[:, None] * params + torch.arange(params)).flatten()
     return _Plan(
+        start=first_step,
+        prefix=tuple((*product[:3], product[3].to(device)) for product in prefix),
         steps=tuple(steps),
         input_order=input_order.to(device),
         unit_orders=tuple(order.to(device) for order in unit_orders),
         output_order=output_order.to(device),
-        positions=(conn.input_degrees - 1).to(device),
+        ordering=ordering.to(device),
         consistent=consistent,
         exact=exact,
     )
 
 
+def _prefix_products(
+    conn: Connectivity,
+    unit_orders: list[torch.Tensor],
+    ends: list[list[int]],
+    width: int,
+    start: int,
+) -> tuple[tuple[int, int, int, torch.Tensor], ...]:
+    """The products computing every hidden unit of degree < ``start`` (see ``_Plan.prefix``).
+
+    Those units read only the given variables, so one product per layer computes them
+    all; the rows each unit may read differ, hence the degree mask.
+    """
+    if start == 0:
+        return ()
+    products = []
+    # The inputs of degree < start, in step order.
+    below = torch.arange(1, start).repeat_interleave(width)
+    for layer, (degrees, order) in enumerate(zip(conn.hidden_degrees, unit_orders)):
+        units = ends[layer][start - 1]
+        sorted_degrees = degrees[order]
+        if units:
+            mask = sorted_degrees[:units, None] >= below[None, :]
+            products.append((layer, units, below.numel(), mask))
+        below = sorted_degrees[:units]
+    return tuple(products)
+
+
 def _permuted(
-    layer: MaskedLinear, mask: int, rows: torch.Tensor, cols: torch.Tensor, apply_mask: bool
+    layer: MaskedLinear, mask: int | None, rows: torch.Tensor, cols: torch.Tensor
 ) -> torch.Tensor:
+    """The weight with rows and columns in step order; masked unless the plan is exact
+    (``mask`` is then ``None``)."""
     weight = layer.weight
-    if apply_mask:
+    if mask is not None:
         weight = weight * layer.mask_stack[mask]
     return weight.index_select(0, rows).index_select(1, cols)
 
@@ -460,25 +656,29 @@ def _bias(layer: MaskedLinear, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _prepare(
-    backbone: MADE, mask: int, plan: _Plan
+    backbone: MADE, mask: int | None, plan: _Plan
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The weights and biases of ``mask`` with units in degree (step) order.
+    """The weights and biases with units in degree (step) order.
+
+    Args:
+        backbone: The MADE.
+        mask: The stored mask the plan was built for (``None`` for a connectivity's
+            plan, which is exact).
+        plan: The plan.
 
     Returns:
         The weights in product order (hidden layers, output layer, direct
         connections) and the biases of the hidden layers and the output layer.
     """
-    apply_mask = not plan.exact
+    mask = None if plan.exact else mask
     below, weights, biases = plan.input_order, [], []
     layers = list(backbone.layers)
     for layer, order in zip(layers, [*plan.unit_orders, plan.output_order]):
-        weights.append(_permuted(layer, mask, order, below, apply_mask))
+        weights.append(_permuted(layer, mask, order, below))
         biases.append(_bias(layer, order))
         below = order
     if backbone.direct is not None:
-        weights.append(
-            _permuted(backbone.direct, mask, plan.output_order, plan.input_order, apply_mask)
-        )
+        weights.append(_permuted(backbone.direct, mask, plan.output_order, plan.input_order))
     return weights, biases
 
 
@@ -509,8 +709,23 @@ def _sample_fast(
     plan = _plan(backbone, mask)
     if not plan.consistent:
         return _sample_reference(backbone, head, num_samples, mask, generator)
+    _, device = _dtype_and_device(backbone, head)
+    given = torch.zeros(num_samples, backbone.dim, dtype=torch.long, device=device)
+    return _draw(backbone, head, plan, mask, given, generator)
+
+
+def _draw(
+    backbone: MADE,
+    head: Head,
+    plan: _Plan,
+    mask: int | None,
+    given: torch.Tensor,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Run ``plan``: ``given`` ``(N, D)`` with the variables of steps ``plan.start..``
+    drawn (the earlier ones are read, the later ones must be zero)."""
     dtype, device = _dtype_and_device(backbone, head)
-    width = backbone.input_width
+    width, num_samples = backbone.input_width, given.shape[0]
     per_variable = encodes_per_variable(head, dtype, device)
     # Permuted once per call: the weights change in training.
     weights, biases = _prepare(backbone, mask, plan)
@@ -519,41 +734,51 @@ def _sample_fast(
     # contiguous prefix of rows. Hidden and output rows start as their biases and
     # accumulate their products; input rows are read only once written.
     inputs = torch.empty(backbone.dim * width, num_samples, dtype=dtype, device=device)
+    if plan.start:
+        known = plan.input_order[: plan.start * width]
+        inputs[: known.numel()] = head.encode(given, dtype).index_select(1, known).t()
     targets = [bias.expand(-1, num_samples).clone() for bias in biases]
     sources = [inputs, *targets[:-1]]
     if backbone.direct is not None:
         targets.append(targets[-1])
         sources.append(inputs)
-    # Re-encoding reads every column, so the not yet drawn ones must be valid values.
-    values = (
-        None
-        if per_variable
-        else torch.zeros(num_samples, backbone.dim, dtype=torch.long, device=device)
-    )
     state = _State(
         weights=weights,
         targets=targets,
         sources=sources,
         activations=[_in_place(activation) for activation in backbone.activations],
         inputs=inputs,
-        values=values,
+        # Re-encoding reads every column, so the not yet drawn ones must be valid values.
+        values=None if per_variable else given.clone(),
     )
+    with _one_thread(device):
+        _run_prefix(plan, state)
+        _run_steps(plan, head, generator, state)
+    if state.values is not None:
+        return state.values
+    drawn = given.clone()
+    if state.drawn:
+        drawn[:, plan.ordering[plan.start :]] = torch.stack(state.drawn, 1)
+    return drawn
 
+
+@contextmanager
+def _one_thread(device: torch.device) -> Iterator[None]:
+    """Run the steps with one intra-op thread on the CPU (restored afterwards).
+
+    The steps are chains of small products: a second thread does not pay, and on a
+    shared machine its OpenMP worker, spinning between products, slows the main
+    thread several-fold (see the module docstring).
+    """
     threads = torch.get_num_threads()
     single = device.type == "cpu" and threads > 1
     if single:
-        # The steps are chains of small products: a second thread does not pay, and on
-        # a shared machine its OpenMP worker, spinning between products, slows the
-        # main thread several-fold (see the module docstring).
         torch.set_num_threads(1)
     try:
-        _run_steps(plan, head, generator, state)
+        yield
     finally:
         if single:
             torch.set_num_threads(threads)
-    if state.values is not None:
-        return state.values
-    return torch.stack(state.drawn, 1).index_select(1, plan.positions)
 
 
 @dataclass
@@ -580,13 +805,21 @@ class _State:
     drawn: list[torch.Tensor] = field(default_factory=list)
 
 
+def _run_prefix(plan: _Plan, state: _State) -> None:
+    """Compute the hidden units of degree below ``plan.start`` (see ``_Plan.prefix``)."""
+    for layer, units, rows, mask in plan.prefix:
+        weight = state.weights[layer][:units, :rows] * mask
+        state.targets[layer][:units].addmm_(weight, state.sources[layer][:rows])
+        state.activations[layer](state.targets[layer][:units])
+
+
 def _run_steps(plan: _Plan, head: Head, generator: torch.Generator | None, state: _State) -> None:
     """Draw the variables step by step (see ``_Step``) into ``state``."""
     targets, sources, weights, inputs = state.targets, state.sources, state.weights, state.inputs
     num_hidden = len(state.activations)
     outputs, params = targets[num_hidden], head.params_per_variable
     width, dtype = head.input_width, inputs.dtype
-    last_step = len(plan.steps) - 1
+    last_step = plan.start + len(plan.steps) - 1
 
     def run(product: _Product) -> None:
         index, start, end, base, prefix = product
@@ -596,7 +829,7 @@ def _run_steps(plan: _Plan, head: Head, generator: torch.Generator | None, state
             sources[index][base:prefix],
         )
 
-    for step, work in enumerate(plan.steps):
+    for step, work in enumerate(plan.steps, plan.start):
         for product in work.flush:
             run(product)
         for product in work.hidden:
