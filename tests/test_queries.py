@@ -208,6 +208,61 @@ def test_completion_is_seeded_keeps_the_observed_values_and_ignores_the_missing_
     assert bool(((first >= 0) & (first < 3)).all())
 
 
+@pytest.mark.parametrize(("head", "dim", "num_values", "options"), TINY, ids=TINY_IDS)
+@pytest.mark.parametrize("hidden_sizes", [(), (6,), (7, 5)], ids=["0", "1", "2"])
+@pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
+def test_fast_completion_equals_the_reference_completion(
+    head: str,
+    dim: int,
+    num_values: int,
+    options: dict,
+    hidden_sizes: tuple[int, ...],
+    direct: bool,
+) -> None:
+    model = dk.create_model(
+        head,
+        dim,
+        num_values,
+        hidden_sizes=hidden_sizes,
+        masks="any-order",
+        num_masks=2,
+        seed=11,
+        direct_connections=direct,
+        **options,
+    ).double()
+    strategies.sharpen(model, 3.0, seed=4)
+    # Per example its own pattern, each several times: every pattern of D variables,
+    # nothing observed, all but one and all of them included.
+    patterns = torch.stack(every_pattern(dim)).repeat(6, 1)
+    x = torch.randint(0, num_values, patterns.shape, generator=torch.Generator().manual_seed(2))
+    parts = model.backbone, model.head
+    for bases in query_orderings(model):
+        fast = dk.queries.complete(
+            *parts, x, patterns, bases, generator=torch.Generator().manual_seed(9)
+        )
+        slow = dk.queries.complete_reference(
+            *parts, x, patterns, bases, generator=torch.Generator().manual_seed(9)
+        )
+        assert torch.equal(fast, slow)
+        assert torch.equal(fast[patterns], x[patterns])
+
+
+def test_model_completion_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny("categorical", 3, 3, {"one_hot": True})
+    x = torch.tensor([[2, 0, 1], [1, 1, 1]])
+    observed = torch.tensor([[True, False, False], [False, True, False]])
+    expected = dk.queries.complete_reference(
+        model.backbone, model.head, x, observed, generator=torch.Generator().manual_seed(3)
+    )
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("model.complete fell back to the reference completion")
+
+    monkeypatch.setattr(dk.sampling, "complete_reference", refuse)
+    got = model.complete(x, observed, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got, expected)
+
+
 # -- the autoregressive property under orderings drawn at inference time -----------------------
 
 
