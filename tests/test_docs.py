@@ -526,6 +526,14 @@ def check_mnist_quality(stdout: str, tmp_path: Path) -> None:
     assert re.fullmatch(r"test_nll_nats=\d+\.\d{4}", last), last
 
 
+def check_inpainting(stdout: str, tmp_path: Path) -> None:
+    check_mnist_quality(stdout, tmp_path)
+    for text in ("(a) any-order", "not its ordering", "left-half", "random:0.5", "epochs"):
+        assert text in stdout, text
+    assert "pixels first: False" not in stdout
+    assert stdout.count("pixels first: True") == 3
+
+
 def check_throughput(stdout: str, tmp_path: Path) -> None:
     for text in ("torch:", "ms/step", "ms/batch", "196-125-196", "196-128-128-196"):
         assert text in stdout, text
@@ -557,6 +565,7 @@ QUICK_RUNS = {
         ],
         check_mnist_quality,
     ),
+    "inpainting.py": (lambda tmp: ["500-direct"], check_inpainting),
     "throughput.py": (lambda tmp: [], check_throughput),
     "sampling.py": (lambda tmp: [], check_sampling),
 }
