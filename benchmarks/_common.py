@@ -7,11 +7,19 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_model", "machine_report", "median_time", "parse_architecture", "table"]
+__all__ = [
+    "add_recipe_arguments",
+    "cpu_model",
+    "machine_report",
+    "median_time",
+    "parse_architecture",
+    "table",
+]
 
 
 def cpu_model() -> str:
@@ -80,3 +88,28 @@ def parse_architecture(text: str) -> tuple[int, tuple[int, ...]]:
             f"expected D-H1-...-D with equal first and last sizes, got {text!r}"
         )
     return sizes[0], tuple(sizes[1:-1])
+
+
+def add_recipe_arguments(
+    parser: argparse.ArgumentParser,
+    recipes: Iterable[str],
+    *,
+    data_dir_required: bool = True,
+    out_help: str = "The run folder to write.",
+) -> None:
+    """The arguments of a benchmark of named recipes trained on MNIST IDX files.
+
+    The recipe name, ``--data-dir``, ``--out``, ``--save``, ``--device``, ``--threads``,
+    ``--seed``, ``--data-seed`` and ``--epochs``.
+    """
+    parser.add_argument("recipe", choices=sorted(recipes), help="The named recipe to run.")
+    parser.add_argument(
+        "--data-dir", type=Path, required=data_dir_required, help="Folder of the IDX files."
+    )
+    parser.add_argument("--out", type=Path, default=None, help=out_help)
+    parser.add_argument("--save", type=Path, default=None, help="The figures' JSON file.")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N].")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of weights and shuffling.")
+    parser.add_argument("--data-seed", type=int, default=0, help="Seed of the binarization.")
+    parser.add_argument("--epochs", type=int, default=None, help="Override the epoch limit.")

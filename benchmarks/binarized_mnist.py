@@ -37,7 +37,7 @@ from densitykit.runs import DataConfig, RunConfig, fit_run, load_run
 from densitykit.train import Callback, TrainConfig, TrainState, evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_report
+from _common import add_recipe_arguments, machine_report
 
 
 @dataclass(frozen=True)
@@ -138,15 +138,7 @@ def run_config(recipe: Recipe, args: argparse.Namespace) -> RunConfig:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", choices=sorted(RECIPES), help="The named recipe to run.")
-    parser.add_argument("--data-dir", type=Path, required=True, help="Folder of the IDX files.")
-    parser.add_argument("--out", type=Path, default=None, help="The run folder to write.")
-    parser.add_argument("--save", type=Path, default=None, help="The figures' JSON file.")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N].")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of weights and shuffling.")
-    parser.add_argument("--data-seed", type=int, default=0, help="Seed of the binarization.")
-    parser.add_argument("--epochs", type=int, default=None, help="Override the epoch limit.")
+    add_recipe_arguments(parser, RECIPES)
     parser.add_argument(
         "--time-budget", type=float, default=None, help="Override the wall-time budget (minutes)."
     )

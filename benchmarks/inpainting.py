@@ -58,7 +58,7 @@ from densitykit.runs import DataConfig, RunConfig, fit_run, load_run
 from densitykit.train import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_report, table
+from _common import add_recipe_arguments, machine_report, table
 
 
 @dataclass(frozen=True)
@@ -82,15 +82,13 @@ RECIPES: dict[str, Recipe] = {
         num_masks=8,
         train=TrainConfig(epochs=200, batch_size=100, lr=1e-3, weight_decay=1e-4, patience=10),
     ),
-    "2000-direct": Recipe(
-        "Wider: one hidden layer of 2,000 ReLU units with direct connections, otherwise "
-        "as 500-direct (width is part of what an any-order model needs).",
-        hidden_sizes=(2000,),
-        direct_connections=True,
-        num_masks=8,
-        train=TrainConfig(epochs=200, batch_size=100, lr=1e-3, weight_decay=1e-4, patience=10),
-    ),
 }
+RECIPES["2000-direct"] = replace(
+    RECIPES["500-direct"],
+    description="Wider: one hidden layer of 2,000 ReLU units with direct connections, "
+    "otherwise as 500-direct (width is part of what an any-order model needs).",
+    hidden_sizes=(2000,),
+)
 """The named recipes (see the module notes)."""
 
 PATTERNS = ("top-half", "left-half", "random:0.5")
@@ -204,18 +202,12 @@ def train(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", choices=sorted(RECIPES), help="The named recipe to run.")
-    parser.add_argument("--data-dir", type=Path, default=None, help="Folder of the IDX files.")
-    parser.add_argument("--out", type=Path, default=None, help="Folder of the run folders.")
-    parser.add_argument("--save", type=Path, default=None, help="The figures' JSON file.")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N].")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of weights and shuffling.")
-    parser.add_argument("--data-seed", type=int, default=0, help="Seed of the binarization.")
+    add_recipe_arguments(
+        parser, RECIPES, data_dir_required=False, out_help="Folder of the run folders."
+    )
     parser.add_argument(
         "--pattern-seed", type=int, default=0, help="Seed of the random:0.5 observed set."
     )
-    parser.add_argument("--epochs", type=int, default=None, help="Override the epoch limit.")
     parser.add_argument(
         "--max-train", type=int, default=None, help="Train on the first N images only."
     )

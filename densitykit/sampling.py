@@ -40,6 +40,18 @@ keep them short:
   OpenMP thread spinning between them slowed the loop several-fold (62 ms against
   650 ms for 1,000 samples from a 784-500-784 MADE at a load of 2.8 on 2 cores).
 
+The same machinery completes a partly known ordering
+([`complete_fast`][densitykit.sampling.complete_fast], behind
+[`queries.complete`][densitykit.queries.complete]). Under any connectivity, not only
+a stored mask, with the values of the first $k$ variables of its ordering given: the
+given values are encoded at once; every hidden unit of degree below $k + 1$ reads only
+given inputs, so one product per layer computes them all (the degree rule, which
+differs from unit to unit, applied as a mask among the degree-sorted units); and only
+steps $k$ to $D - 1$ run, the first block starting at step $k$. A connectivity's plan
+is built from its degrees, so it reads only the weights they allow and never needs
+the masks; the last one is kept per backbone (found again for a connectivity with the
+same degrees), so memory does not grow with the orderings seen.
+
 The random numbers are drawn by ``head.sample`` at each step, as in the reference
 sampler: drawing them all at once would need each head to expose how many draws a
 variable consumes, and heads are free to draw as they like.

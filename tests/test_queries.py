@@ -29,14 +29,20 @@ TINY_IDS = [f"{h}-{'onehot' if o.get('one_hot') else 'scalar'}" for h, _, _, o i
 
 
 def tiny(
-    head: str, dim: int, num_values: int, options: dict, *, direct: bool = True
+    head: str,
+    dim: int,
+    num_values: int,
+    options: dict,
+    *,
+    direct: bool = True,
+    hidden_sizes: tuple[int, ...] = (7, 5),
 ) -> dk.AutoregressiveModel:
     """A float64 any-order model with peaked conditionals that depend on the past."""
     model = dk.create_model(
         head,
         dim,
         num_values,
-        hidden_sizes=(7, 5),
+        hidden_sizes=hidden_sizes,
         masks="any-order",
         num_masks=2,
         seed=11,
@@ -219,18 +225,7 @@ def test_fast_completion_equals_the_reference_completion(
     hidden_sizes: tuple[int, ...],
     direct: bool,
 ) -> None:
-    model = dk.create_model(
-        head,
-        dim,
-        num_values,
-        hidden_sizes=hidden_sizes,
-        masks="any-order",
-        num_masks=2,
-        seed=11,
-        direct_connections=direct,
-        **options,
-    ).double()
-    strategies.sharpen(model, 3.0, seed=4)
+    model = tiny(head, dim, num_values, options, direct=direct, hidden_sizes=hidden_sizes)
     # Per example its own pattern, each several times: every pattern of D variables,
     # nothing observed, all but one and all of them included.
     patterns = torch.stack(every_pattern(dim)).repeat(6, 1)
