@@ -6,13 +6,19 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from densitykit.train import Callback, TrainState
+
 __all__ = [
+    "EpochProgress",
+    "TimeBudget",
     "add_recipe_arguments",
     "cpu_model",
     "machine_report",
@@ -113,3 +119,36 @@ def add_recipe_arguments(
     parser.add_argument("--seed", type=int, default=0, help="Seed of weights and shuffling.")
     parser.add_argument("--data-seed", type=int, default=0, help="Seed of the binarization.")
     parser.add_argument("--epochs", type=int, default=None, help="Override the epoch limit.")
+
+
+class TimeBudget(Callback):
+    """Ends training after the first epoch that passes ``seconds`` of wall time.
+
+    It marks the loop state as stopped, which the training loop honours like early
+    stopping (the best weights are restored).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.perf_counter()
+        self.stopped = False
+
+    def on_train_begin(self, state: TrainState, num_batches: int) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        if time.perf_counter() - self.started > self.seconds and not state.stopped_early:
+            state.stopped_early = self.stopped = True
+
+
+class EpochProgress(Callback):
+    """Prints one line per epoch to stderr."""
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        print(
+            f"epoch {record['epoch']:3d}  train {record['train_nll']:.3f}  "
+            f"val {record['val_nll']:.3f}{'  *' if record['improved'] else ''}  "
+            f"({record['seconds']:.1f}s, load {os.getloadavg()[0]:.2f})",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -34,10 +34,10 @@ import torch
 
 from densitykit.model import ModelConfig
 from densitykit.runs import DataConfig, RunConfig, fit_run, load_run
-from densitykit.train import Callback, TrainConfig, TrainState, evaluate
+from densitykit.train import Callback, TrainConfig, evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_recipe_arguments, machine_report
+from _common import EpochProgress, TimeBudget, add_recipe_arguments, machine_report
 
 
 @dataclass(frozen=True)
@@ -82,39 +82,6 @@ RECIPES: dict[str, Recipe] = {
 """The named recipes; each one command (see the module notes)."""
 
 QUICK_TRAIN, QUICK_VAL, QUICK_WIDTH, QUICK_MASKS = 1000, 1000, 500, 2
-
-
-class _Progress(Callback):
-    """Prints one line per epoch to stderr."""
-
-    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
-        print(
-            f"epoch {record['epoch']:3d}  train {record['train_nll']:.3f}  "
-            f"val {record['val_nll']:.3f}{'  *' if record['improved'] else ''}  "
-            f"({record['seconds']:.1f}s, load {os.getloadavg()[0]:.2f})",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-class _TimeBudget(Callback):
-    """Ends training after the first epoch that passes ``seconds`` of wall time.
-
-    It marks the loop state as stopped, which the training loop honours like early
-    stopping (the best weights are restored).
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.started = time.perf_counter()
-        self.stopped = False
-
-    def on_train_begin(self, state: TrainState, num_batches: int) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
-        if time.perf_counter() - self.started > self.seconds and not state.stopped_early:
-            state.stopped_early = self.stopped = True
 
 
 def run_config(recipe: Recipe, args: argparse.Namespace) -> RunConfig:
@@ -162,11 +129,11 @@ def main() -> None:
     print(machine_report(), file=sys.stderr)
     print(f"recipe {args.recipe}: {recipe.description}", file=sys.stderr, flush=True)
 
-    callbacks: list[Callback] = [_Progress()]
+    callbacks: list[Callback] = [EpochProgress()]
     budget = None
     minutes = args.time_budget if args.time_budget is not None else recipe.time_budget_minutes
     if minutes is not None and not args.quick:
-        budget = _TimeBudget(minutes * 60)
+        budget = TimeBudget(minutes * 60)
         callbacks.append(budget)
     load_before = os.getloadavg()
     started = time.perf_counter()

@@ -55,10 +55,10 @@ import torch
 import densitykit as dk
 from densitykit.model import ModelConfig
 from densitykit.runs import DataConfig, RunConfig, fit_run, load_run
-from densitykit.train import TrainConfig
+from densitykit.train import Callback, TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import add_recipe_arguments, machine_report, table
+from _common import EpochProgress, TimeBudget, add_recipe_arguments, machine_report, table
 
 
 @dataclass(frozen=True)
@@ -183,13 +183,19 @@ def own_ordering_puts_observed_first(model: dk.AutoregressiveModel, observed: to
 
 
 def train(
-    name: str, config: RunConfig, out: Path, overwrite: bool
+    name: str, config: RunConfig, out: Path, overwrite: bool, budget_minutes: float | None
 ) -> tuple[dict[str, Any], dk.AutoregressiveModel, torch.Tensor]:
     """Train one model; its metrics (with wall time), best model and test images."""
     print(f"training {name} ...", file=sys.stderr, flush=True)
+    callbacks: list[Callback] = [EpochProgress()]
+    budget = None if budget_minutes is None else TimeBudget(budget_minutes * 60)
+    if budget is not None:
+        callbacks.append(budget)
     started = time.perf_counter()
-    metrics = fit_run(config, out, overwrite=overwrite)
+    metrics = fit_run(config, out, overwrite=overwrite, callbacks=callbacks)
     metrics["run_seconds"] = time.perf_counter() - started
+    metrics["stopped_by_time_budget"] = bool(budget and budget.stopped)
+    metrics["stopped_early"] = metrics["stopped_early"] and not metrics["stopped_by_time_budget"]
     run = load_run(out, device=config.train.device)
     print(
         f"  {name}: {metrics['epochs_run']} epochs (best {metrics['best_epoch']}), "
@@ -200,7 +206,119 @@ def train(
     return metrics, run.model, run.dataset.test
 
 
-def main() -> None:
+def model_figures(
+    name: str,
+    metrics: dict[str, Any],
+    model: dk.AutoregressiveModel,
+    test: torch.Tensor,
+    observed: dict[str, torch.Tensor],
+) -> dict[str, Any]:
+    """One model's figures: training, joint NLL and the conditional NLL of every pattern."""
+    figures: dict[str, Any] = {
+        key: metrics[key]
+        for key in (
+            "epochs_run",
+            "best_epoch",
+            "stopped_early",
+            "stopped_by_time_budget",
+            "train_seconds",
+            "run_seconds",
+            "num_params",
+        )
+    }
+    figures["joint_test_nll_nats"] = metrics["test_nll_nats"]
+    figures["eval_orderings"] = model.num_masks
+    figures["own_ordering_puts_observed_first"] = {
+        pattern: own_ordering_puts_observed_first(model, observed[pattern])
+        for pattern, specialist in SPECIALISTS.items()
+        if specialist == name
+    }
+    figures["conditional_nll_nats"], figures["conditional_eval_seconds"] = {}, {}
+    for pattern, seen in observed.items():
+        nll, seconds = conditional_nll(model, test, seen)
+        figures["conditional_nll_nats"][pattern] = nll
+        figures["conditional_eval_seconds"][pattern] = seconds
+    return figures
+
+
+def pattern_results(
+    models: dict[str, dict[str, Any]], observed: dict[str, torch.Tensor]
+) -> dict[str, dict[str, Any]]:
+    """Per pattern, the conditional NLL of (a), (b) and (c), and (a) - (c)."""
+    results = {}
+    for pattern in PATTERNS:
+        any_order = models["any-order"]["conditional_nll_nats"][pattern]
+        specialist = models[SPECIALISTS[pattern]]["conditional_nll_nats"][pattern]
+        results[pattern] = {
+            "missing_pixels": int((~observed[pattern]).sum()),
+            "any_order_nats": any_order,
+            "natural_nats": models["natural"]["conditional_nll_nats"][pattern],
+            "natural_is_its_ordering": SPECIALISTS[pattern] == "natural",
+            "specialist": SPECIALISTS[pattern],
+            "specialist_nats": specialist,
+            "any_order_minus_specialist_nats": any_order - specialist,
+        }
+    return results
+
+
+def stopped(figures: dict[str, Any]) -> str:
+    if figures["stopped_by_time_budget"]:
+        return "time budget"
+    return "early stopping" if figures["stopped_early"] else "epoch limit"
+
+
+def print_tables(
+    results: dict[str, dict[str, Any]], models: dict[str, dict[str, Any]], pattern_seed: int
+) -> None:
+    print(
+        "conditional NLL of the missing pixels, nats per image (test set); "
+        f"random:0.5 is one observed set (seed {pattern_seed}), the specialist's own"
+    )
+    rows = [
+        [
+            pattern,
+            result["missing_pixels"],
+            f"{result['any_order_nats']:.2f}",
+            f"{result['natural_nats']:.2f}"
+            + ("" if result["natural_is_its_ordering"] else " (not its ordering)"),
+            f"{result['specialist_nats']:.2f}",
+            f"{result['any_order_minus_specialist_nats']:+.2f}",
+        ]
+        for pattern, result in results.items()
+    ]
+    print(
+        table(
+            ["observed", "missing", "(a) any-order", "(b) natural", "(c) specialist",
+             "(a) - (c)"],
+            rows,
+        )
+    )  # fmt: skip
+    print()
+    rows = [
+        [
+            name,
+            f"{figures['joint_test_nll_nats']:.2f}",
+            figures["epochs_run"],
+            figures["best_epoch"],
+            stopped(figures),
+            f"{figures['train_seconds']:.0f}",
+            figures["eval_orderings"],
+        ]
+        for name, figures in models.items()
+    ]
+    print(
+        table(
+            ["model", "joint test NLL", "epochs", "best epoch", "stopped by", "train s",
+             "eval orderings"],
+            rows,
+        )
+    )  # fmt: skip
+    for name, figures in models.items():
+        for pattern, same in figures["own_ordering_puts_observed_first"].items():
+            print(f"{name}: its own ordering puts the {pattern} pixels first: {same}")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_recipe_arguments(
         parser, RECIPES, data_dir_required=False, out_help="Folder of the run folders."
@@ -211,12 +329,21 @@ def main() -> None:
     parser.add_argument(
         "--max-train", type=int, default=None, help="Train on the first N images only."
     )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="Stop each model's training after the epoch that passes this many minutes.",
+    )
     parser.add_argument("--quick", action="store_true", help="A smoke run of a few seconds.")
     parser.add_argument("--overwrite", action="store_true", help="Replace existing runs.")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
     recipe = RECIPES[args.recipe]
     suffix = "-quick" if args.quick else ""
     out = args.out or Path("runs") / "inpainting" / f"{args.recipe}{suffix}"
@@ -235,90 +362,13 @@ def main() -> None:
     models: dict[str, dict[str, Any]] = {}
     for name, model_config in model_configs(recipe, shape, observed, args.quick).items():
         folder = out / name.replace(" ", "-").replace(":", "")
-        metrics, model, test = train(
-            name, RunConfig(data, model_config, training), folder, args.overwrite
-        )
-        figures: dict[str, Any] = {
-            "run": str(folder),
-            "masks": model_config.masks,
-            "eval_orderings": model.num_masks,
-            "joint_test_nll_nats": metrics["test_nll_nats"],
-            "epochs_run": metrics["epochs_run"],
-            "best_epoch": metrics["best_epoch"],
-            "train_seconds": metrics["train_seconds"],
-            "run_seconds": metrics["run_seconds"],
-            "num_params": metrics["num_params"],
-            "conditional_nll_nats": {},
-            "conditional_eval_seconds": {},
-        }
-        if name in SPECIALISTS.values():
-            figures["own_ordering_puts_observed_first"] = {
-                pattern: own_ordering_puts_observed_first(model, observed[pattern])
-                for pattern, specialist in SPECIALISTS.items()
-                if specialist == name
-            }
-        for pattern, seen in observed.items():
-            nll, seconds = conditional_nll(model, test, seen)
-            figures["conditional_nll_nats"][pattern] = nll
-            figures["conditional_eval_seconds"][pattern] = seconds
-        models[name] = figures
+        config = RunConfig(data, model_config, training)
+        metrics, model, test = train(name, config, folder, args.overwrite, args.time_budget)
+        models[name] = {"run": str(folder), "masks": model_config.masks}
+        models[name] |= model_figures(name, metrics, model, test, observed)
+    results = pattern_results(models, observed)
+    print_tables(results, models, args.pattern_seed)
 
-    rows, results = [], {}
-    for pattern in PATTERNS:
-        any_order = models["any-order"]["conditional_nll_nats"][pattern]
-        natural = models["natural"]["conditional_nll_nats"][pattern]
-        specialist = models[SPECIALISTS[pattern]]["conditional_nll_nats"][pattern]
-        own = pattern == "top-half"
-        results[pattern] = {
-            "missing_pixels": int((~observed[pattern]).sum()),
-            "any_order_nats": any_order,
-            "natural_nats": natural,
-            "natural_is_its_ordering": own,
-            "specialist": SPECIALISTS[pattern],
-            "specialist_nats": specialist,
-            "any_order_minus_specialist_nats": any_order - specialist,
-        }
-        rows.append(
-            [
-                pattern,
-                results[pattern]["missing_pixels"],
-                f"{any_order:.2f}",
-                f"{natural:.2f}" + ("" if own else " (not its ordering)"),
-                f"{specialist:.2f}",
-                f"{any_order - specialist:+.2f}",
-            ]
-        )
-    print(
-        "conditional NLL of the missing pixels, nats per image (test set); "
-        f"random:0.5 is one observed set (seed {args.pattern_seed}), the specialist's own"
-    )
-    print(
-        table(
-            ["observed", "missing", "(a) any-order", "(b) natural", "(c) specialist",
-             "(a) - (c)"],
-            rows,
-        )
-    )  # fmt: skip
-    print()
-    print(
-        table(
-            ["model", "joint test NLL", "epochs", "best epoch", "train s", "eval orderings"],
-            [
-                [
-                    name,
-                    f"{figures['joint_test_nll_nats']:.2f}",
-                    figures["epochs_run"],
-                    figures["best_epoch"],
-                    f"{figures['train_seconds']:.0f}",
-                    figures["eval_orderings"],
-                ]
-                for name, figures in models.items()
-            ],
-        )
-    )
-    for name, figures in models.items():
-        for pattern, same in figures.get("own_ordering_puts_observed_first", {}).items():
-            print(f"{name}: its own ordering puts the {pattern} pixels first: {same}")
     report = {
         "recipe": args.recipe,
         "description": recipe.description,
@@ -328,7 +378,11 @@ def main() -> None:
         "pattern_seed": args.pattern_seed,
         "patterns": results,
         "models": models,
-        "train": {"epochs": training.epochs, "patience": training.patience},
+        "train": {
+            "epochs": training.epochs,
+            "patience": training.patience,
+            "time_budget_minutes_per_model": args.time_budget,
+        },
         "threads": torch.get_num_threads(),
         "load_average_at_start": load_before,
         "load_average_at_end": os.getloadavg(),
