@@ -31,7 +31,7 @@ import torch
 from _common import machine_report, median_time, parse_architecture, table
 
 import densitykit as dk
-from densitykit import queries, sampling
+from densitykit import plans, queries, sampling
 
 DEFAULT_ARCHITECTURES = ("784-500-784", "784-512-512-784")
 
@@ -145,7 +145,7 @@ def main() -> None:
         # Warm-ups: a short reference run and a fast one (which caches the index groups).
         sampling.sample_reference(*parts, 10)
         sampling.sample_fast(*parts, 10)
-        plan_time, _ = median_time(lambda p=parts: sampling._build_plan(p[0], 0), repeats=5)
+        plan_time, _ = median_time(lambda p=parts: plans.build_mask_plan(p[0], 0), repeats=5)
         for num_samples in args.num_samples:
             runs = args.runs if num_samples <= 1000 else args.large_runs
             reference_times, fast_times, ratios, loads, identical = measure(

@@ -27,10 +27,11 @@ keep them short:
 
 - *Blocks of steps.* Computing a unit's whole sum at its own step would re-read the
   whole prefix below it at every step (a matrix-vector product per step, bound by
-  memory). Instead, at the first step of each block of ``_BLOCK_STEPS`` steps, one
-  product per layer adds to every unit computed in the block its share from the
-  units already known; each step then adds only the few rows computed since the
-  block began. Hidden and output rows start as their biases and accumulate in place.
+  memory). Instead, at the first step of each block of
+  [`BLOCK_STEPS`][densitykit.plans.BLOCK_STEPS] steps, one product per layer adds to
+  every unit computed in the block its share from the units already known; each step
+  then adds only the few rows computed since the block began. Hidden and output rows
+  start as their biases and accumulate in place.
 - *Few operations per step.* Steps with no new hidden units skip the hidden layers;
   ReLU is applied in place; the drawn values are kept per step and placed once at the
   end; the new variable alone is encoded into a preallocated buffer.
@@ -60,9 +61,10 @@ Assumptions, each checked or documented: the activations are element-wise (as th
 [`ACTIVATIONS`][densitykit.made.ACTIVATIONS] registry requires), so a slice of units can
 be activated alone; the stored masks allow no connection the degrees forbid (true of
 masks rebuilt from degrees; otherwise the reference sampler is used); and
-``head.encode`` acts per variable (below). The index groups of each mask are cached
-and rebuilt when a degree buffer or a mask is replaced or edited in place; the
-weights are re-read at every call.
+``head.encode`` acts per variable (below). The index groups (plans, in
+[`densitykit.plans`][densitykit.plans]) of each mask are cached and rebuilt when a
+degree buffer or a mask is replaced or edited in place; the weights are re-read at
+every call.
 
 Contract on heads: ``head.encode`` acts per variable, i.e. for values ``x`` ``(B, D)``
 and every variable ``i``,
@@ -85,20 +87,22 @@ Example:
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from densitykit.caching import TensorCache
 from densitykit.checks import check_generator, check_index, check_int
 from densitykit.heads import Head
 from densitykit.layers import MaskedLinear
 from densitykit.made import MADE
 from densitykit.masks import Connectivity
+from densitykit.plans import Plan, Product, connectivity_plan, mask_plan
+
+# Groups up to this many rows are computed row by row (see _accumulate).
+_ROW_BY_ROW = 8
 
 __all__ = [
     "check_parts",
@@ -108,80 +112,6 @@ __all__ = [
     "sample_fast",
     "sample_reference",
 ]
-
-
-# A product ``(weight, start, end, base, prefix)`` adds ``weight[start:end, base:prefix] @
-# source[base:prefix]`` to rows ``start:end`` of the weight's target buffer (weights:
-# the hidden layers, then the output layer, then the direct connections).
-_Product = tuple[int, int, int, int, int]
-
-
-@dataclass(frozen=True)
-class _Step:
-    """The work of one sampling step.
-
-    Attributes:
-        variable: The variable drawn at this step.
-        flush: At the first step of a block of steps, the products that add to every
-            unit computed in the block (hidden units and output rows) the part of its
-            sum over the units known when the block starts: one large product per layer
-            and block instead of a re-read of the whole prefix at every step.
-        hidden: Per hidden layer with units of this step's degree, one product (the
-            rest of their sum); those units are activated right after it.
-        output: The products completing the drawn variable's output rows.
-    """
-
-    variable: int
-    flush: tuple[_Product, ...]
-    hidden: tuple[_Product, ...]
-    output: tuple[_Product, ...]
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Index groups of one mask, independent of the weights (cached per mask).
-
-    Attributes:
-        start: The first step drawn; the variables of the steps before it are given.
-        prefix: Per hidden layer with units of degree below ``start``, the product
-            computing them all from the given variables: ``(layer, units, rows,
-            mask)`` adds ``(weight[:units, :rows] * mask) @ source[:rows]`` (the mask,
-            ``(units, rows)`` bool, is the degree rule among the degree-sorted units).
-        steps: One ``_Step`` per variable drawn, in sampling order.
-        input_order: Input units in step order ``(D*W,)``.
-        unit_orders: Per hidden layer, its units sorted by degree ``(H_l,)``.
-        output_order: Output units in step order ``(D*P,)``.
-        ordering: The variable drawn at each step ``(D,)``.
-        consistent: Whether the stored masks allow no connection the degrees forbid;
-            if not, the sampler defers to the reference sampler.
-        exact: Whether the stored masks are exactly the degrees' masks, so that the
-            products, which read only allowed weights, need not apply them.
-    """
-
-    start: int
-    prefix: tuple[tuple[int, int, int, torch.Tensor], ...]
-    steps: tuple[_Step, ...]
-    input_order: torch.Tensor
-    unit_orders: tuple[torch.Tensor, ...]
-    output_order: torch.Tensor
-    ordering: torch.Tensor
-    consistent: bool
-    exact: bool
-
-
-# Groups up to this many rows are computed row by row (see _accumulate).
-_ROW_BY_ROW = 8
-# Steps per block (see _Step.flush): the rows a step re-reads span at most this many degrees.
-_BLOCK_STEPS = 32
-
-
-# Plans per backbone and mask; entries go with their backbone.
-_PLANS: weakref.WeakKeyDictionary[MADE, dict[int, TensorCache[_Plan]]] = weakref.WeakKeyDictionary()
-# Per backbone, the plan of the last connectivity and prefix asked for, with them:
-# ``(connectivity, key, plan)`` (see _connectivity_plan).
-_CONNECTIVITY_PLANS: weakref.WeakKeyDictionary[MADE, tuple[Connectivity, Hashable, _Plan]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def check_parts(backbone: object, head: object) -> None:
@@ -379,7 +309,7 @@ def complete_fast(
     if num_given == backbone.dim:
         return given
     with torch.no_grad():
-        plan = _connectivity_plan(backbone, connectivity, num_given)
+        plan = connectivity_plan(backbone, connectivity, num_given)
         return _draw(backbone, head, plan, None, given, generator)
 
 
@@ -479,176 +409,6 @@ def encodes_per_variable(
     return torch.equal(together, apart.reshape(probe.shape[0], dim * width))
 
 
-def _plan_sources(backbone: MADE) -> tuple[torch.Tensor, ...]:
-    """The tensors a plan is derived from: the degree buffers and the stored masks."""
-    hidden = range(len(backbone.hidden_sizes))
-    sources = [backbone.input_degrees, *(getattr(backbone, f"hidden_degrees_{i}") for i in hidden)]
-    sources += [layer.mask_stack for layer in backbone.layers]
-    if backbone.direct is not None:
-        sources.append(backbone.direct.mask_stack)
-    return tuple(sources)
-
-
-def _plan(backbone: MADE, mask: int) -> _Plan:
-    """The plan of ``mask``, cached until a degree buffer or a mask is replaced or edited.
-
-    The cache keeps the source tensors themselves (so their identity cannot be
-    recycled) with their version counters, which in-place edits bump. Inference
-    tensors have no version counter; their plans are rebuilt at every call.
-    """
-    cache = _PLANS.setdefault(backbone, {}).setdefault(mask, TensorCache())
-    return cache.get(_plan_sources(backbone), _BLOCK_STEPS, lambda: _build_plan(backbone, mask))
-
-
-def _build_plan(backbone: MADE, mask: int) -> _Plan:
-    conn = backbone.connectivity(mask)
-    width, params = backbone.input_width, backbone.params_per_variable
-
-    # The masks the layers hold must allow nothing the degrees forbid, or skipping the
-    # units outside a prefix would drop real connections.
-    expected = conn.layer_masks(width, params)
-    held = [layer.mask_stack[mask].cpu().bool() for layer in backbone.layers]
-    if backbone.direct is not None:
-        expected.append(conn.direct_mask(width, params))
-        held.append(backbone.direct.mask_stack[mask].cpu().bool())
-    consistent = all(not bool((got & ~want).any()) for got, want in zip(held, expected))
-    exact = all(torch.equal(got, want) for got, want in zip(held, expected))
-    return _degree_plan(backbone, conn, 0, consistent=consistent, exact=exact)
-
-
-def _connectivity_plan(backbone: MADE, connectivity: Connectivity, start: int) -> _Plan:
-    """The plan of ``connectivity`` from step ``start``; its masks are its degrees' own.
-
-    Only the last plan per backbone is kept, found again for the same connectivity
-    object or one with equal degrees: a completion runs one observed-first
-    connectivity per pattern, and memory does not grow with the orderings seen.
-    """
-    key = (start, backbone.input_degrees.device, _BLOCK_STEPS)
-    cached = _CONNECTIVITY_PLANS.get(backbone)
-    if cached is not None and cached[1] == key and _same_degrees(cached[0], connectivity):
-        return cached[2]
-    plan = _degree_plan(backbone, connectivity, start, consistent=True, exact=True)
-    _CONNECTIVITY_PLANS[backbone] = (connectivity, key, plan)
-    return plan
-
-
-def _same_degrees(first: Connectivity, second: Connectivity) -> bool:
-    if first is second:
-        return True
-    pairs = [(first.input_degrees, second.input_degrees)]
-    pairs += list(zip(first.hidden_degrees, second.hidden_degrees))
-    return all(torch.equal(a, b.to(a.device)) for a, b in pairs)
-
-
-def _degree_plan(
-    backbone: MADE, conn: Connectivity, first_step: int, *, consistent: bool, exact: bool
-) -> _Plan:
-    """The plan of ``conn``'s degrees, drawing from ``first_step`` (earlier steps given)."""
-    dim, width, params = backbone.dim, backbone.input_width, backbone.params_per_variable
-    device = backbone.input_degrees.device
-    conn = conn.to("cpu")
-    ordering = conn.ordering
-    unit_orders, ends = [], []
-    for degrees in conn.hidden_degrees:
-        unit_orders.append(torch.argsort(degrees, stable=True))
-        # ends[t] = number of units of degree <= t, for t = 0..D.
-        counts = torch.bincount(degrees, minlength=dim + 1)[: dim + 1]
-        ends.append(counts.cumsum(0).tolist())
-    num_hidden = len(ends)
-    prefix = _prefix_products(conn, unit_orders, ends, width, first_step)
-
-    def known(layer: int, step: int) -> int:
-        """Rows of the layer below ``layer`` (``num_hidden``: the output) that the
-        units computed at ``step`` read: those of degree <= step."""
-        return step * width if layer == 0 else ends[layer - 1][step]
-
-    def known_at_start(layer: int, step: int) -> int:
-        """Rows of the layer below ``layer`` known before ``step`` begins."""
-        if layer == 0:
-            return step * width
-        return ends[layer - 1][step - 1] if step else 0
-
-    steps, block_start = [], first_step
-    for step in range(first_step, dim):
-        variable = int(ordering[step])
-        flush = []
-        if (step - first_step) % _BLOCK_STEPS == 0:
-            block_start, block_end = step, min(step + _BLOCK_STEPS, dim)
-            for layer, layer_ends in enumerate(ends):
-                start = layer_ends[step - 1] if step else 0
-                flush.append(
-                    (layer, start, layer_ends[block_end - 1], 0, known_at_start(layer, step))
-                )
-            rows = (step * params, block_end * params)
-            flush.append((num_hidden, *rows, 0, known_at_start(num_hidden, step)))
-            if backbone.direct is not None:
-                flush.append((num_hidden + 1, *rows, 0, step * width))
-        hidden = []
-        for layer, layer_ends in enumerate(ends):
-            start, end = (layer_ends[step - 1] if step else 0), layer_ends[step]
-            if end > start:
-                base = known_at_start(layer, block_start)
-                hidden.append((layer, start, end, base, known(layer, step)))
-        rows = (step * params, (step + 1) * params)
-        output = [
-            (num_hidden, *rows, known_at_start(num_hidden, block_start), known(num_hidden, step))
-        ]
-        if backbone.direct is not None:
-            output.append((num_hidden + 1, *rows, block_start * width, step * width))
-        steps.append(
-            _Step(
-                variable=variable,
-                flush=tuple(
-                    product
-                    for product in flush
-                    if product[4] > product[3] and product[2] > product[1]
-                ),
-                hidden=tuple(hidden),
-                output=tuple(product for product in output if product[4] > product[3]),
-            )
-        )
-    input_order = (ordering[:, None] * width + torch.arange(width)).flatten()
-    output_order = (ordering[:, None] * params + torch.arange(params)).flatten()
-    return _Plan(
-        start=first_step,
-        prefix=tuple((*product[:3], product[3].to(device)) for product in prefix),
-        steps=tuple(steps),
-        input_order=input_order.to(device),
-        unit_orders=tuple(order.to(device) for order in unit_orders),
-        output_order=output_order.to(device),
-        ordering=ordering.to(device),
-        consistent=consistent,
-        exact=exact,
-    )
-
-
-def _prefix_products(
-    conn: Connectivity,
-    unit_orders: list[torch.Tensor],
-    ends: list[list[int]],
-    width: int,
-    start: int,
-) -> tuple[tuple[int, int, int, torch.Tensor], ...]:
-    """The products computing every hidden unit of degree < ``start`` (see ``_Plan.prefix``).
-
-    Those units read only the given variables, so one product per layer computes them
-    all; the rows each unit may read differ, hence the degree mask.
-    """
-    if start == 0:
-        return ()
-    products = []
-    # The inputs of degree < start, in step order.
-    below = torch.arange(1, start).repeat_interleave(width)
-    for layer, (degrees, order) in enumerate(zip(conn.hidden_degrees, unit_orders)):
-        units = ends[layer][start - 1]
-        sorted_degrees = degrees[order]
-        if units:
-            mask = sorted_degrees[:units, None] >= below[None, :]
-            products.append((layer, units, below.numel(), mask))
-        below = sorted_degrees[:units]
-    return tuple(products)
-
-
 def _permuted(
     layer: MaskedLinear, mask: int | None, rows: torch.Tensor, cols: torch.Tensor
 ) -> torch.Tensor:
@@ -668,7 +428,7 @@ def _bias(layer: MaskedLinear, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _prepare(
-    backbone: MADE, mask: int | None, plan: _Plan
+    backbone: MADE, mask: int | None, plan: Plan
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The weights and biases with units in degree (step) order.
 
@@ -718,7 +478,7 @@ def _sample_fast(
 ) -> torch.Tensor:
     if backbone is None:
         return _sample_reference(backbone, head, num_samples, mask, generator)
-    plan = _plan(backbone, mask)
+    plan = mask_plan(backbone, mask)
     if not plan.consistent:
         return _sample_reference(backbone, head, num_samples, mask, generator)
     _, device = _dtype_and_device(backbone, head)
@@ -729,7 +489,7 @@ def _sample_fast(
 def _draw(
     backbone: MADE,
     head: Head,
-    plan: _Plan,
+    plan: Plan,
     mask: int | None,
     given: torch.Tensor,
     generator: torch.Generator | None,
@@ -798,7 +558,7 @@ class _State:
     """The tensors of one call of the fast sampler.
 
     Attributes:
-        weights: Degree-sorted weights in product order (see ``_Product``).
+        weights: Degree-sorted weights in product order (see ``Product``).
         targets: Per weight, the ``(rows, samples)`` buffer its products add to.
         sources: Per weight, the buffer its products read.
         activations: Per hidden layer, the in-place activation of a slice of units.
@@ -817,23 +577,23 @@ class _State:
     drawn: list[torch.Tensor] = field(default_factory=list)
 
 
-def _run_prefix(plan: _Plan, state: _State) -> None:
-    """Compute the hidden units of degree below ``plan.start`` (see ``_Plan.prefix``)."""
+def _run_prefix(plan: Plan, state: _State) -> None:
+    """Compute the hidden units of degree below ``plan.start`` (see ``Plan.prefix``)."""
     for layer, units, rows, mask in plan.prefix:
         weight = state.weights[layer][:units, :rows] * mask
         state.targets[layer][:units].addmm_(weight, state.sources[layer][:rows])
         state.activations[layer](state.targets[layer][:units])
 
 
-def _run_steps(plan: _Plan, head: Head, generator: torch.Generator | None, state: _State) -> None:
-    """Draw the variables step by step (see ``_Step``) into ``state``."""
+def _run_steps(plan: Plan, head: Head, generator: torch.Generator | None, state: _State) -> None:
+    """Draw the variables step by step (see ``Step``) into ``state``."""
     targets, sources, weights, inputs = state.targets, state.sources, state.weights, state.inputs
     num_hidden = len(state.activations)
     outputs, params = targets[num_hidden], head.params_per_variable
     width, dtype = head.input_width, inputs.dtype
     last_step = plan.start + len(plan.steps) - 1
 
-    def run(product: _Product) -> None:
+    def run(product: Product) -> None:
         index, start, end, base, prefix = product
         _accumulate(
             targets[index][start:end],

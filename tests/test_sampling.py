@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from strategies import ModelSpec, model_specs
 
 import densitykit as dk
-from densitykit import sampling
+from densitykit import plans, sampling
 from densitykit.heads import BernoulliHead
 from densitykit.masks import Connectivity, ConnectivitySampler
 from densitykit.sampling import (
@@ -103,7 +103,7 @@ def test_blocks_of_steps_split_every_sum_exactly(
 ) -> None:
     # Seven variables in blocks of 1, 2 or 3 steps: every split of a unit's sum into a
     # block's share and the rest, including blocks cut short by the last variable.
-    monkeypatch.setattr(sampling, "_BLOCK_STEPS", block_steps)
+    monkeypatch.setattr(plans, "BLOCK_STEPS", block_steps)
     assert_fast_equals_naive(build(head, hidden_sizes=hidden_sizes, direct=direct))
 
 
@@ -350,7 +350,7 @@ def test_fast_completion_splits_every_sum_exactly_in_blocks(
     block_steps: int, head: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Blocks now start at the first step drawn: every prefix against every block length.
-    monkeypatch.setattr(sampling, "_BLOCK_STEPS", block_steps)
+    monkeypatch.setattr(plans, "BLOCK_STEPS", block_steps)
     assert_completion_equals_reference(build(head, hidden_sizes=(16, 2, 9), direct=True))
 
 
@@ -381,26 +381,6 @@ def test_fast_completion_equals_the_reference_on_random_models(
     randomize(model)
     count = data.draw(st.integers(0, spec.dim), label="num_given")
     assert_completion_equals_reference(model, [count], num_samples=32)
-
-
-def test_one_connectivity_plan_is_kept_per_backbone() -> None:
-    model = build("bernoulli", hidden_sizes=(6,))
-    parts = model.backbone, model.head
-    x = torch.zeros(4, model.dim, dtype=torch.long)
-    drawn = ConnectivitySampler(model.dim, (6,), seed=0)
-    for _ in range(20):
-        complete_fast(*parts, drawn.draw(), x, 3)
-    assert len(sampling._CONNECTIVITY_PLANS) >= 1
-    assert sampling._CONNECTIVITY_PLANS[model.backbone][0] is not None  # the last one only
-    # Equal degrees in a new object find the kept plan; another prefix builds its own.
-    conn = drawn.draw()
-    complete_fast(*parts, conn, x, 3)
-    plan = sampling._CONNECTIVITY_PLANS[model.backbone][2]
-    copy = Connectivity(conn.input_degrees.clone(), tuple(h.clone() for h in conn.hidden_degrees))
-    complete_fast(*parts, copy, x, 3)
-    assert sampling._CONNECTIVITY_PLANS[model.backbone][2] is plan
-    complete_fast(*parts, copy, x, 2)
-    assert sampling._CONNECTIVITY_PLANS[model.backbone][2] is not plan
 
 
 @pytest.mark.parametrize("completer", [complete_fast, complete_reference])
