@@ -204,6 +204,7 @@ def _split_log_probs(
     x: torch.Tensor,
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None,
+    context: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(K, B)`` log-marginals of the observed and log-conditionals of the missing values."""
     dtype = _dtype(backbone, head)
@@ -218,9 +219,11 @@ def _split_log_probs(
     for pattern, rows in _patterns(observed):
         values = x[rows]
         encoded = head.encode(values, dtype)
+        features = None if context is None else context[rows]
         for k, base in enumerate(bases):
             conn = observed_first(base, pattern.cpu())
-            per_variable = head._log_prob(backbone(encoded, connectivity=conn), values)
+            params = backbone(encoded, connectivity=conn, context=features)
+            per_variable = head._log_prob(params, values)
             marginal[k, rows] = per_variable.masked_fill(~pattern, 0).sum(-1).double()
             conditional[k, rows] = per_variable.masked_fill(pattern, 0).sum(-1).double()
     return marginal, conditional
@@ -232,6 +235,8 @@ def conditional_log_prob(
     x: torch.Tensor,
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None = None,
+    *,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""$\log \frac1K \sum_k p_k(x_\text{missing} \mid x_\text{observed})$ per example.
 
@@ -245,12 +250,14 @@ def conditional_log_prob(
         x: ``(B, D)`` long values in the support, missing ones included (scored).
         observed: ``(B, D)`` or ``(D,)`` bool; every example must miss a variable.
         connectivities: The base connectivities (the backbone's own by default).
+        context: ``(B, C)`` features of a conditional backbone (encoded, e.g. by
+            [`AutoregressiveModel.encode_context`][densitykit.model.AutoregressiveModel.encode_context]).
 
     Returns:
         ``(B,)`` float64 log-probabilities in nats.
     """
     observed = check_observed(x, observed, head.dim, need_missing=True)
-    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities)[1])
+    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities, context)[1])
 
 
 def marginal_log_prob(
@@ -259,6 +266,8 @@ def marginal_log_prob(
     x: torch.Tensor,
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None = None,
+    *,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""$\log \frac1K \sum_k p_k(x_\text{observed})$ per example (missing values ignored).
 
@@ -269,13 +278,14 @@ def marginal_log_prob(
             observed-first ordering never conditions on them).
         observed: ``(B, D)`` or ``(D,)`` bool; every example must observe a variable.
         connectivities: The base connectivities (the backbone's own by default).
+        context: ``(B, C)`` features of a conditional backbone.
 
     Returns:
         ``(B,)`` float64 log-probabilities in nats.
     """
     observed = check_observed(x, observed, head.dim, need_observed=True)
     x = x.masked_fill(~observed, 0)  # never read; any value in the support will do
-    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities)[0])
+    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities, context)[0])
 
 
 @torch.no_grad()
@@ -286,6 +296,8 @@ def complete(
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None = None,
     generator: torch.Generator | None = None,
+    *,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact samples of the missing values given the observed ones.
 
@@ -302,6 +314,7 @@ def complete(
         observed: ``(B, D)`` or ``(D,)`` bool.
         connectivities: The base connectivities (the backbone's own by default).
         generator: Random source.
+        context: ``(B, C)`` features of a conditional backbone.
 
     Returns:
         ``(B, D)`` long values: ``x`` where observed, drawn elsewhere.
@@ -327,8 +340,9 @@ def complete(
                 continue
             conn = observed_first(base, pattern.cpu())
             values = out[chosen]
+            features = None if context is None else context[chosen]
             for variable in conn.ordering[num_observed:].tolist():
-                params = backbone(head.encode(values, dtype), connectivity=conn)
+                params = backbone(head.encode(values, dtype), connectivity=conn, context=features)
                 values[:, variable] = head.sample(params[:, variable], variable, generator)
             out[chosen] = values
     return out
