@@ -440,8 +440,8 @@ def _setup(
     if val.shape[0] == 0:
         raise ValueError("the validation set is empty")
     # The contexts are checked once (dtype, shape, range), then indexed per batch.
-    for values, context in ((train, train_context), (val, val_context)):
-        model.encode_context(context, values.shape[:1])
+    for values, given in ((train, train_context), (val, val_context)):
+        model.encode_context(given, values.shape[:1])
     return _Loop(
         model=model,
         train=train,
