@@ -25,6 +25,7 @@ from densitykit.data.idx import write_idx
 from densitykit.errors import DataError
 from densitykit.masks import ConnectivitySampler, observed_first
 from densitykit.sampling import sample_fast, sample_reference
+from densitykit.scoring import score
 from densitykit.train import TrainConfig, evaluate, fit
 
 # Tiny models of every head with a backbone: (head, D, K, head options).
@@ -509,3 +510,9 @@ def test_a_conditional_run_resumes_bit_identically(tmp_path: Path) -> None:
     a = load_checkpoint(whole / "checkpoint.pt").state_dict()
     b = load_checkpoint(split / "checkpoint.pt").state_dict()
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_scoring_files_refuses_a_conditional_model() -> None:
+    model = dk.create_model("bernoulli", 4, hidden_sizes=(8,), num_labels=2)
+    with pytest.raises(ValueError, match="conditional"):
+        score(model, np.zeros((3, 4), dtype=np.int64))
