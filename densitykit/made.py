@@ -4,6 +4,15 @@ Output layout: ``forward`` returns ``(B, D, P)``, parameter ``p`` of variable ``
 at ``[:, i, p]``; in the flat output layer that is unit ``i * P + p``.
 Input layout: ``(B, D * W)``, unit ``i * W + w`` belongs to variable ``i`` (for
 one-hot inputs ``W = K`` and all ``W`` units of a variable share its degree).
+
+Context (a conditional MADE, $p(x \mid c)$): a backbone built with
+``context_size=C`` takes a context ``(B, C)`` of real features beside the inputs.
+The context is not masked with respect to ``x``: an unmasked linear map (no bias)
+adds it to the pre-activations of every hidden layer and of the output layer. The
+direct map to the outputs is what makes the first variable of every ordering depend
+on the context: its outputs see no hidden unit (a hidden unit of degree $m \ge 1$
+reads variable $m$ or later), so a context that entered the hidden layers only would
+never reach it (the bug of nflows PR 85 and sbi issue 1394).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densitykit.checks import check_index, check_positive_int
+from densitykit.checks import check_index, check_int, check_positive_int
 from densitykit.layers import Grouping, MaskedLinear, grouping
 from densitykit.masks import Connectivity, check_connectivity
 from densitykit.registry import Registry
@@ -72,6 +81,10 @@ class MADE(nn.Module):
         input_width: Input units per variable ``W`` (1 for scalar inputs, ``K`` for one-hot).
         activation: Name in [`ACTIVATIONS`][densitykit.made.ACTIVATIONS].
         direct_connections: Add masked (strict rule) input-to-output weights.
+        context_size: Real context features ``C`` (0: an unconditional MADE). With
+            ``C > 0`` every call takes ``context`` ``(B, C)``, which reaches every
+            hidden layer and every output through unmasked weights
+            ``context_layers`` (see the module docstring).
         products: How the masked layers are multiplied, one of
             [`PRODUCTS`][densitykit.made.PRODUCTS]: ``"dense"`` multiplies the whole
             masked weight (zeros included); ``"grouped"`` sorts the units by degree
@@ -104,6 +117,7 @@ class MADE(nn.Module):
         input_width: int = 1,
         activation: str = "relu",
         direct_connections: bool = False,
+        context_size: int = 0,
         products: str = "auto",
     ) -> None:
         super().__init__()
@@ -142,6 +156,14 @@ class MADE(nn.Module):
         self.activations = nn.ModuleList(ACTIVATIONS.create(activation) for _ in self.hidden_sizes)
         self.direct = (
             MaskedLinear(widths[0], widths[-1], bias=False) if self.direct_connections else None
+        )
+        self.context_size = check_int(context_size, "context_size", minimum=0)
+        # Unmasked context weights into every hidden layer and the output layer
+        # (absent, so checkpoints are unchanged, in an unconditional MADE).
+        self.context_layers = (
+            nn.ModuleList(nn.Linear(self.context_size, width, bias=False) for width in widths[1:])
+            if self.context_size
+            else None
         )
         # Degrees are the persistent truth; masks are derived buffers rebuilt on load.
         self.register_buffer(
@@ -215,25 +237,82 @@ class MADE(nn.Module):
         return self.mask_index
 
     # -- computation ---------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, connectivity: Connectivity | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        connectivity: Connectivity | None = None,
+        *,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Map encoded inputs ``(B, D*W)`` to parameters ``(B, D, P)`` with the active mask.
 
         With ``connectivity``, that connectivity is used instead (see
         [`forward_with`][densitykit.made.MADE.forward_with]).
+
+        Args:
+            x: ``(B, D*W)`` encoded inputs.
+            connectivity: Use this connectivity instead of the active mask.
+            context: ``(B, C)`` real features, required by (and only by) a backbone
+                built with ``context_size=C > 0``.
+
+        Raises:
+            ValueError: If ``context`` is missing, unexpected, or not ``(B, C)``.
         """
+        terms = self._context_terms(x, context)
         if connectivity is not None:
-            return self.forward_with(x, connectivity)
-        if self.products == "grouped" or (self.products == "auto" and self._grouped_pays(x)):
-            return self._forward_grouped(x)
+            return self.forward_with(x, connectivity, context=context)
+        if self.products == "grouped" or (
+            self.products == "auto" and terms is None and self._grouped_pays(x)
+        ):
+            return self._forward_grouped(x, terms)
         h = x
-        for layer, activation in zip(self.layers[:-1], self.activations):
-            h = activation(layer(h))
+        for index, (layer, activation) in enumerate(zip(self.layers[:-1], self.activations)):
+            h = layer(h)
+            if terms is not None:
+                h = h + terms[index]
+            h = activation(h)
         out = self.layers[-1](h)
+        if terms is not None:
+            out = out + terms[-1]
         if self.direct is not None:
             out = out + self.direct(x)
         return out.view(x.shape[0], self.dim, self.params_per_variable)
 
-    def forward_with(self, x: torch.Tensor, connectivity: Connectivity) -> torch.Tensor:
+    def _context_terms(
+        self, x: torch.Tensor, context: torch.Tensor | None
+    ) -> list[torch.Tensor] | None:
+        """The context's share of each layer's pre-activations, ``(B, width)`` per layer."""
+        if self.context_layers is None:
+            if context is not None:
+                raise ValueError(
+                    "this MADE was built without a context (context_size=0); got a context "
+                    f"of shape {tuple(context.shape)}"
+                )
+            return None
+        if context is None:
+            raise ValueError(
+                f"this MADE is conditional (context_size={self.context_size}); pass "
+                f"context of shape (B, {self.context_size})"
+            )
+        if not isinstance(context, torch.Tensor) or not context.is_floating_point():
+            raise TypeError(
+                "context must be a floating-point torch.Tensor (B, C), got "
+                f"{getattr(context, 'dtype', type(context).__name__)}"
+            )
+        if context.ndim != 2 or context.shape != (x.shape[0], self.context_size):
+            raise ValueError(
+                f"context must have shape (B, C) = ({x.shape[0]}, {self.context_size}), "
+                f"got {tuple(context.shape)}"
+            )
+        return [layer(context) for layer in self.context_layers]
+
+    def forward_with(
+        self,
+        x: torch.Tensor,
+        connectivity: Connectivity,
+        *,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Map encoded inputs ``(B, D*W)`` to ``(B, D, P)`` under any connectivity.
 
         The masks are derived from ``connectivity``'s degrees: the backbone need not
@@ -246,19 +325,29 @@ class MADE(nn.Module):
         Args:
             x: ``(B, D*W)`` encoded inputs.
             connectivity: Degrees with this backbone's ``D`` and hidden sizes.
+            context: ``(B, C)`` features of a conditional backbone (as ``forward``).
 
         Raises:
             TypeError: If ``connectivity`` is not a ``Connectivity``.
-            ValueError: If its ``D`` or hidden sizes differ from the backbone's.
+            ValueError: If its ``D`` or hidden sizes differ from the backbone's, or
+                the context is missing, unexpected or of the wrong shape.
         """
         self.check_fit(connectivity)
+        terms = self._context_terms(x, context)
         masks = self._connectivity_masks(connectivity)
         h = x
-        for layer, mask, activation in zip(self.layers[:-1], masks, self.activations):
-            h = activation(F.linear(h, layer.weight * mask, layer.bias))
+        for index, (layer, mask, activation) in enumerate(
+            zip(self.layers[:-1], masks, self.activations)
+        ):
+            h = F.linear(h, layer.weight * mask, layer.bias)
+            if terms is not None:
+                h = h + terms[index]
+            h = activation(h)
         out = F.linear(
             h, self.layers[-1].weight * masks[len(self.layers) - 1], self.layers[-1].bias
         )
+        if terms is not None:
+            out = out + terms[-1]
         if self.direct is not None:
             out = out + F.linear(x, self.direct.weight * masks[-1])
         return out.view(x.shape[0], self.dim, self.params_per_variable)
@@ -331,13 +420,27 @@ class MADE(nn.Module):
             and groupings.fraction <= _GROUPED_MAX_FRACTION
         )
 
-    def _forward_grouped(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_grouped(
+        self, x: torch.Tensor, terms: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         groupings = self._groupings()
         sorted_x = x if groupings.input_order is None else x.index_select(1, groupings.input_order)
+        if terms is not None:  # the context's shares, with units in group order
+            terms = [
+                term if groups.rows is None else term.index_select(1, groups.rows)
+                for term, groups in zip(terms, groupings.layers)
+            ]
         h = sorted_x
-        for layer, activation, groups in zip(self.layers[:-1], self.activations, groupings.layers):
-            h = activation(layer.forward_grouped(h, groups))
+        for index, (layer, activation, groups) in enumerate(
+            zip(self.layers[:-1], self.activations, groupings.layers)
+        ):
+            h = layer.forward_grouped(h, groups)
+            if terms is not None:
+                h = h + terms[index]
+            h = activation(h)
         out = self.layers[-1].forward_grouped(h, groupings.layers[-1])
+        if terms is not None:
+            out = out + terms[-1]
         if self.direct is not None:
             assert groupings.direct is not None  # internal invariant: built together
             out = out + self.direct.forward_grouped(sorted_x, groupings.direct)
@@ -410,5 +513,5 @@ class MADE(nn.Module):
             f"dim={self.dim}, hidden_sizes={self.hidden_sizes}, params_per_variable="
             f"{self.params_per_variable}, input_width={self.input_width}, "
             f"num_masks={self.num_masks}, direct_connections={self.direct_connections}, "
-            f"products={self.products!r}"
+            f"context_size={self.context_size}, products={self.products!r}"
         )

@@ -207,6 +207,7 @@ def _split_log_probs(
     x: torch.Tensor,
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None,
+    context: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(K, B)`` log-marginals of the observed and log-conditionals of the missing values."""
     dtype = _dtype(backbone, head)
@@ -221,9 +222,11 @@ def _split_log_probs(
     for pattern, rows in _patterns(observed):
         values = x[rows]
         encoded = head.encode(values, dtype)
+        features = None if context is None else context[rows]
         for k, base in enumerate(bases):
             conn = observed_first(base, pattern.cpu())
-            per_variable = head._log_prob(backbone(encoded, connectivity=conn), values)
+            params = backbone(encoded, connectivity=conn, context=features)
+            per_variable = head._log_prob(params, values)
             marginal[k, rows] = per_variable.masked_fill(~pattern, 0).sum(-1).double()
             conditional[k, rows] = per_variable.masked_fill(pattern, 0).sum(-1).double()
     return marginal, conditional
@@ -235,6 +238,8 @@ def conditional_log_prob(
     x: torch.Tensor,
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None = None,
+    *,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""$\log \frac1K \sum_k p_k(x_\text{missing} \mid x_\text{observed})$ per example.
 
@@ -248,12 +253,14 @@ def conditional_log_prob(
         x: ``(B, D)`` long values in the support, missing ones included (scored).
         observed: ``(B, D)`` or ``(D,)`` bool; every example must miss a variable.
         connectivities: The base connectivities (the backbone's own by default).
+        context: ``(B, C)`` features of a conditional backbone (encoded, e.g. by
+            [`AutoregressiveModel.encode_context`][densitykit.model.AutoregressiveModel.encode_context]).
 
     Returns:
         ``(B,)`` float64 log-probabilities in nats.
     """
     observed = check_observed(x, observed, head.dim, need_missing=True)
-    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities)[1])
+    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities, context)[1])
 
 
 def marginal_log_prob(
@@ -262,6 +269,8 @@ def marginal_log_prob(
     x: torch.Tensor,
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None = None,
+    *,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""$\log \frac1K \sum_k p_k(x_\text{observed})$ per example (missing values ignored).
 
@@ -272,13 +281,14 @@ def marginal_log_prob(
             observed-first ordering never conditions on them).
         observed: ``(B, D)`` or ``(D,)`` bool; every example must observe a variable.
         connectivities: The base connectivities (the backbone's own by default).
+        context: ``(B, C)`` features of a conditional backbone.
 
     Returns:
         ``(B,)`` float64 log-probabilities in nats.
     """
     observed = check_observed(x, observed, head.dim, need_observed=True)
     x = x.masked_fill(~observed, 0)  # never read; any value in the support will do
-    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities)[0])
+    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities, context)[0])
 
 
 def complete(
@@ -288,6 +298,8 @@ def complete(
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None = None,
     generator: torch.Generator | None = None,
+    *,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact samples of the missing values given the observed ones.
 
@@ -305,6 +317,7 @@ def complete(
         observed: ``(B, D)`` or ``(D,)`` bool.
         connectivities: The base connectivities (the backbone's own by default).
         generator: Random source.
+        context: ``(B, C)`` features of a conditional backbone.
 
     Returns:
         ``(B, D)`` long values: ``x`` where observed, drawn elsewhere.
@@ -321,7 +334,9 @@ def complete(
         >>> torch.equal(fast, slow), fast[observed].tolist()
         (True, [1, 1])
     """
-    return _complete(backbone, head, x, observed, connectivities, generator, sampling.complete_fast)
+    return _complete(
+        backbone, head, x, observed, connectivities, generator, context, sampling.complete_fast
+    )
 
 
 def complete_reference(
@@ -331,13 +346,15 @@ def complete_reference(
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None = None,
     generator: torch.Generator | None = None,
+    *,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[`complete`][densitykit.queries.complete] with one full forward pass per missing
     variable ([`complete_reference`][densitykit.sampling.complete_reference]): what
     the fast completion must draw, given the same generator. Arguments and result
     are those of ``complete``."""
     return _complete(
-        backbone, head, x, observed, connectivities, generator, sampling.complete_reference
+        backbone, head, x, observed, connectivities, generator, context, sampling.complete_reference
     )
 
 
@@ -349,6 +366,7 @@ def _complete(
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None,
     generator: torch.Generator | None,
+    context: torch.Tensor | None,
     sampler: Callable[..., torch.Tensor],
 ) -> torch.Tensor:
     """Complete with ``sampler`` (a ``complete_fast``-like function) per pattern and base."""
@@ -371,7 +389,14 @@ def _complete(
             if chosen.numel() == 0:
                 continue
             conn = observed_first(base, pattern.cpu())
+            features = None if context is None else context[chosen]
             out[chosen] = sampler(
-                backbone, head, conn, out[chosen], num_observed, generator=generator
+                backbone,
+                head,
+                conn,
+                out[chosen],
+                num_observed,
+                generator=generator,
+                context=features,
             )
     return out

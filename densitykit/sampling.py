@@ -41,6 +41,9 @@ keep them short:
   OpenMP thread spinning between them slowed the loop several-fold (62 ms against
   650 ms for 1,000 samples from a 784-500-784 MADE at a load of 2.8 on 2 cores).
 
+A conditional backbone's context (one row per sample) is constant during sampling:
+its share of each unit's sum is added once, when the rows start as their biases.
+
 The same machinery completes a partly known ordering
 ([`complete_fast`][densitykit.sampling.complete_fast], behind
 [`queries.complete`][densitykit.queries.complete]). Under any connectivity, not only
@@ -150,11 +153,32 @@ def _check_arguments(
     num_samples: object,
     mask: object,
     generator: object,
+    context: torch.Tensor | None,
 ) -> None:
     check_parts(backbone, head)
-    check_int(num_samples, "num_samples", minimum=0)
+    num_samples = check_int(num_samples, "num_samples", minimum=0)
     check_index(mask, backbone.num_masks if backbone is not None else 1, "mask")
     check_generator(generator)
+    _check_context(backbone, context, num_samples)
+
+
+def _check_context(backbone: MADE | None, context: object, num_samples: int) -> None:
+    """A conditional backbone needs a floating-point context ``(N, C)``; others none."""
+    context_size = backbone.context_size if backbone is not None else 0
+    if context_size == 0:
+        if context is not None:
+            raise ValueError("this model takes no context (context_size=0); got a context")
+        return
+    if not isinstance(context, torch.Tensor) or not context.is_floating_point():
+        raise TypeError(
+            f"a conditional backbone needs a floating-point context ({num_samples}, "
+            f"{context_size}), got {getattr(context, 'dtype', type(context).__name__)}"
+        )
+    if tuple(context.shape) != (num_samples, context_size):
+        raise ValueError(
+            f"context must have shape (num_samples, C) = ({num_samples}, {context_size}), "
+            f"got {tuple(context.shape)}"
+        )
 
 
 def _dtype_and_device(backbone: MADE | None, head: Head) -> tuple[torch.dtype, torch.device]:
@@ -173,6 +197,7 @@ def sample_fast(
     *,
     mask: int = 0,
     generator: torch.Generator | None = None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact ancestral samples from one mask's model in about one forward pass each.
 
@@ -190,15 +215,18 @@ def sample_fast(
         num_samples: How many samples ``N``.
         mask: Which mask's autoregressive model to sample.
         generator: Random source (its device may differ from the model's).
+        context: ``(N, C)`` features, one row per sample, for a conditional backbone
+            (``context_size=C > 0``); ``None`` otherwise.
 
     Returns:
         ``(N, D)`` long values in ``0..K-1``.
 
     Raises:
         TypeError: If ``head`` is not a ``Head``, ``backbone`` not a ``MADE`` (or not
-            ``None`` for a head without parameters), or ``generator`` not a
-            ``torch.Generator``.
-        ValueError: If ``num_samples`` is negative or ``mask`` out of range.
+            ``None`` for a head without parameters), ``generator`` not a
+            ``torch.Generator``, or a needed context not a floating-point tensor.
+        ValueError: If ``num_samples`` is negative, ``mask`` out of range, or the
+            context missing, unexpected or not ``(N, C)``.
 
     Example:
         >>> import torch, densitykit as dk
@@ -208,8 +236,8 @@ def sample_fast(
         >>> sample_fast(model.backbone, model.head, 3, mask=1, generator=generator).shape
         torch.Size([3, 6])
     """
-    _check_arguments(backbone, head, num_samples, mask, generator)
-    return _sample_fast(backbone, head, num_samples, mask, generator)
+    _check_arguments(backbone, head, num_samples, mask, generator, context)
+    return _sample_fast(backbone, head, num_samples, mask, generator, context)
 
 
 def sample_reference(
@@ -219,14 +247,15 @@ def sample_reference(
     *,
     mask: int = 0,
     generator: torch.Generator | None = None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Reference ancestral sampler: one full forward pass per variable ($D$ passes).
 
     Simple and slow, it defines what [`sample_fast`][densitykit.sampling.sample_fast]
     must draw. Arguments, result and errors are those of ``sample_fast``.
     """
-    _check_arguments(backbone, head, num_samples, mask, generator)
-    return _sample_reference(backbone, head, num_samples, mask, generator)
+    _check_arguments(backbone, head, num_samples, mask, generator, context)
+    return _sample_reference(backbone, head, num_samples, mask, generator, context)
 
 
 @torch.no_grad()
@@ -236,6 +265,7 @@ def _sample_reference(
     num_samples: int,
     mask: int,
     generator: torch.Generator | None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     dtype, device = _dtype_and_device(backbone, head)
     x = torch.zeros(num_samples, head.dim, dtype=torch.long, device=device)
@@ -248,7 +278,7 @@ def _sample_reference(
     backbone.set_mask(mask)
     try:
         for variable in backbone.connectivity(mask).ordering.tolist():
-            params = backbone(head.encode(x, dtype))
+            params = backbone(head.encode(x, dtype), context=context)
             x[:, variable] = head.sample(params[:, variable], variable, generator)
     finally:
         backbone.set_mask(active)
@@ -263,6 +293,7 @@ def complete_fast(
     num_given: int,
     *,
     generator: torch.Generator | None = None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact samples of the rest of an ordering given its first ``num_given`` variables.
 
@@ -282,6 +313,8 @@ def complete_fast(
             ``connectivity.ordering`` are read, the others ignored.
         num_given: How many variables of the ordering are given, ``0..D``.
         generator: Random source.
+        context: ``(N, C)`` features, one row per example, for a conditional backbone
+            (``context_size=C > 0``); ``None`` otherwise.
 
     Returns:
         ``(N, D)`` long values: ``x`` on the given variables, drawn elsewhere.
@@ -289,7 +322,8 @@ def complete_fast(
     Raises:
         TypeError: If the parts, ``connectivity``, ``x`` or ``generator`` have the
             wrong type (``x`` must be an integer tensor).
-        ValueError: If they do not fit one another, or ``num_given`` is outside ``0..D``.
+        ValueError: If they do not fit one another, ``num_given`` is outside ``0..D``,
+            or the context is missing, unexpected or not ``(N, C)``.
 
     Example:
         >>> import torch, densitykit as dk
@@ -305,12 +339,12 @@ def complete_fast(
         >>> fast[:, observed].tolist(), torch.equal(fast, slow)
         ([[1, 0]], True)
     """
-    given = _check_completion(backbone, head, connectivity, x, num_given, generator)
+    given = _check_completion(backbone, head, connectivity, x, num_given, generator, context)
     if num_given == backbone.dim:
         return given
     with torch.no_grad():
         plan = connectivity_plan(backbone, connectivity, num_given)
-        return _draw(backbone, head, plan, None, given, generator)
+        return _draw(backbone, head, plan, None, given, generator, context)
 
 
 def complete_reference(
@@ -321,15 +355,17 @@ def complete_reference(
     num_given: int,
     *,
     generator: torch.Generator | None = None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Reference for [`complete_fast`][densitykit.sampling.complete_fast]: one full
     forward pass per variable drawn. Arguments, result and errors are those of
     ``complete_fast``."""
-    given = _check_completion(backbone, head, connectivity, x, num_given, generator)
+    given = _check_completion(backbone, head, connectivity, x, num_given, generator, context)
     dtype, _ = _dtype_and_device(backbone, head)
     with torch.no_grad():
         for variable in connectivity.ordering[num_given:].tolist():
-            params = backbone(head.encode(given, dtype), connectivity=connectivity)
+            encoded = head.encode(given, dtype)
+            params = backbone(encoded, connectivity=connectivity, context=context)
             given[:, variable] = head.sample(params[:, variable], variable, generator)
     return given
 
@@ -341,6 +377,7 @@ def _check_completion(
     x: torch.Tensor,
     num_given: int,
     generator: torch.Generator | None,
+    context: torch.Tensor | None,
 ) -> torch.Tensor:
     """Check the arguments of a completion; return ``x``'s given values, zeros elsewhere."""
     check_parts(backbone, head)
@@ -356,6 +393,7 @@ def _check_completion(
         raise ValueError(f"x must have shape (N, D) with D={backbone.dim}, got {tuple(x.shape)}")
     check_int(num_given, "num_given", minimum=0, maximum=backbone.dim)
     check_generator(generator)
+    _check_context(backbone, context, x.shape[0])
     given = x.long().clone()
     # The later variables are drawn; zeros keep them in the support until then.
     given[:, connectivity.ordering[num_given:].to(x.device)] = 0
@@ -428,7 +466,7 @@ def _bias(layer: MaskedLinear, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _prepare(
-    backbone: MADE, mask: int | None, plan: Plan
+    backbone: MADE, mask: int | None, plan: Plan, context: torch.Tensor | None = None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The weights and biases with units in degree (step) order.
 
@@ -437,17 +475,26 @@ def _prepare(
         mask: The stored mask the plan was built for (``None`` for a connectivity's
             plan, which is exact).
         plan: The plan.
+        context: ``(N, C)`` features of a conditional backbone, or ``None``.
 
     Returns:
         The weights in product order (hidden layers, output layer, direct
-        connections) and the biases of the hidden layers and the output layer.
+        connections) and, for the hidden layers and the output layer, the biases
+        ``(rows, 1)``, or with a context ``(N, C)`` the biases plus the context's
+        share of each row, ``(rows, N)``.
     """
     mask = None if plan.exact else mask
     below, weights, biases = plan.input_order, [], []
     layers = list(backbone.layers)
-    for layer, order in zip(layers, [*plan.unit_orders, plan.output_order]):
+    context_layers = backbone.context_layers or [None] * len(layers)
+    for layer, order, context_layer in zip(
+        layers, [*plan.unit_orders, plan.output_order], context_layers
+    ):
         weights.append(_permuted(layer, mask, order, below))
-        biases.append(_bias(layer, order))
+        bias = _bias(layer, order)
+        if context_layer is not None and context is not None:
+            bias = torch.addmm(bias, context_layer.weight.index_select(0, order), context.t())
+        biases.append(bias)
         below = order
     if backbone.direct is not None:
         weights.append(_permuted(backbone.direct, mask, plan.output_order, plan.input_order))
@@ -475,15 +522,16 @@ def _sample_fast(
     num_samples: int,
     mask: int,
     generator: torch.Generator | None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     if backbone is None:
         return _sample_reference(backbone, head, num_samples, mask, generator)
     plan = mask_plan(backbone, mask)
     if not plan.consistent:
-        return _sample_reference(backbone, head, num_samples, mask, generator)
+        return _sample_reference(backbone, head, num_samples, mask, generator, context)
     _, device = _dtype_and_device(backbone, head)
     given = torch.zeros(num_samples, backbone.dim, dtype=torch.long, device=device)
-    return _draw(backbone, head, plan, mask, given, generator)
+    return _draw(backbone, head, plan, mask, given, generator, context)
 
 
 def _draw(
@@ -493,6 +541,7 @@ def _draw(
     mask: int | None,
     given: torch.Tensor,
     generator: torch.Generator | None,
+    context: torch.Tensor | None,
 ) -> torch.Tensor:
     """Run ``plan``: ``given`` ``(N, D)`` with the variables of steps ``plan.start..``
     drawn (the earlier ones are read, the later ones must be zero)."""
@@ -500,7 +549,7 @@ def _draw(
     width, num_samples = backbone.input_width, given.shape[0]
     per_variable = encodes_per_variable(head, dtype, device)
     # Permuted once per call: the weights change in training.
-    weights, biases = _prepare(backbone, mask, plan)
+    weights, biases = _prepare(backbone, mask, plan, context)
 
     # Activations as (units, samples), units in degree order: a unit's inputs are a
     # contiguous prefix of rows. Hidden and output rows start as their biases and

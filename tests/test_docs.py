@@ -499,7 +499,8 @@ BENCHMARKS = ROOT / "benchmarks"
 
 
 def write_fake_mnist(folder: Path, num_train: int = 1200, num_test: int = 200) -> Path:
-    """Random 28 x 28 grey images as the two MNIST image files: enough to run on, not MNIST."""
+    """Random 28 x 28 grey images and labels 0-9 as the four MNIST files: enough to run
+    on, not MNIST."""
     from densitykit.data.idx import write_idx
 
     folder.mkdir(parents=True)
@@ -507,6 +508,8 @@ def write_fake_mnist(folder: Path, num_train: int = 1200, num_test: int = 200) -
     for name, count in (("train", num_train), ("t10k", num_test)):
         images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
         write_idx(images, folder / f"{name}-images-idx3-ubyte.gz")
+        labels = rng.integers(0, 10, size=count, dtype=np.uint8)
+        write_idx(labels, folder / f"{name}-labels-idx1-ubyte.gz")
     return folder
 
 
@@ -566,6 +569,10 @@ QUICK_RUNS = {
         check_mnist_quality,
     ),
     "inpainting.py": (lambda tmp: ["500-direct"], check_inpainting),
+    "conditional.py": (
+        lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m")), "--out", str(tmp / "runs")],
+        check_mnist_quality,
+    ),
     "throughput.py": (lambda tmp: [], check_throughput),
     "sampling.py": (lambda tmp: [], check_sampling),
 }
