@@ -142,11 +142,14 @@ class TimeBudget(Callback):
 
 
 class EpochProgress(Callback):
-    """Prints one line per epoch to stderr."""
+    """Prints one line per epoch to stderr, after ``name`` if one is given."""
+
+    def __init__(self, name: str = "") -> None:
+        self.prefix = f"{name} " if name else ""
 
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
         print(
-            f"epoch {record['epoch']:3d}  train {record['train_nll']:.3f}  "
+            f"{self.prefix}epoch {record['epoch']:3d}  train {record['train_nll']:.3f}  "
             f"val {record['val_nll']:.3f}{'  *' if record['improved'] else ''}  "
             f"({record['seconds']:.1f}s, load {os.getloadavg()[0]:.2f})",
             file=sys.stderr,

@@ -43,30 +43,14 @@ import torch
 
 from densitykit.model import ModelConfig
 from densitykit.runs import DataConfig, RunConfig, fit_run, label_grid, load_run
-from densitykit.train import Callback, TrainConfig, TrainState
+from densitykit.train import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_report, table
+from _common import EpochProgress, machine_report, table
 
 MODEL = ModelConfig(hidden_sizes=(500,), masks="natural", num_masks=1, direct_connections=True)
 TRAIN = TrainConfig(epochs=60, batch_size=100, lr=1e-3, patience=10)
 QUICK_TRAIN, QUICK_VAL, QUICK_WIDTH = 1000, 200, 64
-
-
-class _Progress(Callback):
-    """Prints one line per epoch to stderr."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
-        print(
-            f"{self.name} epoch {record['epoch']:3d}  train {record['train_nll']:.3f}  "
-            f"val {record['val_nll']:.3f}{'  *' if record['improved'] else ''}  "
-            f"({record['seconds']:.1f}s, load {os.getloadavg()[0]:.2f})",
-            file=sys.stderr,
-            flush=True,
-        )
 
 
 @torch.no_grad()
@@ -116,7 +100,9 @@ def main() -> None:
     }
     for name, condition in (("unconditional", None), ("conditional", "label")):
         config = RunConfig(DataConfig("binarized-mnist", options, condition), model, train)
-        metrics = fit_run(config, out / name, overwrite=args.overwrite, callbacks=[_Progress(name)])
+        metrics = fit_run(
+            config, out / name, overwrite=args.overwrite, callbacks=[EpochProgress(name)]
+        )
         figures[name] = {
             key: metrics[key]
             for key in (

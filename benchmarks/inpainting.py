@@ -187,7 +187,7 @@ def train(
 ) -> tuple[dict[str, Any], dk.AutoregressiveModel, torch.Tensor]:
     """Train one model; its metrics (with wall time), best model and test images."""
     print(f"training {name} ...", file=sys.stderr, flush=True)
-    callbacks: list[Callback] = [EpochProgress()]
+    callbacks: list[Callback] = [EpochProgress(name)]
     budget = None if budget_minutes is None else TimeBudget(budget_minutes * 60)
     if budget is not None:
         callbacks.append(budget)
