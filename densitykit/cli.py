@@ -817,7 +817,12 @@ def sample(
         plugins=plugin,
         label=label,
     )
-    _say(f"wrote samples to {path}")
+    if label is not None:
+        _say(f"wrote {num_samples} samples of label {label} to {path}")
+    elif runs.read_run_config(run_dir).data.condition is not None:
+        _say(f"wrote {num_samples} samples of each label, a row per label, to {path}")
+    else:
+        _say(f"wrote {num_samples} samples to {path}")
 
 
 @app.command()

@@ -3,7 +3,6 @@ stay, every conditional is normalised, samples follow it, and the run folder rec
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -11,9 +10,9 @@ import numpy as np
 import pytest
 import strategies
 import torch
+from helpers import every_value, frequencies_match
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import stats
 from strategies import ModelSpec, model_specs
 from typer.testing import CliRunner
 
@@ -45,10 +44,6 @@ CONTEXTS = {
         [torch.tensor([0.0, 0.0]), torch.tensor([1.5, -0.5]), torch.tensor([-2.0, 3.0])],
     ),
 }
-
-
-def every_value(dim: int, num_values: int) -> torch.Tensor:
-    return torch.tensor(list(itertools.product(range(num_values), repeat=dim)))
 
 
 def tiny(
@@ -95,23 +90,6 @@ def conditional_specs(draw: st.DrawFn) -> tuple[ModelSpec, dict]:
     return spec, context
 
 
-def build(spec: ModelSpec, context: dict) -> dk.AutoregressiveModel:
-    return dk.create_model(
-        spec.head,
-        spec.dim,
-        spec.num_values,
-        hidden_sizes=spec.hidden_sizes,
-        masks=spec.masks,
-        num_masks=spec.num_masks,
-        seed=spec.seed,
-        activation=spec.activation,
-        direct_connections=spec.direct_connections,
-        mask_options=spec.mask_options,
-        **context,
-        **spec.head_options,
-    ).double()
-
-
 @pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(case=conditional_specs(), data=st.data())
@@ -122,7 +100,7 @@ def test_the_context_reaches_every_output_and_the_ordering_still_holds(
     for every parameter of every variable (the first of the ordering included, with or
     without hidden layers), and d params / d x keeps the autoregressive zeros."""
     spec, context = case
-    model = build(spec, context)
+    model = spec.build(**context).double()
     backbone = model.backbone
     width = backbone.dim * backbone.input_width
     drawn = ConnectivitySampler(spec.dim, backbone.hidden_sizes, seed=data.draw(st.integers(0, 99)))
@@ -234,22 +212,13 @@ def test_sample_frequencies_given_a_label_match_the_likelihood(
 ) -> None:
     model = tiny(head, dim, num_values, options, {"num_labels": 3})
     values = every_value(dim, num_values)
-    index = {tuple(row.tolist()): i for i, row in enumerate(values)}
     num_samples = 3000
     for label in (0, 2):
         samples = model.sample(
             num_samples, context=torch.tensor(label), generator=torch.Generator().manual_seed(label)
         )
         expected = model.log_prob(values, context=torch.tensor(label)).exp().detach()
-        counts = torch.zeros(len(values), dtype=torch.float64)
-        for row in samples.tolist():
-            counts[index[tuple(row)]] += 1
-        keep = expected * num_samples >= 5
-        observed = torch.cat([counts[keep], counts[~keep].sum()[None]])
-        wanted = torch.cat([expected[keep], expected[~keep].sum()[None]]) * num_samples
-        observed, wanted = observed[wanted > 0], wanted[wanted > 0]
-        statistic = float(((observed - wanted) ** 2 / wanted).sum())
-        assert stats.chi2.sf(statistic, max(len(observed) - 1, 1)) > 1e-3
+        assert frequencies_match(samples, values, expected)
 
 
 def test_one_context_per_sample_or_one_for_all() -> None:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import strategies
 import torch
+from helpers import every_value, frequencies_match
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import stats
 from strategies import ModelSpec, model_specs
 
 import densitykit as dk
@@ -51,10 +51,6 @@ def tiny(
     ).double()
     strategies.sharpen(model, 3.0, seed=4)
     return model
-
-
-def every_value(dim: int, num_values: int) -> torch.Tensor:
-    return torch.tensor(list(itertools.product(range(num_values), repeat=dim)))
 
 
 def every_pattern(dim: int) -> list[torch.Tensor]:
@@ -190,16 +186,7 @@ def test_completion_frequencies_match_the_conditional(
     candidates = candidates[(candidates[:, pattern] == example[pattern]).all(1)]
     expected = model.conditional_log_prob(candidates, pattern).exp().detach()
     torch.testing.assert_close(expected.sum(), torch.tensor(1.0, dtype=torch.float64))
-    index = {tuple(row.tolist()): i for i, row in enumerate(candidates)}
-    counts = torch.zeros(len(candidates), dtype=torch.float64)
-    for row in completed.tolist():
-        counts[index[tuple(row)]] += 1
-    keep = expected * num_samples >= 5  # chi-square cells with enough expected counts
-    observed = torch.cat([counts[keep], counts[~keep].sum()[None]])
-    wanted = torch.cat([expected[keep], expected[~keep].sum()[None]]) * num_samples
-    observed, wanted = observed[wanted > 0], wanted[wanted > 0]
-    statistic = float(((observed - wanted) ** 2 / wanted).sum())
-    assert stats.chi2.sf(statistic, max(len(observed) - 1, 1)) > 1e-3
+    assert frequencies_match(completed, candidates, expected)
 
 
 def test_completion_is_seeded_keeps_the_observed_values_and_ignores_the_missing_ones() -> None:
