@@ -271,7 +271,7 @@ def test_fast_completion_equals_the_reference_given_a_context(
     context, contexts = CONTEXTS[kind]
     model = tiny(head, dim, num_values, options, context, masks="any-order")
     # Per example its own pattern (none observed and all but one included) and context.
-    patterns = torch.tensor(list(itertools.product([False, True], repeat=dim))).repeat(5, 1)
+    patterns = every_value(dim, 2).bool().repeat(5, 1)
     size = patterns.shape[0]
     per_example = torch.stack([contexts[i % len(contexts)] for i in range(size)])
     features = model.encode_context(as_context(model, per_example), (size,))
