@@ -48,10 +48,11 @@ The same machinery completes a partly known ordering
 ([`complete_fast`][densitykit.sampling.complete_fast], behind
 [`queries.complete`][densitykit.queries.complete]). Under any connectivity, not only
 a stored mask, with the values of the first $k$ variables of its ordering given: the
-given values are encoded at once; every hidden unit of degree below $k + 1$ reads only
+given values are encoded at once; every hidden unit of degree below $k$ reads only
 given inputs, so one product per layer computes them all (the degree rule, which
 differs from unit to unit, applied as a mask among the degree-sorted units); and only
-steps $k$ to $D - 1$ run, the first block starting at step $k$. A connectivity's plan
+steps $k$ to $D - 1$ run, the first block starting at step $k$ (which computes the
+units of degree $k$). A connectivity's plan
 is built from its degrees, so it reads only the weights they allow and never needs
 the masks; the last one is kept per backbone (found again for a connectivity with the
 same degrees), so memory does not grow with the orderings seen.
@@ -299,8 +300,8 @@ def complete_fast(
 
     The fast sampler under any connectivity, the backbone's own or not, started after
     a given prefix: the given variables are encoded at once, the hidden units of
-    degree below ``num_given + 1`` (which read only given variables) are computed in
-    one product per layer, and only the remaining ``D - num_given`` steps run. The
+    degree below ``num_given`` (which read only given variables) are computed in one
+    product per layer, and only the remaining ``D - num_given`` steps run. The
     heads are called as [`complete_reference`][densitykit.sampling.complete_reference]
     calls them, so the same generator state gives the same values (up to the order
     of floating-point summation, as for ``sample_fast``).
