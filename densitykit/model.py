@@ -792,9 +792,10 @@ class AutoregressiveModel(nn.Module):
         """Exact samples of the missing values given the observed ones (inpainting).
 
         Each example draws one of the connectivities uniformly, then its missing
-        variables in that observed-first ordering: samples of the distribution
-        ``conditional_log_prob`` scores. Repeat the rows of ``x`` for several
-        completions of one example.
+        variables in that observed-first ordering, through the fast sampler started
+        after the observed prefix ([`queries.complete`][densitykit.queries.complete]):
+        samples of the distribution ``conditional_log_prob`` scores. Repeat the rows
+        of ``x`` for several completions of one example.
 
         Args:
             x: ``(B, D)`` values; only the observed ones are checked and read.
