@@ -356,6 +356,13 @@ def fit(
     direct: Annotated[
         bool, typer.Option(help="Direct input-to-output connections.")
     ] = _MODEL.direct_connections,
+    mask_input: Annotated[
+        bool,
+        typer.Option(
+            help="Tell the first hidden layer and the outputs which variables they see "
+            "(the mask as an input; for --masks any-order)."
+        ),
+    ] = _MODEL.mask_input,
     mask_every: Annotated[
         int, typer.Option(help="Steps between mask changes (0: never).")
     ] = _TRAIN.mask_every,
@@ -463,6 +470,7 @@ def fit(
             seed=seed,
             activation=activation,
             direct_connections=direct,
+            mask_input=mask_input,
             head_options=head_options,
             mask_options=mask_options,
         ),
@@ -511,6 +519,7 @@ _FIELDS = {
     "num_masks": "num_masks",
     "activation": "activation",
     "direct": "direct_connections",
+    "mask_input": "mask_input",
     "epochs": "epochs",
     "batch_size": "batch_size",
     "lr": "lr",

@@ -13,6 +13,16 @@ direct map to the outputs is what makes the first variable of every ordering dep
 on the context: its outputs see no hidden unit (a hidden unit of degree $m \ge 1$
 reads variable $m$ or later), so a context that entered the hidden layers only would
 never reach it (the bug of nflows PR 85 and sbi issue 1394).
+
+Mask as input (``mask_input=True``; the idea of deep orderless NADE, Uria et al.
+2014, and of the MADE paper's section 3.3): a masked input of 0 means either "the
+value 0" or "not visible to this unit". A backbone built with ``mask_input`` tells
+every unit of the first hidden layer which variables it sees, and every output
+which variables precede its variable: it adds ``(U * M) @ 1`` to their
+pre-activations, where ``M`` is the unit's variable-level mask under the
+connectivity in use and ``U`` a learnt weight per (unit, variable). The term depends
+on the connectivity only, never on ``x``, so the autoregressive property holds; it
+matters when the connectivity changes (training over all orderings).
 """
 
 from __future__ import annotations
@@ -85,6 +95,8 @@ class MADE(nn.Module):
             ``C > 0`` every call takes ``context`` ``(B, C)``, which reaches every
             hidden layer and every output through unmasked weights
             ``context_layers`` (see the module docstring).
+        mask_input: Tell the first hidden layer and the outputs which variables they
+            see (``mask_input_weights``; see the module docstring).
         products: How the masked layers are multiplied, one of
             [`PRODUCTS`][densitykit.made.PRODUCTS]: ``"dense"`` multiplies the whole
             masked weight (zeros included); ``"grouped"`` sorts the units by degree
@@ -118,6 +130,7 @@ class MADE(nn.Module):
         activation: str = "relu",
         direct_connections: bool = False,
         context_size: int = 0,
+        mask_input: bool = False,
         products: str = "auto",
     ) -> None:
         super().__init__()
@@ -163,6 +176,18 @@ class MADE(nn.Module):
         self.context_layers = (
             nn.ModuleList(nn.Linear(self.context_size, width, bias=False) for width in widths[1:])
             if self.context_size
+            else None
+        )
+        self.mask_input = bool(mask_input)
+        # Per (unit, variable) weights of the first hidden layer and of the outputs
+        # (the output layer alone without hidden layers); absent unless asked for.
+        shapes = [(widths[1], self.dim)] + ([(widths[-1], self.dim)] if self.hidden_sizes else [])
+        self.mask_input_weights = (
+            nn.ParameterList(
+                nn.Parameter(torch.empty(rows, cols).uniform_(-(cols**-0.5), cols**-0.5))
+                for rows, cols in shapes
+            )
+            if self.mask_input
             else None
         )
         # Degrees are the persistent truth; masks are derived buffers rebuilt on load.
@@ -261,6 +286,15 @@ class MADE(nn.Module):
         terms = self._context_terms(x, context)
         if connectivity is not None:
             return self.forward_with(x, connectivity, context=context)
+        if self.mask_input:
+            index = self.mask_index
+            terms = _add_terms(
+                terms,
+                self.mask_input_terms(
+                    self.input_degrees[index],
+                    self.hidden_degrees_0[index] if self.hidden_sizes else None,
+                ),
+            )
         if self.products == "grouped" or (
             self.products == "auto" and terms is None and self._grouped_pays(x)
         ):
@@ -268,15 +302,43 @@ class MADE(nn.Module):
         h = x
         for index, (layer, activation) in enumerate(zip(self.layers[:-1], self.activations)):
             h = layer(h)
-            if terms is not None:
+            if terms is not None and terms[index] is not None:
                 h = h + terms[index]
             h = activation(h)
         out = self.layers[-1](h)
-        if terms is not None:
+        if terms is not None and terms[-1] is not None:
             out = out + terms[-1]
         if self.direct is not None:
             out = out + self.direct(x)
         return out.view(x.shape[0], self.dim, self.params_per_variable)
+
+    def mask_input_terms(
+        self, input_degrees: torch.Tensor, first_hidden_degrees: torch.Tensor | None
+    ) -> list[torch.Tensor | None] | None:
+        """The mask-as-input shares of each layer's pre-activations under some degrees.
+
+        Args:
+            input_degrees: ``(D,)`` degrees of the variables.
+            first_hidden_degrees: ``(H_1,)`` degrees of the first hidden layer (``None``
+                without hidden layers).
+
+        Returns:
+            ``None`` for a backbone without ``mask_input``; else one entry per layer:
+            ``(width,)`` for the first hidden layer and the output layer, ``None``
+            for the others.
+        """
+        if self.mask_input_weights is None:
+            return None
+        out_degrees = input_degrees.repeat_interleave(self.params_per_variable)
+        strict = (out_degrees[:, None] > input_degrees[None, :]).to(self.mask_input_weights[0])
+        terms: list[torch.Tensor | None] = [None] * len(self.layers)
+        if first_hidden_degrees is None:
+            terms[0] = (self.mask_input_weights[0] * strict).sum(1)
+            return terms
+        seen = (first_hidden_degrees[:, None] >= input_degrees[None, :]).to(strict)
+        terms[0] = (self.mask_input_weights[0] * seen).sum(1)
+        terms[-1] = (self.mask_input_weights[1] * strict).sum(1)
+        return terms
 
     def _context_terms(
         self, x: torch.Tensor, context: torch.Tensor | None
@@ -334,19 +396,28 @@ class MADE(nn.Module):
         """
         self.check_fit(connectivity)
         terms = self._context_terms(x, context)
+        if self.mask_input:
+            device = self.input_degrees.device
+            terms = _add_terms(
+                terms,
+                self.mask_input_terms(
+                    connectivity.input_degrees.to(device),
+                    connectivity.hidden_degrees[0].to(device) if self.hidden_sizes else None,
+                ),
+            )
         masks = self._connectivity_masks(connectivity)
         h = x
         for index, (layer, mask, activation) in enumerate(
             zip(self.layers[:-1], masks, self.activations)
         ):
             h = F.linear(h, layer.weight * mask, layer.bias)
-            if terms is not None:
+            if terms is not None and terms[index] is not None:
                 h = h + terms[index]
             h = activation(h)
         out = F.linear(
             h, self.layers[-1].weight * masks[len(self.layers) - 1], self.layers[-1].bias
         )
-        if terms is not None:
+        if terms is not None and terms[-1] is not None:
             out = out + terms[-1]
         if self.direct is not None:
             out = out + F.linear(x, self.direct.weight * masks[-1])
@@ -427,7 +498,7 @@ class MADE(nn.Module):
         sorted_x = x if groupings.input_order is None else x.index_select(1, groupings.input_order)
         if terms is not None:  # the context's shares, with units in group order
             terms = [
-                term if groups.rows is None else term.index_select(1, groups.rows)
+                term if term is None or groups.rows is None else term.index_select(-1, groups.rows)
                 for term, groups in zip(terms, groupings.layers)
             ]
         h = sorted_x
@@ -435,11 +506,11 @@ class MADE(nn.Module):
             zip(self.layers[:-1], self.activations, groupings.layers)
         ):
             h = layer.forward_grouped(h, groups)
-            if terms is not None:
+            if terms is not None and terms[index] is not None:
                 h = h + terms[index]
             h = activation(h)
         out = self.layers[-1].forward_grouped(h, groupings.layers[-1])
-        if terms is not None:
+        if terms is not None and terms[-1] is not None:
             out = out + terms[-1]
         if self.direct is not None:
             assert groupings.direct is not None  # internal invariant: built together
@@ -513,5 +584,17 @@ class MADE(nn.Module):
             f"dim={self.dim}, hidden_sizes={self.hidden_sizes}, params_per_variable="
             f"{self.params_per_variable}, input_width={self.input_width}, "
             f"num_masks={self.num_masks}, direct_connections={self.direct_connections}, "
-            f"context_size={self.context_size}, products={self.products!r}"
+            f"context_size={self.context_size}, mask_input={self.mask_input}, "
+            f"products={self.products!r}"
         )
+
+
+def _add_terms(
+    first: list[torch.Tensor | None] | None, second: list[torch.Tensor | None] | None
+) -> list[torch.Tensor | None] | None:
+    """Per layer, the sum of two lists of optional pre-activation shares."""
+    if first is None or second is None:
+        return first if second is None else second
+    return [
+        a if b is None else b if a is None else a + b for a, b in zip(first, second, strict=True)
+    ]

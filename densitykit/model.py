@@ -90,6 +90,9 @@ class ModelConfig:
             context a label in ``0..L-1`` (one-hot); 0 for none.
         context_size: Real context features ``C`` of a model $p(x \mid c)$; 0 for
             none. At most one of ``num_labels`` and ``context_size`` is set.
+        mask_input: Tell the first hidden layer and the outputs which variables
+            they see, through learnt weights (deep orderless NADE's mask as input;
+            see [`MADE`][densitykit.made.MADE]); for training over all orderings.
     """
 
     head: str | None = None
@@ -105,6 +108,7 @@ class ModelConfig:
     mask_options: dict[str, Any] = field(default_factory=dict)
     num_labels: int = 0
     context_size: int = 0
+    mask_input: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_labels", "context_size"):
@@ -890,6 +894,7 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
             activation=config.activation,
             direct_connections=config.direct_connections,
             context_size=context_size,
+            mask_input=config.mask_input,
         )
         source = getattr(connectivities, "source", None)
     else:
@@ -913,6 +918,7 @@ def create_model(
     mask_options: dict[str, Any] | None = None,
     num_labels: int = 0,
     context_size: int = 0,
+    mask_input: bool = False,
     **head_options: Any,
 ) -> AutoregressiveModel:
     r"""Compose a model from registered parts by name.
@@ -931,6 +937,8 @@ def create_model(
         mask_options: Extra options for the mask builder (e.g. ``{"ordering": [2, 0, 1]}``).
         num_labels: Classes of a class-conditional model $p(x \mid y)$ (0: none).
         context_size: Real context features of a model $p(x \mid c)$ (0: none).
+        mask_input: Tell the first hidden layer and the outputs which variables they
+            see (for training over all orderings; see [`MADE`][densitykit.made.MADE]).
         **head_options: Extra options for the head (e.g. ``num_components=4``).
 
     Returns:
@@ -963,6 +971,7 @@ def create_model(
         mask_options=options,
         num_labels=num_labels,
         context_size=context_size,
+        mask_input=mask_input,
     )
     return build_model(replace(config, num_masks=resolved_num_masks(config)))
 
@@ -1007,4 +1016,6 @@ def parameter_count(config: ModelConfig) -> int:
     if config.direct_connections and config.hidden_sizes:
         count += widths[0] * widths[-1]
     count += (config.num_labels or config.context_size) * sum(widths[1:])
+    if config.mask_input:
+        count += dim * (widths[1] + (widths[-1] if config.hidden_sizes else 0))
     return own + count

@@ -488,11 +488,15 @@ def _prepare(
     below, weights, biases = plan.input_order, [], []
     layers = list(backbone.layers)
     context_layers = backbone.context_layers or [None] * len(layers)
-    for layer, order, context_layer in zip(
-        layers, [*plan.unit_orders, plan.output_order], context_layers
+    first = backbone.hidden_degrees_0[mask] if backbone.hidden_sizes else None
+    mask_terms = backbone.mask_input_terms(backbone.input_degrees[mask], first)
+    for index, (layer, order, context_layer) in enumerate(
+        zip(layers, [*plan.unit_orders, plan.output_order], context_layers)
     ):
         weights.append(_permuted(layer, mask, order, below))
         bias = _bias(layer, order)
+        if mask_terms is not None and mask_terms[index] is not None:
+            bias = bias + mask_terms[index].index_select(0, order)[:, None]
         if context_layer is not None and context is not None:
             bias = torch.addmm(bias, context_layer.weight.index_select(0, order), context.t())
         biases.append(bias)

@@ -552,3 +552,51 @@ def test_an_observed_pattern_can_be_a_picture(tmp_path) -> None:
     for name, message in (("small.png", "10 x 12 pixels"), ("all.png", "dark (missing)")):
         bad = runner.invoke(app, ["eval", str(run), "--observed", str(tmp_path / name)])
         assert bad.exit_code == 1 and message in bad.output, bad.output
+
+
+# -- the mask as an input ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("head", "dim", "num_values", "options"), TINY[:5], ids=TINY_IDS[:5])
+@pytest.mark.parametrize("hidden_sizes", [(), (7,), (7, 5)], ids=["0", "1", "2"])
+def test_the_mask_as_input_keeps_every_ordering_exact(
+    head: str, dim: int, num_values: int, options: dict, hidden_sizes: tuple[int, ...]
+) -> None:
+    """With ``mask_input`` each ordering's model still sums to 1, its outputs ignore the
+    variables the ordering forbids, and the fast sampler equals the reference."""
+    model = dk.create_model(
+        head, dim, num_values, hidden_sizes=hidden_sizes, masks="any-order", num_masks=2,
+        seed=3, direct_connections=True, mask_input=True, **options,
+    ).double()  # fmt: skip
+    strategies.sharpen(model, 3.0, seed=2)
+    backbone, values = model.backbone, every_value(dim, num_values)
+    drawn = ConnectivitySampler(dim, backbone.hidden_sizes, seed=8)
+    orderings = [drawn.draw(), drawn.draw()]
+    tables = []
+    for conn in orderings:
+        log_prob = model.log_prob(values, connectivity=conn).detach()
+        torch.testing.assert_close(log_prob.exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+        tables.append(log_prob)
+        points = torch.randn(2, dim * backbone.input_width, dtype=torch.float64)
+        jac = torch.autograd.functional.jacobian(
+            lambda inputs, conn=conn: backbone(inputs, connectivity=conn), points
+        )[0, :, :, 0, :]
+        degrees = conn.input_degrees
+        allowed = degrees[:, None] > degrees.repeat_interleave(backbone.input_width)[None, :]
+        assert torch.count_nonzero(jac[~allowed[:, None, :].expand_as(jac)]) == 0
+    for mask in range(model.num_masks):
+        fast = model.sample(30, mask=mask, generator=torch.Generator().manual_seed(mask))
+        naive = model.sample_naive(30, mask=mask, generator=torch.Generator().manual_seed(mask))
+        assert torch.equal(fast, naive)
+    # The terms depend on the ordering (that is their point) ...
+    terms = [
+        backbone.mask_input_terms(
+            conn.input_degrees, conn.hidden_degrees[0] if hidden_sizes else None
+        )[0]
+        for conn in orderings
+    ]
+    assert not torch.allclose(terms[0], terms[1])
+    # ... and a backbone without them has no such weights.
+    plain = dk.create_model(head, dim, num_values, hidden_sizes=hidden_sizes, **options)
+    assert not any("mask_input" in key for key in plain.state_dict())
+    assert dk.model.parameter_count(model.config) == sum(p.numel() for p in model.parameters())
