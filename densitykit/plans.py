@@ -85,6 +85,7 @@ class Plan:
         unit_orders: Per hidden layer, its units sorted by degree ``(H_l,)``.
         output_order: Output units in step order ``(D*P,)``.
         ordering: The variable drawn at each step ``(D,)``.
+        degrees: The degrees the plan was built from, on the backbone's device.
         consistent: Whether the stored masks allow no connection the degrees forbid;
             if not, the sampler defers to the reference sampler.
         exact: Whether the stored masks are exactly the degrees' masks, so that the
@@ -98,6 +99,7 @@ class Plan:
     unit_orders: tuple[torch.Tensor, ...]
     output_order: torch.Tensor
     ordering: torch.Tensor
+    degrees: Connectivity
     consistent: bool
     exact: bool
 
@@ -271,6 +273,7 @@ def _degree_plan(
         unit_orders=tuple(order.to(device) for order in unit_orders),
         output_order=output_order.to(device),
         ordering=ordering.to(device),
+        degrees=conn.to(device),
         consistent=consistent,
         exact=exact,
     )

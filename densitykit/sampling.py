@@ -488,8 +488,10 @@ def _prepare(
     below, weights, biases = plan.input_order, [], []
     layers = list(backbone.layers)
     context_layers = backbone.context_layers or [None] * len(layers)
-    first = backbone.hidden_degrees_0[mask] if backbone.hidden_sizes else None
-    mask_terms = backbone.mask_input_terms(backbone.input_degrees[mask], first)
+    # The mask-as-input terms of the plan's degrees (the stored mask's or any other).
+    degrees = plan.degrees
+    first = degrees.hidden_degrees[0] if degrees.hidden_degrees else None
+    mask_terms = backbone.mask_input_terms(degrees.input_degrees, first)
     for index, (layer, order, context_layer) in enumerate(
         zip(layers, [*plan.unit_orders, plan.output_order], context_layers)
     ):

@@ -366,6 +366,13 @@ def test_fast_completion_with_one_hot_inputs(head: str, options: dict, direct: b
     assert_completion_equals_reference(build(head, direct=direct, **options), [0, 1, 3, 6])
 
 
+@pytest.mark.parametrize("hidden_sizes", [(), (12,), (3, 20)])
+def test_fast_completion_with_the_mask_as_input(hidden_sizes: tuple[int, ...]) -> None:
+    model = build("categorical", hidden_sizes=hidden_sizes, direct=True, mask_input=True)
+    assert_completion_equals_reference(model, [0, 1, 4, 6])
+    assert_fast_equals_naive(model)
+
+
 def test_fast_completion_with_wide_layers_and_a_re_encoding_head() -> None:
     assert_completion_equals_reference(build("categorical", dim=3, hidden_sizes=(40, 30)))
     reference = build("bernoulli", direct=True)
