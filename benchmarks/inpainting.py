@@ -27,7 +27,10 @@ of three kinds of model, all of the recipe's size:
     for ``random:0.5`` the fixed observed set first, then the rest (each group in
     raster order).
 
-It also reports the joint test NLL of (a) and (b). Each model is one ``densitykit``
+With ``--mask-input`` it also trains (a') the model of (a) with the mask as an input
+(``mask_input=True``: the first hidden layer and the outputs are told which variables
+they see under the ordering in use), and reports it beside (a). It also reports the
+joint test NLL of (a) and (b) (and of every other model). Each model is one ``densitykit``
 run (``densitykit.runs.fit_run``) on the ``binarized-mnist`` data set built from the
 IDX files in ``--data-dir`` (50,000 / 10,000 / 10,000 images, early stopping on the
 validation NLL); the run folders go under ``--out``
@@ -44,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -116,9 +120,14 @@ def column_major(shape: tuple[int, int]) -> list[int]:
 
 
 def model_configs(
-    recipe: Recipe, shape: tuple[int, int], observed: dict[str, torch.Tensor], quick: bool
+    recipe: Recipe,
+    shape: tuple[int, int],
+    observed: dict[str, torch.Tensor],
+    quick: bool,
+    mask_input: bool,
 ) -> dict[str, ModelConfig]:
-    """The models to train: (a), (b) and the specialists of left-half and random:0.5."""
+    """The models to train: (a), (b), the specialists of left-half and random:0.5, and
+    with ``mask_input`` (a') (a with the mask as an input)."""
     hidden = recipe.hidden_sizes
     num_masks = recipe.num_masks
     if quick:
@@ -127,8 +136,11 @@ def model_configs(
     base = ModelConfig(
         hidden_sizes=hidden, direct_connections=recipe.direct_connections, num_masks=1
     )
+    any_order = replace(base, masks="any-order", num_masks=num_masks)
+    extra = {MASK_INPUT: replace(any_order, mask_input=True)} if mask_input else {}
     return {
-        "any-order": replace(base, masks="any-order", num_masks=num_masks),
+        "any-order": any_order,
+        **extra,
         "natural": replace(base, masks="natural"),
         "left-half specialist": replace(
             base, masks="ordering", mask_options={"ordering": column_major(shape)}
@@ -141,6 +153,8 @@ def model_configs(
     }
 
 
+# (a') of the module notes: (a) told which variables each unit sees (--mask-input).
+MASK_INPUT = "any-order + mask input"
 # The model that answers each pattern in its own ordering: (c) of the module notes.
 SPECIALISTS = {
     "top-half": "natural",
@@ -258,6 +272,10 @@ def pattern_results(
             "specialist_nats": specialist,
             "any_order_minus_specialist_nats": any_order - specialist,
         }
+        if MASK_INPUT in models:
+            told = models[MASK_INPUT]["conditional_nll_nats"][pattern]
+            results[pattern]["any_order_mask_input_nats"] = told
+            results[pattern]["any_order_mask_input_minus_specialist_nats"] = told - specialist
     return results
 
 
@@ -274,6 +292,7 @@ def print_tables(
         "conditional NLL of the missing pixels, nats per image (test set); "
         f"random:0.5 is one observed set (seed {pattern_seed}), the specialist's own"
     )
+    told = MASK_INPUT in models
     rows = [
         [
             pattern,
@@ -284,15 +303,19 @@ def print_tables(
             f"{result['specialist_nats']:.2f}",
             f"{result['any_order_minus_specialist_nats']:+.2f}",
         ]
+        + (
+            [
+                f"{result['any_order_mask_input_nats']:.2f}",
+                f"{result['any_order_mask_input_minus_specialist_nats']:+.2f}",
+            ]
+            if told
+            else []
+        )
         for pattern, result in results.items()
     ]
-    print(
-        table(
-            ["observed", "missing", "(a) any-order", "(b) natural", "(c) specialist",
-             "(a) - (c)"],
-            rows,
-        )
-    )  # fmt: skip
+    header = ["observed", "missing", "(a) any-order", "(b) natural", "(c) specialist",
+              "(a) - (c)"] + (["(a') mask input", "(a') - (c)"] if told else [])  # fmt: skip
+    print(table(header, rows))
     print()
     rows = [
         [
@@ -335,6 +358,11 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="Stop each model's training after the epoch that passes this many minutes.",
     )
+    parser.add_argument(
+        "--mask-input",
+        action="store_true",
+        help="Also train (a') the any-order model with the mask as an input.",
+    )
     parser.add_argument("--quick", action="store_true", help="A smoke run of a few seconds.")
     parser.add_argument("--overwrite", action="store_true", help="Replace existing runs.")
     return parser.parse_args()
@@ -360,8 +388,10 @@ def main() -> None:
     load_before = os.getloadavg()
 
     models: dict[str, dict[str, Any]] = {}
-    for name, model_config in model_configs(recipe, shape, observed, args.quick).items():
-        folder = out / name.replace(" ", "-").replace(":", "")
+    for name, model_config in model_configs(
+        recipe, shape, observed, args.quick, args.mask_input
+    ).items():
+        folder = out / re.sub(r"[^a-z0-9.]+", "-", name)  # e.g. any-order-mask-input
         config = RunConfig(data, model_config, training)
         metrics, model, test = train(name, config, folder, args.overwrite, args.time_budget)
         models[name] = {"run": str(folder), "masks": model_config.masks}

@@ -531,7 +531,7 @@ def check_mnist_quality(stdout: str, tmp_path: Path) -> None:
 
 def check_inpainting(stdout: str, tmp_path: Path) -> None:
     check_mnist_quality(stdout, tmp_path)
-    for text in ("(a) any-order", "not its ordering", "left-half", "random:0.5", "epochs"):
+    for text in ("(a) any-order", "(a') mask input", "not its ordering", "random:0.5", "epochs"):
         assert text in stdout, text
     assert "pixels first: False" not in stdout
     assert stdout.count("pixels first: True") == 3
@@ -568,7 +568,7 @@ QUICK_RUNS = {
         ],
         check_mnist_quality,
     ),
-    "inpainting.py": (lambda tmp: ["500-direct"], check_inpainting),
+    "inpainting.py": (lambda tmp: ["500-direct", "--mask-input"], check_inpainting),
     "conditional.py": (
         lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m")), "--out", str(tmp / "runs")],
         check_mnist_quality,
