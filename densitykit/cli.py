@@ -731,8 +731,9 @@ def _eval_observed(
                 ).sum()
             )
     missing = float((~pattern).sum(1).double().mean())
+    given = " given the label" if labels is not None else ""
     _say(
-        f"{split} conditional NLL of the missing part ({observed}, {missing:.0f} variables "
+        f"{split} conditional NLL of the missing part{given} ({observed}, {missing:.0f} variables "
         f"missing on average) {total / data.shape[0]:.4f} nats with {run.model.num_masks} "
         "ordering(s)"
     )
