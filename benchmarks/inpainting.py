@@ -57,8 +57,9 @@ from typing import Any
 import torch
 
 import densitykit as dk
+from densitykit.checkpoint import load_object
 from densitykit.model import ModelConfig
-from densitykit.runs import DataConfig, RunConfig, fit_run, load_run
+from densitykit.runs import DataConfig, RunConfig, fit_run, load_run, read_run_config
 from densitykit.train import Callback, TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -196,10 +197,52 @@ def own_ordering_puts_observed_first(model: dk.AutoregressiveModel, observed: to
     return torch.equal(moved.ordering, own.ordering)
 
 
+def reused(name: str, config: RunConfig, out: Path) -> dict[str, Any] | None:
+    """The metrics of a completed run of ``config`` in ``out`` (``--reuse``), else ``None``.
+
+    A folder that holds a completed run of other settings is refused: it is not
+    silently mixed into the table.
+    """
+    if not (out / "metrics.json").is_file():
+        return None
+    saved = read_run_config(out).to_dict()
+    wanted = config.to_dict()
+    given_model = {k: v for k, v in wanted["model"].items() if v is not None}
+    if (
+        saved["data"] != wanted["data"]
+        or saved["train"] != wanted["train"]
+        or any(saved["model"].get(k) != v for k, v in given_model.items())
+    ):
+        raise SystemExit(f"{out} holds a run of other settings than {name}'s; pass --overwrite")
+    metrics = json.loads((out / "metrics.json").read_text())
+    state = load_object(out / "train_state.pt")
+    patience = config.train.patience
+    waited = state["epochs_without_improvement"]
+    metrics["stopped_by_time_budget"] = bool(
+        state["stopped_early"] and (patience is None or waited < patience)
+    )
+    metrics["stopped_early"] = (
+        bool(state["stopped_early"]) and not metrics["stopped_by_time_budget"]
+    )
+    metrics["run_seconds"] = None  # not known for a reused run
+    metrics["reused"] = True
+    print(f"reusing {name} from {out}", file=sys.stderr, flush=True)
+    return metrics
+
+
 def train(
-    name: str, config: RunConfig, out: Path, overwrite: bool, budget_minutes: float | None
+    name: str,
+    config: RunConfig,
+    out: Path,
+    overwrite: bool,
+    budget_minutes: float | None,
+    reuse: bool = False,
 ) -> tuple[dict[str, Any], dk.AutoregressiveModel, torch.Tensor]:
     """Train one model; its metrics (with wall time), best model and test images."""
+    earlier = reused(name, config, out) if reuse and not overwrite else None
+    if earlier is not None:
+        run = load_run(out, device=config.train.device)
+        return earlier, run.model, run.dataset.test
     print(f"training {name} ...", file=sys.stderr, flush=True)
     callbacks: list[Callback] = [EpochProgress(name)]
     budget = None if budget_minutes is None else TimeBudget(budget_minutes * 60)
@@ -365,6 +408,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="A smoke run of a few seconds.")
     parser.add_argument("--overwrite", action="store_true", help="Replace existing runs.")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Evaluate a completed run of the same settings found in a model's folder "
+        "instead of training it again (a run of other settings is refused).",
+    )
     return parser.parse_args()
 
 
@@ -393,7 +442,9 @@ def main() -> None:
     ).items():
         folder = out / re.sub(r"[^a-z0-9.]+", "-", name)  # e.g. any-order-mask-input
         config = RunConfig(data, model_config, training)
-        metrics, model, test = train(name, config, folder, args.overwrite, args.time_budget)
+        metrics, model, test = train(
+            name, config, folder, args.overwrite, args.time_budget, args.reuse
+        )
         models[name] = {"run": str(folder), "masks": model_config.masks}
         models[name] |= model_figures(name, metrics, model, test, observed)
     results = pattern_results(models, observed)
