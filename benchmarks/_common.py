@@ -6,12 +6,26 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
-__all__ = ["cpu_model", "machine_report", "median_time", "parse_architecture", "table"]
+from densitykit.train import Callback, TrainState
+
+__all__ = [
+    "EpochProgress",
+    "TimeBudget",
+    "add_recipe_arguments",
+    "cpu_model",
+    "machine_report",
+    "median_time",
+    "parse_architecture",
+    "table",
+]
 
 
 def cpu_model() -> str:
@@ -80,3 +94,64 @@ def parse_architecture(text: str) -> tuple[int, tuple[int, ...]]:
             f"expected D-H1-...-D with equal first and last sizes, got {text!r}"
         )
     return sizes[0], tuple(sizes[1:-1])
+
+
+def add_recipe_arguments(
+    parser: argparse.ArgumentParser,
+    recipes: Iterable[str],
+    *,
+    data_dir_required: bool = True,
+    out_help: str = "The run folder to write.",
+) -> None:
+    """The arguments of a benchmark of named recipes trained on MNIST IDX files.
+
+    The recipe name, ``--data-dir``, ``--out``, ``--save``, ``--device``, ``--threads``,
+    ``--seed``, ``--data-seed`` and ``--epochs``.
+    """
+    parser.add_argument("recipe", choices=sorted(recipes), help="The named recipe to run.")
+    parser.add_argument(
+        "--data-dir", type=Path, required=data_dir_required, help="Folder of the IDX files."
+    )
+    parser.add_argument("--out", type=Path, default=None, help=out_help)
+    parser.add_argument("--save", type=Path, default=None, help="The figures' JSON file.")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N].")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of weights and shuffling.")
+    parser.add_argument("--data-seed", type=int, default=0, help="Seed of the binarization.")
+    parser.add_argument("--epochs", type=int, default=None, help="Override the epoch limit.")
+
+
+class TimeBudget(Callback):
+    """Ends training after the first epoch that passes ``seconds`` of wall time.
+
+    It marks the loop state as stopped, which the training loop honours like early
+    stopping (the best weights are restored).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.perf_counter()
+        self.stopped = False
+
+    def on_train_begin(self, state: TrainState, num_batches: int) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        if time.perf_counter() - self.started > self.seconds and not state.stopped_early:
+            state.stopped_early = self.stopped = True
+
+
+class EpochProgress(Callback):
+    """Prints one line per epoch to stderr, after ``name`` if one is given."""
+
+    def __init__(self, name: str = "") -> None:
+        self.prefix = f"{name} " if name else ""
+
+    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
+        print(
+            f"{self.prefix}epoch {record['epoch']:3d}  train {record['train_nll']:.3f}  "
+            f"val {record['val_nll']:.3f}{'  *' if record['improved'] else ''}  "
+            f"({record['seconds']:.1f}s, load {os.getloadavg()[0]:.2f})",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -41,10 +41,10 @@ import torch
 
 from densitykit.model import ModelConfig
 from densitykit.runs import DataConfig, RunConfig, fit_run, load_run
-from densitykit.train import Callback, TrainConfig, TrainState, evaluate
+from densitykit.train import Callback, TrainConfig, evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_report
+from _common import EpochProgress, add_recipe_arguments, machine_report
 
 
 @dataclass(frozen=True)
@@ -115,19 +115,6 @@ LEVERS: dict[str, tuple[type, str]] = {
 of the levers table is one command: ``dropout`` is the model's, the others training's."""
 
 
-class _Progress(Callback):
-    """Prints one line per epoch to stderr."""
-
-    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
-        print(
-            f"epoch {record['epoch']:3d}  train {record['train_nll']:.3f}  "
-            f"val {record['val_nll']:.3f}{'  *' if record['improved'] else ''}  "
-            f"({record['seconds']:.1f}s, load {os.getloadavg()[0]:.2f})",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def run_config(recipe: Recipe, args: argparse.Namespace) -> RunConfig:
     """The recipe's run configuration for the command-line options."""
     options: dict[str, Any] = {"data_dir": str(args.data_dir), "seed": args.data_seed}
@@ -157,15 +144,7 @@ def run_config(recipe: Recipe, args: argparse.Namespace) -> RunConfig:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", choices=sorted(RECIPES), help="The named recipe to run.")
-    parser.add_argument("--data-dir", type=Path, required=True, help="Folder of the IDX files.")
-    parser.add_argument("--out", type=Path, default=None, help="The run folder to write.")
-    parser.add_argument("--save", type=Path, default=None, help="The figures' JSON file.")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N].")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of weights and shuffling.")
-    parser.add_argument("--data-seed", type=int, default=0, help="Seed of the binarization.")
-    parser.add_argument("--epochs", type=int, default=None, help="Override the epoch limit.")
+    add_recipe_arguments(parser, RECIPES)
     parser.add_argument(
         "--time-budget", type=float, default=None, help="Override the wall-time budget (minutes)."
     )
@@ -195,7 +174,7 @@ def main() -> None:
     print(machine_report(), file=sys.stderr)
     print(f"recipe {args.recipe}: {recipe.description}", file=sys.stderr, flush=True)
 
-    callbacks: list[Callback] = [_Progress()]
+    callbacks: list[Callback] = [EpochProgress()]
     load_before = os.getloadavg()
     started = time.perf_counter()
     metrics = fit_run(config, out, overwrite=args.overwrite, callbacks=callbacks)

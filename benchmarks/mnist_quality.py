@@ -1,6 +1,6 @@
 """Test NLL of densitykit's recommended MADE recipe on binarized MNIST.
 
-    python benchmarks/mnist_quality.py --data-dir ../shared/data/mnist-10k
+    python benchmarks/mnist_quality.py --data-dir DIR
 
 Trains the recipe below on the training images of ``--data-dir`` (thresholded at
 127.5; 10% of them held out for early stopping), evaluates the test set with the

@@ -4,11 +4,14 @@ Draws samples from Bernoulli MADEs on 784 binary variables (natural ordering, bu
 with ``dk.create_model``) with ``sampling.sample_reference`` (one full forward pass
 per variable: the baseline) and with ``sampling.sample_fast`` (every unit computed
 once), from identically seeded generators, and checks that both give the same
-samples. Each run times the reference once and then the fast sampler (median of
-three calls, index groups cached as ``model.sample`` has them); the speed-up of every
-run is printed, so a target like "at least 80x in every run" can be read off. Runs
-of more than 1,000 samples are timed ``--large-runs`` times (the reference takes
-minutes there).
+samples. It then times completing ``--completions`` images (100 by default) with the
+top half observed, with ``queries.complete_reference`` (one forward pass per missing
+variable) and ``queries.complete`` (the fast sampler, started after the observed
+prefix), and checks that both give the same completions. Each run times the
+reference once and then the fast sampler (median of three calls, index groups cached
+as ``model.sample`` has them); the speed-up of every run is printed, so a target
+like "at least 80x in every run" can be read off. Runs of more than 1,000 samples
+are timed ``--large-runs`` times (the reference takes minutes there).
 
 Run ``python benchmarks/sampling.py`` for the headline figures (about 8 minutes on a
 2-core CPU, almost all of it in the reference) or ``--quick`` for a smoke run.
@@ -17,16 +20,18 @@ Run ``python benchmarks/sampling.py`` for the headline figures (about 8 minutes 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 
 import torch
 from _common import machine_report, median_time, parse_architecture, table
 
 import densitykit as dk
-from densitykit import sampling
+from densitykit import plans, queries, sampling
 
 DEFAULT_ARCHITECTURES = ("784-500-784", "784-512-512-784")
 
@@ -38,17 +43,18 @@ def timed(run) -> tuple[float, torch.Tensor]:
 
 
 def measure(
-    parts: tuple, num_samples: int, runs: int, seed: int
+    draw_reference: Callable[[torch.Generator], torch.Tensor],
+    draw_fast: Callable[[torch.Generator], torch.Tensor],
+    runs: int,
+    seed: int,
 ) -> tuple[list[float], list[float], list[float], list[float], bool]:
     """Per run: reference seconds, fast seconds (median of 3 calls), ratio, load; identical."""
 
     def reference() -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seed)
-        return sampling.sample_reference(*parts, num_samples, generator=generator)
+        return draw_reference(torch.Generator().manual_seed(seed))
 
     def fast() -> torch.Tensor:
-        generator = torch.Generator().manual_seed(seed)
-        return sampling.sample_fast(*parts, num_samples, generator=generator)
+        return draw_fast(torch.Generator().manual_seed(seed))
 
     reference_times, fast_times, ratios, loads, identical = [], [], [], [], True
     for _ in range(runs):
@@ -61,6 +67,39 @@ def measure(
         fast_times.append(fast_time)
         ratios.append(reference_time / fast_time)
     return reference_times, fast_times, ratios, loads, identical
+
+
+def completion_row(
+    text: str, parts: tuple, num_completions: int, runs: int, seed: int, checks: list[str]
+) -> list[object]:
+    """Time completing the bottom half given the top half (the first half of the variables)."""
+    dim = parts[0].dim
+    side = math.isqrt(dim)
+    if side * side == dim:
+        observed = queries.observed_pattern("top-half", (side, side))[0]
+    else:
+        observed = torch.arange(dim) < dim // 2
+    x = sampling.sample_fast(*parts, num_completions, generator=torch.Generator().manual_seed(1))
+    reference_times, fast_times, ratios, _, identical = measure(
+        lambda g: queries.complete_reference(*parts, x, observed, generator=g),
+        lambda g: queries.complete(*parts, x, observed, generator=g),
+        runs,
+        seed,
+    )
+    checks.append(
+        f"{text}, {num_completions:,} completions: fast and reference completions identical "
+        f"with the same generator in every run: {identical}"
+    )
+    return [
+        text,
+        f"{num_completions:,}",
+        runs,
+        f"{statistics.median(reference_times):.3f}",
+        f"{statistics.median(fast_times):.4f}",
+        f"{min(ratios):.0f}x",
+        f"{statistics.median(ratios):.0f}x",
+        " ".join(f"{ratio:.0f}" for ratio in ratios),
+    ]
 
 
 def main() -> None:
@@ -77,10 +116,17 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
     )
+    parser.add_argument(
+        "--completions",
+        type=int,
+        default=100,
+        help="images completed (top half observed) per timing run; 0 skips completion",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run of a few seconds")
     args = parser.parse_args()
     if args.quick:
         args.num_samples, args.runs, args.large_runs = [1, 20], 2, 1
+        args.completions = min(args.completions, 20)
         args.architectures = ["196-125-196", "196-128-128-196"]
 
     if args.threads is not None:
@@ -89,7 +135,7 @@ def main() -> None:
     print(machine_report())
     print()
 
-    rows, checks = [], []
+    rows, checks, completion_rows = [], [], []
     for text in args.architectures:
         dim, hidden_sizes = parse_architecture(text)
         model = dk.create_model("bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural")
@@ -99,11 +145,14 @@ def main() -> None:
         # Warm-ups: a short reference run and a fast one (which caches the index groups).
         sampling.sample_reference(*parts, 10)
         sampling.sample_fast(*parts, 10)
-        plan_time, _ = median_time(lambda p=parts: sampling._build_plan(p[0], 0), repeats=5)
+        plan_time, _ = median_time(lambda p=parts: plans.build_mask_plan(p[0], 0), repeats=5)
         for num_samples in args.num_samples:
             runs = args.runs if num_samples <= 1000 else args.large_runs
             reference_times, fast_times, ratios, loads, identical = measure(
-                parts, num_samples, runs, args.seed
+                lambda g, n=num_samples, p=parts: sampling.sample_reference(*p, n, generator=g),
+                lambda g, n=num_samples, p=parts: sampling.sample_fast(*p, n, generator=g),
+                runs,
+                args.seed,
             )
             fast_median = statistics.median(fast_times)
             rows.append(
@@ -125,6 +174,10 @@ def main() -> None:
                 f"with the same generator in every run: {identical}"
             )
         checks.append(f"{text}: building the index groups of one mask takes {plan_time:.4f} s")
+        if args.completions:
+            completion_rows.append(
+                completion_row(text, parts, args.completions, args.runs, args.seed, checks)
+            )
 
     print(
         "reference: sample_reference (D forward passes); fast: sample_fast, median of 3 calls "
@@ -137,6 +190,20 @@ def main() -> None:
             rows,
         )
     )  # fmt: skip
+    if completion_rows:
+        print()
+        print(
+            f"completion of {args.completions} images with the top half observed: "
+            "queries.complete_reference (one forward pass per missing variable) against "
+            "queries.complete (the fast sampler after the observed prefix), median of 3 calls"
+        )
+        print(
+            table(
+                ["model", "completions", "runs", "reference s", "fast s", "min speed-up",
+                 "median", "every run"],
+                completion_rows,
+            )
+        )  # fmt: skip
     print()
     print("\n".join(checks))
 

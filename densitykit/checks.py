@@ -22,10 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 __all__ = [
     "check_bool",
     "check_choice",
     "check_fraction",
+    "check_generator",
     "check_index",
     "check_int",
     "check_optional_int",
@@ -145,6 +148,22 @@ def check_fraction(value: Any, name: str) -> float:
     if not math.isfinite(value) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
+
+
+def check_generator(value: Any) -> None:
+    """Check that ``value`` is a ``torch.Generator`` or ``None``.
+
+    Raises:
+        TypeError: If it is anything else.
+
+    Example:
+        >>> check_generator(0)
+        Traceback (most recent call last):
+        ...
+        TypeError: generator must be a torch.Generator or None, got int
+    """
+    if value is not None and not isinstance(value, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(value).__name__}")
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:

@@ -235,8 +235,9 @@ def _report(metrics: dict[str, Any], out: Path) -> None:
         if metrics.get("true_entropy_nats") is not None
         else ""
     )
+    given = " given the label" if metrics.get("condition") else ""
     _say(
-        f"test NLL {metrics['test_nll_nats']:.4f} nats "
+        f"test NLL{given} {metrics['test_nll_nats']:.4f} nats "
         f"({metrics['test_nats_per_dim']:.4f} nats/dim, "
         f"{metrics['test_bits_per_dim']:.4f} bits/dim){entropy}"
     )
@@ -327,6 +328,13 @@ def fit(
         str | None,
         typer.Option(help="Head name (see `densitykit heads`); default suits the data."),
     ] = None,
+    condition: Annotated[
+        str | None,
+        typer.Option(
+            help="Train a conditional model: 'label' for p(x | label), with the data set's "
+            "labels (mnist, fashion-mnist, binarized-mnist, shapes)."
+        ),
+    ] = None,
     masks: Annotated[
         str, typer.Option(help="Mask builder (see `densitykit masks`).")
     ] = _MODEL.masks,
@@ -359,7 +367,9 @@ def fit(
     ] = None,
     time_budget_minutes: Annotated[
         float | None,
-        typer.Option(help="Stop after the first epoch that ends past this many minutes."),
+        typer.Option(
+            "--time-budget", help="Stop after the first epoch that ends past this many minutes."
+        ),
     ] = None,
     patience: Annotated[
         int, typer.Option(help="Early-stopping patience in epochs (0 disables).")
@@ -379,6 +389,13 @@ def fit(
     dropout: Annotated[
         float, typer.Option(help="Dropout probability of the hidden units in training.")
     ] = _MODEL.dropout,
+    mask_input: Annotated[
+        bool,
+        typer.Option(
+            help="Tell the first hidden layer and the outputs which variables they see "
+            "(the mask as an input; for --masks any-order)."
+        ),
+    ] = _MODEL.mask_input,
     mask_every: Annotated[
         int, typer.Option(help="Steps between mask changes (0: never).")
     ] = _TRAIN.mask_every,
@@ -477,7 +494,7 @@ def fit(
                 f"--ordering must be comma-separated integers, got {ordering!r}"
             ) from None
     config = runs.RunConfig(
-        data=runs.DataConfig(data, data_options),
+        data=runs.DataConfig(data, data_options, condition),
         model=ModelConfig(
             head=head,
             hidden_sizes=_parse_sizes(hidden_sizes),
@@ -487,6 +504,7 @@ def fit(
             activation=activation,
             direct_connections=direct,
             dropout=dropout,
+            mask_input=mask_input,
             head_options=head_options,
             mask_options=mask_options,
         ),
@@ -540,6 +558,7 @@ _FIELDS = {
     "activation": "activation",
     "direct": "direct_connections",
     "dropout": "dropout",
+    "mask_input": "mask_input",
     "epochs": "epochs",
     "batch_size": "batch_size",
     "lr": "lr",
@@ -679,9 +698,10 @@ def eval_command(
     if as_json:
         typer.echo(json.dumps(result))
         return
+    given = " given the label, -log p(x | label)," if result["condition"] else ""
     _say(
-        f"{split} NLL {result['nll_nats']:.4f} nats ({result['nats_per_dim']:.5f} nats/dim, "
-        f"{result['bits_per_dim']:.5f} bits/dim) with {result['num_masks']} mask(s)"
+        f"{split} NLL{given} {result['nll_nats']:.4f} nats ({result['nats_per_dim']:.5f} "
+        f"nats/dim, {result['bits_per_dim']:.5f} bits/dim) with {result['num_masks']} mask(s)"
     )
 
 
@@ -738,6 +758,7 @@ def _eval_observed(
     if split not in splits:
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
     data = splits[split]
+    labels = runs.split_context(run.model, run.dataset, split)
     pattern = _observed_pattern(
         observed, _image_shape(run), data.shape[0], torch.Generator().manual_seed(0)
     )
@@ -745,10 +766,17 @@ def _eval_observed(
     with torch.no_grad():
         for start in range(0, data.shape[0], 1000):
             chunk = slice(start, start + 1000)
-            total -= float(run.model.conditional_log_prob(data[chunk], pattern[chunk]).sum())
+            total -= float(
+                run.model.conditional_log_prob(
+                    data[chunk],
+                    pattern[chunk],
+                    context=None if labels is None else labels[chunk],
+                ).sum()
+            )
     missing = float((~pattern).sum(1).double().mean())
+    given = " given the label" if labels is not None else ""
     _say(
-        f"{split} conditional NLL of the missing part ({observed}, {missing:.0f} variables "
+        f"{split} conditional NLL of the missing part{given} ({observed}, {missing:.0f} variables "
         f"missing on average) {total / data.shape[0]:.4f} nats with {run.model.num_masks} "
         "ordering(s)"
     )
@@ -784,6 +812,7 @@ def inpaint(
     run = runs.load_run(run_dir, device=device, plugins=plugin)
     shape = _image_shape(run)
     images = run.dataset.splits()["test"][:num_images].long()
+    labels = runs.split_context(run.model, run.dataset, "test")
     pattern = _observed_pattern(
         observed, shape, images.shape[0], torch.Generator().manual_seed(seed)
     )
@@ -791,6 +820,9 @@ def inpaint(
         images.repeat_interleave(num_samples, 0),
         pattern.repeat_interleave(num_samples, 0),
         generator=torch.Generator().manual_seed(seed),
+        context=None
+        if labels is None
+        else labels[: images.shape[0]].repeat_interleave(num_samples, 0),
     ).cpu()
     rows = []
     for index in range(images.shape[0]):
@@ -819,12 +851,31 @@ def sample(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
     overwrite: Annotated[bool, typer.Option(help="Replace the output file if it exists.")] = False,
     plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
+    label: Annotated[
+        int | None,
+        typer.Option(
+            help="For a class-conditional run: draw this class. Without it, a picture has "
+            "one row of -n samples per class."
+        ),
+    ] = None,
 ) -> None:
     """Draw samples from a run's model into a picture or an array (.npy: in chunks)."""
     path = runs.sample_run(
-        run_dir, num_samples, out, seed=seed, device=device, overwrite=overwrite, plugins=plugin
+        run_dir,
+        num_samples,
+        out,
+        seed=seed,
+        device=device,
+        overwrite=overwrite,
+        plugins=plugin,
+        label=label,
     )
-    _say(f"wrote {num_samples} samples to {path}")
+    if label is not None:
+        _say(f"wrote {num_samples} samples of label {label} to {path}")
+    elif runs.read_run_config(run_dir).data.condition is not None:
+        _say(f"wrote {num_samples} samples of each label, a row per label, to {path}")
+    else:
+        _say(f"wrote {num_samples} samples to {path}")
 
 
 @app.command()

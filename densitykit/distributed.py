@@ -362,8 +362,10 @@ class BatchLogProb(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: torch.Tensor, mask: int | None) -> torch.Tensor:
-        return self.model.log_prob(batch, mask, validate=False)
+    def forward(
+        self, batch: torch.Tensor, mask: int | None, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.model.log_prob(batch, mask, validate=False, context=context)
 
 
 def sharded_loss(
@@ -374,12 +376,18 @@ def sharded_loss(
     mask: int | None,
     device: torch.device,
     precision: str,
+    train_context: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """This rank's loss on its shard of ``train[indices]``, and that global batch's mean NLL."""
+    """This rank's loss on its shard of ``train[indices]``, and that global batch's mean NLL.
+
+    ``train_context`` holds a conditional model's context per training example.
+    """
     size = indices.shape[0]
-    batch = train[indices[shard(size, context.rank, context.world_size)]]
+    rows = indices[shard(size, context.rank, context.world_size)]
+    batch = train[rows]
+    features = None if train_context is None else train_context[rows]
     with autocast(device, precision):
-        nll = -replica(batch.to(device, non_blocking=True), mask).sum()
+        nll = -replica(batch.to(device, non_blocking=True), mask, features).sum()
     # DDP averages the ranks' gradients; weighting each shard's summed NLL by
     # world_size / size makes that average the gradient of the global-batch mean,
     # however unequal (or empty) the shards are.

@@ -4,6 +4,25 @@ Output layout: ``forward`` returns ``(B, D, P)``, parameter ``p`` of variable ``
 at ``[:, i, p]``; in the flat output layer that is unit ``i * P + p``.
 Input layout: ``(B, D * W)``, unit ``i * W + w`` belongs to variable ``i`` (for
 one-hot inputs ``W = K`` and all ``W`` units of a variable share its degree).
+
+Context (a conditional MADE, $p(x \mid c)$): a backbone built with
+``context_size=C`` takes a context ``(B, C)`` of real features beside the inputs.
+The context is not masked with respect to ``x``: an unmasked linear map (no bias)
+adds it to the pre-activations of every hidden layer and of the output layer. The
+direct map to the outputs is what makes the first variable of every ordering depend
+on the context: its outputs see no hidden unit (a hidden unit of degree $m \ge 1$
+reads variable $m$ or later), so a context that entered the hidden layers only would
+never reach it (the bug of nflows PR 85 and sbi issue 1394).
+
+Mask as input (``mask_input=True``; the idea of deep orderless NADE, Uria et al.
+2014, and of the MADE paper's section 3.3): a masked input of 0 means either "the
+value 0" or "not visible to this unit". A backbone built with ``mask_input`` tells
+every unit of the first hidden layer which variables it sees, and every output
+which variables precede its variable: it adds ``(U * M) @ 1`` to their
+pre-activations, where ``M`` is the unit's variable-level mask under the
+connectivity in use and ``U`` a learnt weight per (unit, variable). The term depends
+on the connectivity only, never on ``x``, so the autoregressive property holds; it
+matters when the connectivity changes (training over all orderings).
 """
 
 from __future__ import annotations
@@ -15,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from densitykit.checks import check_fraction, check_index, check_positive_int
+from densitykit.checks import check_fraction, check_index, check_int, check_positive_int
 from densitykit.layers import Grouping, MaskedLinear, grouping
 from densitykit.masks import Connectivity, check_connectivity
 from densitykit.registry import Registry
@@ -72,6 +91,12 @@ class MADE(nn.Module):
         input_width: Input units per variable ``W`` (1 for scalar inputs, ``K`` for one-hot).
         activation: Name in [`ACTIVATIONS`][densitykit.made.ACTIVATIONS].
         direct_connections: Add masked (strict rule) input-to-output weights.
+        context_size: Real context features ``C`` (0: an unconditional MADE). With
+            ``C > 0`` every call takes ``context`` ``(B, C)``, which reaches every
+            hidden layer and every output through unmasked weights
+            ``context_layers`` (see the module docstring).
+        mask_input: Tell the first hidden layer and the outputs which variables they
+            see (``mask_input_weights``; see the module docstring).
         dropout: Probability of zeroing each hidden unit's activation, in ``[0, 1)``, in
             training mode only (as ``torch.nn.Dropout``): in eval mode, where
             likelihoods are evaluated and the samplers run, every unit is kept.
@@ -107,6 +132,8 @@ class MADE(nn.Module):
         input_width: int = 1,
         activation: str = "relu",
         direct_connections: bool = False,
+        context_size: int = 0,
+        mask_input: bool = False,
         dropout: float = 0.0,
         products: str = "auto",
     ) -> None:
@@ -147,6 +174,26 @@ class MADE(nn.Module):
         self.activations = nn.ModuleList(ACTIVATIONS.create(activation) for _ in self.hidden_sizes)
         self.direct = (
             MaskedLinear(widths[0], widths[-1], bias=False) if self.direct_connections else None
+        )
+        self.context_size = check_int(context_size, "context_size", minimum=0)
+        # Unmasked context weights into every hidden layer and the output layer
+        # (absent, so checkpoints are unchanged, in an unconditional MADE).
+        self.context_layers = (
+            nn.ModuleList(nn.Linear(self.context_size, width, bias=False) for width in widths[1:])
+            if self.context_size
+            else None
+        )
+        self.mask_input = bool(mask_input)
+        # Per (unit, variable) weights of the first hidden layer and of the outputs
+        # (the output layer alone without hidden layers); absent unless asked for.
+        shapes = [(widths[1], self.dim)] + ([(widths[-1], self.dim)] if self.hidden_sizes else [])
+        self.mask_input_weights = (
+            nn.ParameterList(
+                nn.Parameter(torch.empty(rows, cols).uniform_(-(cols**-0.5), cols**-0.5))
+                for rows, cols in shapes
+            )
+            if self.mask_input
+            else None
         )
         # Degrees are the persistent truth; masks are derived buffers rebuilt on load.
         self.register_buffer(
@@ -220,25 +267,119 @@ class MADE(nn.Module):
         return self.mask_index
 
     # -- computation ---------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, connectivity: Connectivity | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        connectivity: Connectivity | None = None,
+        *,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Map encoded inputs ``(B, D*W)`` to parameters ``(B, D, P)`` with the active mask.
 
         With ``connectivity``, that connectivity is used instead (see
         [`forward_with`][densitykit.made.MADE.forward_with]).
+
+        Args:
+            x: ``(B, D*W)`` encoded inputs.
+            connectivity: Use this connectivity instead of the active mask.
+            context: ``(B, C)`` real features, required by (and only by) a backbone
+                built with ``context_size=C > 0``.
+
+        Raises:
+            ValueError: If ``context`` is missing, unexpected, or not ``(B, C)``.
         """
+        terms = self._context_terms(x, context)
         if connectivity is not None:
-            return self.forward_with(x, connectivity)
-        if self.products == "grouped" or (self.products == "auto" and self._grouped_pays(x)):
-            return self._forward_grouped(x)
+            return self.forward_with(x, connectivity, context=context)
+        if self.mask_input:
+            index = self.mask_index
+            terms = _add_terms(
+                terms,
+                self.mask_input_terms(
+                    self.input_degrees[index],
+                    self.hidden_degrees_0[index] if self.hidden_sizes else None,
+                ),
+            )
+        if self.products == "grouped" or (
+            self.products == "auto" and terms is None and self._grouped_pays(x)
+        ):
+            return self._forward_grouped(x, terms)
         h = x
-        for layer, activation in zip(self.layers[:-1], self.activations):
-            h = self._drop(activation(layer(h)))
+        for index, (layer, activation) in enumerate(zip(self.layers[:-1], self.activations)):
+            h = layer(h)
+            if terms is not None and terms[index] is not None:
+                h = h + terms[index]
+            h = self._drop(activation(h))
         out = self.layers[-1](h)
+        if terms is not None and terms[-1] is not None:
+            out = out + terms[-1]
         if self.direct is not None:
             out = out + self.direct(x)
         return out.view(x.shape[0], self.dim, self.params_per_variable)
 
-    def forward_with(self, x: torch.Tensor, connectivity: Connectivity) -> torch.Tensor:
+    def mask_input_terms(
+        self, input_degrees: torch.Tensor, first_hidden_degrees: torch.Tensor | None
+    ) -> list[torch.Tensor | None] | None:
+        """The mask-as-input shares of each layer's pre-activations under some degrees.
+
+        Args:
+            input_degrees: ``(D,)`` degrees of the variables.
+            first_hidden_degrees: ``(H_1,)`` degrees of the first hidden layer (``None``
+                without hidden layers).
+
+        Returns:
+            ``None`` for a backbone without ``mask_input``; else one entry per layer:
+            ``(width,)`` for the first hidden layer and the output layer, ``None``
+            for the others.
+        """
+        if self.mask_input_weights is None:
+            return None
+        out_degrees = input_degrees.repeat_interleave(self.params_per_variable)
+        strict = (out_degrees[:, None] > input_degrees[None, :]).to(self.mask_input_weights[0])
+        terms: list[torch.Tensor | None] = [None] * len(self.layers)
+        if first_hidden_degrees is None:
+            terms[0] = (self.mask_input_weights[0] * strict).sum(1)
+            return terms
+        seen = (first_hidden_degrees[:, None] >= input_degrees[None, :]).to(strict)
+        terms[0] = (self.mask_input_weights[0] * seen).sum(1)
+        terms[-1] = (self.mask_input_weights[1] * strict).sum(1)
+        return terms
+
+    def _context_terms(
+        self, x: torch.Tensor, context: torch.Tensor | None
+    ) -> list[torch.Tensor] | None:
+        """The context's share of each layer's pre-activations, ``(B, width)`` per layer."""
+        if self.context_layers is None:
+            if context is not None:
+                raise ValueError(
+                    "this MADE was built without a context (context_size=0); got a context "
+                    f"of shape {tuple(context.shape)}"
+                )
+            return None
+        if context is None:
+            raise ValueError(
+                f"this MADE is conditional (context_size={self.context_size}); pass "
+                f"context of shape (B, {self.context_size})"
+            )
+        if not isinstance(context, torch.Tensor) or not context.is_floating_point():
+            raise TypeError(
+                "context must be a floating-point torch.Tensor (B, C), got "
+                f"{getattr(context, 'dtype', type(context).__name__)}"
+            )
+        if context.ndim != 2 or context.shape != (x.shape[0], self.context_size):
+            raise ValueError(
+                f"context must have shape (B, C) = ({x.shape[0]}, {self.context_size}), "
+                f"got {tuple(context.shape)}"
+            )
+        return [layer(context) for layer in self.context_layers]
+
+    def forward_with(
+        self,
+        x: torch.Tensor,
+        connectivity: Connectivity,
+        *,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Map encoded inputs ``(B, D*W)`` to ``(B, D, P)`` under any connectivity.
 
         The masks are derived from ``connectivity``'s degrees: the backbone need not
@@ -251,10 +392,57 @@ class MADE(nn.Module):
         Args:
             x: ``(B, D*W)`` encoded inputs.
             connectivity: Degrees with this backbone's ``D`` and hidden sizes.
+            context: ``(B, C)`` features of a conditional backbone (as ``forward``).
+
+        Raises:
+            TypeError: If ``connectivity`` is not a ``Connectivity``.
+            ValueError: If its ``D`` or hidden sizes differ from the backbone's, or
+                the context is missing, unexpected or of the wrong shape.
+        """
+        self.check_fit(connectivity)
+        terms = self._context_terms(x, context)
+        if self.mask_input:
+            device = self.input_degrees.device
+            terms = _add_terms(
+                terms,
+                self.mask_input_terms(
+                    connectivity.input_degrees.to(device),
+                    connectivity.hidden_degrees[0].to(device) if self.hidden_sizes else None,
+                ),
+            )
+        masks = self._connectivity_masks(connectivity)
+        h = x
+        for index, (layer, mask, activation) in enumerate(
+            zip(self.layers[:-1], masks, self.activations)
+        ):
+            h = F.linear(h, layer.weight * mask, layer.bias)
+            if terms is not None and terms[index] is not None:
+                h = h + terms[index]
+            h = self._drop(activation(h))
+        out = F.linear(
+            h, self.layers[-1].weight * masks[len(self.layers) - 1], self.layers[-1].bias
+        )
+        if terms is not None and terms[-1] is not None:
+            out = out + terms[-1]
+        if self.direct is not None:
+            out = out + F.linear(x, self.direct.weight * masks[-1])
+        return out.view(x.shape[0], self.dim, self.params_per_variable)
+
+    def check_fit(self, connectivity: object) -> None:
+        """Check that ``connectivity`` can drive this backbone.
 
         Raises:
             TypeError: If ``connectivity`` is not a ``Connectivity``.
             ValueError: If its ``D`` or hidden sizes differ from the backbone's.
+
+        Example:
+            >>> from densitykit import masks
+            >>> made = MADE(masks.create("natural", dim=3, hidden_sizes=[4]))
+            >>> made.check_fit(masks.Connectivity.from_ordering([2, 0, 1], [[1, 2, 1, 2]]))
+            >>> made.check_fit(masks.Connectivity.from_ordering([2, 0, 1], [[1, 2]]))
+            Traceback (most recent call last):
+            ...
+            ValueError: connectivity must have D=3 and hidden sizes (4,), got D=3 and (2,)
         """
         if not isinstance(connectivity, Connectivity):
             raise TypeError(
@@ -265,16 +453,6 @@ class MADE(nn.Module):
                 f"connectivity must have D={self.dim} and hidden sizes {self.hidden_sizes}, "
                 f"got D={connectivity.dim} and {connectivity.hidden_sizes}"
             )
-        masks = self._connectivity_masks(connectivity)
-        h = x
-        for layer, mask, activation in zip(self.layers[:-1], masks, self.activations):
-            h = self._drop(activation(F.linear(h, layer.weight * mask, layer.bias)))
-        out = F.linear(
-            h, self.layers[-1].weight * masks[len(self.layers) - 1], self.layers[-1].bias
-        )
-        if self.direct is not None:
-            out = out + F.linear(x, self.direct.weight * masks[-1])
-        return out.view(x.shape[0], self.dim, self.params_per_variable)
 
     def _drop(self, hidden: torch.Tensor) -> torch.Tensor:
         """Dropout on hidden activations in training mode (nothing when the rate is 0)."""
@@ -322,13 +500,27 @@ class MADE(nn.Module):
             and groupings.fraction <= _GROUPED_MAX_FRACTION
         )
 
-    def _forward_grouped(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_grouped(
+        self, x: torch.Tensor, terms: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         groupings = self._groupings()
         sorted_x = x if groupings.input_order is None else x.index_select(1, groupings.input_order)
+        if terms is not None:  # the context's shares, with units in group order
+            terms = [
+                term if term is None or groups.rows is None else term.index_select(-1, groups.rows)
+                for term, groups in zip(terms, groupings.layers)
+            ]
         h = sorted_x
-        for layer, activation, groups in zip(self.layers[:-1], self.activations, groupings.layers):
-            h = self._drop(activation(layer.forward_grouped(h, groups)))
+        for index, (layer, activation, groups) in enumerate(
+            zip(self.layers[:-1], self.activations, groupings.layers)
+        ):
+            h = layer.forward_grouped(h, groups)
+            if terms is not None and terms[index] is not None:
+                h = h + terms[index]
+            h = self._drop(activation(h))
         out = self.layers[-1].forward_grouped(h, groupings.layers[-1])
+        if terms is not None and terms[-1] is not None:
+            out = out + terms[-1]
         if self.direct is not None:
             assert groupings.direct is not None  # internal invariant: built together
             out = out + self.direct.forward_grouped(sorted_x, groupings.direct)
@@ -401,5 +593,17 @@ class MADE(nn.Module):
             f"dim={self.dim}, hidden_sizes={self.hidden_sizes}, params_per_variable="
             f"{self.params_per_variable}, input_width={self.input_width}, "
             f"num_masks={self.num_masks}, direct_connections={self.direct_connections}, "
+            f"context_size={self.context_size}, mask_input={self.mask_input}, "
             f"dropout={self.dropout}, products={self.products!r}"
         )
+
+
+def _add_terms(
+    first: list[torch.Tensor | None] | None, second: list[torch.Tensor | None] | None
+) -> list[torch.Tensor | None] | None:
+    """Per layer, the sum of two lists of optional pre-activation shares."""
+    if first is None or second is None:
+        return first if second is None else second
+    return [
+        a if b is None else b if a is None else a + b for a, b in zip(first, second, strict=True)
+    ]

@@ -16,6 +16,13 @@ the training loop a fresh ordering per step. Queries with some variables observe
 [`marginal_log_prob`][densitykit.model.AutoregressiveModel.marginal_log_prob],
 [`complete`][densitykit.model.AutoregressiveModel.complete]) are computed by
 [`densitykit.queries`][densitykit.queries].
+
+A conditional model, $p(x \mid c)$, is built with a context (``ModelConfig.num_labels``
+for a class label, ``ModelConfig.context_size`` for real features): every
+likelihood, sample and query then takes ``context=``; the backbone adds it,
+unmasked, to every hidden layer and every output (see [`MADE`][densitykit.made.MADE]).
+A label $y \in 0..L-1$ enters as its one-hot vector, so the unmasked weights acting
+on it are a learnt per-class vector added to each layer (an embedding).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from torch import nn
 
 from densitykit import masks as masks_module
 from densitykit import queries
-from densitykit.checks import check_fraction, check_index, check_int
+from densitykit.checks import check_fraction, check_generator, check_index, check_int
 from densitykit.heads import HEADS, Head
 from densitykit.made import MADE
 from densitykit.masks import Connectivity, ConnectivitySampler
@@ -58,7 +65,7 @@ DEFAULT_HIDDEN_SIZES: tuple[int, ...] = (256, 256)
 
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild a model (saved as JSON beside the weights).
+    r"""Everything needed to rebuild a model (saved as JSON beside the weights).
 
     In a run's configuration ``head``, ``dim`` and ``num_values`` may be left ``None``:
     the data set fills them in (``head`` by
@@ -77,10 +84,17 @@ class ModelConfig:
         seed: Seed of the mask builder.
         activation: Hidden activation name.
         direct_connections: Masked input-to-output weights.
-        dropout: Dropout probability of the hidden units in training (0 for none; see
-            [`MADE`][densitykit.made.MADE]).
         head_options: Extra keyword options of the head (e.g. ``num_components``).
         mask_options: Extra keyword options of the mask builder (e.g. ``ordering``).
+        num_labels: Classes ``L`` of a class-conditional model $p(x \mid y)$, the
+            context a label in ``0..L-1`` (one-hot); 0 for none.
+        context_size: Real context features ``C`` of a model $p(x \mid c)$; 0 for
+            none. At most one of ``num_labels`` and ``context_size`` is set.
+        mask_input: Tell the first hidden layer and the outputs which variables
+            they see, through learnt weights (deep orderless NADE's mask as input;
+            see [`MADE`][densitykit.made.MADE]); for training over all orderings.
+        dropout: Dropout probability of the hidden units in training (0 for none; see
+            [`MADE`][densitykit.made.MADE]).
     """
 
     head: str | None = None
@@ -92,11 +106,25 @@ class ModelConfig:
     seed: int | None = 0
     activation: str = "relu"
     direct_connections: bool = False
-    dropout: float = 0.0
     head_options: dict[str, Any] = field(default_factory=dict)
     mask_options: dict[str, Any] = field(default_factory=dict)
+    num_labels: int = 0
+    context_size: int = 0
+    mask_input: bool = False
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        self.dropout = check_fraction(self.dropout, "dropout")
+        for name in ("num_labels", "context_size"):
+            setattr(self, name, check_int(getattr(self, name), name, minimum=0))
+        if self.num_labels and self.context_size:
+            raise ValueError(
+                "a model conditions on a label (num_labels) or on real features "
+                f"(context_size), not both; got num_labels={self.num_labels} and "
+                f"context_size={self.context_size}"
+            )
+        if self.num_labels == 1:
+            raise ValueError("num_labels must be 0 (no label) or at least 2, got 1")
         for name in ("dim", "num_values", "num_masks"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_int(getattr(self, name), name, minimum=1))
@@ -109,7 +137,6 @@ class ModelConfig:
         self.hidden_sizes = tuple(
             check_int(size, "hidden_sizes", minimum=1) for size in self.hidden_sizes
         )
-        self.dropout = check_fraction(self.dropout, "dropout")
         for name in ("head_options", "mask_options"):
             if not isinstance(getattr(self, name), dict):
                 raise TypeError(f"{name} must be a dict, got {getattr(self, name)!r}")
@@ -150,6 +177,10 @@ class AutoregressiveModel(nn.Module):
         connectivity_source: A source of fresh connectivities for training over all
             orderings (from the ``any-order`` mask builder); its generator state
             becomes the buffer ``connectivity_source_state``.
+        num_labels: For a backbone with a context, ``L > 0`` makes the context a
+            class label in ``0..L-1`` (one-hot encoded, so the backbone's
+            ``context_size`` must be ``L``); 0 (the default) takes the backbone's
+            ``context_size`` real features.
 
     Example:
         >>> from densitykit import masks, heads
@@ -174,9 +205,17 @@ class AutoregressiveModel(nn.Module):
         *,
         validate_args: bool = True,
         connectivity_source: ConnectivitySampler | None = None,
+        num_labels: int = 0,
     ) -> None:
         super().__init__()
         check_parts(backbone, head)
+        self.num_labels = check_int(num_labels, "num_labels", minimum=0)
+        width = backbone.context_size if backbone is not None else 0
+        if self.num_labels and width != self.num_labels:
+            raise ValueError(
+                f"a model of {self.num_labels} labels needs a backbone with context_size="
+                f"{self.num_labels} (the one-hot label), got context_size={width}"
+            )
         self.backbone = backbone
         self.head = head
         self.config = config
@@ -218,6 +257,16 @@ class AutoregressiveModel(nn.Module):
     def num_masks(self) -> int:
         """How many masks the mixture averages over (1 without a backbone)."""
         return self.backbone.num_masks if self.backbone is not None else 1
+
+    @property
+    def context_size(self) -> int:
+        """Real context features ``C`` the backbone takes (``L`` for ``L`` labels; 0: none)."""
+        return self.backbone.context_size if self.backbone is not None else 0
+
+    @property
+    def is_conditional(self) -> bool:
+        """Whether every likelihood, sample and query takes a ``context``."""
+        return self.context_size > 0
 
     @property
     def device(self) -> torch.device:
@@ -294,16 +343,99 @@ class AutoregressiveModel(nn.Module):
                     f"{int(low)}..{int(high)}"
                 )
 
+    def encode_context(
+        self, context: torch.Tensor | None, batch_shape: Sequence[int]
+    ) -> torch.Tensor | None:
+        """Check a context for a batch of shape ``batch_shape``; the backbone's ``(B, C)``.
+
+        A label model takes integer labels of shape ``batch_shape`` (one per example)
+        or ``()`` (one for all), in ``0..L-1``, and encodes them one-hot; a model of
+        ``C`` real features takes ``(*batch_shape, C)`` or ``(C,)`` finite floats. An
+        unconditional model takes ``None``.
+
+        Args:
+            context: The context, or ``None``.
+            batch_shape: The batch shape of the values it conditions (``x.shape[:-1]``,
+                or a sample shape).
+
+        Returns:
+            ``(prod(batch_shape), C)`` features in the model's dtype and device, or
+            ``None`` for an unconditional model.
+
+        Raises:
+            TypeError: If a needed context is missing its tensor type or has the wrong
+                dtype (integer labels, floating features).
+            ValueError: If the context is missing, unexpected, of the wrong shape,
+                or holds labels outside ``0..L-1`` or non-finite features.
+
+        Example:
+            >>> import torch, densitykit as dk
+            >>> model = dk.create_model("bernoulli", 3, hidden_sizes=(8,), num_labels=4)
+            >>> model.encode_context(torch.tensor([2, 0]), (2,)).tolist()
+            [[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
+        """
+        batch_shape = tuple(int(size) for size in batch_shape)
+        count = math.prod(batch_shape)
+        if not self.is_conditional:
+            if context is not None:
+                raise ValueError(
+                    "this model is not conditional (built without num_labels or "
+                    "context_size); call it without a context"
+                )
+            return None
+        what = (
+            f"a label tensor of shape {batch_shape} or () in 0..{self.num_labels - 1}"
+            if self.num_labels
+            else f"features of shape {(*batch_shape, self.context_size)} or ({self.context_size},)"
+        )
+        if context is None:
+            raise ValueError(f"this model is conditional; pass context= {what}")
+        if not isinstance(context, torch.Tensor):
+            raise TypeError(f"context must be {what}, got {type(context).__name__}")
+        if self.num_labels:
+            if not _is_integer(context):
+                raise TypeError(
+                    f"context must be {what} with an integer dtype, got {context.dtype}"
+                )
+            if tuple(context.shape) not in (batch_shape, ()):
+                raise ValueError(f"context must be {what}, got shape {tuple(context.shape)}")
+            if context.numel():
+                low, high = torch.aminmax(context)
+                if low < 0 or high >= self.num_labels:
+                    raise ValueError(
+                        f"context labels must lie in 0..{self.num_labels - 1}, got labels in "
+                        f"{int(low)}..{int(high)}"
+                    )
+            labels = context.to(self.device, torch.long).expand(batch_shape).reshape(count)
+            return torch.nn.functional.one_hot(labels, self.num_labels).to(self.dtype)
+        if not context.is_floating_point():
+            raise TypeError(f"context must be {what} with a floating dtype, got {context.dtype}")
+        size = self.context_size
+        if tuple(context.shape) not in ((*batch_shape, size), (size,)):
+            raise ValueError(f"context must be {what}, got shape {tuple(context.shape)}")
+        if not bool(torch.isfinite(context).all()):
+            raise ValueError("context features contain NaN or infinite values")
+        features = context.to(self.device, self.dtype)
+        return features.expand(*batch_shape, size).reshape(count, size)
+
     def _check_mask(self, mask: int | None) -> int | None:
         return None if mask is None else check_index(mask, self.num_masks, "mask")
 
-    def _rows(self, x: torch.Tensor, validate: bool | None) -> Iterator[torch.Tensor]:
-        """``x`` as long ``(b, D)`` chunks of at most ``CHUNK_ROWS`` rows, checked first."""
+    def _rows(
+        self, x: torch.Tensor, validate: bool | None, context: torch.Tensor | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``x`` as long ``(b, D)`` chunks of at most ``CHUNK_ROWS`` rows, checked first,
+        each with its rows of the encoded context (``None`` for an unconditional model)."""
         if self.validate_args if validate is None else validate:
             self.check_values(x)
+        features = self.encode_context(context, x.shape[:-1])
         rows = x.reshape(-1, self.dim)
         for start in range(0, max(rows.shape[0], 1), CHUNK_ROWS):
-            yield rows[start : start + CHUNK_ROWS].to(device=self.device, dtype=torch.long)
+            end = start + CHUNK_ROWS
+            yield (
+                rows[start:end].to(device=self.device, dtype=torch.long),
+                None if features is None else features[start:end],
+            )
 
     # -- likelihood ----------------------------------------------------------------------
     def log_prob(
@@ -313,8 +445,9 @@ class AutoregressiveModel(nn.Module):
         *,
         validate: bool | None = None,
         connectivity: Connectivity | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Log-likelihood of ``x`` in nats.
+        r"""Log-likelihood of ``x`` in nats ($\log p(x \mid c)$ for a conditional model).
 
         A batch of more than [`CHUNK_ROWS`][densitykit.model.CHUNK_ROWS] rows is scored a
         chunk at a time, so a large uint8 batch is never widened to int64 all at once.
@@ -328,16 +461,20 @@ class AutoregressiveModel(nn.Module):
             connectivity: Score under this connectivity instead of the masks (any
                 ordering, one the backbone was never built with included); not with
                 ``mask``, and not for a head without a backbone.
+            context: A conditional model's context for each row of ``x`` (see
+                [`encode_context`][densitykit.model.AutoregressiveModel.encode_context]);
+                ``None`` for an unconditional model.
 
         Returns:
             ``(...)`` log-likelihoods, in at least float32.
 
         Raises:
             TypeError: If ``x`` is not a tensor of integer values (when validating),
-                ``mask`` is not an integer or ``connectivity`` not a ``Connectivity``.
+                ``mask`` is not an integer, ``connectivity`` not a ``Connectivity``
+                or the context of the wrong dtype.
             ValueError: On a wrong shape or values outside the support (when
-                validating), a mask index out of range, or both ``mask`` and
-                ``connectivity``.
+                validating), a mask index out of range, both ``mask`` and
+                ``connectivity``, or a context missing, unexpected or out of range.
         """
         mask = self._check_mask(mask)
         if connectivity is not None:
@@ -348,38 +485,52 @@ class AutoregressiveModel(nn.Module):
                     f"the {type(self.head).__name__} has no backbone, hence no connectivity"
                 )
             chunks = [
-                self._log_prob_connectivity(rows, connectivity) for rows in self._rows(x, validate)
+                self._log_prob_connectivity(rows, connectivity, features)
+                for rows, features in self._rows(x, validate, context)
             ]
             log_prob = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
             return log_prob.reshape(x.shape[:-1])
-        chunks = [self._log_prob(rows, mask) for rows in self._rows(x, validate)]
+        chunks = [
+            self._log_prob(rows, mask, features)
+            for rows, features in self._rows(x, validate, context)
+        ]
         log_prob = chunks[0] if len(chunks) == 1 else torch.cat(chunks)
         return log_prob.reshape(x.shape[:-1])
 
-    def _log_prob(self, x: torch.Tensor, mask: int | None) -> torch.Tensor:
+    def _log_prob(
+        self, x: torch.Tensor, mask: int | None, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.backbone is None:
             return self.head._log_prob(
                 x.new_empty(x.shape[0], self.dim, 0, dtype=self.dtype), x
             ).sum(-1)
         if mask is not None:
-            return self._log_prob_mask(x, mask)
+            return self._log_prob_mask(x, mask, context)
         if self.num_masks == 1:
-            return self._log_prob_mask(x, 0)
-        return log_mean_exp(torch.stack([self._log_prob_mask(x, k) for k in range(self.num_masks)]))
+            return self._log_prob_mask(x, 0, context)
+        return log_mean_exp(
+            torch.stack([self._log_prob_mask(x, k, context) for k in range(self.num_masks)])
+        )
 
-    def _log_prob_mask(self, x: torch.Tensor, mask: int) -> torch.Tensor:
+    def _log_prob_mask(
+        self, x: torch.Tensor, mask: int, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         assert self.backbone is not None  # internal invariant, not user input
         active = self.backbone.mask_index
         self.backbone.set_mask(mask)
         try:
-            params = self.backbone(self.head.encode(x, self.dtype))
+            params = self.backbone(self.head.encode(x, self.dtype), context=context)
         finally:
             self.backbone.set_mask(active)
         return self.head._log_prob(params, x).sum(-1)
 
-    def _log_prob_connectivity(self, x: torch.Tensor, connectivity: Connectivity) -> torch.Tensor:
+    def _log_prob_connectivity(
+        self, x: torch.Tensor, connectivity: Connectivity, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
         assert self.backbone is not None  # internal invariant, not user input
-        params = self.backbone(self.head.encode(x, self.dtype), connectivity=connectivity)
+        params = self.backbone(
+            self.head.encode(x, self.dtype), connectivity=connectivity, context=context
+        )
         return self.head._log_prob(params, x).sum(-1)
 
     def log_prob_per_mask(
@@ -388,6 +539,7 @@ class AutoregressiveModel(nn.Module):
         *,
         mask_indices: Sequence[int] | None = None,
         validate: bool | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Log-likelihood of ``x`` ``(..., D)`` under each mask alone: ``(num_masks, ...)``.
 
@@ -396,6 +548,7 @@ class AutoregressiveModel(nn.Module):
             mask_indices: Which masks, by index (all by default); the result has one
                 row per index.
             validate: Check ``x`` first; ``None`` follows ``self.validate_args``.
+            context: A conditional model's context (as in ``log_prob``).
         """
         indices = (
             range(self.num_masks)
@@ -403,17 +556,22 @@ class AutoregressiveModel(nn.Module):
             else [self._check_mask(k) for k in mask_indices]
         )
         chunks = [
-            torch.stack([self._log_prob(rows, k) for k in indices])
-            for rows in self._rows(x, validate)
+            torch.stack([self._log_prob(rows, k, features) for k in indices])
+            for rows, features in self._rows(x, validate, context)
         ]
         per_mask = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=1)
         return per_mask.reshape(len(indices), *x.shape[:-1])
 
     def forward(
-        self, x: torch.Tensor, mask: int | None = None, *, validate: bool | None = None
+        self,
+        x: torch.Tensor,
+        mask: int | None = None,
+        *,
+        validate: bool | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Same as [`log_prob`][densitykit.model.AutoregressiveModel.log_prob]."""
-        return self.log_prob(x, mask, validate=validate)
+        return self.log_prob(x, mask, validate=validate, context=context)
 
     # -- sampling ------------------------------------------------------------------------
     @torch.no_grad()
@@ -423,6 +581,7 @@ class AutoregressiveModel(nn.Module):
         *,
         generator: torch.Generator | None = None,
         mask: int | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Exact ancestral samples ``(*sample_shape, D)`` (long) from the model.
 
@@ -436,14 +595,27 @@ class AutoregressiveModel(nn.Module):
                 draws one sample ``(D,)``).
             generator: Random source (its device may differ from the model's).
             mask: Sample from one mask's model instead of the mixture.
+            context: A conditional model's context: one per sample (labels of shape
+                ``sample_shape``, features ``(*sample_shape, C)``) or one for all
+                (a label of shape ``()``, features ``(C,)``); see
+                [`encode_context`][densitykit.model.AutoregressiveModel.encode_context].
 
         Raises:
-            TypeError: If ``sample_shape`` is not an integer or a sequence of integers.
-            ValueError: If a size is negative or ``mask`` is out of range.
+            TypeError: If ``sample_shape`` is not an integer or a sequence of integers,
+                or the context has the wrong dtype.
+            ValueError: If a size is negative, ``mask`` is out of range, or the context
+                is missing, unexpected, of the wrong shape or out of range.
+
+        Example:
+            >>> import torch, densitykit as dk
+            >>> model = dk.create_model("bernoulli", 4, hidden_sizes=(8,), num_labels=3)
+            >>> model.sample(5, context=torch.tensor(2)).shape  # five samples of label 2
+            torch.Size([5, 4])
         """
         shape = _sample_shape(sample_shape)
         num_samples = math.prod(shape)
         mask = self._check_mask(mask)
+        features = self.encode_context(context, shape)
         if mask is None and self.num_masks > 1:
             source = generator.device if generator is not None else self.device
             choice = torch.randint(
@@ -455,35 +627,62 @@ class AutoregressiveModel(nn.Module):
         for k in range(self.num_masks):
             rows = (choice == k).nonzero().squeeze(-1)
             if rows.numel():
-                out[rows] = self._sample_mask(rows.numel(), k, generator)
+                out[rows] = self._sample_mask(
+                    rows.numel(), k, generator, None if features is None else features[rows]
+                )
         return out.reshape(*shape, self.dim)
 
     def _sample_mask(
-        self, num_samples: int, mask: int, generator: torch.Generator | None
+        self,
+        num_samples: int,
+        mask: int,
+        generator: torch.Generator | None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return sample_fast(self.backbone, self.head, num_samples, mask=mask, generator=generator)
+        return sample_fast(
+            self.backbone, self.head, num_samples, mask=mask, generator=generator, context=context
+        )
 
     @torch.no_grad()
     def sample_naive(
-        self, num_samples: int, *, mask: int = 0, generator: torch.Generator | None = None
+        self,
+        num_samples: int,
+        *,
+        mask: int = 0,
+        generator: torch.Generator | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Reference ancestral sampler: one full forward pass per variable (D passes).
 
         Raises:
-            TypeError: If ``num_samples`` or ``mask`` is not an integer.
-            ValueError: If ``num_samples`` is negative or ``mask`` is out of range.
+            TypeError: If ``num_samples`` or ``mask`` is not an integer, or the
+                context has the wrong dtype.
+            ValueError: If ``num_samples`` is negative, ``mask`` is out of range, or
+                the context does not fit (as in ``sample``).
         """
         num_samples = check_int(num_samples, "num_samples", minimum=0)
         mask = check_index(mask, self.num_masks, "mask")
         return sample_reference(
-            self.backbone, self.head, num_samples, mask=mask, generator=generator
+            self.backbone,
+            self.head,
+            num_samples,
+            mask=mask,
+            generator=generator,
+            context=self.encode_context(context, (num_samples,)),
         )
 
     # -- queries -------------------------------------------------------------------------
     def _query_values(
-        self, x: torch.Tensor, observed: torch.Tensor, validate: bool | None, *, scored: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x`` as long ``(B, D)`` on the model's device and ``observed`` as ``(B, D)``.
+        self,
+        x: torch.Tensor,
+        observed: torch.Tensor,
+        validate: bool | None,
+        context: torch.Tensor | None,
+        *,
+        scored: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``x`` as long ``(B, D)`` on the model's device, ``observed`` as ``(B, D)`` and
+        the encoded context ``(B, C)`` (``None`` for an unconditional model).
 
         Unscored (missing) entries are set to 0 before the checks: a query never reads them.
         """
@@ -494,7 +693,8 @@ class AutoregressiveModel(nn.Module):
             x = x.masked_fill(~observed, 0)
         if self.validate_args if validate is None else validate:
             self.check_values(x)
-        return x.to(device=self.device, dtype=torch.long), observed.to(self.device)
+        features = self.encode_context(context, x.shape[:1])
+        return x.to(device=self.device, dtype=torch.long), observed.to(self.device), features
 
     def conditional_log_prob(
         self,
@@ -503,6 +703,7 @@ class AutoregressiveModel(nn.Module):
         *,
         connectivities: Sequence[Connectivity] | None = None,
         validate: bool | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         r"""$\log p(x_\text{missing} \mid x_\text{observed})$ per example, in nats.
 
@@ -520,13 +721,16 @@ class AutoregressiveModel(nn.Module):
                 the observed variables first); the model's own by default. Ignored
                 by a head without a backbone (independent variables).
             validate: Check ``x`` first; ``None`` follows ``self.validate_args``.
+            context: A conditional model's context, one per example or one for all
+                (see [`encode_context`][densitykit.model.AutoregressiveModel.encode_context]):
+                the query is then $\log p(x_m \mid x_o, c)$.
 
         Returns:
             ``(B,)`` float64 log-probabilities.
 
         Raises:
-            TypeError: If ``x`` is not a tensor of integer values or ``observed`` not
-                a bool tensor.
+            TypeError: If ``x`` is not a tensor of integer values, ``observed`` not
+                a bool tensor, or the context of the wrong dtype.
             ValueError: On shapes other than ``(B, D)`` (``observed`` also ``(D,)``),
                 values outside the support, or an example with nothing missing.
 
@@ -539,8 +743,10 @@ class AutoregressiveModel(nn.Module):
             >>> round(float(model.conditional_log_prob(missing, observed).exp().sum().detach()), 6)
             1.0
         """
-        x, observed = self._query_values(x, observed, validate, scored=True)
-        return queries.conditional_log_prob(self.backbone, self.head, x, observed, connectivities)
+        x, observed, features = self._query_values(x, observed, validate, context, scored=True)
+        return queries.conditional_log_prob(
+            self.backbone, self.head, x, observed, connectivities, context=features
+        )
 
     def marginal_log_prob(
         self,
@@ -549,6 +755,7 @@ class AutoregressiveModel(nn.Module):
         *,
         connectivities: Sequence[Connectivity] | None = None,
         validate: bool | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         r"""$\log p(x_\text{observed})$ per example, in nats; the missing values are not read.
 
@@ -564,6 +771,7 @@ class AutoregressiveModel(nn.Module):
             connectivities: As in ``conditional_log_prob``.
             validate: Check the observed values first; ``None`` follows
                 ``self.validate_args``.
+            context: As in ``conditional_log_prob``.
 
         Returns:
             ``(B,)`` float64 log-probabilities.
@@ -573,8 +781,10 @@ class AutoregressiveModel(nn.Module):
             ValueError: On wrong shapes, observed values outside the support, or an
                 example with nothing observed.
         """
-        x, observed = self._query_values(x, observed, validate, scored=False)
-        return queries.marginal_log_prob(self.backbone, self.head, x, observed, connectivities)
+        x, observed, features = self._query_values(x, observed, validate, context, scored=False)
+        return queries.marginal_log_prob(
+            self.backbone, self.head, x, observed, connectivities, context=features
+        )
 
     @torch.no_grad()
     def complete(
@@ -585,13 +795,15 @@ class AutoregressiveModel(nn.Module):
         generator: torch.Generator | None = None,
         connectivities: Sequence[Connectivity] | None = None,
         validate: bool | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Exact samples of the missing values given the observed ones (inpainting).
 
         Each example draws one of the connectivities uniformly, then its missing
-        variables in that observed-first ordering: samples of the distribution
-        ``conditional_log_prob`` scores. Repeat the rows of ``x`` for several
-        completions of one example.
+        variables in that observed-first ordering, through the fast sampler started
+        after the observed prefix ([`queries.complete`][densitykit.queries.complete]):
+        samples of the distribution ``conditional_log_prob`` scores. Repeat the rows
+        of ``x`` for several completions of one example.
 
         Args:
             x: ``(B, D)`` values; only the observed ones are checked and read.
@@ -601,6 +813,7 @@ class AutoregressiveModel(nn.Module):
             connectivities: As in ``conditional_log_prob``.
             validate: Check the observed values first; ``None`` follows
                 ``self.validate_args``.
+            context: As in ``conditional_log_prob``.
 
         Returns:
             ``(B, D)`` long values: ``x`` where observed, drawn elsewhere.
@@ -610,13 +823,16 @@ class AutoregressiveModel(nn.Module):
                 ``torch.Generator``.
             ValueError: On wrong shapes or observed values outside the support.
         """
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(
-                f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-            )
-        x, observed = self._query_values(x, observed, validate, scored=False)
+        check_generator(generator)
+        x, observed, features = self._query_values(x, observed, validate, context, scored=False)
         return queries.complete(
-            self.backbone, self.head, x, observed, connectivities, generator=generator
+            self.backbone,
+            self.head,
+            x,
+            observed,
+            connectivities,
+            generator=generator,
+            context=features,
         )
 
 
@@ -657,6 +873,12 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
     head = HEADS.create(
         config.head, dim=config.dim, num_values=config.num_values, **config.head_options
     )
+    context_size = config.num_labels or config.context_size
+    if context_size and head.params_per_variable == 0:
+        raise ValueError(
+            f"the {config.head!r} head takes no parameters from a backbone, so it cannot be "
+            "conditioned on a context; choose a head with a MADE backbone"
+        )
     backbone = None
     if head.params_per_variable > 0:
         options = dict(config.mask_options)
@@ -675,12 +897,16 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
             input_width=head.input_width,
             activation=config.activation,
             direct_connections=config.direct_connections,
+            context_size=context_size,
+            mask_input=config.mask_input,
             dropout=config.dropout,
         )
         source = getattr(connectivities, "source", None)
     else:
         source = None
-    return AutoregressiveModel(backbone, head, config, connectivity_source=source)
+    return AutoregressiveModel(
+        backbone, head, config, connectivity_source=source, num_labels=config.num_labels
+    )
 
 
 def create_model(
@@ -694,11 +920,14 @@ def create_model(
     seed: int | None = 0,
     activation: str = "relu",
     direct_connections: bool = False,
-    dropout: float = 0.0,
     mask_options: dict[str, Any] | None = None,
+    num_labels: int = 0,
+    context_size: int = 0,
+    mask_input: bool = False,
+    dropout: float = 0.0,
     **head_options: Any,
 ) -> AutoregressiveModel:
-    """Compose a model from registered parts by name.
+    r"""Compose a model from registered parts by name.
 
     Args:
         head: Head name (see ``densitykit.heads.names()``).
@@ -711,8 +940,12 @@ def create_model(
         seed: Seed of the mask builder.
         activation: Hidden activation name.
         direct_connections: Add masked input-to-output weights.
-        dropout: Dropout probability of the hidden units in training.
         mask_options: Extra options for the mask builder (e.g. ``{"ordering": [2, 0, 1]}``).
+        num_labels: Classes of a class-conditional model $p(x \mid y)$ (0: none).
+        context_size: Real context features of a model $p(x \mid c)$ (0: none).
+        mask_input: Tell the first hidden layer and the outputs which variables they
+            see (for training over all orderings; see [`MADE`][densitykit.made.MADE]).
+        dropout: Dropout probability of the hidden units in training.
         **head_options: Extra options for the head (e.g. ``num_components=4``).
 
     Returns:
@@ -741,9 +974,12 @@ def create_model(
         seed=seed,
         activation=activation,
         direct_connections=direct_connections,
-        dropout=dropout,
         head_options=dict(head_options),
         mask_options=options,
+        num_labels=num_labels,
+        context_size=context_size,
+        mask_input=mask_input,
+        dropout=dropout,
     )
     return build_model(replace(config, num_masks=resolved_num_masks(config)))
 
@@ -787,4 +1023,7 @@ def parameter_count(config: ModelConfig) -> int:
     count = sum(a * b + b for a, b in itertools.pairwise(widths))
     if config.direct_connections and config.hidden_sizes:
         count += widths[0] * widths[-1]
+    count += (config.num_labels or config.context_size) * sum(widths[1:])
+    if config.mask_input:
+        count += dim * (widths[1] + (widths[-1] if config.hidden_sizes else 0))
     return own + count

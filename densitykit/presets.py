@@ -166,7 +166,7 @@ def apply_preset(
             data_options[key] = value
     return replace(
         config,
-        data=DataConfig(config.data.name, data_options),
+        data=replace(config.data, options=data_options),
         model=replace(config.model, **model_updates),
         train=replace(config.train, **train_updates),
     )

@@ -27,10 +27,11 @@ With $K$ base connectivities the answers are uniform mixtures:
   $k$-th observed-first ordering: exact samples of that conditional mixture.
 
 Each example may have its own observed pattern; examples are grouped by pattern,
-one forward pass per pattern and base connectivity (per missing variable for
-completion). Without a backbone (the histogram head) the variables are independent:
-the marginal and the conditional are sums of the per-variable log-probabilities of
-the observed and of the missing variables, and completion draws the missing ones.
+one forward pass per pattern and base connectivity (for completion, one run of
+the fast sampler, started after the observed prefix). Without a backbone (the
+histogram head) the variables are independent: the marginal and the conditional
+are sums of the per-variable log-probabilities of the observed and of the missing
+variables, and completion draws the missing ones.
 
 Example:
     >>> import torch, densitykit as dk
@@ -47,10 +48,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
+from densitykit import sampling
 from densitykit.heads import Head
 from densitykit.made import MADE
 from densitykit.masks import Connectivity, observed_first
@@ -60,6 +62,7 @@ __all__ = [
     "PATTERNS",
     "check_observed",
     "complete",
+    "complete_reference",
     "conditional_log_prob",
     "marginal_log_prob",
     "observed_pattern",
@@ -204,6 +207,7 @@ def _split_log_probs(
     x: torch.Tensor,
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None,
+    context: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(K, B)`` log-marginals of the observed and log-conditionals of the missing values."""
     dtype = _dtype(backbone, head)
@@ -218,9 +222,11 @@ def _split_log_probs(
     for pattern, rows in _patterns(observed):
         values = x[rows]
         encoded = head.encode(values, dtype)
+        features = None if context is None else context[rows]
         for k, base in enumerate(bases):
             conn = observed_first(base, pattern.cpu())
-            per_variable = head._log_prob(backbone(encoded, connectivity=conn), values)
+            params = backbone(encoded, connectivity=conn, context=features)
+            per_variable = head._log_prob(params, values)
             marginal[k, rows] = per_variable.masked_fill(~pattern, 0).sum(-1).double()
             conditional[k, rows] = per_variable.masked_fill(pattern, 0).sum(-1).double()
     return marginal, conditional
@@ -232,6 +238,8 @@ def conditional_log_prob(
     x: torch.Tensor,
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None = None,
+    *,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""$\log \frac1K \sum_k p_k(x_\text{missing} \mid x_\text{observed})$ per example.
 
@@ -245,12 +253,14 @@ def conditional_log_prob(
         x: ``(B, D)`` long values in the support, missing ones included (scored).
         observed: ``(B, D)`` or ``(D,)`` bool; every example must miss a variable.
         connectivities: The base connectivities (the backbone's own by default).
+        context: ``(B, C)`` features of a conditional backbone (encoded, e.g. by
+            [`AutoregressiveModel.encode_context`][densitykit.model.AutoregressiveModel.encode_context]).
 
     Returns:
         ``(B,)`` float64 log-probabilities in nats.
     """
     observed = check_observed(x, observed, head.dim, need_missing=True)
-    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities)[1])
+    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities, context)[1])
 
 
 def marginal_log_prob(
@@ -259,6 +269,8 @@ def marginal_log_prob(
     x: torch.Tensor,
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None = None,
+    *,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""$\log \frac1K \sum_k p_k(x_\text{observed})$ per example (missing values ignored).
 
@@ -269,16 +281,16 @@ def marginal_log_prob(
             observed-first ordering never conditions on them).
         observed: ``(B, D)`` or ``(D,)`` bool; every example must observe a variable.
         connectivities: The base connectivities (the backbone's own by default).
+        context: ``(B, C)`` features of a conditional backbone.
 
     Returns:
         ``(B,)`` float64 log-probabilities in nats.
     """
     observed = check_observed(x, observed, head.dim, need_observed=True)
     x = x.masked_fill(~observed, 0)  # never read; any value in the support will do
-    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities)[0])
+    return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities, context)[0])
 
 
-@torch.no_grad()
 def complete(
     backbone: MADE | None,
     head: Head,
@@ -286,14 +298,17 @@ def complete(
     observed: torch.Tensor,
     connectivities: Sequence[Connectivity] | None = None,
     generator: torch.Generator | None = None,
+    *,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact samples of the missing values given the observed ones.
 
     Each example draws a base connectivity $k$ uniformly, then its missing variables
-    one at a time in the $k$-th observed-first ordering, one forward pass per
-    missing variable (the reference, $D$-pass style sampler run over the missing
-    variables only): samples of the mixture that
-    [`conditional_log_prob`][densitykit.queries.conditional_log_prob] scores.
+    one at a time in the $k$-th observed-first ordering: samples of the mixture that
+    [`conditional_log_prob`][densitykit.queries.conditional_log_prob] scores. The
+    examples of one pattern and base go through the fast sampler
+    ([`complete_fast`][densitykit.sampling.complete_fast]), whose work starts after
+    the observed prefix.
 
     Args:
         backbone: The MADE (``None`` for the histogram head).
@@ -302,15 +317,63 @@ def complete(
         observed: ``(B, D)`` or ``(D,)`` bool.
         connectivities: The base connectivities (the backbone's own by default).
         generator: Random source.
+        context: ``(B, C)`` features of a conditional backbone.
 
     Returns:
         ``(B, D)`` long values: ``x`` where observed, drawn elsewhere.
+
+    Example:
+        >>> import torch, densitykit as dk
+        >>> model = dk.create_model("bernoulli", 4, hidden_sizes=(8,), masks="any-order")
+        >>> x = torch.tensor([[1, 0, 0, 0], [0, 0, 0, 1]])
+        >>> observed = torch.tensor([[True, False, False, False], [False, False, False, True]])
+        >>> parts = model.backbone, model.head
+        >>> fast = complete(*parts, x, observed, generator=torch.Generator().manual_seed(0))
+        >>> slow = complete_reference(*parts, x, observed,
+        ...                           generator=torch.Generator().manual_seed(0))
+        >>> torch.equal(fast, slow), fast[observed].tolist()
+        (True, [1, 1])
     """
+    return _complete(
+        backbone, head, x, observed, connectivities, generator, context, sampling.complete_fast
+    )
+
+
+def complete_reference(
+    backbone: MADE | None,
+    head: Head,
+    x: torch.Tensor,
+    observed: torch.Tensor,
+    connectivities: Sequence[Connectivity] | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    context: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """[`complete`][densitykit.queries.complete] with one full forward pass per missing
+    variable ([`complete_reference`][densitykit.sampling.complete_reference]): what
+    the fast completion must draw, given the same generator. Arguments and result
+    are those of ``complete``."""
+    return _complete(
+        backbone, head, x, observed, connectivities, generator, context, sampling.complete_reference
+    )
+
+
+@torch.no_grad()
+def _complete(
+    backbone: MADE | None,
+    head: Head,
+    x: torch.Tensor,
+    observed: torch.Tensor,
+    connectivities: Sequence[Connectivity] | None,
+    generator: torch.Generator | None,
+    context: torch.Tensor | None,
+    sampler: Callable[..., torch.Tensor],
+) -> torch.Tensor:
+    """Complete with ``sampler`` (a ``complete_fast``-like function) per pattern and base."""
     observed = check_observed(x, observed, head.dim)
-    dtype = _dtype(backbone, head)
     out = x.masked_fill(~observed, 0)
     if backbone is None:
-        empty = torch.empty(x.shape[0], 0, dtype=dtype, device=x.device)
+        empty = torch.empty(x.shape[0], 0, dtype=_dtype(backbone, head), device=x.device)
         for variable in range(head.dim):
             drawn = head.sample(empty, variable, generator)
             out[:, variable] = torch.where(observed[:, variable], out[:, variable], drawn)
@@ -326,9 +389,14 @@ def complete(
             if chosen.numel() == 0:
                 continue
             conn = observed_first(base, pattern.cpu())
-            values = out[chosen]
-            for variable in conn.ordering[num_observed:].tolist():
-                params = backbone(head.encode(values, dtype), connectivity=conn)
-                values[:, variable] = head.sample(params[:, variable], variable, generator)
-            out[chosen] = values
+            features = None if context is None else context[chosen]
+            out[chosen] = sampler(
+                backbone,
+                head,
+                conn,
+                out[chosen],
+                num_observed,
+                generator=generator,
+                context=features,
+            )
     return out

@@ -72,6 +72,7 @@ from densitykit.train import (
 from densitykit.version import __version__
 
 __all__ = [
+    "CONDITIONS",
     "DataConfig",
     "Run",
     "RunConfig",
@@ -79,10 +80,12 @@ __all__ = [
     "draw_pictures",
     "evaluate_run",
     "fit_run",
+    "label_grid",
     "load_run",
     "read_run_config",
     "resume_run",
     "sample_run",
+    "split_context",
 ]
 
 SAMPLE_CHUNK = 10_000
@@ -91,17 +94,31 @@ MAX_PICTURE_SAMPLES = 100_000
 """At most this many samples are drawn into a picture."""
 
 
+CONDITIONS: tuple[str, ...] = ("label",)
+"""What a run can condition its model on (``DataConfig.condition``)."""
+
+
 @dataclass
 class DataConfig:
-    """Which data set a run trains on.
+    r"""Which data set a run trains on.
 
     Attributes:
         name: Registered data set name (see ``densitykit.data.names()``).
         options: Keyword options of the data set (``seed``, ``data_dir``, ...).
+        condition: ``None`` for a model of $p(x)$, or ``"label"`` for a
+            class-conditional model $p(x \mid y)$ of the data set's labels (see
+            [`Dataset.labels`][densitykit.data.dataset.Dataset.labels]).
     """
 
     name: str = "2d-smiley"
     options: dict[str, Any] = field(default_factory=dict)
+    condition: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.condition is not None and self.condition not in CONDITIONS:
+            raise ValueError(
+                f"condition must be None or one of {', '.join(CONDITIONS)}, got {self.condition!r}"
+            )
 
 
 @dataclass
@@ -136,7 +153,11 @@ class RunConfig:
         """The ``config.json`` content (a ``.py`` plug-in by absolute path)."""
         return {
             "densitykit_version": __version__,
-            "data": {"name": self.data.name, "options": dict(self.data.options)},
+            "data": {
+                "name": self.data.name,
+                "options": dict(self.data.options),
+                "condition": self.data.condition,
+            },
             "model": self.model.to_dict(),
             "train": self.train.to_dict(),
             "plugins": [normalize(plugin) for plugin in self.plugins],
@@ -159,7 +180,9 @@ class RunConfig:
             if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
                 raise TypeError("plugins must be a list of strings")
             return cls(
-                data=DataConfig(str(section["name"]), dict(section["options"])),
+                data=DataConfig(
+                    str(section["name"]), dict(section["options"]), section.get("condition")
+                ),
                 model=ModelConfig.from_dict(dict(data["model"])),
                 train=TrainConfig.from_dict(dict(data["train"])),
                 plugins=list(plugins),
@@ -238,12 +261,51 @@ def _complete(config: RunConfig, dataset: Dataset) -> ModelConfig:
                 f"the model config says {name}={given}, but data set {config.data.name!r} "
                 f"has {name}={actual}; leave it unset to take the data's"
             )
+    num_labels = model.num_labels
+    if config.data.condition == "label":
+        dataset.labels("train")  # a data set without labels says so
+        if num_labels not in (0, dataset.num_labels):
+            raise DensitykitError(
+                f"the model config says num_labels={num_labels}, but data set "
+                f"{config.data.name!r} has {dataset.num_labels} labels"
+            )
+        num_labels = dataset.num_labels
+    elif num_labels or model.context_size:
+        raise DensitykitError(
+            "the model config is conditional, but the run conditions on nothing; "
+            "pass --condition label (or leave num_labels and context_size at 0)"
+        )
     return replace(
         model,
         head=model.head or default_head(dataset),
         dim=dataset.dim,
         num_values=dataset.num_values,
+        num_labels=num_labels,
     )
+
+
+def split_context(model: AutoregressiveModel, dataset: Dataset, split: str) -> torch.Tensor | None:
+    """The context of ``split``'s examples for ``model``: the labels for a label model.
+
+    Args:
+        model: A run's model.
+        dataset: Its data set.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+
+    Returns:
+        ``(N,)`` labels for a class-conditional model, ``None`` for an unconditional one.
+
+    Raises:
+        DataError: If the model conditions on labels the data set does not have.
+        DensitykitError: If the model takes real features (no run trains those).
+    """
+    if model.num_labels:
+        return dataset.labels(split)
+    if model.is_conditional:
+        raise DensitykitError(
+            "a run's model conditions on labels only; this one takes real context features"
+        )
+    return None
 
 
 def _check_settings(config: RunConfig, model_config: ModelConfig) -> int:
@@ -448,6 +510,8 @@ def _train_and_report(
         train_config,
         callbacks=[_RunFolderWriter(path), *callbacks] if is_main() else [],
         state=state,
+        train_context=split_context(model, dataset, "train"),
+        val_context=split_context(model, dataset, "val"),
     )
     on_main(lambda: save_checkpoint(path / CHECKPOINT_FILE, model))
     metrics = _metrics(model, dataset, train_config, result)
@@ -469,6 +533,7 @@ def _metrics(
         batch_size=config.eval_batch_size,
         num_masks=config.eval_masks,
         distributed=True,
+        context=split_context(model, dataset, "test"),
     )
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
     entropy = dataset.true_entropy_nats
@@ -477,6 +542,7 @@ def _metrics(
         "head": model.config.head if model.config else type(model.head).__name__,
         "dim": dataset.dim,
         "num_values": dataset.num_values,
+        "condition": "label" if model.num_labels else None,
         "test_nll_nats": test_nll,
         "test_nats_per_dim": per_dimension(test_nll, dataset.dim)[0],
         "test_bits_per_dim": per_dimension(test_nll, dataset.dim)[1],
@@ -515,17 +581,22 @@ def draw_pictures(
     model.eval()
     with torch.no_grad():
         if dataset.kind == "image":
-            samples = model.sample(64, generator=generator)
-            written.append(
-                plots.sample_grid(
-                    samples,
-                    dataset.shape,
-                    path / "samples.png",
-                    num_values=dataset.num_values,
-                    columns=8,
-                    title=f"{model.config.head} MADE samples",
+            if model.num_labels:
+                written.append(
+                    label_grid(model, dataset, 8, path / "samples.png", generator=generator)
                 )
-            )
+            else:
+                samples = model.sample(64, generator=generator)
+                written.append(
+                    plots.sample_grid(
+                        samples,
+                        dataset.shape,
+                        path / "samples.png",
+                        num_values=dataset.num_values,
+                        columns=8,
+                        title=f"{model.config.head} MADE samples",
+                    )
+                )
             written.append(
                 plots.sample_grid(
                     dataset.test[:64],
@@ -536,6 +607,8 @@ def draw_pictures(
                     title=f"{dataset.name} test images",
                 )
             )
+        elif model.is_conditional:
+            pass  # a density picture would need one per label; image data sets carry labels
         elif dataset.kind == "2d":
             k = dataset.num_values
             grid = torch.cartesian_prod(torch.arange(k), torch.arange(k))
@@ -550,6 +623,39 @@ def draw_pictures(
                 )
             )
     return written
+
+
+def label_grid(
+    model: AutoregressiveModel,
+    dataset: Dataset,
+    per_label: int,
+    out: str | os.PathLike,
+    *,
+    generator: torch.Generator | None = None,
+) -> Path:
+    """A picture of a label model's samples: one row of ``per_label`` samples per class.
+
+    Args:
+        model: A class-conditional model of ``dataset``'s images.
+        dataset: Its image data set (for the shape and the class names).
+        per_label: Samples in each row.
+        out: The ``.png`` file to write.
+        generator: Random source.
+
+    Returns:
+        The path written.
+    """
+    labels = torch.arange(model.num_labels).repeat_interleave(per_label)
+    samples = model.sample(len(labels), generator=generator, context=labels)
+    names = dataset.label_names or tuple(map(str, range(model.num_labels)))
+    return plots.sample_grid(
+        samples.cpu(),
+        dataset.shape,
+        out,
+        num_values=dataset.num_values,
+        columns=per_label,
+        title="rows: " + ", ".join(names),
+    )
 
 
 def _batched_probs(
@@ -607,9 +713,16 @@ def evaluate_run(
         raise ValueError(
             f"num_masks must be in 1..{run.model.num_masks} for this run, got {num_masks}"
         )
-    nll = evaluate(run.model, splits[split], batch_size=batch_size, num_masks=num_masks)
+    nll = evaluate(
+        run.model,
+        splits[split],
+        batch_size=batch_size,
+        num_masks=num_masks,
+        context=split_context(run.model, run.dataset, split),
+    )
     return {
         "split": split,
+        "condition": "label" if run.model.num_labels else None,
         "num_masks": num_masks or run.model.num_masks,
         "nll_nats": nll,
         "nats_per_dim": per_dimension(nll, run.dataset.dim)[0],
@@ -627,8 +740,13 @@ def sample_run(
     device: str = "cpu",
     overwrite: bool = False,
     plugins: Sequence[str] = (),
+    label: int | None = None,
 ) -> Path:
     """Draw samples from a saved run into a ``.npy`` array or a ``.png`` picture.
+
+    A class-conditional run draws ``num_samples`` samples of class ``label``; without
+    a label its picture has one row of ``num_samples`` samples per class, and a
+    ``.npy`` file needs a label.
 
     A ``.npy`` file is written [`SAMPLE_CHUNK`][densitykit.runs.SAMPLE_CHUNK] samples at
     a time, so memory does not grow with ``num_samples``; a request whose file would not
@@ -637,7 +755,8 @@ def sample_run(
     ``overwrite``.
 
     Raises:
-        ValueError: On a bad count or file name.
+        ValueError: On a bad count or file name, a label for an unconditional run,
+            a label out of range, or a ``.npy`` file from a label run without a label.
         ResourceError: If the output cannot fit.
         FileExistsError: If ``out`` exists and ``overwrite`` is false.
     """
@@ -646,6 +765,7 @@ def sample_run(
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name ending in {out.suffix}")
     run = load_run(run_dir, device=device, plugins=plugins)
+    context = _label_context(run, label, out)
     dim = run.dataset.dim
     out.parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
@@ -657,17 +777,25 @@ def sample_run(
                 f"{num_samples:,} samples of {dim} variables need {format_bytes(size)} in "
                 f"{out.name}, but the disk has {format_bytes(free)} free; ask for fewer"
             )
-        _write_samples_npy(run.model, num_samples, out, generator)
+        _write_samples_npy(run.model, num_samples, out, generator, context)
         return out
     if num_samples > MAX_PICTURE_SAMPLES:
         raise ResourceError(
             f"a picture shows at most {MAX_PICTURE_SAMPLES:,} samples, got {num_samples:,}; "
             "write a .npy file for more"
         )
-    samples = run.model.sample(num_samples, generator=generator).cpu()
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
     try:
-        _picture(run, samples, tmp)
+        if run.model.num_labels and context is None:
+            if num_samples * run.model.num_labels > MAX_PICTURE_SAMPLES:
+                raise ResourceError(
+                    f"a picture shows at most {MAX_PICTURE_SAMPLES:,} samples, got "
+                    f"{num_samples:,} for each of {run.model.num_labels} labels"
+                )
+            label_grid(run.model, run.dataset, num_samples, tmp, generator=generator)
+        else:
+            samples = run.model.sample(num_samples, generator=generator, context=context).cpu()
+            _picture(run, samples, tmp)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -678,13 +806,42 @@ def _check_count(num_samples: Any) -> int:
     return check_int(num_samples, "num_samples", minimum=0)
 
 
+def _label_context(run: Run, label: int | None, out: Path) -> torch.Tensor | None:
+    """The context tensor of ``--label``, checked against the run (``None``: no label)."""
+    model = run.model
+    if label is None:
+        if model.num_labels and out.suffix == ".npy":
+            raise ValueError(
+                f"{run.path} is class-conditional ({model.num_labels} labels); a .npy file "
+                f"holds samples of one class: pass --label in 0..{model.num_labels - 1}"
+            )
+        return None
+    if not model.num_labels:
+        raise ValueError(f"{run.path} is not class-conditional; sample it without --label")
+    label = check_int(label, "label")
+    if not 0 <= label < model.num_labels:
+        names = run.dataset.label_names or ()
+        shown = ", ".join(f"{i}={n}" for i, n in enumerate(names)) if names else ""
+        raise ValueError(
+            f"label must be in 0..{model.num_labels - 1}"
+            + (f" ({shown})" if shown else "")
+            + f", got {label}"
+        )
+    return torch.tensor(label)
+
+
 def _write_samples_npy(
-    model: AutoregressiveModel, num_samples: int, out: Path, generator: torch.Generator
+    model: AutoregressiveModel,
+    num_samples: int,
+    out: Path,
+    generator: torch.Generator,
+    context: torch.Tensor | None = None,
 ) -> None:
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npy")
     try:
         if num_samples <= SAMPLE_CHUNK:  # one draw: the same samples as model.sample
-            np.save(tmp, model.sample(num_samples, generator=generator).cpu().numpy())
+            samples = model.sample(num_samples, generator=generator, context=context)
+            np.save(tmp, samples.cpu().numpy())
         else:
             array = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.int64, shape=(num_samples, model.dim)
@@ -692,7 +849,7 @@ def _write_samples_npy(
             for start in range(0, num_samples, SAMPLE_CHUNK):
                 count = min(SAMPLE_CHUNK, num_samples - start)
                 array[start : start + count] = (
-                    model.sample(count, generator=generator).cpu().numpy()
+                    model.sample(count, generator=generator, context=context).cpu().numpy()
                 )
             array.flush()
             del array

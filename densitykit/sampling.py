@@ -27,10 +27,11 @@ keep them short:
 
 - *Blocks of steps.* Computing a unit's whole sum at its own step would re-read the
   whole prefix below it at every step (a matrix-vector product per step, bound by
-  memory). Instead, at the first step of each block of ``_BLOCK_STEPS`` steps, one
-  product per layer adds to every unit computed in the block its share from the
-  units already known; each step then adds only the few rows computed since the
-  block began. Hidden and output rows start as their biases and accumulate in place.
+  memory). Instead, at the first step of each block of
+  [`BLOCK_STEPS`][densitykit.plans.BLOCK_STEPS] steps, one product per layer adds to
+  every unit computed in the block its share from the units already known; each step
+  then adds only the few rows computed since the block began. Hidden and output rows
+  start as their biases and accumulate in place.
 - *Few operations per step.* Steps with no new hidden units skip the hidden layers;
   ReLU is applied in place; the drawn values are kept per step and placed once at the
   end; the new variable alone is encoded into a preallocated buffer.
@@ -40,6 +41,22 @@ keep them short:
   OpenMP thread spinning between them slowed the loop several-fold (62 ms against
   650 ms for 1,000 samples from a 784-500-784 MADE at a load of 2.8 on 2 cores).
 
+A conditional backbone's context (one row per sample) is constant during sampling:
+its share of each unit's sum is added once, when the rows start as their biases.
+
+The same machinery completes a partly known ordering
+([`complete_fast`][densitykit.sampling.complete_fast], behind
+[`queries.complete`][densitykit.queries.complete]). Under any connectivity, not only
+a stored mask, with the values of the first $k$ variables of its ordering given: the
+given values are encoded at once; every hidden unit of degree below $k$ reads only
+given inputs, so one product per layer computes them all (the degree rule, which
+differs from unit to unit, applied as a mask among the degree-sorted units); and only
+steps $k$ to $D - 1$ run, the first block starting at step $k$ (which computes the
+units of degree $k$). A connectivity's plan
+is built from its degrees, so it reads only the weights they allow and never needs
+the masks; the last one is kept per backbone (found again for a connectivity with the
+same degrees), so memory does not grow with the orderings seen.
+
 The random numbers are drawn by ``head.sample`` at each step, as in the reference
 sampler: drawing them all at once would need each head to expose how many draws a
 variable consumes, and heads are free to draw as they like.
@@ -48,9 +65,10 @@ Assumptions, each checked or documented: the activations are element-wise (as th
 [`ACTIVATIONS`][densitykit.made.ACTIVATIONS] registry requires), so a slice of units can
 be activated alone; the stored masks allow no connection the degrees forbid (true of
 masks rebuilt from degrees; otherwise the reference sampler is used); and
-``head.encode`` acts per variable (below). The index groups of each mask are cached
-and rebuilt when a degree buffer or a mask is replaced or edited in place; the
-weights are re-read at every call.
+``head.encode`` acts per variable (below). The index groups (plans, in
+[`densitykit.plans`][densitykit.plans]) of each mask are cached and rebuilt when a
+degree buffer or a mask is replaced or edited in place; the weights are re-read at
+every call.
 
 Contract on heads: ``head.encode`` acts per variable, i.e. for values ``x`` ``(B, D)``
 and every variable ``i``,
@@ -73,82 +91,31 @@ Example:
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from densitykit.caching import TensorCache
-from densitykit.checks import check_index, check_int
+from densitykit.checks import check_generator, check_index, check_int
 from densitykit.heads import Head
 from densitykit.layers import MaskedLinear
 from densitykit.made import MADE
-
-__all__ = ["check_parts", "encodes_per_variable", "sample_fast", "sample_reference"]
-
-
-# A product ``(weight, start, end, base, prefix)`` adds ``weight[start:end, base:prefix] @
-# source[base:prefix]`` to rows ``start:end`` of the weight's target buffer (weights:
-# the hidden layers, then the output layer, then the direct connections).
-_Product = tuple[int, int, int, int, int]
-
-
-@dataclass(frozen=True)
-class _Step:
-    """The work of one sampling step.
-
-    Attributes:
-        variable: The variable drawn at this step.
-        flush: At the first step of a block of steps, the products that add to every
-            unit computed in the block (hidden units and output rows) the part of its
-            sum over the units known when the block starts: one large product per layer
-            and block instead of a re-read of the whole prefix at every step.
-        hidden: Per hidden layer with units of this step's degree, one product (the
-            rest of their sum); those units are activated right after it.
-        output: The products completing the drawn variable's output rows.
-    """
-
-    variable: int
-    flush: tuple[_Product, ...]
-    hidden: tuple[_Product, ...]
-    output: tuple[_Product, ...]
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Index groups of one mask, independent of the weights (cached per mask).
-
-    Attributes:
-        steps: One ``_Step`` per variable, in sampling order.
-        input_order: Input units in step order ``(D*W,)``.
-        unit_orders: Per hidden layer, its units sorted by degree ``(H_l,)``.
-        output_order: Output units in step order ``(D*P,)``.
-        positions: The step at which each variable is drawn ``(D,)``.
-        consistent: Whether the stored masks allow no connection the degrees forbid;
-            if not, the sampler defers to the reference sampler.
-        exact: Whether the stored masks are exactly the degrees' masks, so that the
-            products, which read only allowed weights, need not apply them.
-    """
-
-    steps: tuple[_Step, ...]
-    input_order: torch.Tensor
-    unit_orders: tuple[torch.Tensor, ...]
-    output_order: torch.Tensor
-    positions: torch.Tensor
-    consistent: bool
-    exact: bool
-
+from densitykit.masks import Connectivity
+from densitykit.plans import Plan, Product, connectivity_plan, mask_plan
 
 # Groups up to this many rows are computed row by row (see _accumulate).
 _ROW_BY_ROW = 8
-# Steps per block (see _Step.flush): the rows a step re-reads span at most this many degrees.
-_BLOCK_STEPS = 32
 
-
-# Plans per backbone and mask; entries go with their backbone.
-_PLANS: weakref.WeakKeyDictionary[MADE, dict[int, TensorCache[_Plan]]] = weakref.WeakKeyDictionary()
+__all__ = [
+    "check_parts",
+    "complete_fast",
+    "complete_reference",
+    "encodes_per_variable",
+    "sample_fast",
+    "sample_reference",
+]
 
 
 def check_parts(backbone: object, head: object) -> None:
@@ -187,13 +154,31 @@ def _check_arguments(
     num_samples: object,
     mask: object,
     generator: object,
+    context: torch.Tensor | None,
 ) -> None:
     check_parts(backbone, head)
-    check_int(num_samples, "num_samples", minimum=0)
+    num_samples = check_int(num_samples, "num_samples", minimum=0)
     check_index(mask, backbone.num_masks if backbone is not None else 1, "mask")
-    if generator is not None and not isinstance(generator, torch.Generator):
+    check_generator(generator)
+    _check_context(backbone, context, num_samples)
+
+
+def _check_context(backbone: MADE | None, context: object, num_samples: int) -> None:
+    """A conditional backbone needs a floating-point context ``(N, C)``; others none."""
+    context_size = backbone.context_size if backbone is not None else 0
+    if context_size == 0:
+        if context is not None:
+            raise ValueError("this model takes no context (context_size=0); got a context")
+        return
+    if not isinstance(context, torch.Tensor) or not context.is_floating_point():
         raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+            f"a conditional backbone needs a floating-point context ({num_samples}, "
+            f"{context_size}), got {getattr(context, 'dtype', type(context).__name__)}"
+        )
+    if tuple(context.shape) != (num_samples, context_size):
+        raise ValueError(
+            f"context must have shape (num_samples, C) = ({num_samples}, {context_size}), "
+            f"got {tuple(context.shape)}"
         )
 
 
@@ -213,6 +198,7 @@ def sample_fast(
     *,
     mask: int = 0,
     generator: torch.Generator | None = None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact ancestral samples from one mask's model in about one forward pass each.
 
@@ -230,15 +216,18 @@ def sample_fast(
         num_samples: How many samples ``N``.
         mask: Which mask's autoregressive model to sample.
         generator: Random source (its device may differ from the model's).
+        context: ``(N, C)`` features, one row per sample, for a conditional backbone
+            (``context_size=C > 0``); ``None`` otherwise.
 
     Returns:
         ``(N, D)`` long values in ``0..K-1``.
 
     Raises:
         TypeError: If ``head`` is not a ``Head``, ``backbone`` not a ``MADE`` (or not
-            ``None`` for a head without parameters), or ``generator`` not a
-            ``torch.Generator``.
-        ValueError: If ``num_samples`` is negative or ``mask`` out of range.
+            ``None`` for a head without parameters), ``generator`` not a
+            ``torch.Generator``, or a needed context not a floating-point tensor.
+        ValueError: If ``num_samples`` is negative, ``mask`` out of range, or the
+            context missing, unexpected or not ``(N, C)``.
 
     Example:
         >>> import torch, densitykit as dk
@@ -248,8 +237,8 @@ def sample_fast(
         >>> sample_fast(model.backbone, model.head, 3, mask=1, generator=generator).shape
         torch.Size([3, 6])
     """
-    _check_arguments(backbone, head, num_samples, mask, generator)
-    return _sample_fast(backbone, head, num_samples, mask, generator)
+    _check_arguments(backbone, head, num_samples, mask, generator, context)
+    return _sample_fast(backbone, head, num_samples, mask, generator, context)
 
 
 def sample_reference(
@@ -259,14 +248,15 @@ def sample_reference(
     *,
     mask: int = 0,
     generator: torch.Generator | None = None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Reference ancestral sampler: one full forward pass per variable ($D$ passes).
 
     Simple and slow, it defines what [`sample_fast`][densitykit.sampling.sample_fast]
     must draw. Arguments, result and errors are those of ``sample_fast``.
     """
-    _check_arguments(backbone, head, num_samples, mask, generator)
-    return _sample_reference(backbone, head, num_samples, mask, generator)
+    _check_arguments(backbone, head, num_samples, mask, generator, context)
+    return _sample_reference(backbone, head, num_samples, mask, generator, context)
 
 
 @torch.no_grad()
@@ -276,6 +266,7 @@ def _sample_reference(
     num_samples: int,
     mask: int,
     generator: torch.Generator | None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     dtype, device = _dtype_and_device(backbone, head)
     x = torch.zeros(num_samples, head.dim, dtype=torch.long, device=device)
@@ -288,11 +279,132 @@ def _sample_reference(
     backbone.set_mask(mask)
     try:
         for variable in backbone.connectivity(mask).ordering.tolist():
-            params = backbone(head.encode(x, dtype))
+            params = backbone(head.encode(x, dtype), context=context)
             x[:, variable] = head.sample(params[:, variable], variable, generator)
     finally:
         backbone.set_mask(active)
     return x
+
+
+def complete_fast(
+    backbone: MADE,
+    head: Head,
+    connectivity: Connectivity,
+    x: torch.Tensor,
+    num_given: int,
+    *,
+    generator: torch.Generator | None = None,
+    context: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Exact samples of the rest of an ordering given its first ``num_given`` variables.
+
+    The fast sampler under any connectivity, the backbone's own or not, started after
+    a given prefix: the given variables are encoded at once, the hidden units of
+    degree below ``num_given`` (which read only given variables) are computed in one
+    product per layer, and only the remaining ``D - num_given`` steps run. The
+    heads are called as [`complete_reference`][densitykit.sampling.complete_reference]
+    calls them, so the same generator state gives the same values (up to the order
+    of floating-point summation, as for ``sample_fast``).
+
+    Args:
+        backbone: The [`MADE`][densitykit.made.MADE].
+        head: The output distribution (one that takes parameters from a backbone).
+        connectivity: The degrees to sample under; its masks are derived from them.
+        x: ``(N, D)`` long values; those of the first ``num_given`` variables of
+            ``connectivity.ordering`` are read, the others ignored.
+        num_given: How many variables of the ordering are given, ``0..D``.
+        generator: Random source.
+        context: ``(N, C)`` features, one row per example, for a conditional backbone
+            (``context_size=C > 0``); ``None`` otherwise.
+
+    Returns:
+        ``(N, D)`` long values: ``x`` on the given variables, drawn elsewhere.
+
+    Raises:
+        TypeError: If the parts, ``connectivity``, ``x`` or ``generator`` have the
+            wrong type (``x`` must be an integer tensor).
+        ValueError: If they do not fit one another, ``num_given`` is outside ``0..D``,
+            or the context is missing, unexpected or not ``(N, C)``.
+
+    Example:
+        >>> import torch, densitykit as dk
+        >>> from densitykit.masks import observed_first
+        >>> model = dk.create_model("bernoulli", 4, hidden_sizes=(8,), masks="any-order")
+        >>> observed = torch.tensor([False, True, True, False])
+        >>> conn = observed_first(model.backbone.connectivity(), observed)
+        >>> x = torch.tensor([[0, 1, 0, 0]])
+        >>> parts = model.backbone, model.head
+        >>> seeded = lambda: torch.Generator().manual_seed(0)
+        >>> fast = complete_fast(*parts, conn, x, 2, generator=seeded())
+        >>> slow = complete_reference(*parts, conn, x, 2, generator=seeded())
+        >>> fast[:, observed].tolist(), torch.equal(fast, slow)
+        ([[1, 0]], True)
+    """
+    given = _check_completion(backbone, head, connectivity, x, num_given, generator, context)
+    if num_given == backbone.dim:
+        return given
+    with torch.no_grad():
+        plan = connectivity_plan(backbone, connectivity, num_given)
+        return _draw(backbone, head, plan, None, given, generator, context)
+
+
+def complete_reference(
+    backbone: MADE,
+    head: Head,
+    connectivity: Connectivity,
+    x: torch.Tensor,
+    num_given: int,
+    *,
+    generator: torch.Generator | None = None,
+    context: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Reference for [`complete_fast`][densitykit.sampling.complete_fast]: one full
+    forward pass per variable drawn. Arguments, result and errors are those of
+    ``complete_fast``."""
+    given = _check_completion(backbone, head, connectivity, x, num_given, generator, context)
+    dtype, _ = _dtype_and_device(backbone, head)
+    with torch.no_grad():
+        for variable in connectivity.ordering[num_given:].tolist():
+            encoded = head.encode(given, dtype)
+            params = backbone(encoded, connectivity=connectivity, context=context)
+            given[:, variable] = head.sample(params[:, variable], variable, generator)
+    return given
+
+
+def _check_completion(
+    backbone: MADE,
+    head: Head,
+    connectivity: Connectivity,
+    x: torch.Tensor,
+    num_given: int,
+    generator: torch.Generator | None,
+    context: torch.Tensor | None,
+) -> torch.Tensor:
+    """Check the arguments of a completion; return ``x``'s given values, zeros elsewhere."""
+    check_parts(backbone, head)
+    if backbone is None:
+        raise TypeError(
+            f"completion needs a MADE backbone; {type(head).__name__} takes no parameters "
+            "from one (its variables are independent: draw them with head.sample)"
+        )
+    backbone.check_fit(connectivity)
+    if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.is_complex():
+        raise TypeError(f"x must be an integer tensor of values, got {_describe(x)}")
+    if x.ndim != 2 or x.shape[1] != backbone.dim:
+        raise ValueError(f"x must have shape (N, D) with D={backbone.dim}, got {tuple(x.shape)}")
+    check_int(num_given, "num_given", minimum=0, maximum=backbone.dim)
+    check_generator(generator)
+    _check_context(backbone, context, x.shape[0])
+    given = x.long().clone()
+    # The later variables are drawn; zeros keep them in the support until then.
+    given[:, connectivity.ordering[num_given:].to(x.device)] = 0
+    return given
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of dtype {value.dtype}"
+    return type(value).__name__
 
 
 def encodes_per_variable(
@@ -336,118 +448,13 @@ def encodes_per_variable(
     return torch.equal(together, apart.reshape(probe.shape[0], dim * width))
 
 
-def _plan_sources(backbone: MADE) -> tuple[torch.Tensor, ...]:
-    """The tensors a plan is derived from: the degree buffers and the stored masks."""
-    hidden = range(len(backbone.hidden_sizes))
-    sources = [backbone.input_degrees, *(getattr(backbone, f"hidden_degrees_{i}") for i in hidden)]
-    sources += [layer.mask_stack for layer in backbone.layers]
-    if backbone.direct is not None:
-        sources.append(backbone.direct.mask_stack)
-    return tuple(sources)
-
-
-def _plan(backbone: MADE, mask: int) -> _Plan:
-    """The plan of ``mask``, cached until a degree buffer or a mask is replaced or edited.
-
-    The cache keeps the source tensors themselves (so their identity cannot be
-    recycled) with their version counters, which in-place edits bump. Inference
-    tensors have no version counter; their plans are rebuilt at every call.
-    """
-    cache = _PLANS.setdefault(backbone, {}).setdefault(mask, TensorCache())
-    return cache.get(_plan_sources(backbone), _BLOCK_STEPS, lambda: _build_plan(backbone, mask))
-
-
-def _build_plan(backbone: MADE, mask: int) -> _Plan:
-    conn = backbone.connectivity(mask)
-    dim, width, params = backbone.dim, backbone.input_width, backbone.params_per_variable
-    device = backbone.input_degrees.device
-
-    # The masks the layers hold must allow nothing the degrees forbid, or skipping the
-    # units outside a prefix would drop real connections.
-    expected = conn.layer_masks(width, params)
-    held = [layer.mask_stack[mask].cpu().bool() for layer in backbone.layers]
-    if backbone.direct is not None:
-        expected.append(conn.direct_mask(width, params))
-        held.append(backbone.direct.mask_stack[mask].cpu().bool())
-    consistent = all(not bool((got & ~want).any()) for got, want in zip(held, expected))
-    exact = all(torch.equal(got, want) for got, want in zip(held, expected))
-
-    ordering = conn.ordering
-    unit_orders, ends = [], []
-    for degrees in conn.hidden_degrees:
-        unit_orders.append(torch.argsort(degrees, stable=True))
-        # ends[t] = number of units of degree <= t, for t = 0..D.
-        counts = torch.bincount(degrees, minlength=dim + 1)[: dim + 1]
-        ends.append(counts.cumsum(0).tolist())
-    num_hidden = len(ends)
-
-    def known(layer: int, step: int) -> int:
-        """Rows of the layer below ``layer`` (``num_hidden``: the output) that the
-        units computed at ``step`` read: those of degree <= step."""
-        return step * width if layer == 0 else ends[layer - 1][step]
-
-    def known_at_start(layer: int, step: int) -> int:
-        """Rows of the layer below ``layer`` known before ``step`` begins."""
-        if layer == 0:
-            return step * width
-        return ends[layer - 1][step - 1] if step else 0
-
-    steps, block_start = [], 0
-    for step, variable in enumerate(ordering.tolist()):
-        flush = []
-        if step % _BLOCK_STEPS == 0:
-            block_start, block_end = step, min(step + _BLOCK_STEPS, dim)
-            for layer, layer_ends in enumerate(ends):
-                start = layer_ends[step - 1] if step else 0
-                flush.append(
-                    (layer, start, layer_ends[block_end - 1], 0, known_at_start(layer, step))
-                )
-            rows = (step * params, block_end * params)
-            flush.append((num_hidden, *rows, 0, known_at_start(num_hidden, step)))
-            if backbone.direct is not None:
-                flush.append((num_hidden + 1, *rows, 0, step * width))
-        hidden = []
-        for layer, layer_ends in enumerate(ends):
-            start, end = (layer_ends[step - 1] if step else 0), layer_ends[step]
-            if end > start:
-                base = known_at_start(layer, block_start)
-                hidden.append((layer, start, end, base, known(layer, step)))
-        rows = (step * params, (step + 1) * params)
-        output = [
-            (num_hidden, *rows, known_at_start(num_hidden, block_start), known(num_hidden, step))
-        ]
-        if backbone.direct is not None:
-            output.append((num_hidden + 1, *rows, block_start * width, step * width))
-        steps.append(
-            _Step(
-                variable=variable,
-                flush=tuple(
-                    product
-                    for product in flush
-                    if product[4] > product[3] and product[2] > product[1]
-                ),
-                hidden=tuple(hidden),
-                output=tuple(product for product in output if product[4] > product[3]),
-            )
-        )
-    input_order = (ordering[:, None] * width + torch.arange(width)).flatten()
-    output_order = (ordering[:, None] * params + torch.arange(params)).flatten()
-    return _Plan(
-        steps=tuple(steps),
-        input_order=input_order.to(device),
-        unit_orders=tuple(order.to(device) for order in unit_orders),
-        output_order=output_order.to(device),
-        positions=(conn.input_degrees - 1).to(device),
-        consistent=consistent,
-        exact=exact,
-    )
-
-
 def _permuted(
-    layer: MaskedLinear, mask: int, rows: torch.Tensor, cols: torch.Tensor, apply_mask: bool
+    layer: MaskedLinear, mask: int | None, rows: torch.Tensor, cols: torch.Tensor
 ) -> torch.Tensor:
+    """The weight with rows and columns in step order; masked unless the plan is exact
+    (``mask`` is then ``None``)."""
     weight = layer.weight
-    if apply_mask:
+    if mask is not None:
         weight = weight * layer.mask_stack[mask]
     return weight.index_select(0, rows).index_select(1, cols)
 
@@ -460,25 +467,44 @@ def _bias(layer: MaskedLinear, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _prepare(
-    backbone: MADE, mask: int, plan: _Plan
+    backbone: MADE, mask: int | None, plan: Plan, context: torch.Tensor | None = None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The weights and biases of ``mask`` with units in degree (step) order.
+    """The weights and biases with units in degree (step) order.
+
+    Args:
+        backbone: The MADE.
+        mask: The stored mask the plan was built for (``None`` for a connectivity's
+            plan, which is exact).
+        plan: The plan.
+        context: ``(N, C)`` features of a conditional backbone, or ``None``.
 
     Returns:
         The weights in product order (hidden layers, output layer, direct
-        connections) and the biases of the hidden layers and the output layer.
+        connections) and, for the hidden layers and the output layer, the biases
+        ``(rows, 1)``, or with a context ``(N, C)`` the biases plus the context's
+        share of each row, ``(rows, N)``.
     """
-    apply_mask = not plan.exact
+    mask = None if plan.exact else mask
     below, weights, biases = plan.input_order, [], []
     layers = list(backbone.layers)
-    for layer, order in zip(layers, [*plan.unit_orders, plan.output_order]):
-        weights.append(_permuted(layer, mask, order, below, apply_mask))
-        biases.append(_bias(layer, order))
+    context_layers = backbone.context_layers or [None] * len(layers)
+    # The mask-as-input terms of the plan's degrees (the stored mask's or any other).
+    degrees = plan.degrees
+    first = degrees.hidden_degrees[0] if degrees.hidden_degrees else None
+    mask_terms = backbone.mask_input_terms(degrees.input_degrees, first)
+    for index, (layer, order, context_layer) in enumerate(
+        zip(layers, [*plan.unit_orders, plan.output_order], context_layers)
+    ):
+        weights.append(_permuted(layer, mask, order, below))
+        bias = _bias(layer, order)
+        if mask_terms is not None and mask_terms[index] is not None:
+            bias = bias + mask_terms[index].index_select(0, order)[:, None]
+        if context_layer is not None and context is not None:
+            bias = torch.addmm(bias, context_layer.weight.index_select(0, order), context.t())
+        biases.append(bias)
         below = order
     if backbone.direct is not None:
-        weights.append(
-            _permuted(backbone.direct, mask, plan.output_order, plan.input_order, apply_mask)
-        )
+        weights.append(_permuted(backbone.direct, mask, plan.output_order, plan.input_order))
     return weights, biases
 
 
@@ -503,57 +529,84 @@ def _sample_fast(
     num_samples: int,
     mask: int,
     generator: torch.Generator | None,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     if backbone is None:
         return _sample_reference(backbone, head, num_samples, mask, generator)
-    plan = _plan(backbone, mask)
+    plan = mask_plan(backbone, mask)
     if not plan.consistent:
-        return _sample_reference(backbone, head, num_samples, mask, generator)
+        return _sample_reference(backbone, head, num_samples, mask, generator, context)
+    _, device = _dtype_and_device(backbone, head)
+    given = torch.zeros(num_samples, backbone.dim, dtype=torch.long, device=device)
+    return _draw(backbone, head, plan, mask, given, generator, context)
+
+
+def _draw(
+    backbone: MADE,
+    head: Head,
+    plan: Plan,
+    mask: int | None,
+    given: torch.Tensor,
+    generator: torch.Generator | None,
+    context: torch.Tensor | None,
+) -> torch.Tensor:
+    """Run ``plan``: ``given`` ``(N, D)`` with the variables of steps ``plan.start..``
+    drawn (the earlier ones are read, the later ones must be zero)."""
     dtype, device = _dtype_and_device(backbone, head)
-    width = backbone.input_width
+    width, num_samples = backbone.input_width, given.shape[0]
     per_variable = encodes_per_variable(head, dtype, device)
     # Permuted once per call: the weights change in training.
-    weights, biases = _prepare(backbone, mask, plan)
+    weights, biases = _prepare(backbone, mask, plan, context)
 
     # Activations as (units, samples), units in degree order: a unit's inputs are a
     # contiguous prefix of rows. Hidden and output rows start as their biases and
     # accumulate their products; input rows are read only once written.
     inputs = torch.empty(backbone.dim * width, num_samples, dtype=dtype, device=device)
+    if plan.start:
+        known = plan.input_order[: plan.start * width]
+        inputs[: known.numel()] = head.encode(given, dtype).index_select(1, known).t()
     targets = [bias.expand(-1, num_samples).clone() for bias in biases]
     sources = [inputs, *targets[:-1]]
     if backbone.direct is not None:
         targets.append(targets[-1])
         sources.append(inputs)
-    # Re-encoding reads every column, so the not yet drawn ones must be valid values.
-    values = (
-        None
-        if per_variable
-        else torch.zeros(num_samples, backbone.dim, dtype=torch.long, device=device)
-    )
     state = _State(
         weights=weights,
         targets=targets,
         sources=sources,
         activations=[_in_place(activation) for activation in backbone.activations],
         inputs=inputs,
-        values=values,
+        # Re-encoding reads every column, so the not yet drawn ones must be valid values.
+        values=None if per_variable else given.clone(),
     )
+    with _one_thread(device):
+        _run_prefix(plan, state)
+        _run_steps(plan, head, generator, state)
+    if state.values is not None:
+        return state.values
+    drawn = given.clone()
+    if state.drawn:
+        drawn[:, plan.ordering[plan.start :]] = torch.stack(state.drawn, 1)
+    return drawn
 
+
+@contextmanager
+def _one_thread(device: torch.device) -> Iterator[None]:
+    """Run the steps with one intra-op thread on the CPU (restored afterwards).
+
+    The steps are chains of small products: a second thread does not pay, and on a
+    shared machine its OpenMP worker, spinning between products, slows the main
+    thread several-fold (see the module docstring).
+    """
     threads = torch.get_num_threads()
     single = device.type == "cpu" and threads > 1
     if single:
-        # The steps are chains of small products: a second thread does not pay, and on
-        # a shared machine its OpenMP worker, spinning between products, slows the
-        # main thread several-fold (see the module docstring).
         torch.set_num_threads(1)
     try:
-        _run_steps(plan, head, generator, state)
+        yield
     finally:
         if single:
             torch.set_num_threads(threads)
-    if state.values is not None:
-        return state.values
-    return torch.stack(state.drawn, 1).index_select(1, plan.positions)
 
 
 @dataclass
@@ -561,7 +614,7 @@ class _State:
     """The tensors of one call of the fast sampler.
 
     Attributes:
-        weights: Degree-sorted weights in product order (see ``_Product``).
+        weights: Degree-sorted weights in product order (see ``Product``).
         targets: Per weight, the ``(rows, samples)`` buffer its products add to.
         sources: Per weight, the buffer its products read.
         activations: Per hidden layer, the in-place activation of a slice of units.
@@ -580,15 +633,23 @@ class _State:
     drawn: list[torch.Tensor] = field(default_factory=list)
 
 
-def _run_steps(plan: _Plan, head: Head, generator: torch.Generator | None, state: _State) -> None:
-    """Draw the variables step by step (see ``_Step``) into ``state``."""
+def _run_prefix(plan: Plan, state: _State) -> None:
+    """Compute the hidden units of degree below ``plan.start`` (see ``Plan.prefix``)."""
+    for layer, units, rows, mask in plan.prefix:
+        weight = state.weights[layer][:units, :rows] * mask
+        state.targets[layer][:units].addmm_(weight, state.sources[layer][:rows])
+        state.activations[layer](state.targets[layer][:units])
+
+
+def _run_steps(plan: Plan, head: Head, generator: torch.Generator | None, state: _State) -> None:
+    """Draw the variables step by step (see ``Step``) into ``state``."""
     targets, sources, weights, inputs = state.targets, state.sources, state.weights, state.inputs
     num_hidden = len(state.activations)
     outputs, params = targets[num_hidden], head.params_per_variable
     width, dtype = head.input_width, inputs.dtype
-    last_step = len(plan.steps) - 1
+    last_step = plan.start + len(plan.steps) - 1
 
-    def run(product: _Product) -> None:
+    def run(product: Product) -> None:
         index, start, end, base, prefix = product
         _accumulate(
             targets[index][start:end],
@@ -596,7 +657,7 @@ def _run_steps(plan: _Plan, head: Head, generator: torch.Generator | None, state
             sources[index][base:prefix],
         )
 
-    for step, work in enumerate(plan.steps):
+    for step, work in enumerate(plan.steps, plan.start):
         for product in work.flush:
             run(product)
         for product in work.hidden:

@@ -160,8 +160,14 @@ def score(
     Raises:
         DataError: If the values are not integers in the model's ``0..K-1`` or the
             examples do not have the model's number of values.
-        ValueError: If ``num_masks`` is out of range.
+        ValueError: If ``num_masks`` is out of range, or the model is conditional
+            (scoring takes no context: score it with ``model.log_prob(x, context=c)``).
     """
+    if model.is_conditional:
+        raise ValueError(
+            "this model is conditional, p(x | context); scoring files takes no context, so "
+            "score it in Python with model.log_prob(x, context=...)"
+        )
     total_masks = model.num_masks
     count = total_masks if num_masks is None else num_masks
     if not isinstance(count, int) or not 1 <= count <= total_masks:

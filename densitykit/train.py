@@ -258,8 +258,9 @@ def evaluate(
     batch_size: int = 1000,
     num_masks: int | None = None,
     distributed: bool = False,
+    context: torch.Tensor | None = None,
 ) -> float:
-    """Mean negative log-likelihood (nats per example) of ``data`` under the mask mixture.
+    r"""Mean negative log-likelihood (nats per example) of ``data`` under the mask mixture.
 
     Args:
         model: The model.
@@ -270,6 +271,8 @@ def evaluate(
             [`shard`][densitykit.distributed.shard] of ``data`` and sum the NLL over
             the ranks (every rank must then call this with the same data); no effect
             in a single process.
+        context: A conditional model's context per example (labels ``(N,)`` or
+            features ``(N, C)``): the result is then $-\frac1N\sum \log p(x \mid c)$.
 
     Raises:
         ValueError: If ``num_masks`` exceeds the model's masks or ``data`` is empty.
@@ -280,18 +283,27 @@ def evaluate(
         raise ValueError(f"num_masks must be in 1..{total} for this model, got {num_masks!r}")
     if data.shape[0] == 0:
         raise ValueError("cannot evaluate on an empty data set")
-    context = current() if distributed else None
-    share = data if context is None else data[shard(len(data), context.rank, context.world_size)]
+    if model.is_conditional and (context is None or len(context) != len(data)):
+        raise ValueError(
+            f"a conditional model is evaluated with one context per example ({len(data)}), "
+            f"got {'none' if context is None else len(context)}"
+        )
+    ranks = current() if distributed else None
+    rows = slice(None) if ranks is None else shard(len(data), ranks.rank, ranks.world_size)
+    share, share_context = data[rows], None if context is None else context[rows]
     was_training = model.training
     model.eval()
     nll = torch.zeros((), dtype=torch.float64)
     for start in range(0, share.shape[0], batch_size):
+        batch = slice(start, start + batch_size)
         per_mask = model.log_prob_per_mask(
-            share[start : start + batch_size], mask_indices=range(count)
+            share[batch],
+            mask_indices=range(count),
+            context=None if share_context is None else share_context[batch],
         )
         nll -= log_mean_exp(per_mask).double().sum().cpu()
     model.train(was_training)
-    if context is not None:
+    if ranks is not None:
         nll = all_reduce_sum(nll)
     return float(nll) / data.shape[0]
 
@@ -304,8 +316,10 @@ def fit(
     *,
     callbacks: Sequence[Callback] = (),
     state: TrainState | None = None,
+    train_context: torch.Tensor | None = None,
+    val_context: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Train ``model`` by maximum likelihood.
+    r"""Train ``model`` by maximum likelihood.
 
     Each step draws a mini-batch (a seeded permutation per epoch), computes the
     mean NLL under the active mask, and takes an Adam step; a multi-mask model
@@ -327,6 +341,9 @@ def fit(
         config: Hyperparameters (defaults if omitted).
         callbacks: Progress/logging/checkpoint hooks.
         state: A saved [`TrainState`][densitykit.train.TrainState] to resume from.
+        train_context: A conditional model's context per training example (labels
+            ``(N,)`` or features ``(N, C)``); the loss is then $-\log p(x \mid c)$.
+        val_context: The same for the validation examples ``(M,)`` / ``(M, C)``.
 
     Returns:
         The [`TrainResult`][densitykit.train.TrainResult].
@@ -335,7 +352,9 @@ def fit(
         TrainingError: If the loss stops being finite (the last good state is the
             one the callbacks last saw).
         ValueError: If ``config.precision`` asks for bf16/fp16 autocast on a device
-            other than CUDA, or the data are empty or outside the model's support.
+            other than CUDA, the data are empty or outside the model's support, or a
+            conditional model lacks a context per example (or an unconditional one
+            is given one).
 
     Example:
         >>> import torch, densitykit as dk
@@ -346,7 +365,7 @@ def fit(
         [1, 2]
     """
     config = config or TrainConfig()
-    loop = _setup(model, train, val, config)
+    loop = _setup(model, train, val, config, train_context, val_context)
     state = _restore(loop, state)
     for callback in callbacks:
         callback.on_train_begin(state, loop.num_batches)
@@ -393,6 +412,8 @@ class _Loop:
     config: TrainConfig
     device: torch.device
     context: DistributedContext | None
+    train_context: torch.Tensor | None
+    val_context: torch.Tensor | None
     optimizer: torch.optim.Optimizer
     shuffle: torch.Generator
     scaler: torch.amp.GradScaler
@@ -406,7 +427,12 @@ class _Loop:
 
 
 def _setup(
-    model: AutoregressiveModel, train: torch.Tensor, val: torch.Tensor, config: TrainConfig
+    model: AutoregressiveModel,
+    train: torch.Tensor,
+    val: torch.Tensor,
+    config: TrainConfig,
+    train_context: torch.Tensor | None = None,
+    val_context: torch.Tensor | None = None,
 ) -> _Loop:
     """Resolve the device, check the data once, build the optimizer and the generators."""
     device = resolve_device(config.device)
@@ -433,6 +459,9 @@ def _setup(
         raise ValueError("the training set is empty")
     if val.shape[0] == 0:
         raise ValueError("the validation set is empty")
+    # The contexts are checked once (dtype, shape, range), then indexed per batch.
+    for values, given in ((train, train_context), (val, val_context)):
+        model.encode_context(given, values.shape[:1])
     return _Loop(
         model=model,
         train=train,
@@ -440,6 +469,8 @@ def _setup(
         config=config,
         device=device,
         context=context,
+        train_context=None if train_context is None else train_context.cpu(),
+        val_context=None if val_context is None else val_context.cpu(),
         optimizer=make_optimizer(
             model.parameters(),
             name=config.optimizer,
@@ -473,7 +504,16 @@ def _restore(loop: _Loop, state: TrainState | None) -> TrainState:
     if model.backbone is not None:
         model.backbone.set_mask(state.mask_index % model.num_masks)
     if loop.context is not None:
-        check_same_on_all_ranks(_replica_facts(model, loop.train, loop.val, loop.config, state))
+        check_same_on_all_ranks(
+            _replica_facts(
+                model,
+                loop.train,
+                loop.val,
+                loop.config,
+                state,
+                (loop.train_context, loop.val_context),
+            )
+        )
         loop.replica = replicate(BatchLogProb(model), loop.device)
     return state
 
@@ -494,15 +534,27 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
     connectivity = model.draw_connectivity() if model.connectivity_source is not None else None
     if loop.replica is None:
         batch = loop.train[indices].to(device, non_blocking=True)
+        context = None if loop.train_context is None else loop.train_context[indices]
         with autocast(device, config.precision):
-            if connectivity is None:
-                loss = -model.log_prob(batch, mask, validate=False).mean()
-            else:
-                loss = -model.log_prob(batch, validate=False, connectivity=connectivity).mean()
+            log_prob = model.log_prob(
+                batch,
+                mask if connectivity is None else None,
+                validate=False,
+                connectivity=connectivity,
+                context=context,
+            )
+            loss = -log_prob.mean()
         value = loss.item()
     else:
         loss, value = sharded_loss(
-            loop.replica, loop.context, loop.train, indices, mask, device, config.precision
+            loop.replica,
+            loop.context,
+            loop.train,
+            indices,
+            mask,
+            device,
+            config.precision,
+            loop.train_context,
         )
     if not math.isfinite(value):
         raise TrainingError(
@@ -546,6 +598,7 @@ def _end_epoch(
             batch_size=config.eval_batch_size,
             num_masks=config.eval_masks,
             distributed=loop.context is not None,
+            context=loop.val_context,
         )
         improved = val_nll < state.best_val_nll
         out_of_time = (
@@ -620,6 +673,7 @@ def _replica_facts(
     val: torch.Tensor,
     config: TrainConfig,
     state: TrainState,
+    contexts: tuple[torch.Tensor | None, ...] = (),
 ) -> dict[str, Any]:
     """What must be equal on every rank for data-parallel training to mean anything."""
     return {
@@ -627,6 +681,7 @@ def _replica_facts(
         "model config": model.config.to_dict() if model.config is not None else None,
         "training data": fingerprint(train),
         "validation data": fingerprint(val),
+        "contexts": [fingerprint(c) if c is not None else None for c in contexts],
         "masks": fingerprint(*model.buffers()),
         "active mask": model.backbone.mask_index if model.backbone is not None else 0,
         "loop state": (

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
+
+import torch
+from scipy import stats
 
 
 def offline_env(tmp_path: Path) -> dict[str, str]:
@@ -23,3 +27,31 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
         PYTHONDONTWRITEBYTECODE="1",
     )
     return env
+
+
+def every_value(dim: int, num_values: int) -> torch.Tensor:
+    """Every point of ``0..num_values-1`` to the power ``dim``, one per row."""
+
+    import torch
+
+    return torch.tensor(list(itertools.product(range(num_values), repeat=dim)))
+
+
+def frequencies_match(
+    samples: torch.Tensor, candidates: torch.Tensor, expected: torch.Tensor
+) -> bool:
+    """Chi-square test (p > 1e-3) that ``samples`` ``(N, D)`` are drawn with probabilities
+    ``expected`` over the rows of ``candidates``; cells expecting fewer than 5 are pooled."""
+    import torch
+
+    num_samples = samples.shape[0]
+    index = {tuple(row.tolist()): i for i, row in enumerate(candidates)}
+    counts = torch.zeros(len(candidates), dtype=torch.float64)
+    for row in samples.tolist():
+        counts[index[tuple(row)]] += 1
+    keep = expected * num_samples >= 5
+    observed = torch.cat([counts[keep], counts[~keep].sum()[None]])
+    wanted = torch.cat([expected[keep], expected[~keep].sum()[None]]) * num_samples
+    observed, wanted = observed[wanted > 0], wanted[wanted > 0]
+    statistic = float(((observed - wanted) ** 2 / wanted).sum())
+    return bool(stats.chi2.sf(statistic, max(len(observed) - 1, 1)) > 1e-3)

@@ -47,7 +47,8 @@ class ModelSpec:
     head_options: dict[str, Any] = field(default_factory=dict)
     mask_options: dict[str, Any] = field(default_factory=dict)
 
-    def build(self) -> dk.AutoregressiveModel:
+    def build(self, **extra: Any) -> dk.AutoregressiveModel:
+        """The model; ``extra`` options of ``create_model`` (a context) are passed on."""
         return dk.create_model(
             self.head,
             self.dim,
@@ -59,6 +60,7 @@ class ModelSpec:
             activation=self.activation,
             direct_connections=self.direct_connections,
             mask_options=self.mask_options,
+            **extra,
             **self.head_options,
         )
 

@@ -299,7 +299,7 @@ def test_half_precision_on_cpu_is_refused(tmp_path: Path) -> None:
 def test_fit_takes_the_training_levers_and_saves_them(tmp_path: Path) -> None:
     out = tmp_path / "run"
     levers = ["--optimizer", "adagrad", "--lr", "0.01", "--lr-schedule", "cosine"]
-    levers += ["--ema-decay", "0.9", "--time-budget-minutes", "30"]
+    levers += ["--ema-decay", "0.9", "--time-budget", "30"]
     result = invoke("fit", "--grid-size", "16", *TINY, *levers, "--out", str(out))
     assert result.exit_code == 0, result.output
     train = json.loads((out / "config.json").read_text())["train"]

@@ -813,12 +813,14 @@ def test_download_uses_torchvision_into_the_data_home(
         def __init__(self, root: str, train: bool, download: bool) -> None:
             calls.append((root, train, download))
             self.data = torch.from_numpy(TINY_TRAIN if train else TINY_TEST)
+            self.targets = torch.arange(len(self.data)) % 10  # torchvision's labels
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
     ds = load_dataset("mnist", val_fraction=0.0)
     home = str(isolated_data_locations / "densitykit-data")
     assert calls == [(home, True, True), (home, False, True)]
     assert len(ds.train) == TRAIN_IMAGES and len(ds.test) == TEST_IMAGES
+    assert torch.equal(ds.labels("test"), torch.arange(TEST_IMAGES) % 10)
 
 
 def test_failed_download_explains_the_offline_options(monkeypatch: pytest.MonkeyPatch) -> None:

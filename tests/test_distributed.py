@@ -269,3 +269,33 @@ def test_two_gloo_processes_train_like_one_process_on_the_same_global_batch(
     assert metrics_parallel["test_nll_nats"] == pytest.approx(
         metrics_single["test_nll_nats"], abs=1e-5
     )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed gloo"
+)
+def test_a_class_conditional_run_trains_in_two_processes_like_in_one(tmp_path: Path) -> None:
+    """The labels are sharded with their examples: the same weights as one process."""
+    args = [
+        "fit", "--data", "shapes", "--data-option", "size=8", "--data-option",
+        "num_samples=1000", "--condition", "label", "--hidden-sizes", "16", "--epochs", "1",
+        "--batch-size", "99", "--quiet", "--device", "cpu",
+    ]  # fmt: skip
+    workdir = tmp_path / "torchrun"
+    workdir.mkdir()
+    result = _torchrun([*args, "--out", "run"], cwd=workdir, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    single = tmp_path / "single"
+    outcome = CliRunner().invoke(app, [*args, "--out", str(single)])
+    assert outcome.exit_code == 0, outcome.output
+    parallel = load_object(workdir / "run" / "train_state.pt")["model"]
+    assert any("context" in key for key in parallel)
+    assert (
+        _max_abs_diff(parallel, load_object(single / "train_state.pt")["model"]) < WEIGHT_TOLERANCE
+    )
+    metrics = read_json(workdir / "run" / "metrics.json")
+    assert metrics["condition"] == "label"
+    assert metrics["test_nll_nats"] == pytest.approx(
+        read_json(single / "metrics.json")["test_nll_nats"], abs=1e-4
+    )

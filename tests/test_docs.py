@@ -499,7 +499,8 @@ BENCHMARKS = ROOT / "benchmarks"
 
 
 def write_fake_mnist(folder: Path, num_train: int = 1200, num_test: int = 200) -> Path:
-    """Random 28 x 28 grey images as the two MNIST image files: enough to run on, not MNIST."""
+    """Random 28 x 28 grey images and labels 0-9 as the four MNIST files: enough to run
+    on, not MNIST."""
     from densitykit.data.idx import write_idx
 
     folder.mkdir(parents=True)
@@ -507,6 +508,8 @@ def write_fake_mnist(folder: Path, num_train: int = 1200, num_test: int = 200) -
     for name, count in (("train", num_train), ("t10k", num_test)):
         images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
         write_idx(images, folder / f"{name}-images-idx3-ubyte.gz")
+        labels = rng.integers(0, 10, size=count, dtype=np.uint8)
+        write_idx(labels, folder / f"{name}-labels-idx1-ubyte.gz")
     return folder
 
 
@@ -524,6 +527,14 @@ def check_reproductions(stdout: str, tmp_path: Path) -> None:
 def check_mnist_quality(stdout: str, tmp_path: Path) -> None:
     last = stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"test_nll_nats=\d+\.\d{4}", last), last
+
+
+def check_inpainting(stdout: str, tmp_path: Path) -> None:
+    check_mnist_quality(stdout, tmp_path)
+    for text in ("(a) any-order", "(a') mask input", "not its ordering", "random:0.5", "epochs"):
+        assert text in stdout, text
+    assert "pixels first: False" not in stdout
+    assert stdout.count("pixels first: True") == 3
 
 
 def check_throughput(stdout: str, tmp_path: Path) -> None:
@@ -555,6 +566,11 @@ QUICK_RUNS = {
             "--num-val",
             "200",
         ],
+        check_mnist_quality,
+    ),
+    "inpainting.py": (lambda tmp: ["500-direct", "--mask-input"], check_inpainting),
+    "conditional.py": (
+        lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m")), "--out", str(tmp / "runs")],
         check_mnist_quality,
     ),
     "throughput.py": (lambda tmp: [], check_throughput),

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import strategies
 import torch
+from helpers import every_value, frequencies_match
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import stats
 from strategies import ModelSpec, model_specs
 
 import densitykit as dk
@@ -29,14 +29,20 @@ TINY_IDS = [f"{h}-{'onehot' if o.get('one_hot') else 'scalar'}" for h, _, _, o i
 
 
 def tiny(
-    head: str, dim: int, num_values: int, options: dict, *, direct: bool = True
+    head: str,
+    dim: int,
+    num_values: int,
+    options: dict,
+    *,
+    direct: bool = True,
+    hidden_sizes: tuple[int, ...] = (7, 5),
 ) -> dk.AutoregressiveModel:
     """A float64 any-order model with peaked conditionals that depend on the past."""
     model = dk.create_model(
         head,
         dim,
         num_values,
-        hidden_sizes=(7, 5),
+        hidden_sizes=hidden_sizes,
         masks="any-order",
         num_masks=2,
         seed=11,
@@ -45,10 +51,6 @@ def tiny(
     ).double()
     strategies.sharpen(model, 3.0, seed=4)
     return model
-
-
-def every_value(dim: int, num_values: int) -> torch.Tensor:
-    return torch.tensor(list(itertools.product(range(num_values), repeat=dim)))
 
 
 def every_pattern(dim: int) -> list[torch.Tensor]:
@@ -184,16 +186,7 @@ def test_completion_frequencies_match_the_conditional(
     candidates = candidates[(candidates[:, pattern] == example[pattern]).all(1)]
     expected = model.conditional_log_prob(candidates, pattern).exp().detach()
     torch.testing.assert_close(expected.sum(), torch.tensor(1.0, dtype=torch.float64))
-    index = {tuple(row.tolist()): i for i, row in enumerate(candidates)}
-    counts = torch.zeros(len(candidates), dtype=torch.float64)
-    for row in completed.tolist():
-        counts[index[tuple(row)]] += 1
-    keep = expected * num_samples >= 5  # chi-square cells with enough expected counts
-    observed = torch.cat([counts[keep], counts[~keep].sum()[None]])
-    wanted = torch.cat([expected[keep], expected[~keep].sum()[None]]) * num_samples
-    observed, wanted = observed[wanted > 0], wanted[wanted > 0]
-    statistic = float(((observed - wanted) ** 2 / wanted).sum())
-    assert stats.chi2.sf(statistic, max(len(observed) - 1, 1)) > 1e-3
+    assert frequencies_match(completed, candidates, expected)
 
 
 def test_completion_is_seeded_keeps_the_observed_values_and_ignores_the_missing_ones() -> None:
@@ -206,6 +199,55 @@ def test_completion_is_seeded_keeps_the_observed_values_and_ignores_the_missing_
     assert torch.equal(first, again)
     assert bool((first[observed] == x[observed]).all())
     assert bool(((first >= 0) & (first < 3)).all())
+
+
+@pytest.mark.parametrize(("head", "dim", "num_values", "options"), TINY, ids=TINY_IDS)
+@pytest.mark.parametrize("hidden_sizes", [(), (6,), (7, 5)], ids=["0", "1", "2"])
+@pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
+@pytest.mark.parametrize("mask_input", [False, True], ids=["", "mask-input"])
+def test_fast_completion_equals_the_reference_completion(
+    head: str,
+    dim: int,
+    num_values: int,
+    options: dict,
+    hidden_sizes: tuple[int, ...],
+    direct: bool,
+    mask_input: bool,
+) -> None:
+    if mask_input and head == "histogram":
+        pytest.skip("a histogram has no backbone to tell its mask")
+    options = {**options, "mask_input": True} if mask_input else options
+    model = tiny(head, dim, num_values, options, direct=direct, hidden_sizes=hidden_sizes)
+    # Per example its own pattern, each several times: every pattern of D variables,
+    # nothing observed, all but one and all of them included.
+    patterns = torch.stack(every_pattern(dim)).repeat(6, 1)
+    x = torch.randint(0, num_values, patterns.shape, generator=torch.Generator().manual_seed(2))
+    parts = model.backbone, model.head
+    for bases in query_orderings(model):
+        fast = dk.queries.complete(
+            *parts, x, patterns, bases, generator=torch.Generator().manual_seed(9)
+        )
+        slow = dk.queries.complete_reference(
+            *parts, x, patterns, bases, generator=torch.Generator().manual_seed(9)
+        )
+        assert torch.equal(fast, slow)
+        assert torch.equal(fast[patterns], x[patterns])
+
+
+def test_model_completion_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny("categorical", 3, 3, {"one_hot": True})
+    x = torch.tensor([[2, 0, 1], [1, 1, 1]])
+    observed = torch.tensor([[True, False, False], [False, True, False]])
+    expected = dk.queries.complete_reference(
+        model.backbone, model.head, x, observed, generator=torch.Generator().manual_seed(3)
+    )
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("model.complete fell back to the reference completion")
+
+    monkeypatch.setattr(dk.sampling, "complete_reference", refuse)
+    got = model.complete(x, observed, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got, expected)
 
 
 # -- the autoregressive property under orderings drawn at inference time -----------------------
@@ -515,3 +557,51 @@ def test_an_observed_pattern_can_be_a_picture(tmp_path) -> None:
     for name, message in (("small.png", "10 x 12 pixels"), ("all.png", "dark (missing)")):
         bad = runner.invoke(app, ["eval", str(run), "--observed", str(tmp_path / name)])
         assert bad.exit_code == 1 and message in bad.output, bad.output
+
+
+# -- the mask as an input ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("head", "dim", "num_values", "options"), TINY[:5], ids=TINY_IDS[:5])
+@pytest.mark.parametrize("hidden_sizes", [(), (7,), (7, 5)], ids=["0", "1", "2"])
+def test_the_mask_as_input_keeps_every_ordering_exact(
+    head: str, dim: int, num_values: int, options: dict, hidden_sizes: tuple[int, ...]
+) -> None:
+    """With ``mask_input`` each ordering's model still sums to 1, its outputs ignore the
+    variables the ordering forbids, and the fast sampler equals the reference."""
+    model = dk.create_model(
+        head, dim, num_values, hidden_sizes=hidden_sizes, masks="any-order", num_masks=2,
+        seed=3, direct_connections=True, mask_input=True, **options,
+    ).double()  # fmt: skip
+    strategies.sharpen(model, 3.0, seed=2)
+    backbone, values = model.backbone, every_value(dim, num_values)
+    drawn = ConnectivitySampler(dim, backbone.hidden_sizes, seed=8)
+    orderings = [drawn.draw(), drawn.draw()]
+    tables = []
+    for conn in orderings:
+        log_prob = model.log_prob(values, connectivity=conn).detach()
+        torch.testing.assert_close(log_prob.exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+        tables.append(log_prob)
+        points = torch.randn(2, dim * backbone.input_width, dtype=torch.float64)
+        jac = torch.autograd.functional.jacobian(
+            lambda inputs, conn=conn: backbone(inputs, connectivity=conn), points
+        )[0, :, :, 0, :]
+        degrees = conn.input_degrees
+        allowed = degrees[:, None] > degrees.repeat_interleave(backbone.input_width)[None, :]
+        assert torch.count_nonzero(jac[~allowed[:, None, :].expand_as(jac)]) == 0
+    for mask in range(model.num_masks):
+        fast = model.sample(30, mask=mask, generator=torch.Generator().manual_seed(mask))
+        naive = model.sample_naive(30, mask=mask, generator=torch.Generator().manual_seed(mask))
+        assert torch.equal(fast, naive)
+    # The terms depend on the ordering (that is their point) ...
+    terms = [
+        backbone.mask_input_terms(
+            conn.input_degrees, conn.hidden_degrees[0] if hidden_sizes else None
+        )[0]
+        for conn in orderings
+    ]
+    assert not torch.allclose(terms[0], terms[1])
+    # ... and a backbone without them has no such weights.
+    plain = dk.create_model(head, dim, num_values, hidden_sizes=hidden_sizes, **options)
+    assert not any("mask_input" in key for key in plain.state_dict())
+    assert dk.model.parameter_count(model.config) == sum(p.numel() for p in model.parameters())

@@ -9,12 +9,20 @@ import pytest
 import strategies
 import torch
 from hypothesis import given
+from hypothesis import strategies as st
 from strategies import ModelSpec, model_specs
 
 import densitykit as dk
-from densitykit import sampling
+from densitykit import plans, sampling
 from densitykit.heads import BernoulliHead
-from densitykit.sampling import encodes_per_variable, sample_fast, sample_reference
+from densitykit.masks import Connectivity, ConnectivitySampler
+from densitykit.sampling import (
+    complete_fast,
+    complete_reference,
+    encodes_per_variable,
+    sample_fast,
+    sample_reference,
+)
 
 NUM_VALUES = {"bernoulli": 2}
 
@@ -95,7 +103,7 @@ def test_blocks_of_steps_split_every_sum_exactly(
 ) -> None:
     # Seven variables in blocks of 1, 2 or 3 steps: every split of a unit's sum into a
     # block's share and the rest, including blocks cut short by the last variable.
-    monkeypatch.setattr(sampling, "_BLOCK_STEPS", block_steps)
+    monkeypatch.setattr(plans, "BLOCK_STEPS", block_steps)
     assert_fast_equals_naive(build(head, hidden_sizes=hidden_sizes, direct=direct))
 
 
@@ -290,3 +298,128 @@ def test_sampling_does_not_import_the_model() -> None:
                 for alias in node.names}  # fmt: skip
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "densitykit.model" not in imported
+
+
+# -- completion: the fast sampler under any connectivity, after a given prefix --------------
+
+
+def completion_connectivities(model: dk.AutoregressiveModel, seed: int = 5) -> list[Connectivity]:
+    """One of the model's own connectivities and one drawn at inference time."""
+    drawn = ConnectivitySampler(model.dim, model.backbone.hidden_sizes, seed=seed).draw()
+    return [model.backbone.connectivity(1 % model.num_masks), drawn]
+
+
+def given_values(model: dk.AutoregressiveModel, num_samples: int, seed: int) -> torch.Tensor:
+    """Values from the model itself, so the given prefix is a likely one."""
+    return sample_reference(model.backbone, model.head, num_samples, generator=seeded(seed))
+
+
+def assert_completion_equals_reference(
+    model: dk.AutoregressiveModel, num_given: list[int] | None = None, num_samples: int = 100
+) -> None:
+    parts = model.backbone, model.head
+    given = range(model.dim + 1) if num_given is None else num_given
+    for index, conn in enumerate(completion_connectivities(model)):
+        x = given_values(model, num_samples, index)
+        for count in given:
+            fast = complete_fast(*parts, conn, x, count, generator=seeded(count))
+            slow = complete_reference(*parts, conn, x, count, generator=seeded(count))
+            kept = conn.ordering[:count]
+            assert fast.dtype == torch.long and fast.shape == x.shape
+            assert torch.equal(fast[:, kept], x[:, kept])
+            assert torch.equal(fast, slow), (
+                f"connectivity {index}, {count} given: {int((fast != slow).sum())} values differ"
+            )
+
+
+@pytest.mark.parametrize("head", BACKBONE_HEADS)
+@pytest.mark.parametrize(
+    "hidden_sizes", [(), (12,), (3, 20)], ids=["no-hidden", "one-layer", "two-layers"]
+)
+@pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
+def test_fast_completion_equals_the_reference_for_every_head(
+    head: str, hidden_sizes: tuple[int, ...], direct: bool
+) -> None:
+    # Every prefix length, none given and all but one (and all) included.
+    assert_completion_equals_reference(build(head, hidden_sizes=hidden_sizes, direct=direct))
+
+
+@pytest.mark.parametrize("block_steps", [1, 2, 3])
+@pytest.mark.parametrize("head", BACKBONE_HEADS)
+def test_fast_completion_splits_every_sum_exactly_in_blocks(
+    block_steps: int, head: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks now start at the first step drawn: every prefix against every block length.
+    monkeypatch.setattr(plans, "BLOCK_STEPS", block_steps)
+    assert_completion_equals_reference(build(head, hidden_sizes=(16, 2, 9), direct=True))
+
+
+@pytest.mark.parametrize(
+    ("head", "options"),
+    [
+        ("categorical", {"num_values": 12}),  # one-hot inputs, P = 12 > the row-by-row limit
+        ("logistic-mixture", {"num_values": 9, "num_components": 4, "one_hot": True}),
+    ],
+)
+@pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
+def test_fast_completion_with_one_hot_inputs(head: str, options: dict, direct: bool) -> None:
+    assert_completion_equals_reference(build(head, direct=direct, **options), [0, 1, 3, 6])
+
+
+@pytest.mark.parametrize("hidden_sizes", [(), (12,), (3, 20)])
+def test_fast_completion_with_the_mask_as_input(hidden_sizes: tuple[int, ...]) -> None:
+    model = build("categorical", hidden_sizes=hidden_sizes, direct=True, mask_input=True)
+    assert_completion_equals_reference(model, [0, 1, 4, 6])
+    assert_fast_equals_naive(model)
+
+
+def test_fast_completion_with_wide_layers_and_a_re_encoding_head() -> None:
+    assert_completion_equals_reference(build("categorical", dim=3, hidden_sizes=(40, 30)))
+    reference = build("bernoulli", direct=True)
+    model = dk.AutoregressiveModel(reference.backbone, IndexedBernoulli(dim=reference.dim))
+    assert_completion_equals_reference(model, [0, 2, 6])
+
+
+@given(spec=model_specs(), data=st.data())
+def test_fast_completion_equals_the_reference_on_random_models(
+    spec: ModelSpec, data: st.DataObject
+) -> None:
+    model = spec.build().double()
+    randomize(model)
+    count = data.draw(st.integers(0, spec.dim), label="num_given")
+    assert_completion_equals_reference(model, [count], num_samples=32)
+
+
+@pytest.mark.parametrize("completer", [complete_fast, complete_reference])
+@pytest.mark.parametrize(
+    ("case", "error", "match"),
+    [
+        ("histogram", TypeError, "MADE backbone"),
+        ("not-a-connectivity", TypeError, "Connectivity"),
+        ("wrong-size", ValueError, "hidden sizes"),
+        ("float-values", TypeError, "integer tensor"),
+        ("wrong-shape", ValueError, r"shape \(N, D\)"),
+        ("too-many-given", ValueError, "num_given"),
+        ("bad-generator", TypeError, "generator"),
+    ],
+)
+def test_bad_completion_arguments(completer, case: str, error: type, match: str) -> None:
+    model = build("bernoulli")
+    backbone, head, conn = model.backbone, model.head, model.backbone.connectivity()
+    x, count, generator = torch.zeros(2, 7, dtype=torch.long), 3, None
+    if case == "histogram":
+        backbone, head = None, dk.heads.create("histogram", dim=7, num_values=2)
+    elif case == "not-a-connectivity":
+        conn = conn.ordering
+    elif case == "wrong-size":
+        conn = ConnectivitySampler(7, (4,), seed=0).draw()
+    elif case == "float-values":
+        x = x.double()
+    elif case == "wrong-shape":
+        x = x[:, :3]
+    elif case == "too-many-given":
+        count = 8
+    else:
+        generator = 0
+    with pytest.raises(error, match=match):
+        completer(backbone, head, conn, x, count, generator=generator)

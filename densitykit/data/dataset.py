@@ -70,6 +70,13 @@ class Dataset:
             or ``(K, K)`` for 2d (``float64``), else ``None``.
         options: JSON-serialisable keyword options such that
             ``load_dataset(name, **options)`` rebuilds this data set.
+        train_labels: ``(N_train,)`` ``int64`` class labels in ``0..L-1`` of the
+            training examples, or ``None`` for a data set without labels; the three
+            splits have labels or none has.
+        val_labels: ``(N_val,)`` labels of the validation examples, or ``None``.
+        test_labels: ``(N_test,)`` labels of the test examples, or ``None``.
+        label_names: The ``L`` class names (``"0"`` to ``"9"`` for MNIST digits),
+            given with the labels.
 
     Raises:
         TypeError: If a field has the wrong type.
@@ -92,11 +99,45 @@ class Dataset:
     true_entropy_nats: float | None = None
     true_probs: torch.Tensor | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    train_labels: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+    label_names: tuple[str, ...] | None = None
 
     @property
     def dim(self) -> int:
         """$D$, the number of variables of one example."""
         return int(self.train.shape[1])
+
+    @property
+    def num_labels(self) -> int:
+        """$L$, the number of classes of the labels (0 for a data set without labels)."""
+        return 0 if self.label_names is None else len(self.label_names)
+
+    def labels(self, split: str) -> torch.Tensor:
+        """The labels of ``split`` (``"train"``, ``"val"`` or ``"test"``), ``(N,)`` ``int64``.
+
+        Raises:
+            DataError: If the data set has no labels (the message says which data
+                sets carry them).
+            ValueError: On an unknown split name.
+
+        Example:
+            >>> from densitykit.data import load_dataset
+            >>> ds = load_dataset("shapes", size=12, num_samples=50)
+            >>> ds.label_names, ds.labels("test").shape
+            (('rectangle', 'circle', 'triangle', 'line'), torch.Size([10]))
+        """
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        labels = getattr(self, f"{split}_labels")
+        if labels is None:
+            raise DataError(
+                f"the {self.name!r} data set has no labels to condition on; labels come "
+                "with mnist, fashion-mnist, binarized-mnist (when the label files are "
+                "present) and shapes (the kind of shape)"
+            )
+        return labels
 
     def splits(self) -> dict[str, torch.Tensor]:
         """Return the three splits by name: ``{"train": ..., "val": ..., "test": ...}``."""
@@ -114,6 +155,7 @@ class Dataset:
         self._check_splits()
         self._check_shape()
         self._check_truth()
+        self._check_labels()
         if not isinstance(self.options, dict):
             raise TypeError(f"Dataset.options must be a dict, got {type(self.options).__name__}")
         try:
@@ -145,6 +187,42 @@ class Dataset:
             raise DataError(
                 f"train, val and test must share one D >= 1, got D values {sorted(dims)}"
             )
+
+    def _check_labels(self) -> None:
+        given = {
+            split: getattr(self, f"{split}_labels") is not None
+            for split in ("train", "val", "test")
+        }
+        if self.label_names is None and not any(given.values()):
+            return
+        if self.label_names is None or not all(given.values()):
+            raise DataError(
+                "Dataset labels come with label_names and one label tensor per split; got "
+                f"label_names={self.label_names!r} and labels for "
+                f"{[split for split, has in given.items() if has]}"
+            )
+        self.label_names = tuple(self.label_names)
+        if len(self.label_names) < 2 or not all(isinstance(n, str) for n in self.label_names):
+            raise DataError(
+                f"Dataset.label_names must be at least two strings, got {self.label_names!r}"
+            )
+        for split, values in self.splits().items():
+            labels = getattr(self, f"{split}_labels")
+            if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
+                raise DataError(
+                    f"Dataset.{split}_labels must be an int64 torch.Tensor, got "
+                    f"{getattr(labels, 'dtype', type(labels).__name__)}"
+                )
+            if tuple(labels.shape) != (values.shape[0],):
+                raise DataError(
+                    f"Dataset.{split}_labels must have shape ({values.shape[0]},), one per "
+                    f"example, got {tuple(labels.shape)}"
+                )
+            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_labels):
+                raise DataError(
+                    f"Dataset.{split}_labels must lie in 0..{self.num_labels - 1}, got labels "
+                    f"in {int(labels.min())}..{int(labels.max())}"
+                )
 
     def _check_shape(self) -> None:
         k, d = self.num_values, self.dim
@@ -199,5 +277,5 @@ class Dataset:
         return (
             f"Dataset({self.name!r}, kind={self.kind!r}, shape={self.shape}, "
             f"num_values={self.num_values}, train={len(self.train)}, val={len(self.val)}, "
-            f"test={len(self.test)}, true_entropy={entropy})"
+            f"test={len(self.test)}, true_entropy={entropy}, labels={self.num_labels})"
         )

@@ -13,10 +13,13 @@ Where the images come from, in order:
 3. Failing those and with ``download=True``, torchvision downloads the data set
    into ``$DENSITYKIT_DATA`` (or ``~/.cache/densitykit``).
 
-Only the image files are read (``train-images-idx3-ubyte`` and
-``t10k-images-idx3-ubyte``, each plain or ``.gz``); label files may be present or
-not. The headers' counts are trusted, so a subset such as a 10,000-image training
-file works as is. The validation split is carved from the official training set.
+The image files (``train-images-idx3-ubyte`` and ``t10k-images-idx3-ubyte``, each
+plain or ``.gz``) are required. The label files (``train-labels-idx1-ubyte`` and
+``t10k-labels-idx1-ubyte``) are optional: when both are present (or downloaded),
+the data set carries the labels (digits ``0`` to ``9``, or Fashion-MNIST's ten
+clothing classes) for class-conditional models; without them it has none. The
+headers' counts are trusted, so a subset such as a 10,000-image training file works
+as is. The validation split is carved from the official training set.
 
 ``binarized-mnist`` is the density-estimation benchmark built from the same files
 (Larochelle and Murray, 2011): the first 50,000 training images train, the last 10,000
@@ -29,6 +32,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from densitykit.checks import (
     check_bool,
@@ -48,6 +52,7 @@ __all__ = [
     "BINARIZE_MODES",
     "IMAGE_FILES",
     "LABEL_FILES",
+    "LABEL_NAMES",
     "SYSTEM_FOLDERS",
     "binarize_images",
     "binarized_mnist",
@@ -55,6 +60,7 @@ __all__ = [
     "fashion_mnist",
     "find_idx_folder",
     "load_images",
+    "load_labelled_images",
     "mnist",
 ]
 
@@ -91,11 +97,28 @@ def data_home() -> Path:
     return _homes()[0]
 
 
-def _image_file(folder: Path, split: str) -> Path | None:
-    for candidate in (folder / IMAGE_FILES[split], folder / f"{IMAGE_FILES[split]}.gz"):
+def _image_file(folder: Path, split: str, files: dict[str, str] = IMAGE_FILES) -> Path | None:
+    for candidate in (folder / files[split], folder / f"{files[split]}.gz"):
         if candidate.is_file():
             return candidate
     return None
+
+
+def _read_labels(name: str, folder: Path, images: dict[str, np.ndarray]) -> list | None:
+    """The labels of both splits when both label files are there, else ``None``."""
+    paths = {split: _image_file(folder, split, LABEL_FILES) for split in LABEL_FILES}
+    if not all(paths.values()):
+        return None
+    labels = []
+    for split, path in paths.items():
+        values = read_idx(path)
+        if values.dtype != np.uint8 or values.shape != (len(images[split]),):
+            raise DataError(
+                f"{name}: expected {path.name} to hold one uint8 label per image "
+                f"({len(images[split])},), got {values.dtype} of shape {values.shape}"
+            )
+        labels.append(values.astype(np.int64))
+    return labels
 
 
 def _layouts(folder: Path, name: str) -> list[Path]:
@@ -151,14 +174,16 @@ def _read_images(name: str, folder: Path, split: str) -> np.ndarray:
     return images
 
 
-def _download(name: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
+def _download(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, list | None]:
     class_name = _TORCHVISION_CLASS[name]
     try:
         import torchvision.datasets
 
         factory = getattr(torchvision.datasets, class_name)
-        train = factory(root=str(root), train=True, download=True).data
-        test = factory(root=str(root), train=False, download=True).data
+        train_set = factory(root=str(root), train=True, download=True)
+        test_set = factory(root=str(root), train=False, download=True)
+        train, test = train_set.data, test_set.data
+        labels = [np.asarray(train_set.targets), np.asarray(test_set.targets)]
     except Exception as error:  # whatever failed (network, mirror, disk), there are no images
         reason = (str(error).strip().splitlines() or [""])[0]
         raise DataError(
@@ -172,7 +197,7 @@ def _download(name: str, root: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{name}: expected torchvision to give (N, H, W) images, "
             f"got shapes {train.shape} and {test.shape}"
         )
-    return train, test
+    return train, test, [values.astype(np.int64) for values in labels]
 
 
 def load_images(
@@ -194,6 +219,23 @@ def load_images(
         DataError: If no folder has the files (the one-line message lists the files
             expected, what was found and how to get them offline), a file is
             malformed, or the download fails.
+    """
+    return load_labelled_images(name, data_dir, download=download)[:2]
+
+
+def load_labelled_images(
+    name: str, data_dir: str | os.PathLike[str] | None = None, *, download: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """[`load_images`][densitykit.data.mnist.load_images] with the labels, where present.
+
+    Returns:
+        ``(train, test, train_labels, test_labels)``: the images as ``load_images``
+        gives them, and ``(N,)`` ``int64`` labels of each, or ``None`` for both when
+        the folder lacks either label file.
+
+    Raises:
+        DataError: As ``load_images``, or if a label file does not hold one ``uint8``
+            label per image.
     """
     if name not in _TORCHVISION_CLASS:
         raise ValueError(
@@ -220,14 +262,16 @@ def load_images(
                     "or their raw/ subfolders) and download=False; "
                     f"pass data_dir= a folder with them; {_OFFLINE_HELP[name]}"
                 )
-            return _download(name, data_home())
+            train, test, labels = _download(name, data_home())
+            return train, test, *(labels or (None, None))
     train, test = _read_images(name, found, "train"), _read_images(name, found, "test")
     if train.shape[1:] != test.shape[1:]:
         raise DataError(
             f"{name}: expected training and test images of one size, "
             f"got {train.shape[1:]} and {test.shape[1:]}"
         )
-    return train, test
+    labels = _read_labels(name, found, {"train": train, "test": test})
+    return train, test, *(labels or (None, None))
 
 
 def binarize_images(
@@ -285,24 +329,28 @@ def _build(
     seed = check_int(seed, f"{name}: seed", minimum=0)
     download = check_bool(download, f"{name}: download")
 
-    train_images, test_images = load_images(name, data_dir, download=download)
+    train_images, test_images, train_labels, test_labels = load_labelled_images(
+        name, data_dir, download=download
+    )
     noise = generator(seed, NOISE_STREAM)
     train_pool = binarize_images(train_images, binarize, noise)
     test = binarize_images(test_images, binarize, noise)
-    train, val = carve_validation(
-        train_pool,
+    # The split is carved on indices, so the labels follow their images.
+    train_rows, val_rows = carve_validation(
+        np.arange(len(train_pool)),
         val_fraction=val_fraction,
         rng=generator(seed, SPLIT_STREAM),
         max_train=max_train,
     )
     return Dataset(
         name=name,
-        train=as_examples(train),
-        val=as_examples(val),
+        train=as_examples(train_pool[train_rows]),
+        val=as_examples(train_pool[val_rows]),
         test=as_examples(test),
         num_values=256 if binarize == "none" else 2,
         kind="image",
         shape=tuple(train_images.shape[1:]),
+        **_labels(name, train_labels, test_labels, train_rows, val_rows),
         options={
             "data_dir": None if data_dir is None else os.fspath(data_dir),
             "binarize": binarize,
@@ -312,6 +360,42 @@ def _build(
             "download": download,
         },
     )
+
+
+LABEL_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+"""The class names of each image set's labels, in label order."""
+
+
+def _labels(
+    name: str,
+    train_labels: np.ndarray | None,
+    test_labels: np.ndarray | None,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray,
+) -> dict:
+    """The label fields of a ``Dataset`` (none when the files had no labels)."""
+    if train_labels is None or test_labels is None:
+        return {}
+    return {
+        "train_labels": torch.from_numpy(train_labels[train_rows]),
+        "val_labels": torch.from_numpy(train_labels[val_rows]),
+        "test_labels": torch.from_numpy(np.ascontiguousarray(test_labels)),
+        "label_names": LABEL_NAMES[name],
+    }
 
 
 @register("mnist")
@@ -433,7 +517,9 @@ def binarized_mnist(
     max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
     download = check_bool(download, f"{name}: download")
 
-    train_images, test_images = load_images("mnist", data_dir, download=download)
+    train_images, test_images, train_labels, test_labels = load_labelled_images(
+        "mnist", data_dir, download=download
+    )
     if len(train_images) <= num_val:
         raise DataError(
             f"{name}: expected more than num_val={num_val} training images, "
@@ -444,17 +530,17 @@ def binarized_mnist(
     noise = generator(seed, NOISE_STREAM)
     train_pool = binarize_images(train_images, "stochastic", noise)
     test = binarize_images(test_images, "stochastic", noise)
-    train, val = train_pool[:-num_val], train_pool[-num_val:]
-    if max_train is not None:
-        train = train[:max_train]
+    rows = np.arange(len(train_pool))
+    train_rows, val_rows = rows[:-num_val][:max_train], rows[-num_val:]
     return Dataset(
         name=name,
-        train=as_examples(train),
-        val=as_examples(val),
+        train=as_examples(train_pool[train_rows]),
+        val=as_examples(train_pool[val_rows]),
         test=as_examples(test),
         num_values=2,
         kind="image",
         shape=tuple(train_images.shape[1:]),
+        **_labels("mnist", train_labels, test_labels, train_rows, val_rows),
         options={
             "data_dir": None if data_dir is None else os.fspath(data_dir),
             "seed": seed,

@@ -9,6 +9,7 @@ shape are 1, the background 0.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from densitykit.checks import check_fraction, check_int, check_optional_int
 from densitykit.data.dataset import Dataset, as_examples
@@ -151,8 +152,14 @@ def draw_shapes(num_images: int, size: int, rng: np.random.Generator) -> np.ndar
         >>> images.shape, images.dtype.name, bool(images.reshape(5, -1).any(axis=1).all())
         ((5, 12, 12), 'uint8', True)
     """
+    return _draw(num_images, size, rng)[0]
+
+
+def _draw(num_images: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``draw_shapes``' images and, per image, its kind's index in ``SHAPE_KINDS``."""
     min_side = max(3, size // 5)
     images = np.zeros((num_images, size, size), dtype=np.uint8)
+    labels = np.zeros(num_images, dtype=np.int64)
     for start in range(0, num_images, CHUNK):
         count = min(CHUNK, num_images - start)
         kinds = rng.integers(len(SHAPE_KINDS), size=count)
@@ -164,7 +171,8 @@ def draw_shapes(num_images: int, size: int, rng: np.random.Generator) -> np.ndar
                 chunk[chosen] = _DRAWERS[kind](rng, chosen.size, size, min_side)
         chunk[outlined] = _outline(chunk[outlined])
         images[start : start + count] = chunk
-    return images
+        labels[start : start + count] = kinds
+    return images, labels
 
 
 @register("shapes")
@@ -193,7 +201,8 @@ def shapes(
 
     Returns:
         An ``"image"`` data set with ``num_values=2`` and ``shape=(size, size)``;
-        the true entropy is unknown.
+        the true entropy is unknown. Its labels are the kinds of shape (in the
+        order of [`SHAPE_KINDS`][densitykit.data.shapes.SHAPE_KINDS]).
 
     Example:
         >>> ds = shapes(size=12, num_samples=50)
@@ -208,22 +217,27 @@ def shapes(
     seed = check_int(seed, f"{name}: seed", minimum=0)
     check_allocation(num_samples * size * size * 24, f"{name} with num_samples={num_samples:,}")
 
-    images = draw_shapes(num_samples, size, generator(seed, SAMPLE_STREAM))
-    train_pool, test = train_test_split(images, 0.8)
-    train, val = carve_validation(
-        train_pool,
+    images, kinds = _draw(num_samples, size, generator(seed, SAMPLE_STREAM))
+    pool_rows, test_rows = train_test_split(np.arange(num_samples), 0.8)
+    # Carved on indices, so the labels follow their images.
+    train_rows, val_rows = carve_validation(
+        pool_rows,
         val_fraction=val_fraction,
         rng=generator(seed, SPLIT_STREAM),
         max_train=max_train,
     )
     return Dataset(
         name=name,
-        train=as_examples(train),
-        val=as_examples(val),
-        test=as_examples(test),
+        train=as_examples(images[train_rows]),
+        val=as_examples(images[val_rows]),
+        test=as_examples(images[test_rows]),
         num_values=2,
         kind="image",
         shape=(size, size),
+        train_labels=torch.from_numpy(kinds[train_rows]),
+        val_labels=torch.from_numpy(kinds[val_rows]),
+        test_labels=torch.from_numpy(kinds[test_rows]),
+        label_names=SHAPE_KINDS,
         options={
             "size": size,
             "num_samples": num_samples,

@@ -1,0 +1,479 @@
+"""Inpainting on binarized MNIST: one model over all orderings against specialists.
+
+    python benchmarks/inpainting.py 500-direct --data-dir DIR --threads 2
+    python benchmarks/inpainting.py 500-direct --data-dir DIR --epochs 1 --max-train 2000
+    python benchmarks/inpainting.py 500-direct --quick
+
+Reports, for three observed patterns of the test images, the conditional NLL of the
+missing pixels in nats per image, ``-log p(x_missing | x_observed)`` (see
+``densitykit.queries.conditional_log_prob``):
+
+* ``top-half``: the bottom half given the top half;
+* ``left-half``: the right half given the left half;
+* ``random:0.5``: a random half of the pixels given the other half. The observed set
+  is drawn once (seed ``--pattern-seed``) and is the same for every test image: the
+  specialist below fits that one set only.
+
+of three kinds of model, all of the recipe's size:
+
+(a) ``any-order``: one model trained over all orderings (a fresh one per step),
+    queried with its evaluation mixture of ``num_masks`` seeded orderings;
+(b) ``natural``: one natural-order (raster) model. Bottom-given-top is its own
+    ordering; its figures for the other two patterns (observed pixels moved first)
+    are marked "not its ordering";
+(c) per pattern a specialist trained on that pattern's ordering, observed pixels
+    first: for ``top-half`` that is the natural ordering, i.e. (b); for
+    ``left-half`` the column-major ordering (the left half's columns come first);
+    for ``random:0.5`` the fixed observed set first, then the rest (each group in
+    raster order).
+
+With ``--mask-input`` it also trains (a') the model of (a) with the mask as an input
+(``mask_input=True``: the first hidden layer and the outputs are told which variables
+they see under the ordering in use), and reports it beside (a). It also reports the
+joint test NLL of (a) and (b) (and of every other model). Each model is one ``densitykit``
+run (``densitykit.runs.fit_run``) on the ``binarized-mnist`` data set built from the
+IDX files in ``--data-dir`` (50,000 / 10,000 / 10,000 images, early stopping on the
+validation NLL); the run folders go under ``--out``
+(``runs/inpainting/<recipe>/<model>``), the figures, each with its epochs and wall
+time, to ``--save`` (``<out>.json``). The last line printed is
+``test_nll_nats=<value>``: the joint test NLL of (a), in nats per image.
+
+``--quick`` runs every code path in a few seconds on generated 8x8 shape images
+(no MNIST files), with a tiny model for 2 epochs: its figures mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import densitykit as dk
+from densitykit.checkpoint import load_object
+from densitykit.model import ModelConfig
+from densitykit.runs import DataConfig, RunConfig, fit_run, load_run, read_run_config
+from densitykit.train import Callback, TrainConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import EpochProgress, TimeBudget, add_recipe_arguments, machine_report, table
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The size and training shared by every model of one benchmark run."""
+
+    description: str
+    hidden_sizes: tuple[int, ...]
+    direct_connections: bool
+    num_masks: int
+    train: TrainConfig
+
+
+RECIPES: dict[str, Recipe] = {
+    "500-direct": Recipe(
+        "The issue's scale: one hidden layer of 500 ReLU units with direct connections; "
+        "the any-order model mixes 8 seeded orderings at test; Adam 1e-3 with L2 weight "
+        "decay 1e-4, batch 100, at most 200 epochs, early stopping with patience 10.",
+        hidden_sizes=(500,),
+        direct_connections=True,
+        num_masks=8,
+        train=TrainConfig(epochs=200, batch_size=100, lr=1e-3, weight_decay=1e-4, patience=10),
+    ),
+}
+RECIPES["2000-direct"] = replace(
+    RECIPES["500-direct"],
+    description="Wider: one hidden layer of 2,000 ReLU units with direct connections, "
+    "otherwise as 500-direct (width is part of what an any-order model needs).",
+    hidden_sizes=(2000,),
+)
+"""The named recipes (see the module notes)."""
+
+PATTERNS = ("top-half", "left-half", "random:0.5")
+QUICK_SIZE, QUICK_IMAGES, QUICK_WIDTH, QUICK_MASKS, QUICK_EPOCHS = 8, 400, 32, 2, 2
+
+
+def observed_sets(shape: tuple[int, int], seed: int) -> dict[str, torch.Tensor]:
+    """The observed pixels ``(D,)`` of each pattern; ``random:0.5`` drawn once with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        name: dk.queries.observed_pattern(name, shape, 1, generator=generator)[0]
+        for name in PATTERNS
+    }
+
+
+def observed_first_ordering(observed: torch.Tensor) -> list[int]:
+    """The observed pixels first, then the missing ones, each group in raster order."""
+    return torch.cat([observed.nonzero()[:, 0], (~observed).nonzero()[:, 0]]).tolist()
+
+
+def column_major(shape: tuple[int, int]) -> list[int]:
+    """Pixels column by column, each top to bottom: the left half's columns come first."""
+    height, width = shape
+    return [row * width + col for col in range(width) for row in range(height)]
+
+
+def model_configs(
+    recipe: Recipe,
+    shape: tuple[int, int],
+    observed: dict[str, torch.Tensor],
+    quick: bool,
+    mask_input: bool,
+) -> dict[str, ModelConfig]:
+    """The models to train: (a), (b), the specialists of left-half and random:0.5, and
+    with ``mask_input`` (a') (a with the mask as an input)."""
+    hidden = recipe.hidden_sizes
+    num_masks = recipe.num_masks
+    if quick:
+        hidden = tuple(min(size, QUICK_WIDTH) for size in hidden)
+        num_masks = min(num_masks, QUICK_MASKS)
+    base = ModelConfig(
+        hidden_sizes=hidden, direct_connections=recipe.direct_connections, num_masks=1
+    )
+    any_order = replace(base, masks="any-order", num_masks=num_masks)
+    extra = {MASK_INPUT: replace(any_order, mask_input=True)} if mask_input else {}
+    return {
+        "any-order": any_order,
+        **extra,
+        "natural": replace(base, masks="natural"),
+        "left-half specialist": replace(
+            base, masks="ordering", mask_options={"ordering": column_major(shape)}
+        ),
+        "random:0.5 specialist": replace(
+            base,
+            masks="ordering",
+            mask_options={"ordering": observed_first_ordering(observed["random:0.5"])},
+        ),
+    }
+
+
+# (a') of the module notes: (a) told which variables each unit sees (--mask-input).
+MASK_INPUT = "any-order + mask input"
+# The model that answers each pattern in its own ordering: (c) of the module notes.
+SPECIALISTS = {
+    "top-half": "natural",
+    "left-half": "left-half specialist",
+    "random:0.5": "random:0.5 specialist",
+}
+
+
+def data_config(args: argparse.Namespace) -> tuple[DataConfig, tuple[int, int]]:
+    """The data set of every run and its image shape."""
+    if args.quick:
+        options = {"size": QUICK_SIZE, "num_samples": QUICK_IMAGES, "seed": args.data_seed}
+        return DataConfig("shapes", options), (QUICK_SIZE, QUICK_SIZE)
+    if args.data_dir is None:
+        raise SystemExit("--data-dir DIR (a folder of the MNIST IDX files) is needed")
+    options: dict[str, Any] = {"data_dir": str(args.data_dir), "seed": args.data_seed}
+    if args.max_train is not None:
+        options["max_train"] = args.max_train
+    return DataConfig("binarized-mnist", options), (28, 28)
+
+
+def conditional_nll(
+    model: dk.AutoregressiveModel, data: torch.Tensor, observed: torch.Tensor
+) -> tuple[float, float]:
+    """Mean ``-log p(x_missing | x_observed)`` in nats per image, and the seconds it took."""
+    started = time.perf_counter()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, data.shape[0], 1000):
+            chunk = data[start : start + 1000]
+            total -= float(model.conditional_log_prob(chunk, observed).sum())
+    return total / data.shape[0], time.perf_counter() - started
+
+
+def own_ordering_puts_observed_first(model: dk.AutoregressiveModel, observed: torch.Tensor) -> bool:
+    """Whether the query's observed-first ordering is the model's own ordering."""
+    own = model.backbone.connectivity(0)
+    moved = dk.masks.observed_first(own, observed)
+    return torch.equal(moved.ordering, own.ordering)
+
+
+def reused(name: str, config: RunConfig, out: Path) -> dict[str, Any] | None:
+    """The metrics of a completed run of ``config`` in ``out`` (``--reuse``), else ``None``.
+
+    A folder that holds a completed run of other settings is refused: it is not
+    silently mixed into the table.
+    """
+    if not (out / "metrics.json").is_file():
+        return None
+    saved = read_run_config(out).to_dict()
+    wanted = config.to_dict()
+    given_model = {k: v for k, v in wanted["model"].items() if v is not None}
+    if (
+        saved["data"] != wanted["data"]
+        or saved["train"] != wanted["train"]
+        or any(saved["model"].get(k) != v for k, v in given_model.items())
+    ):
+        raise SystemExit(f"{out} holds a run of other settings than {name}'s; pass --overwrite")
+    metrics = json.loads((out / "metrics.json").read_text())
+    state = load_object(out / "train_state.pt")
+    patience = config.train.patience
+    waited = state["epochs_without_improvement"]
+    metrics["stopped_by_time_budget"] = bool(
+        state["stopped_early"] and (patience is None or waited < patience)
+    )
+    metrics["stopped_early"] = (
+        bool(state["stopped_early"]) and not metrics["stopped_by_time_budget"]
+    )
+    metrics["run_seconds"] = None  # not known for a reused run
+    metrics["reused"] = True
+    print(f"reusing {name} from {out}", file=sys.stderr, flush=True)
+    return metrics
+
+
+def train(
+    name: str,
+    config: RunConfig,
+    out: Path,
+    overwrite: bool,
+    budget_minutes: float | None,
+    reuse: bool = False,
+) -> tuple[dict[str, Any], dk.AutoregressiveModel, torch.Tensor]:
+    """Train one model; its metrics (with wall time), best model and test images."""
+    earlier = reused(name, config, out) if reuse and not overwrite else None
+    if earlier is not None:
+        run = load_run(out, device=config.train.device)
+        return earlier, run.model, run.dataset.test
+    print(f"training {name} ...", file=sys.stderr, flush=True)
+    callbacks: list[Callback] = [EpochProgress(name)]
+    budget = None if budget_minutes is None else TimeBudget(budget_minutes * 60)
+    if budget is not None:
+        callbacks.append(budget)
+    started = time.perf_counter()
+    metrics = fit_run(config, out, overwrite=overwrite, callbacks=callbacks)
+    metrics["run_seconds"] = time.perf_counter() - started
+    metrics["stopped_by_time_budget"] = bool(budget and budget.stopped)
+    metrics["stopped_early"] = metrics["stopped_early"] and not metrics["stopped_by_time_budget"]
+    run = load_run(out, device=config.train.device)
+    print(
+        f"  {name}: {metrics['epochs_run']} epochs (best {metrics['best_epoch']}), "
+        f"test NLL {metrics['test_nll_nats']:.3f}, {metrics['train_seconds']:.0f} s training",
+        file=sys.stderr,
+        flush=True,
+    )
+    return metrics, run.model, run.dataset.test
+
+
+def model_figures(
+    name: str,
+    metrics: dict[str, Any],
+    model: dk.AutoregressiveModel,
+    test: torch.Tensor,
+    observed: dict[str, torch.Tensor],
+) -> dict[str, Any]:
+    """One model's figures: training, joint NLL and the conditional NLL of every pattern."""
+    figures: dict[str, Any] = {
+        key: metrics[key]
+        for key in (
+            "epochs_run",
+            "best_epoch",
+            "stopped_early",
+            "stopped_by_time_budget",
+            "train_seconds",
+            "run_seconds",
+            "num_params",
+        )
+    }
+    figures["joint_test_nll_nats"] = metrics["test_nll_nats"]
+    figures["eval_orderings"] = model.num_masks
+    figures["own_ordering_puts_observed_first"] = {
+        pattern: own_ordering_puts_observed_first(model, observed[pattern])
+        for pattern, specialist in SPECIALISTS.items()
+        if specialist == name
+    }
+    figures["conditional_nll_nats"], figures["conditional_eval_seconds"] = {}, {}
+    for pattern, seen in observed.items():
+        nll, seconds = conditional_nll(model, test, seen)
+        figures["conditional_nll_nats"][pattern] = nll
+        figures["conditional_eval_seconds"][pattern] = seconds
+    return figures
+
+
+def pattern_results(
+    models: dict[str, dict[str, Any]], observed: dict[str, torch.Tensor]
+) -> dict[str, dict[str, Any]]:
+    """Per pattern, the conditional NLL of (a), (b) and (c), and (a) - (c)."""
+    results = {}
+    for pattern in PATTERNS:
+        any_order = models["any-order"]["conditional_nll_nats"][pattern]
+        specialist = models[SPECIALISTS[pattern]]["conditional_nll_nats"][pattern]
+        results[pattern] = {
+            "missing_pixels": int((~observed[pattern]).sum()),
+            "any_order_nats": any_order,
+            "natural_nats": models["natural"]["conditional_nll_nats"][pattern],
+            "natural_is_its_ordering": SPECIALISTS[pattern] == "natural",
+            "specialist": SPECIALISTS[pattern],
+            "specialist_nats": specialist,
+            "any_order_minus_specialist_nats": any_order - specialist,
+        }
+        if MASK_INPUT in models:
+            told = models[MASK_INPUT]["conditional_nll_nats"][pattern]
+            results[pattern]["any_order_mask_input_nats"] = told
+            results[pattern]["any_order_mask_input_minus_specialist_nats"] = told - specialist
+    return results
+
+
+def stopped(figures: dict[str, Any]) -> str:
+    if figures["stopped_by_time_budget"]:
+        return "time budget"
+    return "early stopping" if figures["stopped_early"] else "epoch limit"
+
+
+def print_tables(
+    results: dict[str, dict[str, Any]], models: dict[str, dict[str, Any]], pattern_seed: int
+) -> None:
+    print(
+        "conditional NLL of the missing pixels, nats per image (test set); "
+        f"random:0.5 is one observed set (seed {pattern_seed}), the specialist's own"
+    )
+    told = MASK_INPUT in models
+    rows = [
+        [
+            pattern,
+            result["missing_pixels"],
+            f"{result['any_order_nats']:.2f}",
+            f"{result['natural_nats']:.2f}"
+            + ("" if result["natural_is_its_ordering"] else " (not its ordering)"),
+            f"{result['specialist_nats']:.2f}",
+            f"{result['any_order_minus_specialist_nats']:+.2f}",
+        ]
+        + (
+            [
+                f"{result['any_order_mask_input_nats']:.2f}",
+                f"{result['any_order_mask_input_minus_specialist_nats']:+.2f}",
+            ]
+            if told
+            else []
+        )
+        for pattern, result in results.items()
+    ]
+    header = ["observed", "missing", "(a) any-order", "(b) natural", "(c) specialist",
+              "(a) - (c)"] + (["(a') mask input", "(a') - (c)"] if told else [])  # fmt: skip
+    print(table(header, rows))
+    print()
+    rows = [
+        [
+            name,
+            f"{figures['joint_test_nll_nats']:.2f}",
+            figures["epochs_run"],
+            figures["best_epoch"],
+            stopped(figures),
+            f"{figures['train_seconds']:.0f}",
+            figures["eval_orderings"],
+        ]
+        for name, figures in models.items()
+    ]
+    print(
+        table(
+            ["model", "joint test NLL", "epochs", "best epoch", "stopped by", "train s",
+             "eval orderings"],
+            rows,
+        )
+    )  # fmt: skip
+    for name, figures in models.items():
+        for pattern, same in figures["own_ordering_puts_observed_first"].items():
+            print(f"{name}: its own ordering puts the {pattern} pixels first: {same}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_recipe_arguments(
+        parser, RECIPES, data_dir_required=False, out_help="Folder of the run folders."
+    )
+    parser.add_argument(
+        "--pattern-seed", type=int, default=0, help="Seed of the random:0.5 observed set."
+    )
+    parser.add_argument(
+        "--max-train", type=int, default=None, help="Train on the first N images only."
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="Stop each model's training after the epoch that passes this many minutes.",
+    )
+    parser.add_argument(
+        "--mask-input",
+        action="store_true",
+        help="Also train (a') the any-order model with the mask as an input.",
+    )
+    parser.add_argument("--quick", action="store_true", help="A smoke run of a few seconds.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace existing runs.")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Evaluate a completed run of the same settings found in a model's folder "
+        "instead of training it again (a run of other settings is refused).",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = RECIPES[args.recipe]
+    suffix = "-quick" if args.quick else ""
+    out = args.out or Path("runs") / "inpainting" / f"{args.recipe}{suffix}"
+    save = args.save or out.with_name(out.name + ".json")
+    data, shape = data_config(args)
+    observed = observed_sets(shape, args.pattern_seed)
+    training = replace(recipe.train, device=args.device, seed=args.seed)
+    if args.quick:
+        training = replace(training, epochs=QUICK_EPOCHS)
+    if args.epochs is not None:
+        training = replace(training, epochs=args.epochs)
+    print(machine_report(), file=sys.stderr)
+    print(f"recipe {args.recipe}: {recipe.description}", file=sys.stderr, flush=True)
+    load_before = os.getloadavg()
+
+    models: dict[str, dict[str, Any]] = {}
+    for name, model_config in model_configs(
+        recipe, shape, observed, args.quick, args.mask_input
+    ).items():
+        folder = out / re.sub(r"[^a-z0-9.]+", "-", name)  # e.g. any-order-mask-input
+        config = RunConfig(data, model_config, training)
+        metrics, model, test = train(
+            name, config, folder, args.overwrite, args.time_budget, args.reuse
+        )
+        models[name] = {"run": str(folder), "masks": model_config.masks}
+        models[name] |= model_figures(name, metrics, model, test, observed)
+    results = pattern_results(models, observed)
+    print_tables(results, models, args.pattern_seed)
+
+    report = {
+        "recipe": args.recipe,
+        "description": recipe.description,
+        "quick": args.quick,
+        "command": " ".join(["python", *sys.argv]),
+        "data": data.name,
+        "pattern_seed": args.pattern_seed,
+        "patterns": results,
+        "models": models,
+        "train": {
+            "epochs": training.epochs,
+            "patience": training.patience,
+            "time_budget_minutes_per_model": args.time_budget,
+        },
+        "threads": torch.get_num_threads(),
+        "load_average_at_start": load_before,
+        "load_average_at_end": os.getloadavg(),
+        "machine": machine_report(),
+    }
+    save.parent.mkdir(parents=True, exist_ok=True)
+    save.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"wrote {save}", file=sys.stderr)
+    print(f"test_nll_nats={models['any-order']['joint_test_nll_nats']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
