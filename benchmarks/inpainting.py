@@ -218,8 +218,12 @@ def reused(name: str, config: RunConfig, out: Path) -> dict[str, Any] | None:
     state = load_object(out / "train_state.pt")
     patience = config.train.patience
     waited = state["epochs_without_improvement"]
-    metrics["stopped_by_time_budget"] = bool(
-        state["stopped_early"] and (patience is None or waited < patience)
+    # A time budget either marked the state stopped before patience ran out or, in a run
+    # whose state was saved before the budget's mark, left it short of its epochs.
+    recorded = state["history"][-1].get("stop_reason") if state["history"] else None
+    metrics["stopped_by_time_budget"] = recorded == "time budget" or bool(
+        (state["stopped_early"] and (patience is None or waited < patience))
+        or (not state["stopped_early"] and state["epoch"] < config.train.epochs)
     )
     metrics["stopped_early"] = (
         bool(state["stopped_early"]) and not metrics["stopped_by_time_budget"]

@@ -275,8 +275,9 @@ register_preset(
 recommend("file:image", "made-images", head="bernoulli")
 
 # The binarized-MNIST benchmark's cpu-best recipe (docs/binarized-mnist.md): one wide layer
-# in natural order with direct connections, Adam with L2 weight decay, patient enough to
-# stop at the validation minimum (about 10-15 epochs).
+# in natural order with direct connections and dropout, Adam with L2 weight decay, the
+# weight average validated and kept, patient enough to stop at the validation minimum
+# (about 13-18 epochs).
 register_preset(
     "binarized-mnist",
     {
@@ -289,9 +290,11 @@ register_preset(
         "batch_size": 100,
         "epochs": 300,
         "patience": 5,
+        "dropout": 0.1,
+        "ema_decay": 0.999,
     },
-    description="Binarized MNIST, cpu-best: 784-4000-784, direct connections, Adam 1e-3, "
-    "weight decay 1e-4, patience 5 (test 89.25 nats).",
+    description="Binarized MNIST, cpu-best: 784-4000-784, direct connections, dropout 0.1, "
+    "Adam 1e-3, weight decay 1e-4, weight average 0.999, patience 5 (test 87.63 nats).",
     datasets=["binarized-mnist"],
     heads=[None, "bernoulli"],
 )
