@@ -23,6 +23,7 @@ nothing here does anything.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import inspect
 import os
@@ -190,7 +191,15 @@ def session(device: str | torch.device = "auto") -> Iterator[DistributedContext 
     dist.init_process_group(backend_for(resolved))
     try:
         yield current()
+        # Every rank leaves together: rank 0 writes the run's files after the last
+        # collective, and a group torn down by a rank that finished first can abort
+        # the other's gloo threads at exit ("terminate called without an active
+        # exception"). On an error there is no barrier, which could wait forever.
+        dist.barrier()
     finally:
+        # DistributedDataParallel replicas hold the group; free any that a reference
+        # cycle keeps alive before the group goes, not at interpreter exit after it.
+        gc.collect()
         dist.destroy_process_group()
 
 
