@@ -18,7 +18,6 @@ from densitykit.train import Callback, TrainState
 
 __all__ = [
     "EpochProgress",
-    "TimeBudget",
     "add_recipe_arguments",
     "cpu_model",
     "machine_report",
@@ -119,26 +118,6 @@ def add_recipe_arguments(
     parser.add_argument("--seed", type=int, default=0, help="Seed of weights and shuffling.")
     parser.add_argument("--data-seed", type=int, default=0, help="Seed of the binarization.")
     parser.add_argument("--epochs", type=int, default=None, help="Override the epoch limit.")
-
-
-class TimeBudget(Callback):
-    """Ends training after the first epoch that passes ``seconds`` of wall time.
-
-    It marks the loop state as stopped, which the training loop honours like early
-    stopping (the best weights are restored).
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.started = time.perf_counter()
-        self.stopped = False
-
-    def on_train_begin(self, state: TrainState, num_batches: int) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
-        if time.perf_counter() - self.started > self.seconds and not state.stopped_early:
-            state.stopped_early = self.stopped = True
 
 
 class EpochProgress(Callback):

@@ -57,13 +57,12 @@ from typing import Any
 import torch
 
 import densitykit as dk
-from densitykit.checkpoint import load_object
 from densitykit.model import ModelConfig
 from densitykit.runs import DataConfig, RunConfig, fit_run, load_run, read_run_config
-from densitykit.train import Callback, TrainConfig
+from densitykit.train import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import EpochProgress, TimeBudget, add_recipe_arguments, machine_report, table
+from _common import EpochProgress, add_recipe_arguments, machine_report, table
 
 
 @dataclass(frozen=True)
@@ -197,6 +196,13 @@ def own_ordering_puts_observed_first(model: dk.AutoregressiveModel, observed: to
     return torch.equal(moved.ordering, own.ordering)
 
 
+def _stop_figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with what stopped the run (the library's ``stop_reason``) as two flags."""
+    metrics["stopped_by_time_budget"] = metrics["stop_reason"] == "time budget"
+    metrics["stopped_early"] = metrics["stop_reason"] == "patience"
+    return metrics
+
+
 def reused(name: str, config: RunConfig, out: Path) -> dict[str, Any] | None:
     """The metrics of a completed run of ``config`` in ``out`` (``--reuse``), else ``None``.
 
@@ -214,20 +220,7 @@ def reused(name: str, config: RunConfig, out: Path) -> dict[str, Any] | None:
         or any(saved["model"].get(k) != v for k, v in given_model.items())
     ):
         raise SystemExit(f"{out} holds a run of other settings than {name}'s; pass --overwrite")
-    metrics = json.loads((out / "metrics.json").read_text())
-    state = load_object(out / "train_state.pt")
-    patience = config.train.patience
-    waited = state["epochs_without_improvement"]
-    # A time budget either marked the state stopped before patience ran out or, in a run
-    # whose state was saved before the budget's mark, left it short of its epochs.
-    recorded = state["history"][-1].get("stop_reason") if state["history"] else None
-    metrics["stopped_by_time_budget"] = recorded == "time budget" or bool(
-        (state["stopped_early"] and (patience is None or waited < patience))
-        or (not state["stopped_early"] and state["epoch"] < config.train.epochs)
-    )
-    metrics["stopped_early"] = (
-        bool(state["stopped_early"]) and not metrics["stopped_by_time_budget"]
-    )
+    metrics = _stop_figures(json.loads((out / "metrics.json").read_text()))
     metrics["run_seconds"] = None  # not known for a reused run
     metrics["reused"] = True
     print(f"reusing {name} from {out}", file=sys.stderr, flush=True)
@@ -235,28 +228,19 @@ def reused(name: str, config: RunConfig, out: Path) -> dict[str, Any] | None:
 
 
 def train(
-    name: str,
-    config: RunConfig,
-    out: Path,
-    overwrite: bool,
-    budget_minutes: float | None,
-    reuse: bool = False,
+    name: str, config: RunConfig, out: Path, overwrite: bool, reuse: bool = False
 ) -> tuple[dict[str, Any], dk.AutoregressiveModel, torch.Tensor]:
-    """Train one model; its metrics (with wall time), best model and test images."""
+    """Train one model (its time budget is ``config.train.time_budget_minutes``); its
+    metrics (with wall time), best model and test images."""
     earlier = reused(name, config, out) if reuse and not overwrite else None
     if earlier is not None:
         run = load_run(out, device=config.train.device)
         return earlier, run.model, run.dataset.test
     print(f"training {name} ...", file=sys.stderr, flush=True)
-    callbacks: list[Callback] = [EpochProgress(name)]
-    budget = None if budget_minutes is None else TimeBudget(budget_minutes * 60)
-    if budget is not None:
-        callbacks.append(budget)
     started = time.perf_counter()
-    metrics = fit_run(config, out, overwrite=overwrite, callbacks=callbacks)
+    metrics = fit_run(config, out, overwrite=overwrite, callbacks=[EpochProgress(name)])
+    metrics = _stop_figures(metrics)
     metrics["run_seconds"] = time.perf_counter() - started
-    metrics["stopped_by_time_budget"] = bool(budget and budget.stopped)
-    metrics["stopped_early"] = metrics["stopped_early"] and not metrics["stopped_by_time_budget"]
     run = load_run(out, device=config.train.device)
     print(
         f"  {name}: {metrics['epochs_run']} epochs (best {metrics['best_epoch']}), "
@@ -431,7 +415,9 @@ def main() -> None:
     save = args.save or out.with_name(out.name + ".json")
     data, shape = data_config(args)
     observed = observed_sets(shape, args.pattern_seed)
-    training = replace(recipe.train, device=args.device, seed=args.seed)
+    training = replace(
+        recipe.train, device=args.device, seed=args.seed, time_budget_minutes=args.time_budget
+    )
     if args.quick:
         training = replace(training, epochs=QUICK_EPOCHS)
     if args.epochs is not None:
@@ -446,9 +432,7 @@ def main() -> None:
     ).items():
         folder = out / re.sub(r"[^a-z0-9.]+", "-", name)  # e.g. any-order-mask-input
         config = RunConfig(data, model_config, training)
-        metrics, model, test = train(
-            name, config, folder, args.overwrite, args.time_budget, args.reuse
-        )
+        metrics, model, test = train(name, config, folder, args.overwrite, args.reuse)
         models[name] = {"run": str(folder), "masks": model_config.masks}
         models[name] |= model_figures(name, metrics, model, test, observed)
     results = pattern_results(models, observed)
