@@ -288,9 +288,9 @@ class MADE(nn.Module):
         Raises:
             ValueError: If ``context`` is missing, unexpected, or not ``(B, C)``.
         """
-        terms = self._context_terms(x, context)
         if connectivity is not None:
             return self.forward_with(x, connectivity, context=context)
+        terms = self._context_terms(x, context)
         if self.mask_input:
             index = self.mask_index
             terms = _add_terms(
