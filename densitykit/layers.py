@@ -5,9 +5,13 @@ units below of degree $\le m(k)$, so with both sides sorted, each output row rea
 a prefix of the input columns. Splitting the sorted output rows into $B$ contiguous
 groups, group $b$ needs only the prefix up to its largest row's, and the layer is
 $B$ dense products on prefixes: about $(B+1)/2B$ of the dense arithmetic, in the
-forward product and in both backward ones.
+forward product and in both backward ones. Within a group, the columns every row
+sees need no mask at all; only the thin band between the group's smallest and
+largest prefix is multiplied by the mask, so the weight matrix is never masked as a
+whole (the dense path multiplies every weight by its mask in the forward pass and
+every gradient in the backward pass).
 [`MaskedLinear.forward_grouped`][densitykit.layers.MaskedLinear.forward_grouped]
-computes that from any row and column orders (the prefixes are read off the
+computes that from any row and column orders (the prefixes and bands are read off the
 permuted mask, so the result is exact for any mask and any orders; orders by degree
 make it fast), and [`grouped_linear`][densitykit.layers.grouped_linear] is the
 product itself.
@@ -16,22 +20,41 @@ product itself.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from densitykit.caching import TensorCache
+from densitykit.checks import check_positive_int
 
-__all__ = ["Grouping", "MaskedLinear", "grouped_linear", "grouping"]
+__all__ = ["Group", "Grouping", "MaskedLinear", "grouped_linear", "grouping"]
 
-# The number of groups minimises the arithmetic plus this fraction of a dense product
-# per extra product (an estimate of a call's fixed cost, not tuned by measurement).
-_GROUP_COST = 0.02
+# The number of groups minimises the estimated time of a layer's products, relative to
+# the dense product: the arithmetic read (rows x prefix per group), plus per product a
+# fixed cost of ``_PRODUCT_CALL`` multiply-adds (a call's overhead) and a slowdown
+# ``_PRODUCT_SLOWDOWN`` (smaller products run at a lower rate), plus the band masks'
+# element-wise work at ``_BAND_COST`` of a multiply-add per example. Fitted to the
+# timings of 784-500-784 at batch 100 (training) and 1,000 (evaluation) on a 2-core
+# CPU (benchmarks/throughput.py).
+_PRODUCT_CALL = 1.5e6
+_PRODUCT_SLOWDOWN = 0.005
+_BAND_COST = 0.01
 _MAX_GROUPS = 16
+_DEFAULT_BATCH = 100
+
+
+class Group(NamedTuple):
+    """Rows ``start:end`` (in group order) read columns ``0:full`` with every weight
+    allowed and columns ``full:prefix`` through the group's band mask; no column from
+    ``prefix`` on."""
+
+    start: int
+    end: int
+    full: int
+    prefix: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,66 +64,117 @@ class Grouping:
     Attributes:
         rows: Output units in group order ``(out,)``, or ``None`` if already in order.
         cols: Input units in prefix order ``(in,)``, or ``None`` if already in order.
-        mask: The mask with rows and columns in those orders, in the weight's dtype.
-        groups: ``(start, end, prefix)`` per group: rows ``start:end`` (in group order)
-            read the first ``prefix`` columns.
+        groups: One [`Group`][densitykit.layers.Group] per group, covering the rows in
+            order.
+        bands: Per group, the mask of its rows on columns ``full:prefix`` in the
+            weight's dtype (``None`` when ``full == prefix``): the only part of the
+            mask a product applies.
+        shape: ``(out, in)`` of the weight.
         fraction: The arithmetic of the groups over that of the dense product.
     """
 
     rows: torch.Tensor | None
     cols: torch.Tensor | None
-    mask: torch.Tensor
-    groups: tuple[tuple[int, int, int], ...]
+    groups: tuple[Group, ...]
+    bands: tuple[torch.Tensor | None, ...]
+    shape: tuple[int, int]
     fraction: float
+
+    @property
+    def products(self) -> int:
+        """The dense products of one multiplication (one or two per group)."""
+        return sum((g.full > 0) + (g.prefix > g.full) for g in self.groups)
 
 
 def grouping(
-    mask: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, dtype: torch.dtype
+    mask: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    dtype: torch.dtype,
+    batch: int = _DEFAULT_BATCH,
+    count: int | None = None,
 ) -> Grouping:
     """The grouping of ``mask`` ``(out, in)`` with rows and columns in the given orders.
 
-    Each row's prefix is read off the permuted mask (one past its last allowed
-    column); contiguous groups of rows share the largest prefix among them. The
-    number of groups minimises the arithmetic plus a fixed cost per product.
+    Each row's prefix (one past its last allowed column) and full part (its first
+    masked column) are read off the permuted mask, so the grouping is exact for any
+    mask and any orders; orders by degree make the prefixes of a MADE mask a
+    staircase and the bands thin. Contiguous groups of rows share the largest prefix
+    and the smallest full part among them. The number of groups minimises an
+    estimate of the products' time for a batch of ``batch`` rows (see the constants
+    above), unless ``count`` is given.
+
+    Args:
+        mask: ``(out, in)`` 0/1 mask.
+        rows: Order of the output units ``(out,)``.
+        cols: Order of the input units ``(in,)``.
+        dtype: The weights' dtype (of the band masks).
+        batch: The rows of the inputs the grouping is chosen for.
+        count: The number of groups (at most ``out``); by default, the estimate's best.
+
+    Raises:
+        ValueError: If ``count`` is not a positive integer.
 
     Example:
         >>> mask = torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]]).bool()
         >>> g = grouping(mask, torch.arange(3), torch.arange(3), torch.float32)
-        >>> g.groups
-        ((0, 1, 1), (1, 2, 2), (2, 3, 3))
+        >>> [tuple(group) for group in g.groups]
+        [(0, 3, 1, 3)]
+        >>> g.bands[0]
+        tensor([[0., 0.],
+                [1., 0.],
+                [1., 1.]])
     """
     permuted = mask.bool().index_select(0, rows).index_select(1, cols)
     num_rows, num_cols = permuted.shape
     allowed = permuted.any(1)
     last = num_cols - permuted.flip(1).int().argmax(1)
     prefix = torch.where(allowed, last, torch.zeros_like(last)).tolist()
-    best: tuple[float, tuple[tuple[int, int, int], ...]] | None = None
-    for count in range(1, min(_MAX_GROUPS, max(num_rows, 1)) + 1):
-        edges = [round(i * num_rows / count) for i in range(count + 1)]
-        groups = tuple(
-            (start, end, max(prefix[start:end]))
-            for start, end in itertools.pairwise(edges)
-            if end > start
-        )
-        area = sum((end - start) * width for start, end, width in groups)
-        cost = area / max(num_rows * num_cols, 1) + _GROUP_COST * (len(groups) - 1)
+    blocked = ~permuted
+    first_masked = torch.where(
+        blocked.any(1), blocked.int().argmax(1), torch.full_like(last, num_cols)
+    ).tolist()
+    dense = max(num_rows * num_cols, 1)
+    per_product = _PRODUCT_CALL / (max(batch, 1) * dense) + _PRODUCT_SLOWDOWN
+    if count is not None:
+        counts = [check_positive_int(count, "count")]
+    else:
+        counts = list(range(1, min(_MAX_GROUPS, max(num_rows, 1)) + 1))
+    best: tuple[float, list[Group]] | None = None
+    for number in counts:
+        edges = [round(i * num_rows / number) for i in range(number + 1)]
+        groups = []
+        for start, end in itertools.pairwise(edges):
+            if end > start:
+                width = max(prefix[start:end])
+                groups.append(Group(start, end, min(min(first_masked[start:end]), width), width))
+        area = sum((g.end - g.start) * g.prefix for g in groups)
+        band = sum((g.end - g.start) * (g.prefix - g.full) for g in groups)
+        products = sum((g.full > 0) + (g.prefix > g.full) for g in groups)
+        cost = (area + _BAND_COST * band) / dense + per_product * products
         if best is None or cost < best[0]:
             best = (cost, groups)
-    assert best is not None  # internal invariant: at least one candidate
+    if best is None:  # no rows: nothing to multiply
+        best = (0.0, [])
     groups = best[1]
-    area = sum((end - start) * width for start, end, width in groups)
+    bands = tuple(
+        permuted[g.start : g.end, g.full : g.prefix].to(dtype) if g.prefix > g.full else None
+        for g in groups
+    )
+    area = sum((g.end - g.start) * g.prefix for g in groups)
     return Grouping(
         rows=None if _is_identity(rows) else rows,
         cols=None if _is_identity(cols) else cols,
-        mask=permuted.to(dtype),
-        groups=groups,
-        fraction=area / max(num_rows * num_cols, 1),
+        groups=tuple(groups),
+        bands=bands,
+        shape=(num_rows, num_cols),
+        fraction=area / dense,
     )
 
 
 class _GroupedLinear(torch.autograd.Function):
-    """``x @ weight.T + bias`` where rows ``start:end`` of ``weight`` read only the
-    first ``prefix`` columns (the rest of each row is zero)."""
+    """``x @ (weight * mask).T + bias`` multiplying only each group's prefix, and
+    applying the mask on its band only (see ``Grouping``)."""
 
     @staticmethod
     def forward(
@@ -108,23 +182,32 @@ class _GroupedLinear(torch.autograd.Function):
         x: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
-        groups: Sequence[tuple[int, int, int]],
+        groups: Grouping,
     ) -> torch.Tensor:
         out = x.new_empty(x.shape[0], weight.shape[0])
-        for start, end, prefix in groups:
+        banded: list[torch.Tensor | None] = []
+        for (start, end, full, prefix), band in zip(groups.groups, groups.bands):
             target = out[:, start:end]
-            if prefix == 0:
-                target.copy_(
-                    bias[start:end].expand_as(target)
-                ) if bias is not None else target.zero_()
+            if full > 0:
+                if bias is None:
+                    torch.mm(x[:, :full], weight[start:end, :full].t(), out=target)
+                else:
+                    torch.addmm(
+                        bias[start:end], x[:, :full], weight[start:end, :full].t(), out=target
+                    )
             elif bias is None:
-                torch.mm(x[:, :prefix], weight[start:end, :prefix].t(), out=target)
+                target.zero_()
             else:
-                torch.addmm(
-                    bias[start:end], x[:, :prefix], weight[start:end, :prefix].t(), out=target
-                )
+                target.copy_(bias[start:end].expand_as(target))
+            if band is None:
+                banded.append(None)
+                continue
+            masked = weight[start:end, full:prefix] * band
+            target.addmm_(x[:, full:prefix], masked.t())
+            banded.append(masked)
         ctx.save_for_backward(x, weight)
         ctx.groups = groups
+        ctx.banded = banded
         ctx.has_bias = bias is not None
         return out
 
@@ -136,40 +219,53 @@ class _GroupedLinear(torch.autograd.Function):
             grad_x = torch.zeros_like(x)
         if ctx.needs_input_grad[1]:
             grad_weight = torch.empty_like(weight)
-        for start, end, prefix in ctx.groups:
+        for (start, end, full, prefix), band, masked in zip(
+            ctx.groups.groups, ctx.groups.bands, ctx.banded
+        ):
             rows = grad[:, start:end]
+            if grad_x is not None:
+                if full > 0:
+                    grad_x[:, :full].addmm_(rows, weight[start:end, :full])
+                if masked is not None:
+                    grad_x[:, full:prefix].addmm_(rows, masked)
             if grad_weight is not None:
                 grad_weight[start:end, prefix:].zero_()
-            if prefix == 0:
-                continue
-            if grad_x is not None:
-                grad_x[:, :prefix].addmm_(rows, weight[start:end, :prefix])
-            if grad_weight is not None:
-                torch.mm(rows.t(), x[:, :prefix], out=grad_weight[start:end, :prefix])
+                if full > 0:
+                    torch.mm(rows.t(), x[:, :full], out=grad_weight[start:end, :full])
+                if band is not None:
+                    block = grad_weight[start:end, full:prefix]
+                    torch.mm(rows.t(), x[:, full:prefix], out=block)
+                    block.mul_(band)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(0)
         return grad_x, grad_weight, grad_bias, None
 
 
 def grouped_linear(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    groups: Sequence[tuple[int, int, int]],
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: Grouping
 ) -> torch.Tensor:
-    """``F.linear(x, weight, bias)`` for a ``weight`` whose rows ``start:end`` are zero
-    beyond column ``prefix``, for each ``(start, end, prefix)`` of ``groups``.
+    """``F.linear(x, weight * mask, bias)``, with ``x``, ``weight`` and ``bias`` in the
+    orders of ``groups`` (a [`grouping`][densitykit.layers.grouping] of ``mask``).
 
-    Only the prefixes are multiplied, in the forward product and in both backward
-    products; the gradient of ``weight`` is zero beyond each group's prefix.
+    Only the groups' prefixes are multiplied, in the forward product and in both
+    backward products, and the mask is applied to the groups' bands only (the
+    weight itself is not multiplied by the mask); the gradient of ``weight`` is zero
+    where the mask is.
 
     Args:
-        x: ``(batch, in)`` inputs.
-        weight: ``(out, in)``, zero outside the groups' prefixes (not checked).
-        bias: ``(out,)`` or ``None``.
-        groups: ``(start, end, prefix)`` covering the rows ``0..out`` in order.
+        x: ``(batch, in)`` inputs, columns in ``groups.cols`` order.
+        weight: ``(out, in)`` unmasked weights, rows and columns in the groups' orders.
+        bias: ``(out,)`` in ``groups.rows`` order, or ``None``.
+        groups: The grouping of the mask.
+
+    Raises:
+        ValueError: If ``weight`` is not of the grouping's shape.
     """
-    return _GroupedLinear.apply(x, weight, bias, tuple(groups))
+    if tuple(weight.shape) != groups.shape:
+        raise ValueError(
+            f"weight must have the grouping's shape {groups.shape}, got {tuple(weight.shape)}"
+        )
+    return _GroupedLinear.apply(x, weight, bias, groups)
 
 
 class MaskedLinear(nn.Linear):
@@ -268,7 +364,7 @@ class MaskedLinear(nn.Linear):
             bias = None if bias is None else bias.index_select(0, groups.rows)
         if groups.cols is not None:
             weight = weight.index_select(1, groups.cols)
-        return grouped_linear(x, weight * groups.mask, bias, groups.groups)
+        return grouped_linear(x, weight, bias, groups)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, num_masks={self.mask_stack.shape[0]}"

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import densitykit as dk
+from densitykit import layers
 from densitykit.layers import MaskedLinear, grouped_linear, grouping
 from densitykit.made import MADE, PRODUCTS
 
@@ -23,6 +24,16 @@ BACKBONE_HEADS = [
 ]
 
 
+@pytest.fixture(autouse=True, params=["estimated", "free"])
+def product_costs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the estimated costs of a product (tiny layers: one group)
+    and with free products (as many groups as the cost of the arithmetic wants)."""
+    if request.param == "free":
+        monkeypatch.setattr(layers, "_PRODUCT_CALL", 0.0)
+        monkeypatch.setattr(layers, "_PRODUCT_SLOWDOWN", 0.0)
+    return request.param
+
+
 def staircase(rows: int, cols: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A MADE-like hidden mask with shuffled units, and the degree orders that sort it."""
     generator = torch.Generator().manual_seed(seed)
@@ -34,12 +45,17 @@ def staircase(rows: int, cols: int, seed: int) -> tuple[torch.Tensor, torch.Tens
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("bias", [True, False])
-def test_grouped_layer_equals_dense_with_gradients(seed: int, bias: bool) -> None:
+@pytest.mark.parametrize("count", [None, 1, 2, 3, 5, 23])
+def test_grouped_layer_equals_dense_with_gradients(
+    seed: int, bias: bool, count: int | None
+) -> None:
     mask, rows, cols = staircase(23, 17, seed)
     layer = MaskedLinear(17, 23, masks=mask, bias=bias).double()
     x = torch.randn(9, 17, dtype=torch.float64, requires_grad=True)
-    groups = grouping(layer.mask, rows, cols, torch.float64)
-    assert groups.fraction < 1.0
+    groups = grouping(layer.mask, rows, cols, torch.float64, count=count)
+    if count is not None:
+        assert len(groups.groups) == count
+    assert groups.fraction < 1.0 or len(groups.groups) == 1
 
     dense = layer(x)
     grouped = layer.forward_grouped(x[:, cols], groups)
@@ -54,22 +70,74 @@ def test_grouped_layer_equals_dense_with_gradients(seed: int, bias: bool) -> Non
     assert bool((grouped_grads[1][~mask] == 0).all())
 
 
-def test_grouping_of_any_mask_and_order_is_exact() -> None:
-    # Not a staircase in these orders: the prefixes are read off the mask, so still exact.
+@pytest.mark.parametrize("count", [None, 1, 2, 4, 12])
+def test_grouping_of_any_mask_and_order_is_exact(count: int | None) -> None:
+    # Not a staircase in these orders: prefixes and bands are read off the mask.
     generator = torch.Generator().manual_seed(0)
     mask = torch.rand(12, 10, generator=generator) < 0.3
     mask[3] = False  # a row that sees nothing
+    mask[7] = True  # a row that sees everything
     rows, cols = torch.randperm(12, generator=generator), torch.randperm(10, generator=generator)
-    groups = grouping(mask, rows, cols, torch.float64)
-    covered = [index for start, end, _ in groups.groups for index in range(start, end)]
+    groups = grouping(mask, rows, cols, torch.float64, count=count)
+    covered = [index for group in groups.groups for index in range(group.start, group.end)]
     assert covered == list(range(12))
-    weight = torch.randn(12, 10, dtype=torch.float64)
-    x = torch.randn(5, 10, dtype=torch.float64)
-    sorted_weight = (weight * mask).index_select(0, rows).index_select(1, cols)
-    expected = F.linear(x[:, cols], sorted_weight)
-    torch.testing.assert_close(
-        grouped_linear(x[:, cols], sorted_weight, None, groups.groups), expected
-    )
+    weight = torch.randn(12, 10, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(5, 10, dtype=torch.float64, requires_grad=True)
+    sorted_weight = weight.index_select(0, rows).index_select(1, cols)
+    sorted_mask = mask.index_select(0, rows).index_select(1, cols).double()
+    expected = F.linear(x[:, cols], sorted_weight * sorted_mask)
+    actual = grouped_linear(x[:, cols], sorted_weight, None, groups)
+    torch.testing.assert_close(actual, expected)
+    outer = torch.randn(5, 12, dtype=torch.float64)
+    for want, got in zip(
+        torch.autograd.grad((expected * outer).sum(), [x, weight], retain_graph=True),
+        torch.autograd.grad((actual * outer).sum(), [x, weight]),
+    ):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_groups_read_the_mask_exactly(seed: int) -> None:
+    """Columns before ``full`` are allowed for every row of a group, those from
+    ``prefix`` on for none, and the band is the mask in between."""
+    mask, rows, cols = staircase(31, 19, seed)
+    for count in (1, 3, 7):
+        groups = grouping(mask, rows, cols, torch.float32, count=count)
+        permuted = mask[rows][:, cols]
+        for group, band in zip(groups.groups, groups.bands):
+            block = permuted[group.start : group.end]
+            assert bool(block[:, : group.full].all())
+            assert not bool(block[:, group.prefix :].any())
+            if band is None:
+                assert group.full == group.prefix
+            else:
+                assert torch.equal(band, block[:, group.full : group.prefix].float())
+        area = sum((g.end - g.start) * g.prefix for g in groups.groups)
+        assert groups.fraction == pytest.approx(area / mask.numel())
+
+
+def test_grouped_linear_checks_the_weight() -> None:
+    mask, rows, cols = staircase(6, 5, 0)
+    groups = grouping(mask, rows, cols, torch.float32)
+    with pytest.raises(ValueError, match=r"grouping's shape \(6, 5\), got \(5, 6\)"):
+        grouped_linear(torch.zeros(2, 6), torch.zeros(5, 6), None, groups)
+    with pytest.raises(ValueError, match="count"):
+        grouping(mask, rows, cols, torch.float32, count=0)
+
+
+def test_more_groups_for_larger_batches(product_costs: str) -> None:
+    """A product's fixed cost weighs less in a larger batch, so it takes more groups."""
+    generator = torch.Generator().manual_seed(0)
+    degrees = torch.randint(1, 784, (500,), generator=generator).sort().values
+    mask = degrees[:, None] >= torch.arange(1, 785)[None, :]
+    order_rows, order_cols = torch.arange(500), torch.arange(784)
+    small = grouping(mask, order_rows, order_cols, torch.float32, batch=100)
+    large = grouping(mask, order_rows, order_cols, torch.float32, batch=1000)
+    if product_costs == "free":  # the arithmetic alone: as many groups as allowed
+        assert len(small.groups) == len(large.groups) == layers._MAX_GROUPS
+    else:
+        assert 1 < len(small.groups) < len(large.groups)
+        assert large.fraction < small.fraction < 0.8
 
 
 def test_grouping_identity_orders_are_dropped() -> None:
@@ -179,20 +247,73 @@ def test_groupings_follow_new_masks() -> None:
     assert_paths_agree(model)
 
 
-def test_automatic_choice() -> None:
+def test_automatic_choice(product_costs: str) -> None:
     small = MADE(dk.masks.create("natural", dim=5, hidden_sizes=[8]))
     assert not small._grouped_pays(torch.zeros(2, 5))
     large = MADE(dk.masks.create("natural", dim=600, hidden_sizes=[400]))
     assert large.products == "auto"
-    assert not large._grouped_pays(torch.zeros(2, 600))  # training: dense
+    x = torch.randint(0, 2, (100, 600)).float()
+    shuffled = MADE(dk.masks.create("random", dim=600, hidden_sizes=[400], seed=1))
+    two = MADE(dk.masks.create("multi-ordering", dim=600, hidden_sizes=[400], num_masks=2))
+    for made in (large, shuffled, two):
+        assert not made._grouped_pays(x)  # training: dense
     with torch.no_grad():
-        assert large._grouped_pays(torch.zeros(2, 600))  # evaluation: grouped
-        x = torch.randint(0, 2, (4, 600)).float()
+        assert large._grouped_pays(x) and shuffled._grouped_pays(x)  # evaluation: grouped
+        assert two._grouped_pays(x)
+        assert not large._grouped_pays(x[:1]) or product_costs == "free"  # one row: one group
         auto = large(x)
         large.products = "dense"
         torch.testing.assert_close(auto, large(x))
         many = MADE(dk.masks.create("multi-ordering", dim=600, hidden_sizes=[400], num_masks=9))
         assert not many._grouped_pays(x)  # more masks than groupings kept
+
+
+def test_a_single_mask_keeps_its_hidden_units_in_degree_order() -> None:
+    """The MADE sorts the builder's hidden units by degree and permutes their weights
+    with them: the same network as the builder's connectivity with those weights."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dk.masks.ConnectivityWarning)
+        built = dk.masks.create("random", dim=9, hidden_sizes=[13, 11], seed=4)
+        made = MADE(built, direct_connections=True, context_size=2, mask_input=True).double()
+    conn = made.connectivity()
+    assert torch.equal(conn.input_degrees, built[0].input_degrees)
+    weights = [layer.weight for layer in made.layers]
+    biases = [layer.bias for layer in made.layers]
+    contexts = [layer.weight for layer in made.context_layers]
+    first_input_weights = made.mask_input_weights[0]
+    for index, (mine, theirs) in enumerate(zip(conn.hidden_degrees, built[0].hidden_degrees)):
+        assert bool((mine[1:] >= mine[:-1]).all())
+        order = torch.argsort(theirs, stable=True)
+        assert torch.equal(mine, theirs[order])
+        inverse = torch.argsort(order)  # back to the builder's unit order
+        weights[index] = weights[index][inverse]
+        biases[index] = biases[index][inverse]
+        contexts[index] = contexts[index][inverse]
+        weights[index + 1] = weights[index + 1][:, inverse]
+        if index == 0:
+            first_input_weights = first_input_weights[inverse]
+    # The builder's network, written out by hand with the builder's degrees.
+    masks = [m.double() for m in built[0].layer_masks()]
+    direct = built[0].direct_mask().double()
+    x = torch.randint(0, 2, (6, 9)).double()
+    c = torch.randn(6, 2, dtype=torch.float64)
+    degrees = built[0]
+    sees = (degrees.hidden_degrees[0][:, None] >= degrees.input_degrees[None, :]).double()
+    strict = (degrees.input_degrees[:, None] > degrees.input_degrees[None, :]).double()
+    h = x
+    for index in range(2):
+        h = F.linear(h, weights[index] * masks[index], biases[index]) + F.linear(c, contexts[index])
+        if index == 0:
+            h = h + (first_input_weights * sees).sum(1)
+        h = torch.relu(h)
+    out = F.linear(h, weights[2] * masks[2], biases[2]) + F.linear(c, contexts[2])
+    out = (
+        out
+        + (made.mask_input_weights[1] * strict).sum(1)
+        + F.linear(x, made.direct.weight * direct)
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(made(x, context=c)[..., 0], out)
 
 
 def test_products_is_checked_and_leaves_the_state_alone() -> None:
