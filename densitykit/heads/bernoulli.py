@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.distributions import constraints
 
 from densitykit.heads.base import Head, float32_at_least, uniform
 from densitykit.heads.registry import register
+from densitykit.numerics import log_sigmoid
 
 __all__ = ["BernoulliHead"]
 
@@ -49,14 +49,26 @@ class BernoulliHead(Head):
         logits = float32_at_least(params[..., 0])
         # log sigma(l) if x = 1, log sigma(-l) if x = 0: -softplus(-(2x-1) l).
         sign = x.to(logits.dtype) * 2 - 1
-        return F.logsigmoid(sign * logits)
+        return log_sigmoid(sign * logits)
+
+    uniforms_per_sample = 1
 
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        logits = float32_at_least(params[:, 0])
-        u = uniform((logits.shape[0],), generator, device=logits.device, dtype=logits.dtype)
-        return (u < torch.sigmoid(logits)).long()
+        u = uniform(
+            (1, params.shape[0]),
+            generator,
+            device=params.device,
+            dtype=self.sample_dtype(params.dtype),
+        )
+        return self.sample_from_uniforms(params, u)
+
+    def sample_from_uniforms(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return (u[0] < torch.sigmoid(float32_at_least(params[:, 0]))).long()
+
+    def encode_into(self, values: torch.Tensor, out: torch.Tensor) -> None:
+        out[0].copy_(values)
 
     def distribution(self, params: torch.Tensor) -> torch.distributions.Bernoulli:
         """The ``torch.distributions.Bernoulli`` of parameters ``(..., 1)`` (batch ``(...)``)."""

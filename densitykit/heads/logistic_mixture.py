@@ -18,6 +18,7 @@ from densitykit.heads.base import (
     uniform,
 )
 from densitykit.heads.registry import register
+from densitykit.numerics import log_sigmoid
 
 __all__ = [
     "DiscretizedLogisticMixture",
@@ -67,7 +68,7 @@ def discretized_logistic_log_prob(
     upper = torch.where(last, inf, upper)
     lower = torch.where(first, -inf, lower)
     width = torch.where(first | last, inf, 2.0 * half * inv_scale)
-    return F.logsigmoid(upper) + F.logsigmoid(-lower) + torch.log(-torch.expm1(-width))
+    return log_sigmoid(upper) + log_sigmoid(-lower) + torch.log(-torch.expm1(-width))
 
 
 def _mixture_log_prob(
@@ -249,18 +250,26 @@ class LogisticMixtureHead(Head):
         of parameters ``(..., 3M)`` (batch ``(...)``), offsets applied."""
         return DiscretizedLogisticMixture(*self._split(params), num_values=self.num_values)
 
+    uniforms_per_sample = 2
+
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
+        u = uniform(
+            (2, params.shape[0]),
+            generator,
+            device=params.device,
+            dtype=self.sample_dtype(params.dtype),
+        )
+        return self.sample_from_uniforms(params, u)
+
+    def sample_from_uniforms(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The component from ``u[0]``, then the value from ``u[1]``."""
         logits, means, log_scales = self._split(params)
         rows = torch.arange(params.shape[0], device=params.device)
-        u_component = uniform(
-            (params.shape[0],), generator, device=params.device, dtype=means.dtype
-        )
-        component = inverse_cdf(F.softmax(logits, dim=-1), u_component)
-        u = uniform((params.shape[0],), generator, device=params.device, dtype=means.dtype)
+        component = inverse_cdf(F.softmax(logits, dim=-1), u[0])
         return _discretized_draw(
-            means[rows, component], log_scales[rows, component], u, self.num_values
+            means[rows, component], log_scales[rows, component], u[1], self.num_values
         )
 
     def extra_repr(self) -> str:
