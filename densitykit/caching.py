@@ -55,13 +55,15 @@ class TensorCache(Generic[T]):
             key: Anything else the value depends on (an index, a dtype, a device).
             build: Computes the value.
         """
-        if any(tensor.is_inference() for tensor in sources):
-            return build()
-        full_key = (tuple(tensor._version for tensor in sources), key)
-        same = len(self._sources) == len(sources) and all(
-            old is new for old, new in zip(self._sources, sources)
-        )
-        if not same or self._key != full_key or self._value is None:
+        versions = []
+        for tensor in sources:
+            if tensor.is_inference():
+                return build()
+            versions.append(tensor._version)
+        full_key = (tuple(versions), key)
+        old = self._sources
+        same = len(old) == len(sources) and all(a is b for a, b in zip(old, sources))
+        if not same or self._value is None or self._key != full_key:
             self._value = build()
             self._sources, self._key = tuple(sources), full_key
         return self._value  # type: ignore[return-value]

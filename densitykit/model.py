@@ -271,12 +271,19 @@ class AutoregressiveModel(nn.Module):
     @property
     def device(self) -> torch.device:
         """The device of the model's parameters."""
-        return next(self.parameters()).device
+        return self._first_parameter().device
 
     @property
     def dtype(self) -> torch.dtype:
         """The floating dtype of the model's parameters."""
-        return next(self.parameters()).dtype
+        return self._first_parameter().dtype
+
+    def _first_parameter(self) -> torch.Tensor:
+        # The backbone's first weight directly: walking the modules costs more than a
+        # small forward pass's arithmetic.
+        if self.backbone is not None:
+            return self.backbone.layers[0].weight
+        return next(self.parameters())
 
     # -- connectivities ------------------------------------------------------------------
     def draw_connectivity(self) -> Connectivity:
@@ -517,6 +524,9 @@ class AutoregressiveModel(nn.Module):
     ) -> torch.Tensor:
         assert self.backbone is not None  # internal invariant, not user input
         active = self.backbone.mask_index
+        if mask == active:
+            params = self.backbone(self.head.encode(x, self.dtype), context=context)
+            return self.head._log_prob(params, x).sum(-1)
         self.backbone.set_mask(mask)
         try:
             params = self.backbone(self.head.encode(x, self.dtype), context=context)
