@@ -100,6 +100,7 @@ from torch import nn
 
 from densitykit.checks import check_generator, check_index, check_int
 from densitykit.heads import Head
+from densitykit.heads.base import uniform
 from densitykit.layers import MaskedLinear
 from densitykit.made import MADE
 from densitykit.masks import Connectivity
@@ -107,6 +108,8 @@ from densitykit.plans import Plan, Product, connectivity_plan, mask_plan
 
 # Groups up to this many rows are computed row by row (see _accumulate).
 _ROW_BY_ROW = 8
+# The uniforms of this many steps are drawn in one call (see _run_steps).
+_DRAW_STEPS = 32
 
 __all__ = [
     "check_parts",
@@ -648,6 +651,14 @@ def _run_steps(plan: Plan, head: Head, generator: torch.Generator | None, state:
     outputs, params = targets[num_hidden], head.params_per_variable
     width, dtype = head.input_width, inputs.dtype
     last_step = plan.start + len(plan.steps) - 1
+    # A head that declares its uniforms gets those of _DRAW_STEPS steps from one call:
+    # a CPU generator yields the same stream in one call as in many, so the samples
+    # are the reference's (a CUDA generator's offsets do not; it draws per step).
+    draws, num_samples = head.uniforms_per_sample, inputs.shape[1]
+    source = generator.device if generator is not None else inputs.device
+    ahead = draws > 0 and source.type == "cpu"
+    u_dtype = head.sample_dtype(dtype)
+    block = inputs.new_empty(0)
 
     def run(product: Product) -> None:
         index, start, end, base, prefix = product
@@ -657,7 +668,7 @@ def _run_steps(plan: Plan, head: Head, generator: torch.Generator | None, state:
             sources[index][base:prefix],
         )
 
-    for step, work in enumerate(plan.steps, plan.start):
+    for offset, (step, work) in enumerate(enumerate(plan.steps, plan.start)):
         for product in work.flush:
             run(product)
         for product in work.hidden:
@@ -665,8 +676,16 @@ def _run_steps(plan: Plan, head: Head, generator: torch.Generator | None, state:
             state.activations[product[0]](targets[product[0]][product[1] : product[2]])
         for product in work.output:
             run(product)
-        out = outputs[step * params : (step + 1) * params]
-        values = head.sample(out.t().contiguous(), work.variable, generator)
+        out = outputs[step * params : (step + 1) * params].t().contiguous()
+        if ahead:
+            if offset % _DRAW_STEPS == 0:
+                count = min(_DRAW_STEPS, len(plan.steps) - offset)
+                block = uniform(
+                    (count, draws, num_samples), generator, device=inputs.device, dtype=u_dtype
+                )
+            values = head.sample_from_uniforms(out, block[offset % _DRAW_STEPS])
+        else:
+            values = head.sample(out, work.variable, generator)
         if state.values is None:
             state.drawn.append(values)
         else:
@@ -674,11 +693,11 @@ def _run_steps(plan: Plan, head: Head, generator: torch.Generator | None, state:
         if step == last_step:
             return  # the last variable feeds no output
         if state.values is None:
-            encoded = head.encode(values[:, None], dtype)
+            head.encode_into(values, inputs[step * width : (step + 1) * width])
         else:
             begin = work.variable * width
             encoded = head.encode(state.values, dtype)[:, begin : begin + width]
-        inputs[step * width : (step + 1) * width] = encoded.t()
+            inputs[step * width : (step + 1) * width] = encoded.t()
 
 
 def _in_place(activation: nn.Module) -> Callable[[torch.Tensor], object]:

@@ -167,11 +167,39 @@ class Head(nn.Module, abc.ABC):
         every = params.expand(self.num_values, *params.shape)
         return Categorical(logits=self._log_prob(every, values).movedim(0, -1))
 
+    uniforms_per_sample: int = 0
+    """How many uniform draws ``sample`` takes per row: ``k > 0`` declares that
+    ``sample`` is exactly ``sample_from_uniforms(params, uniform((k, N), generator, ...))``
+    (with the dtype of [`sample_dtype`][densitykit.heads.Head.sample_dtype]), so the
+    fast sampler may draw the uniforms of many steps in one call and get the same
+    samples; 0 (the default, for plug-in heads) makes no such promise."""
+
     @abc.abstractmethod
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Draw variable ``variable`` for each row of ``params`` ``(N, P)``: ``(N,)`` long."""
+
+    def sample_from_uniforms(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Draw one variable for each row of ``params`` ``(N, P)`` from uniforms ``u``
+        ``(k, N)`` in $(0, 1)$, ``k = uniforms_per_sample``: ``(N,)`` long.
+
+        Raises:
+            NotImplementedError: For a head that does not declare ``uniforms_per_sample``.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} draws its own random numbers (uniforms_per_sample=0)"
+        )
+
+    @staticmethod
+    def sample_dtype(dtype: torch.dtype) -> torch.dtype:
+        """The dtype of the uniforms drawn for parameters of ``dtype`` (float32 at least)."""
+        return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+    def encode_into(self, values: torch.Tensor, out: torch.Tensor) -> None:
+        """Write one variable's values ``(N,)``, encoded as ``encode`` encodes a variable,
+        into ``out`` ``(input_width, N)`` (a sampler's inputs, units by samples)."""
+        out.copy_(self.encode(values[:, None], out.dtype).t())
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_values={self.num_values}"

@@ -44,12 +44,21 @@ class CategoricalHead(Head):
         log_probs = F.log_softmax(float32_at_least(params), dim=-1)
         return log_probs.gather(-1, x[..., None]).squeeze(-1)
 
+    uniforms_per_sample = 1
+
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        probs = F.softmax(float32_at_least(params), dim=-1)
-        u = uniform((probs.shape[0],), generator, device=probs.device, dtype=probs.dtype)
-        return inverse_cdf(probs, u)
+        u = uniform(
+            (1, params.shape[0]),
+            generator,
+            device=params.device,
+            dtype=self.sample_dtype(params.dtype),
+        )
+        return self.sample_from_uniforms(params, u)
+
+    def sample_from_uniforms(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return inverse_cdf(F.softmax(float32_at_least(params), dim=-1), u[0])
 
     def distribution(self, params: torch.Tensor) -> torch.distributions.Categorical:
         """The ``torch.distributions.Categorical`` of parameters ``(..., K)`` (batch ``(...)``)."""
