@@ -423,3 +423,73 @@ def test_bad_completion_arguments(completer, case: str, error: type, match: str)
         generator = 0
     with pytest.raises(error, match=match):
         completer(backbone, head, conn, x, count, generator=generator)
+
+
+@pytest.mark.parametrize("draw_steps", [1, 2, 3, 32])
+@pytest.mark.parametrize("head", BACKBONE_HEADS)
+def test_uniforms_drawn_for_many_steps_at_once_give_the_same_samples(
+    draw_steps: int, head: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks of 1, 2, 3 or all steps' uniforms, including a block cut short at the end.
+    monkeypatch.setattr(sampling, "_DRAW_STEPS", draw_steps)
+    assert_fast_equals_naive(build(head, direct=True), num_samples=37)
+
+
+@pytest.mark.parametrize("head", BACKBONE_HEADS)
+def test_global_generator_gives_the_reference_samples(head: str) -> None:
+    model = build(head, dim=40, hidden_sizes=(30,), num_masks=1)
+    parts = model.backbone, model.head
+    torch.manual_seed(5)
+    fast = sample_fast(*parts, 23)
+    after_fast = torch.rand(3)
+    torch.manual_seed(5)
+    naive = sample_reference(*parts, 23)
+    assert torch.equal(fast, naive)
+    assert torch.equal(torch.rand(3), after_fast)  # the same draws were taken
+
+
+@pytest.mark.parametrize("head", BACKBONE_HEADS)
+def test_sample_is_sample_from_uniforms(head: str) -> None:
+    """The promise ``uniforms_per_sample`` makes, which the fast sampler relies on."""
+    model = build(head)
+    params = model.backbone(model.head.encode(torch.zeros(11, 7, dtype=torch.long), torch.float64))
+    k = model.head.uniforms_per_sample
+    assert k > 0
+    for variable in range(7):
+        drawn = model.head.sample(params[:, variable], variable, seeded(variable))
+        u = dk.heads.base.uniform(
+            (k, 11), seeded(variable), device=params.device, dtype=torch.float64
+        )
+        assert torch.equal(model.head.sample_from_uniforms(params[:, variable], u), drawn)
+
+
+def test_a_head_that_draws_its_own_numbers_is_asked_per_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class OwnDraws(BernoulliHead):
+        uniforms_per_sample = 0  # no promise: the sampler must call sample at every step
+
+        def sample(self, params, variable, generator=None):
+            calls.append(variable)
+            return super().sample(params, variable, generator)
+
+    calls: list[int] = []
+    model = build("bernoulli", num_masks=1)
+    head = OwnDraws(dim=7)
+    fast = sample_fast(model.backbone, head, 9, generator=seeded(0))
+    assert sorted(calls) == list(range(7))
+    histogram = dk.heads.create("histogram", dim=2, num_values=3)  # draws its own: no promise
+    assert histogram.uniforms_per_sample == 0
+    with pytest.raises(NotImplementedError, match="uniforms_per_sample=0"):
+        histogram.sample_from_uniforms(torch.zeros(2, 0), torch.zeros(1, 2))
+    assert torch.equal(fast, sample_reference(model.backbone, head, 9, generator=seeded(0)))
+
+
+@pytest.mark.parametrize("head", BACKBONE_HEADS)
+def test_encode_into_writes_what_encode_gives(head: str) -> None:
+    model = build(head)
+    values = torch.randint(0, model.num_values, (13,))
+    out = torch.zeros(model.head.input_width, 13, dtype=torch.float64)
+    model.head.encode_into(values, out)
+    expected = model.head.encode(values[:, None], torch.float64).t()
+    assert torch.equal(out, expected)
