@@ -18,17 +18,19 @@ import torch.nn.functional as F
 
 __all__ = ["log_mean_exp", "log_sigmoid", "per_dimension"]
 
-# Low-precision dtypes whose CPU log-sigmoid is computed in float64 (see log_sigmoid).
-_WIDENED = (torch.float32, torch.float16, torch.bfloat16)
+# Dtypes whose CPU log-sigmoid takes the fast path (see log_sigmoid).
+_FAST = (torch.float32, torch.float16, torch.bfloat16)
 
 
-class _WideLogSigmoid(torch.autograd.Function):
-    """log-sigmoid computed in float64 and rounded back; derivative ``sigmoid(-t)``."""
+class _FastLogSigmoid(torch.autograd.Function):
+    """log-sigmoid as ``min(t, 0) + log(sigmoid(|t|))`` in float32; derivative ``sigmoid(-t)``."""
 
     @staticmethod
     def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(t)
-        return F.logsigmoid(t.double()).to(t.dtype)
+        wide = t.float()
+        out = torch.sigmoid(wide.abs()).log_().add_(wide.clamp(max=0))
+        return out.to(t.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
@@ -39,20 +41,25 @@ class _WideLogSigmoid(torch.autograd.Function):
 def log_sigmoid(t: torch.Tensor) -> torch.Tensor:
     r"""$\log \sigma(t) = -\log(1 + e^{-t})$, element-wise, stable for every $t$.
 
-    The same values as ``torch.nn.functional.logsigmoid`` up to float rounding (its
-    float64 values rounded to ``t``'s dtype) and the same gradient, $\sigma(-t)$. On
-    the CPU, a float32 (or half) ``t`` is computed in float64: PyTorch's float32 CPU
-    kernel runs its ``log1p`` without vector instructions and took twice as long as
-    the float64 one, with its conversions, on a 2-core AVX-512 CPU (torch 2.14; the
-    Bernoulli head's log-likelihood, a tenth of a training step, rests on it).
-    Elsewhere, and for float64, it is ``F.logsigmoid``.
+    On the CPU, a float32 (or half, computed in float32) ``t`` takes a fast path:
+    $\min(t, 0) + \log \sigma(|t|)$, where $\sigma(|t|) \in [\tfrac12, 1)$, so the
+    logarithm never sees an underflow. PyTorch's own float32 CPU kernel runs its
+    ``log1p`` without vector instructions: on a 2-core AVX-512 CPU (torch 2.14) the
+    fast path took 80 us against 381 us for 78,400 values (a training batch of 100
+    MNIST images) and 0.68 ms against 5.5 ms for 784,000 (an evaluation batch of
+    1,000). Its absolute error stays within about one float32 rounding of 1
+    (5.4e-7 at most over $t \in [-100, 100]$, against 4.8e-7 for torch's kernel); an
+    absolute error in $\log p$ is a relative error in $p$, so a probability keeps
+    float32's relative precision, while a log-probability within about 1e-7 of 0
+    (a value all but certain) is not resolved further. The gradient is
+    $\sigma(-t)$, as torch's. Elsewhere, and for float64, it is ``F.logsigmoid``.
 
     Example:
-        >>> log_sigmoid(torch.tensor([-200.0, 0.0, 30.0]))
-        tensor([-2.0000e+02, -6.9315e-01, -9.3576e-14])
+        >>> log_sigmoid(torch.tensor([-200.0, 0.0, 3.0]))
+        tensor([-2.0000e+02, -6.9315e-01, -4.8587e-02])
     """
-    if t.device.type == "cpu" and t.dtype in _WIDENED:
-        return _WideLogSigmoid.apply(t)
+    if t.device.type == "cpu" and t.dtype in _FAST:
+        return _FastLogSigmoid.apply(t)
     return F.logsigmoid(t)
 
 
