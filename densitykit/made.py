@@ -521,18 +521,18 @@ class MADE(nn.Module):
             return None  # GPUs were not measured
         if self.input_degrees.is_inference() or self.layers[0].mask_stack.is_inference():
             return None  # no version counters: the groupings would be rebuilt per call
+        if torch.is_grad_enabled() and (x.requires_grad or self.layers[0].weight.requires_grad):
+            # Training (batch 100, on a 2-core CPU): the groups' smaller products run at
+            # a lower rate, and even without permutations (units in degree order) the
+            # grouped step measured from 3 % faster to 10 % slower than the dense one
+            # from run to run (benchmarks/throughput.py): dense.
+            return None
         if self.num_masks > _GROUPINGS_KEPT:
             # Groupings are kept for a few masks; rebuilding one costs several forward
             # passes' worth of time, so ensembles that cycle through more stay dense.
             return None
         groupings = self._groupings(x.shape[0])
         if groupings.weights < _GROUPED_MIN_WEIGHTS or groupings.fraction > _GROUPED_MAX_FRACTION:
-            return None
-        if torch.is_grad_enabled() and (x.requires_grad or self.layers[0].weight.requires_grad):
-            # Training (batch 100, on a 2-core CPU): the groups' smaller products run at
-            # a lower rate, and even without permutations (units in degree order) the
-            # grouped step measured from 3 % faster to 10 % slower than the dense one
-            # from run to run (benchmarks/throughput.py): dense.
             return None
         return groupings
 
