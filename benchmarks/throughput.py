@@ -137,10 +137,15 @@ def matmul_runner(
 def path(
     dim: int, hidden_sizes: Sequence[int], num_masks: int, batch: int, *, grad: bool = False
 ) -> str:
-    """Which products ``products="auto"`` picks for such a model and batch (with or
-    without grad)."""
+    """Which products ``products="auto"`` picks for such a model with dense layers and
+    batch (with or without grad)."""
     model = dk.create_model(
-        "bernoulli", dim, hidden_sizes=hidden_sizes, masks="multi-ordering", num_masks=num_masks
+        "bernoulli",
+        dim,
+        hidden_sizes=hidden_sizes,
+        masks="multi-ordering",
+        num_masks=num_masks,
+        layout="dense",
     )
     with torch.set_grad_enabled(grad):
         return "grouped" if model.backbone._grouped_pays(torch.zeros(batch, dim)) else "dense"
@@ -162,9 +167,13 @@ def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     batches = binary_batches(dim, args.batch_size, 8, args.seed)
     float_batches = [x.float() for x in batches]
 
-    def library(products: str, fused: bool) -> tuple[dk.AutoregressiveModel, Callable[[], None]]:
+    def library(
+        layout: str, products: str, fused: bool
+    ) -> tuple[dk.AutoregressiveModel, Callable[[], None]]:
         torch.manual_seed(args.seed)
-        model = dk.create_model("bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural")
+        model = dk.create_model(
+            "bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural", layout=layout
+        )
         model.backbone.products = products
         optimizer = (
             make_optimizer(model.parameters(), lr=1e-3)
@@ -210,23 +219,23 @@ def training_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     contenders = {
         "plain": (plain(False), "plain masked MLP, torch Adam defaults (baseline)", "plain"),
         "library": (
-            library("auto", False),
-            f"densitykit, automatic ({path(dim, hidden_sizes, 1, args.batch_size, grad=True)}), torch Adam defaults",
+            library("auto", "auto", False),
+            "densitykit, automatic (packed), torch Adam defaults",
             "plain",
         ),
         "dense": (
-            library("dense", False),
-            "densitykit, dense products, torch Adam defaults",
+            library("dense", "auto", False),
+            "densitykit, dense layout and products, torch Adam defaults",
             "plain",
         ),
         "grouped": (
-            library("grouped", False),
-            "densitykit, grouped products, torch Adam defaults",
+            library("dense", "grouped", False),
+            "densitykit, dense layout, grouped products, torch Adam defaults",
             "plain",
         ),
         "fused plain": (plain(True), f"plain masked MLP, {fused} Adam", "fused plain"),
         "fused library": (
-            library("auto", True),
+            library("auto", "auto", True),
             f"densitykit, automatic, {fused} Adam (as densitykit fit)",
             "fused plain",
         ),
@@ -269,7 +278,12 @@ def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     dim, hidden_sizes = parse_architecture(text)
     torch.manual_seed(args.seed)
     model = dk.create_model("bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural")
-    dense = dk.create_model("bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural")
+    grouped = dk.create_model(
+        "bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural", layout="dense"
+    )
+    dense = dk.create_model(
+        "bernoulli", dim, hidden_sizes=hidden_sizes, masks="natural", layout="dense"
+    )
     dense.backbone.products = "dense"
     ensemble = dk.create_model(
         "bernoulli",
@@ -304,6 +318,7 @@ def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
             {
                 "plain": plain_forward,
                 "library": library_forward(model),
+                "grouped": library_forward(grouped),
                 "dense": library_forward(dense),
                 "ensemble": ensemble_forward,
                 "mm": matmul_runner(
@@ -318,6 +333,7 @@ def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     per_batch = {
         "plain": seconds["plain"] / args.eval_steps,
         "library": seconds["library"] / args.eval_steps,
+        "grouped": seconds["grouped"] / args.eval_steps,
         "dense": seconds["dense"] / args.eval_steps,
         "ensemble": seconds["ensemble"] / ensemble_calls,
     }
@@ -331,9 +347,12 @@ def evaluation_rows(text: str, args: argparse.Namespace) -> list[list[str]]:
     rows = []
     for name, label, forwards, flops in [
         ("plain", "plain masked MLP forward (baseline)", 1, useful_flops(plain_masks(plain))),
-        ("library", f"densitykit log_prob, one mask, automatic ({path(dim, hidden_sizes, 1, args.eval_batch_size)})", 1,
+        ("library", f"densitykit log_prob, one mask, automatic ({model.backbone.layout})", 1,
          useful_flops(model_masks(model))),
-        ("dense", "densitykit log_prob, one mask, dense products", 1,
+        ("grouped", f"densitykit log_prob, one mask, dense layout, automatic "
+         f"({path(dim, hidden_sizes, 1, args.eval_batch_size)})", 1,
+         useful_flops(model_masks(grouped))),
+        ("dense", "densitykit log_prob, one mask, dense layout and products", 1,
          useful_flops(model_masks(dense))),
         ("ensemble", f"densitykit log_prob, {args.num_masks}-mask ensemble, automatic "
          f"({path(dim, hidden_sizes, args.num_masks, args.eval_batch_size)})", args.num_masks,

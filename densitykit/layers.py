@@ -30,7 +30,7 @@ from torch import nn
 from densitykit.caching import TensorCache
 from densitykit.checks import check_positive_int
 
-__all__ = ["Group", "Grouping", "MaskedLinear", "grouped_linear", "grouping"]
+__all__ = ["Group", "Grouping", "MaskedLinear", "PackedLinear", "grouped_linear", "grouping"]
 
 # The number of groups minimises the estimated time of a layer's products, relative to
 # the dense product: the arithmetic read (rows x prefix per group), plus per product a
@@ -173,28 +173,33 @@ def grouping(
 
 
 class _GroupedLinear(torch.autograd.Function):
-    """``x @ (weight * mask).T + bias`` multiplying only each group's prefix, and
-    applying the mask on its band only (see ``Grouping``)."""
+    """``x @ (weight * mask).T + bias``, each group's rows from their own weight tensor.
+
+    ``weights[g]`` holds rows ``start:end`` of group ``g``, with at least ``prefix``
+    columns (a view of a full weight, or a packed block of exactly ``prefix``); only
+    the prefix is multiplied, and the mask is applied to the band ``full:prefix``
+    only (see ``Grouping``). Each weight's gradient has its shape, zero beyond the
+    prefix and where the band's mask is.
+    """
 
     @staticmethod
     def forward(
         ctx: Any,
         x: torch.Tensor,
-        weight: torch.Tensor,
         bias: torch.Tensor | None,
-        groups: Grouping,
+        groups: tuple[Group, ...],
+        bands: tuple[torch.Tensor | None, ...],
+        *weights: torch.Tensor,
     ) -> torch.Tensor:
-        out = x.new_empty(x.shape[0], weight.shape[0])
+        out = x.new_empty(x.shape[0], groups[-1].end if groups else 0)
         banded: list[torch.Tensor | None] = []
-        for (start, end, full, prefix), band in zip(groups.groups, groups.bands):
+        for (start, end, full, prefix), band, weight in zip(groups, bands, weights):
             target = out[:, start:end]
             if full > 0:
                 if bias is None:
-                    torch.mm(x[:, :full], weight[start:end, :full].t(), out=target)
+                    torch.mm(x[:, :full], weight[:, :full].t(), out=target)
                 else:
-                    torch.addmm(
-                        bias[start:end], x[:, :full], weight[start:end, :full].t(), out=target
-                    )
+                    torch.addmm(bias[start:end], x[:, :full], weight[:, :full].t(), out=target)
             elif bias is None:
                 target.zero_()
             else:
@@ -202,43 +207,39 @@ class _GroupedLinear(torch.autograd.Function):
             if band is None:
                 banded.append(None)
                 continue
-            masked = weight[start:end, full:prefix] * band
+            masked = weight[:, full:prefix] * band
             target.addmm_(x[:, full:prefix], masked.t())
             banded.append(masked)
-        ctx.save_for_backward(x, weight)
-        ctx.groups = groups
-        ctx.banded = banded
+        ctx.save_for_backward(x, *weights)
+        ctx.groups, ctx.bands, ctx.banded = groups, bands, banded
         ctx.has_bias = bias is not None
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.zeros_like(x)
-        if ctx.needs_input_grad[1]:
-            grad_weight = torch.empty_like(weight)
-        for (start, end, full, prefix), band, masked in zip(
-            ctx.groups.groups, ctx.groups.bands, ctx.banded
+        x, *weights = ctx.saved_tensors
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[1] else None
+        grad_weights: list[torch.Tensor | None] = []
+        for index, ((start, end, full, prefix), band, masked, weight) in enumerate(
+            zip(ctx.groups, ctx.bands, ctx.banded, weights)
         ):
             rows = grad[:, start:end]
             if grad_x is not None:
                 if full > 0:
-                    grad_x[:, :full].addmm_(rows, weight[start:end, :full])
+                    grad_x[:, :full].addmm_(rows, weight[:, :full])
                 if masked is not None:
                     grad_x[:, full:prefix].addmm_(rows, masked)
-            if grad_weight is not None:
-                grad_weight[start:end, prefix:].zero_()
-                if full > 0:
-                    torch.mm(rows.t(), x[:, :full], out=grad_weight[start:end, :full])
-                if band is not None:
-                    block = grad_weight[start:end, full:prefix]
-                    torch.mm(rows.t(), x[:, full:prefix], out=block)
-                    block.mul_(band)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(0)
-        return grad_x, grad_weight, grad_bias, None
+            if not ctx.needs_input_grad[4 + index]:
+                grad_weights.append(None)
+                continue
+            grad_weight = torch.empty_like(weight)
+            grad_weight[:, prefix:].zero_()
+            torch.mm(rows.t(), x[:, :prefix], out=grad_weight[:, :prefix])
+            if band is not None:
+                grad_weight[:, full:prefix].mul_(band)
+            grad_weights.append(grad_weight)
+        return (grad_x, grad_bias, None, None, *grad_weights)
 
 
 def grouped_linear(
@@ -265,7 +266,8 @@ def grouped_linear(
         raise ValueError(
             f"weight must have the grouping's shape {groups.shape}, got {tuple(weight.shape)}"
         )
-    return _GroupedLinear.apply(x, weight, bias, groups)
+    views = [weight[group.start : group.end] for group in groups.groups]
+    return _GroupedLinear.apply(x, bias, groups.groups, groups.bands, *views)
 
 
 class MaskedLinear(nn.Linear):
@@ -372,3 +374,194 @@ class MaskedLinear(nn.Linear):
 
 def _is_identity(order: torch.Tensor) -> bool:
     return bool(torch.equal(order, torch.arange(order.numel(), device=order.device)))
+
+
+class PackedLinear(nn.Module):
+    r"""A masked linear layer that stores only the weights its mask can use.
+
+    With units in degree order, each row of a MADE mask allows a prefix of the
+    columns (a staircase). The layer keeps, per group of rows (a
+    [`Group`][densitykit.layers.Group]), the block of weights up to the group's
+    prefix: about $(B+1)/2B$ of the dense matrix with $B$ groups. The masked weights
+    beyond the prefixes are not stored, not multiplied, and not updated by an
+    optimizer (an Adam step costs in proportion to the weights it updates); inside
+    the blocks the mask is applied on each group's band only. The result equals
+    ``MaskedLinear`` with the same weights up to float rounding.
+
+    Its ``state_dict`` is a ``MaskedLinear``'s: the full ``weight`` (zero where no
+    block reaches) and ``bias``, so checkpoints are the same files either way; a
+    full ``weight`` loads into the blocks (the weights beyond them are masked and
+    dropped).
+
+    Args:
+        weight: ``(out, in)`` initial weights (copied into the blocks).
+        bias: ``(out,)`` initial bias, or ``None`` for none.
+        mask: ``(out, in)`` 0/1 mask, each row a prefix of the columns up to the
+            group's band (a MADE mask with units in degree order).
+        batch: The batch the number of groups is chosen for (see
+            [`grouping`][densitykit.layers.grouping]).
+        count: The number of groups (default: the estimate's best for ``batch``).
+
+    Raises:
+        ValueError: If the shapes disagree.
+
+    Example:
+        >>> mask = torch.tril(torch.ones(4, 4, dtype=torch.bool))
+        >>> layer = PackedLinear(torch.ones(4, 4), torch.zeros(4), mask, count=2)
+        >>> [tuple(block.shape) for block in layer.blocks()]
+        [(2, 2), (2, 4)]
+        >>> layer(torch.ones(1, 4))
+        tensor([[1., 2., 3., 4.]], grad_fn=<_GroupedLinearBackward>)
+    """
+
+    mask_stack: torch.Tensor
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        mask: torch.Tensor,
+        *,
+        batch: int = _DEFAULT_BATCH,
+        count: int | None = None,
+    ) -> None:
+        super().__init__()
+        if weight.ndim != 2 or tuple(mask.shape) != tuple(weight.shape):
+            raise ValueError(
+                f"weight and mask must be (out, in) of one shape, got {tuple(weight.shape)} "
+                f"and {tuple(mask.shape)}"
+            )
+        self.out_features, self.in_features = weight.shape
+        identity_rows = torch.arange(self.out_features, device=mask.device)
+        identity_cols = torch.arange(self.in_features, device=mask.device)
+        layout = grouping(mask, identity_rows, identity_cols, weight.dtype, batch, count)
+        self.groups = layout.groups
+        for index, group in enumerate(self.groups):
+            block = weight.detach()[group.start : group.end, : group.prefix].clone()
+            self.register_parameter(f"block_{index}", nn.Parameter(block))
+        if bias is not None and tuple(bias.shape) != (self.out_features,):
+            raise ValueError(f"bias must be ({self.out_features},), got {tuple(bias.shape)}")
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.register_buffer("mask_stack", torch.empty(0, dtype=torch.bool), persistent=False)
+        self.mask_index = 0
+        self.set_masks(mask)
+
+    def blocks(self) -> list[torch.Tensor]:
+        """The weight blocks, one per group (rows ``start:end``, columns ``:prefix``)."""
+        return [getattr(self, f"block_{index}") for index in range(len(self.groups))]
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """The active mask ``(out_features, in_features)``."""
+        return self.mask_stack[self.mask_index]
+
+    def set_masks(self, masks: torch.Tensor) -> None:
+        """Replace the mask (``(out, in)`` or ``(1, out, in)``, any 0/1 dtype).
+
+        Raises:
+            ValueError: If the mask allows a weight no block stores (a connectivity
+                other than the one the layer was packed for; use a ``MaskedLinear``).
+        """
+        masks = torch.as_tensor(masks)
+        if masks.ndim == 2:
+            masks = masks[None]
+        expected = (1, self.out_features, self.in_features)
+        if tuple(masks.shape) != expected:
+            raise ValueError(
+                f"masks must have shape {expected[1:]} or {expected}, got {tuple(masks.shape)}"
+            )
+        masks = masks.to(device=self.mask_stack.device, dtype=torch.bool)
+        for group in self.groups:
+            if bool(masks[0, group.start : group.end, group.prefix :].any()):
+                raise ValueError(
+                    "the mask allows weights this packed layer does not store (rows "
+                    f"{group.start}..{group.end - 1} beyond column {group.prefix}); a packed "
+                    "layer keeps the connectivity it was built for (use layout='dense')"
+                )
+        self.mask_stack = masks
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The full ``(out, in)`` weight, zero beyond the blocks (differentiable)."""
+        rows = [F.pad(block, (0, self.in_features - block.shape[1])) for block in self.blocks()]
+        if not rows:
+            return self.mask_stack.new_zeros(0, self.in_features, dtype=torch.float32)
+        return torch.cat(rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``F.linear(x, weight * mask, bias)`` from the blocks: prefix products only."""
+        groups, bands = self._plan(x.dtype)
+        return _GroupedLinear.apply(x, self.bias, groups, bands, *self.blocks())
+
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+        """The same, as one dense product of the full weight (for devices where the
+        prefix products do not pay)."""
+        return F.linear(x, self.weight * self.mask.to(x.dtype), self.bias)
+
+    def _plan(
+        self, dtype: torch.dtype
+    ) -> tuple[tuple[Group, ...], tuple[torch.Tensor | None, ...]]:
+        """The groups with their ``full`` parts read off the active mask, and the bands."""
+        mask = self.mask
+        cache = self.__dict__.setdefault("_plan_cache", TensorCache())
+
+        def build() -> tuple[tuple[Group, ...], tuple[torch.Tensor | None, ...]]:
+            groups, bands = [], []
+            for group in self.groups:
+                rows = mask[group.start : group.end, : group.prefix]
+                blocked = (~rows).any(0)
+                full = int(blocked.int().argmax()) if bool(blocked.any()) else group.prefix
+                groups.append(Group(group.start, group.end, full, group.prefix))
+                bands.append(rows[:, full:].to(dtype) if full < group.prefix else None)
+            return tuple(groups), tuple(bands)
+
+        return cache.get((self.mask_stack,), (dtype, mask.device), build)
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        weight = self.weight
+        destination[prefix + "weight"] = weight if keep_vars else weight.detach()
+        if self.bias is not None:
+            destination[prefix + "bias"] = self.bias if keep_vars else self.bias.detach()
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict,
+        prefix: str,
+        local_metadata: dict,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        names = ["weight"] + (["bias"] if self.bias is not None else [])
+        for key in state_dict:
+            if key.startswith(prefix) and key[len(prefix) :].split(".", 1)[0] not in names:
+                unexpected_keys.append(key)
+        shapes = {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+        for name in names:
+            key = prefix + name
+            if key not in state_dict:
+                missing_keys.append(key)
+                continue
+            value = state_dict[key]
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != shapes[name]:
+                error_msgs.append(
+                    f"size mismatch for {key}: copying a param with shape "
+                    f"{tuple(getattr(value, 'shape', ()))}, the shape in current model is "
+                    f"{shapes[name]}."
+                )
+                continue
+            with torch.no_grad():
+                if name == "bias":
+                    self.bias.copy_(value)
+                else:
+                    for group, block in zip(self.groups, self.blocks()):
+                        block.copy_(value[group.start : group.end, : group.prefix])
+
+    def extra_repr(self) -> str:
+        stored = sum(block.numel() for block in self.blocks())
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, groups={len(self.groups)}, "
+            f"stored={stored}/{self.in_features * self.out_features}"
+        )

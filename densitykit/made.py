@@ -36,14 +36,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from densitykit.checks import check_fraction, check_index, check_int, check_positive_int
-from densitykit.layers import Grouping, MaskedLinear, grouping
-from densitykit.masks import Connectivity, check_connectivity
+from densitykit.layers import Grouping, MaskedLinear, PackedLinear, grouping
+from densitykit.masks import Connectivity, OnDemandConnectivities, check_connectivity
 from densitykit.registry import Registry
 
-__all__ = ["ACTIVATIONS", "MADE", "PRODUCTS"]
+__all__ = ["ACTIVATIONS", "LAYOUTS", "MADE", "PRODUCTS"]
 
 PRODUCTS = ("auto", "dense", "grouped")
 """How [`MADE`][densitykit.made.MADE] multiplies its masked layers (see ``products``)."""
+
+LAYOUTS = ("auto", "dense", "packed")
+"""How [`MADE`][densitykit.made.MADE] stores its masked weights (see ``layout``)."""
 
 # The automatic choice (measured on a 2-core CPU, see docs/benchmarks.md): grouped
 # products on the CPU when the groups skip enough of the arithmetic and the layers
@@ -137,8 +140,12 @@ class MADE(nn.Module):
         mask_input: bool = False,
         dropout: float = 0.0,
         products: str = "auto",
+        layout: str = "auto",
     ) -> None:
         super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        on_demand = isinstance(connectivities, OnDemandConnectivities)
         self.dropout = check_fraction(dropout, "dropout")
         if products not in PRODUCTS:
             raise ValueError(f"products must be one of {PRODUCTS}, got {products!r}")
@@ -208,6 +215,13 @@ class MADE(nn.Module):
         if self.num_masks == 1:
             self._sort_hidden_units()
         self._rebuild_masks()
+        self.layout = self._resolve_layout(layout, on_demand)
+        if self.layout == "packed":
+            self.layers = nn.ModuleList(
+                PackedLinear(layer.weight, layer.bias, layer.mask) for layer in self.layers
+            )
+            if self.direct is not None:
+                self.direct = PackedLinear(self.direct.weight, None, self.direct.mask)
         self.register_load_state_dict_post_hook(lambda module, keys: module._rebuild_masks())
 
     # -- masks ---------------------------------------------------------------------------
@@ -279,6 +293,39 @@ class MADE(nn.Module):
                 if layer == 0 and self.mask_input_weights is not None:
                     self.mask_input_weights[0].copy_(self.mask_input_weights[0][order])
 
+    def _resolve_layout(self, layout: str, on_demand: bool) -> str:
+        """``"packed"`` or ``"dense"``: ``layout``, with ``"auto"`` packed where it can be."""
+        if layout == "dense":
+            return "dense"
+        reason = None
+        if self.num_masks != 1:
+            reason = f"it holds {self.num_masks} masks (a packed layer stores one mask's weights)"
+        elif on_demand:
+            reason = "it is trained over orderings drawn on demand, which use every weight"
+        else:
+            parts = [*self.layers, *([self.direct] if self.direct is not None else [])]
+            for part in parts:
+                mask = part.mask
+                prefixes = mask.sum(1, keepdim=True)
+                columns = torch.arange(mask.shape[1], device=mask.device)
+                if not torch.equal(mask, columns[None, :] < prefixes):
+                    reason = "its variables are not in their natural order"
+                    break
+        if reason is None and layout == "auto":
+            parts = [*self.layers, *([self.direct] if self.direct is not None else [])]
+            weights = sum(part.mask.numel() for part in parts)
+            stored = sum(_stored(part.mask) for part in parts)
+            if weights < _GROUPED_MIN_WEIGHTS or stored > _GROUPED_MAX_FRACTION * weights:
+                return "dense"  # small layers: the dense products were faster (measured)
+        if reason is None:
+            return "packed"
+        if layout == "packed":
+            raise ValueError(
+                "layout='packed' needs a single mask with the variables in their natural "
+                f"order; this MADE cannot be packed: {reason}"
+            )
+        return "dense"
+
     def _check_index(self, index: int) -> int:
         return check_index(index, self.num_masks, "mask index")
 
@@ -329,23 +376,32 @@ class MADE(nn.Module):
                     self.hidden_degrees_0[index] if self.hidden_sizes else None,
                 ),
             )
-        if self.products == "grouped":
+        if self.layout == "dense" and self.products == "grouped":
             return self._forward_grouped(x, terms, self._groupings(x.shape[0]))
-        if self.products == "auto":
+        if self.layout == "dense" and self.products == "auto":
             groupings = self._paying_groupings(x)
             if groupings is not None:
                 return self._forward_grouped(x, terms, groupings)
+        # A packed layer multiplies its blocks (prefix products), or its full weight
+        # for products="dense" and off the CPU; a dense layer its masked weight.
+        whole = self.layout == "packed" and (
+            self.products == "dense" or (self.products == "auto" and x.device.type != "cpu")
+        )
+
+        def linear(layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+            return layer.forward_dense(inputs) if whole else layer(inputs)
+
         h = x
         for index, (layer, activation) in enumerate(zip(self.layers[:-1], self.activations)):
-            h = layer(h)
+            h = linear(layer, h)
             if terms is not None and terms[index] is not None:
                 h = h + terms[index]
             h = self._drop(activation(h))
-        out = self.layers[-1](h)
+        out = linear(self.layers[-1], h)
         if terms is not None and terms[-1] is not None:
             out = out + terms[-1]
         if self.direct is not None:
-            out = out + self.direct(x)
+            out = out + linear(self.direct, x)
         return out.view(x.shape[0], self.dim, self.params_per_variable)
 
     def mask_input_terms(
@@ -497,7 +553,7 @@ class MADE(nn.Module):
         connectivity many times builds them once; a connectivity is not to be edited
         in place.
         """
-        weight = self.layers[0].weight
+        weight = self.layers[0].bias  # the weights' dtype and device, cheaply
         key = (weight.device, weight.dtype)
         cached = self.__dict__.get("_connectivity_cache")
         if cached is not None and cached[0] is connectivity and cached[1] == key:
@@ -521,7 +577,7 @@ class MADE(nn.Module):
             return None  # GPUs were not measured
         if self.input_degrees.is_inference() or self.layers[0].mask_stack.is_inference():
             return None  # no version counters: the groupings would be rebuilt per call
-        if torch.is_grad_enabled() and (x.requires_grad or self.layers[0].weight.requires_grad):
+        if torch.is_grad_enabled() and (x.requires_grad or self.layers[0].bias.requires_grad):
             # Training (batch 100, on a 2-core CPU): the groups' smaller products run at
             # a lower rate, and even without permutations (units in degree order) the
             # grouped step measured from 3 % faster to 10 % slower than the dense one
@@ -573,7 +629,7 @@ class MADE(nn.Module):
         source tensors (so their identity cannot be recycled) and their version
         counters.
         """
-        index, dtype = self.mask_index, self.layers[0].weight.dtype
+        index, dtype = self.mask_index, self.layers[0].bias.dtype
         batch = 1 << round(math.log2(max(batch, 1)))
         sources = [self.input_degrees, *(layer.mask_stack for layer in self.layers)]
         sources += [getattr(self, f"hidden_degrees_{i}") for i in range(len(self.hidden_sizes))]
@@ -634,8 +690,17 @@ class MADE(nn.Module):
             f"{self.params_per_variable}, input_width={self.input_width}, "
             f"num_masks={self.num_masks}, direct_connections={self.direct_connections}, "
             f"context_size={self.context_size}, mask_input={self.mask_input}, "
-            f"dropout={self.dropout}, products={self.products!r}"
+            f"dropout={self.dropout}, products={self.products!r}, layout={self.layout!r}"
         )
+
+
+def _stored(mask: torch.Tensor) -> int:
+    """The weights a packed layer of ``mask`` (a staircase in unit order) stores."""
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    cols = torch.arange(mask.shape[1], device=mask.device)
+    return sum(
+        (g.end - g.start) * g.prefix for g in grouping(mask, rows, cols, torch.float32).groups
+    )
 
 
 def _add_terms(

@@ -41,7 +41,7 @@ from densitykit import masks as masks_module
 from densitykit import queries
 from densitykit.checks import check_fraction, check_generator, check_index, check_int
 from densitykit.heads import HEADS, Head
-from densitykit.made import MADE
+from densitykit.made import LAYOUTS, MADE
 from densitykit.masks import Connectivity, ConnectivitySampler
 from densitykit.numerics import log_mean_exp
 from densitykit.sampling import check_parts, sample_fast, sample_reference
@@ -95,6 +95,11 @@ class ModelConfig:
             see [`MADE`][densitykit.made.MADE]); for training over all orderings.
         dropout: Dropout probability of the hidden units in training (0 for none; see
             [`MADE`][densitykit.made.MADE]).
+        layout: How the backbone stores its masked weights, one of
+            [`LAYOUTS`][densitykit.made.LAYOUTS]: ``"auto"`` (the default) packs a
+            single natural-order mask ([`PackedLinear`][densitykit.layers.PackedLinear])
+            and keeps the rest dense. A built model's config records the layout taken;
+            a config saved before layouts existed reads as ``"dense"``.
     """
 
     head: str | None = None
@@ -112,9 +117,12 @@ class ModelConfig:
     context_size: int = 0
     mask_input: bool = False
     dropout: float = 0.0
+    layout: str = "auto"
 
     def __post_init__(self) -> None:
         self.dropout = check_fraction(self.dropout, "dropout")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
         for name in ("num_labels", "context_size"):
             setattr(self, name, check_int(getattr(self, name), name, minimum=0))
         if self.num_labels and self.context_size:
@@ -159,6 +167,9 @@ class ModelConfig:
         data = dict(data)
         if "hidden_sizes" in data:
             data["hidden_sizes"] = tuple(data["hidden_sizes"])
+        # Configs written before layouts existed describe dense layers (and their
+        # training states hold a dense layer's optimizer moments).
+        data.setdefault("layout", "dense")
         return cls(**data)
 
 
@@ -282,7 +293,7 @@ class AutoregressiveModel(nn.Module):
         # The backbone's first weight directly: walking the modules costs more than a
         # small forward pass's arithmetic.
         if self.backbone is not None:
-            return self.backbone.layers[0].weight
+            return self.backbone.layers[0].bias
         return next(self.parameters())
 
     # -- connectivities ------------------------------------------------------------------
@@ -910,10 +921,13 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
             context_size=context_size,
             mask_input=config.mask_input,
             dropout=config.dropout,
+            layout=config.layout,
         )
         source = getattr(connectivities, "source", None)
     else:
         source = None
+    # The layout the backbone took is recorded, so a saved config rebuilds the same.
+    config = replace(config, layout=backbone.layout if backbone is not None else "dense")
     return AutoregressiveModel(
         backbone, head, config, connectivity_source=source, num_labels=config.num_labels
     )
@@ -935,6 +949,7 @@ def create_model(
     context_size: int = 0,
     mask_input: bool = False,
     dropout: float = 0.0,
+    layout: str = "auto",
     **head_options: Any,
 ) -> AutoregressiveModel:
     r"""Compose a model from registered parts by name.
@@ -956,6 +971,8 @@ def create_model(
         mask_input: Tell the first hidden layer and the outputs which variables they
             see (for training over all orderings; see [`MADE`][densitykit.made.MADE]).
         dropout: Dropout probability of the hidden units in training.
+        layout: How the backbone stores its masked weights, one of
+            [`LAYOUTS`][densitykit.made.LAYOUTS] (see [`MADE`][densitykit.made.MADE]).
         **head_options: Extra options for the head (e.g. ``num_components=4``).
 
     Returns:
@@ -990,6 +1007,7 @@ def create_model(
         context_size=context_size,
         mask_input=mask_input,
         dropout=dropout,
+        layout=layout,
     )
     return build_model(replace(config, num_masks=resolved_num_masks(config)))
 
@@ -1013,13 +1031,15 @@ def parameter_count(config: ModelConfig) -> int:
     """How many weights a model of ``config`` has, computed without building it.
 
     Cheap for any size, so a config that asks for more than fits can be refused
-    before anything is allocated.
+    before anything is allocated. It counts every weight of the dense layers, as its
+    ``state_dict`` (a checkpoint) holds them; a packed model (``layout``) trains only
+    those its mask can use.
 
     Example:
         >>> parameter_count(ModelConfig("bernoulli", dim=3, num_values=2, hidden_sizes=(4,)))
         31
         >>> model = create_model("bernoulli", 3, hidden_sizes=(4,))
-        >>> sum(p.numel() for p in model.parameters())
+        >>> sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
         31
     """
     head = HEADS.create(
