@@ -105,21 +105,41 @@ class MADE(nn.Module):
             training mode only (as ``torch.nn.Dropout``): in eval mode, where
             likelihoods are evaluated and the samplers run, every unit is kept.
         products: How the masked layers are multiplied, one of
-            [`PRODUCTS`][densitykit.made.PRODUCTS]: ``"dense"`` multiplies the whole
-            masked weight (zeros included); ``"grouped"`` sorts the units by degree
-            and multiplies only the prefixes a group of units can see
-            ([`MaskedLinear.forward_grouped`][densitykit.layers.MaskedLinear.forward_grouped]),
+            [`PRODUCTS`][densitykit.made.PRODUCTS]. Dense layers: ``"dense"``
+            multiplies the whole masked weight (zeros included); ``"grouped"`` sorts
+            the units by degree and multiplies only the prefixes a group of units can
+            see ([`MaskedLinear.forward_grouped`][densitykit.layers.MaskedLinear.forward_grouped]),
             about $(B+1)/2B$ of the arithmetic with $B$ groups, forward and backward;
             ``"auto"`` (the default) takes the grouped path for computations without
             gradients (likelihood evaluation) on the CPU when the groups skip at least
             a fifth of the arithmetic, the layers hold at least 262,144 weights in
             all and the backbone has at most 8 masks (the groupings kept), and the
-            dense path otherwise: in training, where the weights change at
-            every step, permuting them and their gradients cost about what the groups
-            saved (measured at batch 100 on a 2-core CPU); a 196-128-128-196 MADE
-            (66,000 weights) measured slower grouped; GPUs were not measured. Both
-            give the same values and gradients up to float rounding; the attribute
-            ``products`` can be changed at any time.
+            dense path otherwise (in training the grouped step measured from 3 %
+            faster to 10 % slower than the dense one at batch 100 on a 2-core CPU).
+            Packed layers (``layout``): ``"auto"`` and ``"grouped"`` multiply their
+            blocks (prefix products) on the CPU; ``"dense"``, and ``"auto"`` on other
+            devices, one product of the full weight. GPUs were not measured. Every
+            path gives the same values and gradients up to float rounding; the
+            attribute ``products`` can be changed at any time.
+        layout: How the masked weights are stored, one of
+            [`LAYOUTS`][densitykit.made.LAYOUTS]: ``"dense"`` keeps every weight
+            ([`MaskedLinear`][densitykit.layers.MaskedLinear]); ``"packed"`` keeps,
+            per group of units, only the block of weights the mask can use
+            ([`PackedLinear`][densitykit.layers.PackedLinear]: an optimizer updates
+            about 60 % of the weights of a 784-500-784 MADE, and no product or update
+            touches the rest), possible for a single mask with the variables in their
+            natural order and not for orderings drawn on demand (which use every
+            weight); ``"auto"`` (the default) packs such a backbone of at least
+            262,144 weights whose blocks hold at most 80 % of them (smaller layers
+            trained faster dense), and keeps the rest dense. The ``state_dict`` is
+            the same either way. A single-mask backbone keeps its hidden units in
+            degree order whatever its layout (the weights permuted with them at
+            construction: the same network).
+
+    Raises:
+        ValueError: If ``products`` or ``layout`` is not a known name, or
+            ``layout="packed"`` is asked of a backbone that cannot be packed (the
+            message says why).
 
     Example:
         >>> from densitykit import masks
