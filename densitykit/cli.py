@@ -396,6 +396,13 @@ def fit(
             "(the mask as an input; for --masks any-order)."
         ),
     ] = _MODEL.mask_input,
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="How the masked weights are stored: auto, dense, or packed (only the "
+            "weights a single natural-order mask can use)."
+        ),
+    ] = _MODEL.layout,
     mask_every: Annotated[
         int, typer.Option(help="Steps between mask changes (0: never).")
     ] = _TRAIN.mask_every,
@@ -505,6 +512,7 @@ def fit(
             direct_connections=direct,
             dropout=dropout,
             mask_input=mask_input,
+            layout=layout,
             head_options=head_options,
             mask_options=mask_options,
         ),
@@ -559,6 +567,7 @@ _FIELDS = {
     "direct": "direct_connections",
     "dropout": "dropout",
     "mask_input": "mask_input",
+    "layout": "layout",
     "epochs": "epochs",
     "batch_size": "batch_size",
     "lr": "lr",

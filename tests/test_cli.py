@@ -309,3 +309,33 @@ def test_fit_takes_the_training_levers_and_saves_them(tmp_path: Path) -> None:
     refused = runner.invoke(app, ["fit", "--optimizer", "sgd", "--out", str(tmp_path / "x")])
     assert refused.exit_code == 1
     assert "optimizer must be one of 'adam', 'adamw', 'adagrad', got 'sgd'" in refused.output
+
+
+def test_fit_records_the_layout_and_refuses_an_impossible_one(tmp_path: Path) -> None:
+    out = tmp_path / "packed"
+    common = ["--epochs", "1", "--hidden-sizes", "32", "--grid-size", "16", "--quiet"]
+    result = runner.invoke(app, ["fit", *common, "--layout", "packed", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["layout"] == "packed"
+    assert densitykit.runs.load_run(out).model.backbone.layout == "packed"
+    default = tmp_path / "default"
+    assert runner.invoke(app, ["fit", *common, "--out", str(default)]).exit_code == 0
+    assert json.loads((default / "config.json").read_text())["model"]["layout"] == "dense"
+    bad = runner.invoke(
+        app,
+        [
+            "fit",
+            *common,
+            "--layout",
+            "packed",
+            "--masks",
+            "multi-ordering",
+            "--num-masks",
+            "2",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+    )
+    assert bad.exit_code == 1 and "cannot be packed" in bad.output
+    assert "Traceback" not in bad.output and not (tmp_path / "b").exists()
