@@ -436,6 +436,7 @@ class PackedLinear(nn.Module):
         identity_cols = torch.arange(self.in_features, device=mask.device)
         layout = grouping(mask, identity_rows, identity_cols, weight.dtype, batch, count)
         self.groups = layout.groups
+        self._block_names = [f"block_{index}" for index in range(len(self.groups))]
         for index, group in enumerate(self.groups):
             block = weight.detach()[group.start : group.end, : group.prefix].clone()
             self.register_parameter(f"block_{index}", nn.Parameter(block))
@@ -448,7 +449,8 @@ class PackedLinear(nn.Module):
 
     def blocks(self) -> list[torch.Tensor]:
         """The weight blocks, one per group (rows ``start:end``, columns ``:prefix``)."""
-        return [getattr(self, f"block_{index}") for index in range(len(self.groups))]
+        parameters = self._parameters
+        return [parameters[name] for name in self._block_names]
 
     @property
     def mask(self) -> torch.Tensor:

@@ -16,10 +16,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["log_mean_exp", "log_sigmoid", "per_dimension"]
+__all__ = ["bernoulli_log_prob", "log_mean_exp", "log_sigmoid", "per_dimension"]
 
 # Dtypes whose CPU log-sigmoid takes the fast path (see log_sigmoid).
 _FAST = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _log_sigmoid_fast(t: torch.Tensor) -> torch.Tensor:
+    """``min(t, 0) + log(sigmoid(|t|))`` in float32 (see ``log_sigmoid``), no graph."""
+    wide = t.float()
+    return torch.sigmoid(wide.abs()).log_().add_(wide.clamp(max=0)).to(t.dtype)
 
 
 class _FastLogSigmoid(torch.autograd.Function):
@@ -28,9 +34,7 @@ class _FastLogSigmoid(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(t)
-        wide = t.float()
-        out = torch.sigmoid(wide.abs()).log_().add_(wide.clamp(max=0))
-        return out.to(t.dtype)
+        return _log_sigmoid_fast(t)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
@@ -61,6 +65,42 @@ def log_sigmoid(t: torch.Tensor) -> torch.Tensor:
     if t.device.type == "cpu" and t.dtype in _FAST:
         return _FastLogSigmoid.apply(t)
     return F.logsigmoid(t)
+
+
+class _BernoulliLogProb(torch.autograd.Function):
+    """``log_sigmoid(l)`` where ``x`` is 1 and ``log_sigmoid(-l)`` where it is 0, in one
+    node; the derivative in ``l`` is ``x - sigmoid(l)``."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(logits, ones)
+        return _log_sigmoid_fast(torch.where(ones, logits, -logits))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, ones = ctx.saved_tensors
+        return grad * (ones.to(grad.dtype) - torch.sigmoid(logits)), None
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    r"""$\log p(x)$ of Bernoulli variables with ``logits``, element-wise, for ``x`` in {0, 1}.
+
+    $\log \sigma(\ell)$ where $x = 1$ and $\log \sigma(-\ell)$ where $x = 0$, as
+    [`log_sigmoid`][densitykit.numerics.log_sigmoid] computes them (the same values and
+    accuracy); on the CPU in float32 as one autograd node whose derivative is
+    $x - \sigma(\ell)$.
+
+    Args:
+        logits: Logits of any shape.
+        x: Values 0 or 1 (any dtype) of the same shape.
+
+    Example:
+        >>> bernoulli_log_prob(torch.tensor([0.0, 2.0]), torch.tensor([1, 0])).exp()
+        tensor([0.5000, 0.1192])
+    """
+    if logits.device.type == "cpu" and logits.dtype in _FAST:
+        return _BernoulliLogProb.apply(logits, x.bool())
+    return log_sigmoid(logits * (x.to(logits.dtype) * 2 - 1))
 
 
 def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:

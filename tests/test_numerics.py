@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from densitykit.numerics import log_sigmoid
+from densitykit.numerics import bernoulli_log_prob, log_sigmoid
 
 EXTREMES = [
     -1e4,
@@ -78,3 +78,24 @@ def test_float64_gradcheck_and_other_devices() -> None:
     assert torch.autograd.gradcheck(log_sigmoid, (t,))
     meta = torch.empty(3, 4, device="meta")  # not the CPU: torch's kernel, shapes kept
     assert log_sigmoid(meta).shape == (3, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_bernoulli_log_prob_is_the_signed_log_sigmoid(dtype: torch.dtype) -> None:
+    logits = (torch.linspace(-40, 40, 801) + 0.3).to(dtype).requires_grad_(True)
+    x = torch.arange(801) % 2
+    signed = logits.detach().clone().requires_grad_(True)
+    expected = log_sigmoid(signed * (x.to(dtype) * 2 - 1))
+    actual = bernoulli_log_prob(logits, x)
+    assert torch.equal(actual, expected)
+    weights = torch.linspace(-1, 1, 801).to(dtype)
+    (grad,) = torch.autograd.grad((actual * weights).sum(), logits)
+    (want,) = torch.autograd.grad((expected * weights).sum(), signed)
+    tolerance = 1e-6 if dtype != torch.bfloat16 else 1e-2
+    torch.testing.assert_close(grad, want, rtol=tolerance, atol=tolerance)
+    torch.testing.assert_close(  # the derivative is x - sigmoid(l)
+        grad.double(),
+        (weights * (x - torch.sigmoid(logits.detach()))).double(),
+        rtol=0,
+        atol=tolerance,
+    )

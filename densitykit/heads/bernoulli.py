@@ -7,7 +7,7 @@ from torch.distributions import constraints
 
 from densitykit.heads.base import Head, float32_at_least, uniform
 from densitykit.heads.registry import register
-from densitykit.numerics import log_sigmoid
+from densitykit.numerics import bernoulli_log_prob
 
 __all__ = ["BernoulliHead"]
 
@@ -46,10 +46,8 @@ class BernoulliHead(Head):
         return x.to(dtype)
 
     def _log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        logits = float32_at_least(params[..., 0])
-        # log sigma(l) if x = 1, log sigma(-l) if x = 0: -softplus(-(2x-1) l).
-        sign = x.to(logits.dtype) * 2 - 1
-        return log_sigmoid(sign * logits)
+        # log sigma(l) if x = 1, log sigma(-l) if x = 0.
+        return bernoulli_log_prob(float32_at_least(params[..., 0]), x)
 
     uniforms_per_sample = 1
 
