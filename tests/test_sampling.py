@@ -471,7 +471,10 @@ def test_a_head_that_draws_its_own_numbers_is_asked_per_step(
 
         def sample(self, params, variable, generator=None):
             calls.append(variable)
-            return super().sample(params, variable, generator)
+            u = dk.heads.base.uniform(
+                (1, params.shape[0]), generator, device=params.device, dtype=params.dtype
+            )
+            return self.sample_from_uniforms(params, u)
 
     calls: list[int] = []
     model = build("bernoulli", num_masks=1)
@@ -482,6 +485,8 @@ def test_a_head_that_draws_its_own_numbers_is_asked_per_step(
     assert histogram.uniforms_per_sample == 0
     with pytest.raises(NotImplementedError, match="uniforms_per_sample=0"):
         histogram.sample_from_uniforms(torch.zeros(2, 0), torch.zeros(1, 2))
+    with pytest.raises(NotImplementedError, match="declares no uniforms"):
+        head.sample_by_uniforms(torch.zeros(2, 1), None)
     assert torch.equal(fast, sample_reference(model.backbone, head, 9, generator=seeded(0)))
 
 

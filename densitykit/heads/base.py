@@ -191,6 +191,27 @@ class Head(nn.Module, abc.ABC):
             f"{type(self).__name__} draws its own random numbers (uniforms_per_sample=0)"
         )
 
+    def sample_by_uniforms(
+        self, params: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """``sample`` for a head that declares ``uniforms_per_sample``: its uniforms
+        from ``generator``, then ``sample_from_uniforms``.
+
+        Raises:
+            NotImplementedError: For a head that declares no uniforms.
+        """
+        if self.uniforms_per_sample <= 0:
+            raise NotImplementedError(
+                f"{type(self).__name__} declares no uniforms (uniforms_per_sample=0)"
+            )
+        u = uniform(
+            (self.uniforms_per_sample, params.shape[0]),
+            generator,
+            device=params.device,
+            dtype=self.sample_dtype(params.dtype),
+        )
+        return self.sample_from_uniforms(params, u)
+
     @staticmethod
     def sample_dtype(dtype: torch.dtype) -> torch.dtype:
         """The dtype of the uniforms drawn for parameters of ``dtype`` (float32 at least)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import constraints
 
-from densitykit.heads.base import Head, float32_at_least, uniform
+from densitykit.heads.base import Head, float32_at_least
 from densitykit.heads.registry import register
 from densitykit.numerics import bernoulli_log_prob
 
@@ -54,13 +54,7 @@ class BernoulliHead(Head):
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        u = uniform(
-            (1, params.shape[0]),
-            generator,
-            device=params.device,
-            dtype=self.sample_dtype(params.dtype),
-        )
-        return self.sample_from_uniforms(params, u)
+        return self.sample_by_uniforms(params, generator)
 
     def sample_from_uniforms(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return (u[0] < torch.sigmoid(float32_at_least(params[:, 0]))).long()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from densitykit.heads.base import Head, encode_values, float32_at_least, inverse_cdf, uniform
+from densitykit.heads.base import Head, encode_values, float32_at_least, inverse_cdf
 from densitykit.heads.registry import register
 
 __all__ = ["CategoricalHead"]
@@ -49,13 +49,7 @@ class CategoricalHead(Head):
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        u = uniform(
-            (1, params.shape[0]),
-            generator,
-            device=params.device,
-            dtype=self.sample_dtype(params.dtype),
-        )
-        return self.sample_from_uniforms(params, u)
+        return self.sample_by_uniforms(params, generator)
 
     def sample_from_uniforms(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return inverse_cdf(F.softmax(float32_at_least(params), dim=-1), u[0])

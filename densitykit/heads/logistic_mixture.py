@@ -15,7 +15,6 @@ from densitykit.heads.base import (
     float32_at_least,
     inverse_cdf,
     scale_to_unit_interval,
-    uniform,
 )
 from densitykit.heads.registry import register
 from densitykit.numerics import log_sigmoid
@@ -255,13 +254,7 @@ class LogisticMixtureHead(Head):
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        u = uniform(
-            (2, params.shape[0]),
-            generator,
-            device=params.device,
-            dtype=self.sample_dtype(params.dtype),
-        )
-        return self.sample_from_uniforms(params, u)
+        return self.sample_by_uniforms(params, generator)
 
     def sample_from_uniforms(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """The component from ``u[0]``, then the value from ``u[1]``."""
