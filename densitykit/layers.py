@@ -80,11 +80,6 @@ class Grouping:
     shape: tuple[int, int]
     fraction: float
 
-    @property
-    def products(self) -> int:
-        """The dense products of one multiplication (one or two per group)."""
-        return sum((g.full > 0) + (g.prefix > g.full) for g in self.groups)
-
 
 def grouping(
     mask: torch.Tensor,

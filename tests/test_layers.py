@@ -324,3 +324,27 @@ def test_products_is_checked_and_leaves_the_state_alone() -> None:
     grouped = MADE(dk.masks.create("natural", dim=3, hidden_sizes=[4]), products="grouped")
     grouped(torch.zeros(1, 3))
     assert list(dense.state_dict()) == list(grouped.state_dict())
+
+
+@pytest.mark.parametrize(
+    "options", [{"num_labels": 3}, {"context_size": 2}, {"mask_input": True}], ids=str
+)
+def test_grouped_equals_dense_with_a_context_or_the_mask_as_input(options: dict) -> None:
+    """The context's and the mask input's shares follow the units into group order."""
+    model = build("categorical", (10, 8), direct=True, **options)
+    x = torch.randint(0, 5, (9, 7), generator=torch.Generator().manual_seed(4))
+    context = {}
+    if options.get("num_labels"):
+        context = {"context": torch.arange(9) % 3}
+    elif options.get("context_size"):
+        context = {"context": torch.randn(9, 2, dtype=torch.float64)}
+    for mask in range(model.num_masks):
+        results = {}
+        for products in ("dense", "grouped"):
+            model.backbone.products = products
+            log_prob = model.log_prob(x, mask=mask, **context)
+            grads = torch.autograd.grad(log_prob.sum(), list(model.parameters()))
+            results[products] = (log_prob.detach(), grads)
+        torch.testing.assert_close(results["grouped"][0], results["dense"][0])
+        for dense, grouped in zip(results["dense"][1], results["grouped"][1]):
+            torch.testing.assert_close(grouped, dense)

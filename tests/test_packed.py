@@ -286,3 +286,18 @@ def test_the_number_of_groups_follows_the_estimate(monkeypatch: pytest.MonkeyPat
     many = PackedLinear(torch.zeros(500, 784), None, mask)
     assert 1 < len(few.groups) < len(many.groups) == layers._MAX_GROUPS
     assert sum(b.numel() for b in many.blocks()) < sum(b.numel() for b in few.blocks())
+
+
+def test_a_packed_model_refuses_other_degrees_before_loading_anything() -> None:
+    packed = dk.create_model("bernoulli", 6, hidden_sizes=(9,), layout="packed")
+    before = {k: v.clone() for k, v in packed.state_dict().items()}
+    other = dk.create_model("bernoulli", 6, hidden_sizes=(9,), layout="dense", seed=3)
+    state = other.state_dict()
+    # An old checkpoint: hidden units in the builder's order, not in degree order.
+    state["backbone.hidden_degrees_0"] = state["backbone.hidden_degrees_0"].flip(-1)
+    with pytest.raises(ValueError, match="layout='dense'"):
+        packed.load_state_dict(state)
+    for key, value in packed.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    dense = dk.create_model("bernoulli", 6, hidden_sizes=(9,), layout="dense")
+    dense.load_state_dict(state)  # a dense model takes any degrees
