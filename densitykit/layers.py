@@ -167,15 +167,75 @@ def grouping(
     )
 
 
-class _GroupedLinear(torch.autograd.Function):
-    """``x @ (weight * mask).T + bias``, each group's rows from their own weight tensor.
+def _products(
+    x: torch.Tensor,
+    bias: torch.Tensor | None,
+    groups: tuple[Group, ...],
+    bands: tuple[torch.Tensor | None, ...],
+    weights: list[torch.Tensor],
+) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+    """``x @ (weight * mask).T + bias`` group by group, and each band's masked weights.
 
-    ``weights[g]`` holds rows ``start:end`` of group ``g``, with at least ``prefix``
-    columns (a view of a full weight, or a packed block of exactly ``prefix``); only
-    the prefix is multiplied, and the mask is applied to the band ``full:prefix``
-    only (see ``Grouping``). Each weight's gradient has its shape, zero beyond the
-    prefix and where the band's mask is.
+    ``weights[g]`` holds the rows of group ``g`` with at least ``prefix`` columns; only
+    the prefix is multiplied, and the mask is applied on the band ``full:prefix`` only.
     """
+    out = x.new_empty(x.shape[0], groups[-1].end if groups else 0)
+    banded: list[torch.Tensor | None] = []
+    for (start, end, full, prefix), band, weight in zip(groups, bands, weights):
+        target = out[:, start:end]
+        if full > 0:
+            if bias is None:
+                torch.mm(x[:, :full], weight[:, :full].t(), out=target)
+            else:
+                torch.addmm(bias[start:end], x[:, :full], weight[:, :full].t(), out=target)
+        elif bias is None:
+            target.zero_()
+        else:
+            target.copy_(bias[start:end].expand_as(target))
+        if band is None:
+            banded.append(None)
+            continue
+        masked = weight[:, full:prefix] * band
+        target.addmm_(x[:, full:prefix], masked.t())
+        banded.append(masked)
+    return out, banded
+
+
+def _products_backward(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    groups: tuple[Group, ...],
+    bands: tuple[torch.Tensor | None, ...],
+    banded: list[torch.Tensor | None],
+    weights: list[torch.Tensor],
+    grad_weights: list[torch.Tensor | None],
+    need_x: bool,
+) -> torch.Tensor | None:
+    """The gradient of ``x`` (if ``need_x``), writing each group's weight gradient into
+    ``grad_weights[g]`` (of the weight's shape: zero beyond the prefix and where the
+    band's mask is; ``None`` skips it)."""
+    grad_x = torch.zeros_like(x) if need_x else None
+    for (start, end, full, prefix), band, masked, weight, grad_weight in zip(
+        groups, bands, banded, weights, grad_weights
+    ):
+        rows = grad[:, start:end]
+        if grad_x is not None:
+            if full > 0:
+                grad_x[:, :full].addmm_(rows, weight[:, :full])
+            if masked is not None:
+                grad_x[:, full:prefix].addmm_(rows, masked)
+        if grad_weight is None:
+            continue
+        grad_weight[:, prefix:].zero_()
+        torch.mm(rows.t(), x[:, :prefix], out=grad_weight[:, :prefix])
+        if band is not None:
+            grad_weight[:, full:prefix].mul_(band)
+    return grad_x
+
+
+class _GroupedLinear(torch.autograd.Function):
+    """``x @ (weight * mask).T + bias``, each group's rows from their own weight tensor
+    (views of a full weight: see ``_products``); each weight's gradient has its shape."""
 
     @staticmethod
     def forward(
@@ -186,25 +246,7 @@ class _GroupedLinear(torch.autograd.Function):
         bands: tuple[torch.Tensor | None, ...],
         *weights: torch.Tensor,
     ) -> torch.Tensor:
-        out = x.new_empty(x.shape[0], groups[-1].end if groups else 0)
-        banded: list[torch.Tensor | None] = []
-        for (start, end, full, prefix), band, weight in zip(groups, bands, weights):
-            target = out[:, start:end]
-            if full > 0:
-                if bias is None:
-                    torch.mm(x[:, :full], weight[:, :full].t(), out=target)
-                else:
-                    torch.addmm(bias[start:end], x[:, :full], weight[:, :full].t(), out=target)
-            elif bias is None:
-                target.zero_()
-            else:
-                target.copy_(bias[start:end].expand_as(target))
-            if band is None:
-                banded.append(None)
-                continue
-            masked = weight[:, full:prefix] * band
-            target.addmm_(x[:, full:prefix], masked.t())
-            banded.append(masked)
+        out, banded = _products(x, bias, groups, bands, list(weights))
         ctx.save_for_backward(x, *weights)
         ctx.groups, ctx.bands, ctx.banded = groups, bands, banded
         ctx.has_bias = bias is not None
@@ -213,28 +255,58 @@ class _GroupedLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, *weights = ctx.saved_tensors
-        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        grad_weights = [
+            torch.empty_like(weight) if ctx.needs_input_grad[4 + index] else None
+            for index, weight in enumerate(weights)
+        ]
+        grad_x = _products_backward(
+            grad, x, ctx.groups, ctx.bands, ctx.banded, weights, grad_weights,
+            ctx.needs_input_grad[0],
+        )  # fmt: skip
         grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[1] else None
-        grad_weights: list[torch.Tensor | None] = []
-        for index, ((start, end, full, prefix), band, masked, weight) in enumerate(
-            zip(ctx.groups, ctx.bands, ctx.banded, weights)
-        ):
-            rows = grad[:, start:end]
-            if grad_x is not None:
-                if full > 0:
-                    grad_x[:, :full].addmm_(rows, weight[:, :full])
-                if masked is not None:
-                    grad_x[:, full:prefix].addmm_(rows, masked)
-            if not ctx.needs_input_grad[4 + index]:
-                grad_weights.append(None)
-                continue
-            grad_weight = torch.empty_like(weight)
-            grad_weight[:, prefix:].zero_()
-            torch.mm(rows.t(), x[:, :prefix], out=grad_weight[:, :prefix])
-            if band is not None:
-                grad_weight[:, full:prefix].mul_(band)
-            grad_weights.append(grad_weight)
         return (grad_x, grad_bias, None, None, *grad_weights)
+
+
+class _PackedProducts(torch.autograd.Function):
+    """The same products from one flat tensor holding every group's block in turn
+    (``shapes``: each block's offset, rows and columns); its gradient is flat too."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        bias: torch.Tensor | None,
+        packed: torch.Tensor,
+        groups: tuple[Group, ...],
+        bands: tuple[torch.Tensor | None, ...],
+        shapes: tuple[tuple[int, int, int], ...],
+    ) -> torch.Tensor:
+        out, banded = _products(x, bias, groups, bands, _blocks(packed, shapes))
+        ctx.save_for_backward(x, packed)
+        ctx.groups, ctx.bands, ctx.banded, ctx.shapes = groups, bands, banded, shapes
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, packed = ctx.saved_tensors
+        grad_packed = torch.empty_like(packed) if ctx.needs_input_grad[2] else None
+        grad_blocks: list[torch.Tensor | None] = (
+            list(_blocks(grad_packed, ctx.shapes))
+            if grad_packed is not None
+            else [None] * len(ctx.shapes)
+        )
+        grad_x = _products_backward(
+            grad, x, ctx.groups, ctx.bands, ctx.banded, _blocks(packed, ctx.shapes),
+            grad_blocks, ctx.needs_input_grad[0],
+        )  # fmt: skip
+        grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[1] else None
+        return grad_x, grad_bias, grad_packed, None, None, None
+
+
+def _blocks(flat: torch.Tensor, shapes: tuple[tuple[int, int, int], ...]) -> list[torch.Tensor]:
+    """Views of ``flat`` as blocks ``(rows, columns)`` starting at their offsets."""
+    return [flat[offset : offset + rows * cols].view(rows, cols) for offset, rows, cols in shapes]
 
 
 def grouped_linear(
@@ -406,7 +478,7 @@ class PackedLinear(nn.Module):
         >>> [tuple(block.shape) for block in layer.blocks()]
         [(2, 2), (2, 4)]
         >>> layer(torch.ones(1, 4))
-        tensor([[1., 2., 3., 4.]], grad_fn=<_GroupedLinearBackward>)
+        tensor([[1., 2., 3., 4.]], grad_fn=<_PackedProductsBackward>)
     """
 
     mask_stack: torch.Tensor
@@ -431,10 +503,14 @@ class PackedLinear(nn.Module):
         identity_cols = torch.arange(self.in_features, device=mask.device)
         layout = grouping(mask, identity_rows, identity_cols, weight.dtype, batch, count)
         self.groups = layout.groups
-        self._block_names = [f"block_{index}" for index in range(len(self.groups))]
-        for index, group in enumerate(self.groups):
-            block = weight.detach()[group.start : group.end, : group.prefix].clone()
-            self.register_parameter(f"block_{index}", nn.Parameter(block))
+        shapes, offset = [], 0
+        for group in self.groups:
+            shapes.append((offset, group.end - group.start, group.prefix))
+            offset += (group.end - group.start) * group.prefix
+        self._shapes = tuple(shapes)
+        # One flat parameter (an optimizer's step is per tensor): the blocks in turn.
+        blocks = [weight.detach()[g.start : g.end, : g.prefix].flatten() for g in self.groups]
+        self.packed = nn.Parameter(torch.cat(blocks) if blocks else weight.new_zeros(0))
         if bias is not None and tuple(bias.shape) != (self.out_features,):
             raise ValueError(f"bias must be ({self.out_features},), got {tuple(bias.shape)}")
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
@@ -443,9 +519,9 @@ class PackedLinear(nn.Module):
         self.set_masks(mask)
 
     def blocks(self) -> list[torch.Tensor]:
-        """The weight blocks, one per group (rows ``start:end``, columns ``:prefix``)."""
-        parameters = self._parameters
-        return [parameters[name] for name in self._block_names]
+        """The weight blocks, one per group (rows ``start:end``, columns ``:prefix``):
+        views of the flat parameter ``packed``, which holds them in turn."""
+        return _blocks(self.packed, self._shapes)
 
     @property
     def mask(self) -> torch.Tensor:
@@ -488,7 +564,7 @@ class PackedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``F.linear(x, weight * mask, bias)`` from the blocks: prefix products only."""
         groups, bands = self._plan(x.dtype)
-        return _GroupedLinear.apply(x, self.bias, groups, bands, *self.blocks())
+        return _PackedProducts.apply(x, self.bias, self.packed, groups, bands, self._shapes)
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         """The same, as one dense product of the full weight (for devices where the
