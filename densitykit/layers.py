@@ -20,6 +20,7 @@ product itself.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -563,8 +564,8 @@ class PackedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``F.linear(x, weight * mask, bias)`` from the blocks: prefix products only."""
-        groups, bands = self._plan(x.dtype)
-        return _PackedProducts.apply(x, self.bias, self.packed, groups, bands, self._shapes)
+        groups, bands, shapes = self._plan(x.dtype, x.shape[0])
+        return _PackedProducts.apply(x, self.bias, self.packed, groups, bands, shapes)
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         """The same, as one dense product of the full weight (for devices where the
@@ -572,21 +573,38 @@ class PackedLinear(nn.Module):
         return F.linear(x, self.weight * self.mask.to(x.dtype), self.bias)
 
     def _plan(
-        self, dtype: torch.dtype
-    ) -> tuple[tuple[Group, ...], tuple[torch.Tensor | None, ...]]:
-        """The groups with their ``full`` parts read off the active mask, and the bands."""
-        mask = self.mask
-        cache = self.__dict__.setdefault("_plan_cache", TensorCache())
+        self, dtype: torch.dtype, batch: int
+    ) -> tuple[
+        tuple[Group, ...], tuple[torch.Tensor | None, ...], tuple[tuple[int, int, int], ...]
+    ]:
+        """The products for a batch of about ``batch`` rows: groups, bands and views.
 
-        def build() -> tuple[tuple[Group, ...], tuple[torch.Tensor | None, ...]]:
-            groups, bands = [], []
-            for group in self.groups:
-                rows = mask[group.start : group.end, : group.prefix]
-                blocked = (~rows).any(0)
-                full = int(blocked.int().argmax()) if bool(blocked.any()) else group.prefix
-                groups.append(Group(group.start, group.end, full, group.prefix))
-                bands.append(rows[:, full:].to(dtype) if full < group.prefix else None)
-            return tuple(groups), tuple(bands)
+        Each stored block is split again into groups of its rows, chosen by
+        [`grouping`][densitykit.layers.grouping] for the batch (a larger batch pays for
+        more, smaller products; a training batch usually keeps the blocks whole). A
+        group's weights are a view of its rows of the block, all of its columns;
+        its ``full`` part and band are read off the active mask. Kept per batch size
+        rounded to a power of two, until the mask changes.
+        """
+        mask = self.mask
+        bucket = 1 << round(math.log2(max(batch, 1)))
+        caches = self.__dict__.setdefault("_plan_caches", {})
+        cache = caches.setdefault(bucket, TensorCache())
+
+        def build() -> tuple[
+            tuple[Group, ...], tuple[torch.Tensor | None, ...], tuple[tuple[int, int, int], ...]
+        ]:
+            groups, bands, shapes = [], [], []
+            for group, (offset, _, cols) in zip(self.groups, self._shapes):
+                block = mask[group.start : group.end, :cols]
+                rows = torch.arange(block.shape[0], device=mask.device)
+                columns = torch.arange(cols, device=mask.device)
+                split = grouping(block, rows, columns, dtype, bucket)
+                for (start, end, full, prefix), band in zip(split.groups, split.bands):
+                    groups.append(Group(group.start + start, group.start + end, full, prefix))
+                    bands.append(band)
+                    shapes.append((offset + start * cols, end - start, cols))
+            return tuple(groups), tuple(bands), tuple(shapes)
 
         return cache.get((self.mask_stack,), (dtype, mask.device), build)
 

@@ -40,12 +40,19 @@ def staircase(rows: int, cols: int, seed: int, strict: bool = False) -> torch.Te
 @pytest.mark.parametrize("count", [None, 1, 2, 3, 7])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("strict", [False, True])
-def test_packed_layer_equals_the_masked_layer(count: int | None, bias: bool, strict: bool) -> None:
+@pytest.mark.parametrize("split", [False, True], ids=["blocks", "blocks-split"])
+def test_packed_layer_equals_the_masked_layer(
+    count: int | None, bias: bool, strict: bool, split: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mask = staircase(19, 13, seed=count or 0, strict=strict)
     dense = MaskedLinear(13, 19, masks=mask, bias=bias).double()
     packed = PackedLinear(dense.weight, dense.bias, mask, count=count)
     if count is not None:
         assert len(packed.groups) == count
+    if split:  # free products: each block is split again into groups of its rows
+        monkeypatch.setattr(layers, "_PRODUCT_CALL", 0.0)
+        monkeypatch.setattr(layers, "_PRODUCT_SLOWDOWN", 0.0)
+        assert len(packed._plan(torch.float64, 6)[0]) > len(packed.groups)
     stored = sum(block.numel() for block in packed.blocks())
     assert stored == sum((g.end - g.start) * g.prefix for g in packed.groups) <= mask.numel()
     x = torch.randn(6, 13, dtype=torch.float64, requires_grad=True)
