@@ -123,13 +123,16 @@ def grouping(
     """
     permuted = mask.bool().index_select(0, rows).index_select(1, cols)
     num_rows, num_cols = permuted.shape
-    allowed = permuted.any(1)
-    last = num_cols - permuted.flip(1).int().argmax(1)
-    prefix = torch.where(allowed, last, torch.zeros_like(last)).tolist()
-    blocked = ~permuted
-    first_masked = torch.where(
-        blocked.any(1), blocked.int().argmax(1), torch.full_like(last, num_cols)
-    ).tolist()
+    if num_cols == 0:  # rows that read nothing (a block of the rows that see no column)
+        prefix, first_masked = [0] * num_rows, [0] * num_rows
+    else:
+        allowed = permuted.any(1)
+        last = num_cols - permuted.flip(1).int().argmax(1)
+        prefix = torch.where(allowed, last, torch.zeros_like(last)).tolist()
+        blocked = ~permuted
+        first_masked = torch.where(
+            blocked.any(1), blocked.int().argmax(1), torch.full_like(last, num_cols)
+        ).tolist()
     dense = max(num_rows * num_cols, 1)
     per_product = _PRODUCT_CALL / (max(batch, 1) * dense) + _PRODUCT_SLOWDOWN
     if count is not None:

@@ -310,3 +310,15 @@ def test_a_packed_model_refuses_other_degrees_before_loading_anything() -> None:
         assert torch.equal(value, before[key]), key
     dense = dk.create_model("bernoulli", 6, hidden_sizes=(9,), layout="dense")
     dense.load_state_dict(state)  # a dense model takes any degrees
+
+
+def test_rows_that_see_nothing() -> None:
+    """A strict mask's first row sees no column: a block of no columns, and its bias."""
+    mask = staircase(6, 5, seed=4, strict=True)
+    mask[:2] = False
+    dense = MaskedLinear(5, 6, masks=mask).double()
+    packed = PackedLinear(dense.weight, dense.bias, mask, count=3)
+    assert packed.groups[0].prefix == 0 and packed.blocks()[0].numel() == 0
+    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    for repeats in (1, 250):  # a batch of 4 and one of 1,000 (other groups of rows)
+        torch.testing.assert_close(packed(x.repeat(repeats, 1))[:4], dense(x))
