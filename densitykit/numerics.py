@@ -72,14 +72,15 @@ class _BernoulliLogProb(torch.autograd.Function):
     node; the derivative in ``l`` is ``x - sigmoid(l)``."""
 
     @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(logits, ones)
-        return _log_sigmoid_fast(torch.where(ones, logits, -logits))
+    def forward(ctx: Any, logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(logits, values)
+        # (2x - 1) l exactly, as -l + 2 l x (torch.where took ten times as long here).
+        return _log_sigmoid_fast(torch.addcmul(logits.neg(), logits, values, value=2))
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        logits, ones = ctx.saved_tensors
-        return grad * (ones.to(grad.dtype) - torch.sigmoid(logits)), None
+        logits, values = ctx.saved_tensors
+        return grad * (values - torch.sigmoid(logits)), None
 
 
 def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,7 @@ def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         tensor([0.5000, 0.1192])
     """
     if logits.device.type == "cpu" and logits.dtype in _FAST:
-        return _BernoulliLogProb.apply(logits, x.bool())
+        return _BernoulliLogProb.apply(logits, x.to(logits.dtype))
     return log_sigmoid(logits * (x.to(logits.dtype) * 2 - 1))
 
 
