@@ -230,12 +230,17 @@ def _max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> flo
 @pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed gloo"
 )
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--masks", "natural", "--num-masks", "1", "--layout", "packed"]],
+    ids=["dense-3-masks", "packed"],
+)
 def test_two_gloo_processes_train_like_one_process_on_the_same_global_batch(
-    tmp_path: Path,
+    tmp_path: Path, extra: list[str]
 ) -> None:
     workdir = tmp_path / "torchrun"
     workdir.mkdir()
-    result = _torchrun(["fit", *TINY, "--out", "run"], cwd=workdir, timeout=300)
+    result = _torchrun(["fit", *TINY, *extra, "--out", "run"], cwd=workdir, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("test NLL") == 1  # only rank 0 reports
     assert [p.name for p in workdir.iterdir()] == ["run"]  # one run folder, nothing stray
@@ -243,7 +248,7 @@ def test_two_gloo_processes_train_like_one_process_on_the_same_global_batch(
     assert {p.name for p in parallel.iterdir()} == RUN_FILES
 
     single = tmp_path / "single"
-    outcome = CliRunner().invoke(app, ["fit", *TINY, "--out", str(single)])
+    outcome = CliRunner().invoke(app, ["fit", *TINY, *extra, "--out", str(single)])
     assert outcome.exit_code == 0, outcome.output
 
     assert read_json(parallel / "config.json") == read_json(single / "config.json")
