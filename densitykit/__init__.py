@@ -41,7 +41,7 @@ from densitykit.errors import (
     UnknownOptionError,
 )
 from densitykit.heads import Head
-from densitykit.layers import MaskedLinear
+from densitykit.layers import MaskedLinear, PackedLinear
 from densitykit.made import MADE
 from densitykit.masks import Connectivity
 from densitykit.model import AutoregressiveModel, ModelConfig, build_model, create_model
@@ -63,6 +63,7 @@ __all__ = [
     "Head",
     "MaskedLinear",
     "ModelConfig",
+    "PackedLinear",
     "Registry",
     "Run",
     "RunConfig",
