@@ -31,7 +31,15 @@ from torch import nn
 from densitykit.caching import TensorCache
 from densitykit.checks import check_positive_int
 
-__all__ = ["Group", "Grouping", "MaskedLinear", "PackedLinear", "grouped_linear", "grouping"]
+__all__ = [
+    "Group",
+    "Grouping",
+    "MaskedLinear",
+    "PackedLinear",
+    "batch_bucket",
+    "grouped_linear",
+    "grouping",
+]
 
 # The number of groups minimises the estimated time of a layer's products, relative to
 # the dense product: the arithmetic read (rows x prefix per group), plus per product a
@@ -80,6 +88,16 @@ class Grouping:
     bands: tuple[torch.Tensor | None, ...]
     shape: tuple[int, int]
     fraction: float
+
+
+def batch_bucket(batch: int) -> int:
+    """``batch`` rounded to a power of two: the batches that share one choice of groups.
+
+    Example:
+        >>> [batch_bucket(n) for n in (1, 100, 128, 1000)]
+        [1, 128, 128, 1024]
+    """
+    return 1 << round(math.log2(max(batch, 1)))
 
 
 def grouping(
@@ -561,9 +579,7 @@ class PackedLinear(nn.Module):
     def weight(self) -> torch.Tensor:
         """The full ``(out, in)`` weight, zero beyond the blocks (differentiable)."""
         rows = [F.pad(block, (0, self.in_features - block.shape[1])) for block in self.blocks()]
-        if not rows:
-            return self.mask_stack.new_zeros(0, self.in_features, dtype=torch.float32)
-        return torch.cat(rows)
+        return torch.cat(rows) if rows else self.packed.new_zeros(0, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``F.linear(x, weight * mask, bias)`` from the blocks: prefix products only."""
@@ -590,7 +606,7 @@ class PackedLinear(nn.Module):
         rounded to a power of two, until the mask changes.
         """
         mask = self.mask
-        bucket = 1 << round(math.log2(max(batch, 1)))
+        bucket = batch_bucket(batch)
         caches = self.__dict__.setdefault("_plan_caches", {})
         cache = caches.setdefault(bucket, TensorCache())
 

@@ -27,7 +27,6 @@ matters when the connectivity changes (training over all orderings).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from densitykit.checks import check_fraction, check_index, check_int, check_positive_int
-from densitykit.layers import Grouping, MaskedLinear, PackedLinear, grouping
+from densitykit.layers import Grouping, MaskedLinear, PackedLinear, batch_bucket, grouping
 from densitykit.masks import Connectivity, OnDemandConnectivities, check_connectivity
 from densitykit.registry import Registry
 
@@ -235,13 +234,8 @@ class MADE(nn.Module):
         if self.num_masks == 1:
             self._sort_hidden_units()
         self._rebuild_masks()
-        self.layout = self._resolve_layout(layout, on_demand)
+        self.layout = self._pack(layout, on_demand)
         if self.layout == "packed":
-            self.layers = nn.ModuleList(
-                PackedLinear(layer.weight, layer.bias, layer.mask) for layer in self.layers
-            )
-            if self.direct is not None:
-                self.direct = PackedLinear(self.direct.weight, None, self.direct.mask)
             self.register_load_state_dict_pre_hook(_refuse_other_degrees)
         self.register_load_state_dict_post_hook(lambda module, keys: module._rebuild_masks())
 
@@ -314,32 +308,40 @@ class MADE(nn.Module):
                 if layer == 0 and self.mask_input_weights is not None:
                     self.mask_input_weights[0].copy_(self.mask_input_weights[0][order])
 
-    def _resolve_layout(self, layout: str, on_demand: bool) -> str:
-        """``"packed"`` or ``"dense"``: ``layout``, with ``"auto"`` packed where it can be."""
+    def _pack(self, layout: str, on_demand: bool) -> str:
+        """Replace the dense layers by packed ones where ``layout`` asks (``"auto"``:
+        where it can and pays); returns the layout taken, ``"packed"`` or ``"dense"``.
+
+        Raises:
+            ValueError: If ``layout="packed"`` and the backbone cannot be packed.
+        """
         if layout == "dense":
             return "dense"
         reason = None
         parts = [*self.layers, *([self.direct] if self.direct is not None else [])]
-        masks = [part.mask for part in parts]
         if self.num_masks != 1:
             reason = f"it holds {self.num_masks} masks (a packed layer stores one mask's weights)"
         elif on_demand:
             reason = "it is trained over orderings drawn on demand, which use every weight"
-        elif not all(_is_staircase(mask) for mask in masks):
+        elif not all(_is_staircase(part.mask) for part in parts):
             reason = "its variables are not in their natural order"
-        if reason is None and layout == "auto":
-            weights = sum(mask.numel() for mask in masks)
-            stored = sum(_stored(mask) for mask in masks)
+        if reason is not None:
+            if layout == "packed":
+                raise ValueError(
+                    "layout='packed' needs a single mask with the variables in their natural "
+                    f"order; this MADE cannot be packed: {reason}"
+                )
+            return "dense"
+        packed = [PackedLinear(part.weight, part.bias, part.mask) for part in parts]
+        if layout == "auto":
+            weights = sum(part.mask.numel() for part in parts)
+            stored = sum(part.packed.numel() for part in packed)
             if weights < _GROUPED_MIN_WEIGHTS or stored > _GROUPED_MAX_FRACTION * weights:
                 return "dense"  # small layers: the dense products were faster (measured)
-        if reason is None:
-            return "packed"
-        if layout == "packed":
-            raise ValueError(
-                "layout='packed' needs a single mask with the variables in their natural "
-                f"order; this MADE cannot be packed: {reason}"
-            )
-        return "dense"
+        self.layers = nn.ModuleList(packed[: len(self.layers)])
+        if self.direct is not None:
+            self.direct = packed[-1]
+        return "packed"
 
     def _check_index(self, index: int) -> int:
         return check_index(index, self.num_masks, "mask index")
@@ -645,7 +647,7 @@ class MADE(nn.Module):
         counters.
         """
         index, dtype = self.mask_index, self.layers[0].bias.dtype
-        batch = 1 << round(math.log2(max(batch, 1)))
+        batch = batch_bucket(batch)
         sources = [self.input_degrees, *(layer.mask_stack for layer in self.layers)]
         sources += [getattr(self, f"hidden_degrees_{i}") for i in range(len(self.hidden_sizes))]
         if self.direct is not None:
@@ -734,15 +736,6 @@ def _is_staircase(mask: torch.Tensor) -> bool:
     """Whether each row of ``mask`` allows a prefix of the columns (units in degree order)."""
     columns = torch.arange(mask.shape[1], device=mask.device)
     return torch.equal(mask, columns[None, :] < mask.sum(1, keepdim=True))
-
-
-def _stored(mask: torch.Tensor) -> int:
-    """The weights a packed layer of ``mask`` (a staircase in unit order) stores."""
-    rows = torch.arange(mask.shape[0], device=mask.device)
-    cols = torch.arange(mask.shape[1], device=mask.device)
-    return sum(
-        (g.end - g.start) * g.prefix for g in grouping(mask, rows, cols, torch.float32).groups
-    )
 
 
 def _add_terms(

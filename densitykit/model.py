@@ -290,8 +290,8 @@ class AutoregressiveModel(nn.Module):
         return self._first_parameter().dtype
 
     def _first_parameter(self) -> torch.Tensor:
-        # The backbone's first weight directly: walking the modules costs more than a
-        # small forward pass's arithmetic.
+        # The backbone's first bias directly (a packed layer's full weight is assembled
+        # on read): walking the modules costs more than a small forward pass's arithmetic.
         if self.backbone is not None:
             return self.backbone.layers[0].bias
         return next(self.parameters())

@@ -47,11 +47,11 @@ def log_sigmoid(t: torch.Tensor) -> torch.Tensor:
 
     On the CPU, a float32 (or half, computed in float32) ``t`` takes a fast path:
     $\min(t, 0) + \log \sigma(|t|)$, where $\sigma(|t|) \in [\tfrac12, 1)$, so the
-    logarithm never sees an underflow. PyTorch's own float32 CPU kernel runs its
-    ``log1p`` without vector instructions: on a 2-core AVX-512 CPU (torch 2.14) the
-    fast path took 80 us against 381 us for 78,400 values (a training batch of 100
-    MNIST images) and 0.68 ms against 5.5 ms for 784,000 (an evaluation batch of
-    1,000). Its absolute error stays within about one float32 rounding of 1
+    logarithm never sees an underflow: vectorized element-wise operations only, where
+    PyTorch's own float32 CPU kernel runs its ``log1p`` without vector instructions
+    (torch 2.14; the effect on a training step and a likelihood is in
+    ``benchmarks/throughput.py``). Its absolute error stays within about one float32
+    rounding of 1
     (5.4e-7 at most over $t \in [-100, 100]$, against 4.8e-7 for torch's kernel); an
     absolute error in $\log p$ is a relative error in $p$, so a probability keeps
     float32's relative precision, while a log-probability within about 1e-7 of 0
@@ -74,7 +74,7 @@ class _BernoulliLogProb(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(logits, values)
-        # (2x - 1) l exactly, as -l + 2 l x (torch.where took ten times as long here).
+        # (2x - 1) l exactly, as -l + 2 l x: one fused element-wise op (not torch.where).
         return _log_sigmoid_fast(torch.addcmul(logits.neg(), logits, values, value=2))
 
     @staticmethod
