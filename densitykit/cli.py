@@ -22,6 +22,7 @@ from typer.core import TyperGroup
 
 import densitykit
 from densitykit import plots, presets, queries, runs, scoring
+from densitykit.checkpoint import atomic_write
 from densitykit.checks import check_output_file
 from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import is_data_file
@@ -699,7 +700,15 @@ def eval_command(
 ) -> None:
     """Evaluate a run's model: NLL in nats per example, per dimension and bits per dimension."""
     if observed is not None:
-        _eval_observed(run_dir, observed, split=split, device=device, plugins=plugin)
+        _eval_observed(
+            run_dir,
+            observed,
+            split=split,
+            device=device,
+            plugins=plugin,
+            num_masks=num_masks,
+            as_json=as_json,
+        )
         return
     result = runs.evaluate_run(
         run_dir, num_masks=num_masks, split=split, device=device, plugins=plugin
@@ -758,11 +767,53 @@ def _observed_pattern(
     return observed.expand(num_examples, -1)
 
 
+def _connectivities(model: densitykit.AutoregressiveModel, num_masks: int | None) -> list | None:
+    """The first ``num_masks`` connectivities of the model's mixture (all by default);
+    ``None`` for a head without a backbone (independent variables)."""
+    count = model.num_masks if num_masks is None else num_masks
+    if not 1 <= count <= model.num_masks:
+        raise ValueError(f"num_masks must be in 1..{model.num_masks} for this run, got {count}")
+    if model.backbone is None:
+        return None
+    return [model.backbone.connectivity(k) for k in range(count)]
+
+
+def _conditional_nll(
+    model: densitykit.AutoregressiveModel,
+    data: torch.Tensor,
+    pattern: torch.Tensor,
+    labels: torch.Tensor | None,
+    connectivities: list | None,
+) -> torch.Tensor:
+    """``-log p(x_missing | x_observed)`` per example ``(N,)``, in chunks of 1,000."""
+    parts = []
+    with torch.no_grad():
+        for start in range(0, data.shape[0], 1000):
+            chunk = slice(start, start + 1000)
+            parts.append(
+                -model.conditional_log_prob(
+                    data[chunk],
+                    pattern[chunk],
+                    connectivities=connectivities,
+                    context=None if labels is None else labels[chunk],
+                ).cpu()
+            )
+    return torch.cat(parts)
+
+
 def _eval_observed(
-    run_dir: Path, observed: str, *, split: str, device: str, plugins: list[str]
+    run_dir: Path,
+    observed: str,
+    *,
+    split: str,
+    device: str,
+    plugins: list[str],
+    num_masks: int | None = None,
+    as_json: bool = False,
 ) -> None:
     """The conditional NLL of the missing part of a split, given a named observed pattern."""
     run = runs.load_run(run_dir, device=device, plugins=plugins)
+    connectivities = _connectivities(run.model, num_masks)
     splits = run.dataset.splits()
     if split not in splits:
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
@@ -771,23 +822,28 @@ def _eval_observed(
     pattern = _observed_pattern(
         observed, _image_shape(run), data.shape[0], torch.Generator().manual_seed(0)
     )
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, data.shape[0], 1000):
-            chunk = slice(start, start + 1000)
-            total -= float(
-                run.model.conditional_log_prob(
-                    data[chunk],
-                    pattern[chunk],
-                    context=None if labels is None else labels[chunk],
-                ).sum()
-            )
-    missing = float((~pattern).sum(1).double().mean())
+    nll = _conditional_nll(run.model, data, pattern, labels, connectivities)
+    missing = (~pattern).sum(1).double()
+    result = {
+        "split": split,
+        "observed": observed,
+        "conditional_nll_nats": float(nll.mean()),
+        "nats_per_missing_variable": float(nll.sum() / missing.sum()),
+        "missing_variables_mean": float(missing.mean()),
+        "num_examples": data.shape[0],
+        "num_masks": run.model.num_masks if num_masks is None else num_masks,
+        "condition": labels is not None,
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
     given = " given the label" if labels is not None else ""
     _say(
-        f"{split} conditional NLL of the missing part{given} ({observed}, {missing:.0f} variables "
-        f"missing on average) {total / data.shape[0]:.4f} nats with {run.model.num_masks} "
-        "ordering(s)"
+        f"{split} conditional NLL of the missing part{given} ({observed}, "
+        f"{result['missing_variables_mean']:.0f} variables missing on average) "
+        f"{result['conditional_nll_nats']:.4f} nats, "
+        f"{result['nats_per_missing_variable']:.5f} nats per missing variable, "
+        f"with {result['num_masks']} ordering(s)"
     )
 
 
@@ -795,7 +851,15 @@ def _eval_observed(
 @_guard
 def inpaint(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The .png picture to write.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="A .png picture, or a .npy array of the numbers: (images, N + 2, D) integers, "
+            "per image the observed part (-1 where missing), the N completions and the original.",
+        ),
+    ],
     observed: Annotated[
         str,
         typer.Option(
@@ -810,14 +874,22 @@ def inpaint(
     seed: Annotated[int, typer.Option(help="Seed of the pattern and the completions.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
     plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
-    overwrite: Annotated[bool, typer.Option(help="Replace the picture if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the output file if it exists.")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the numbers as JSON: the pattern, each image's missing variables and "
+            "conditional NLL of its missing part (nats).",
+        ),
+    ] = False,
 ) -> None:
     """Complete the missing part of test images: per image, the observed part (missing in
     grey), the completions and the original."""
     for name, value in (("num_samples", num_samples), ("num_images", num_images)):
         if value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
-    check_output_file(out, [".png"], overwrite=overwrite)
+    check_output_file(out, [".png", ".npy"], overwrite=overwrite)
     run = runs.load_run(run_dir, device=device, plugins=plugin)
     shape = _image_shape(run)
     images = run.dataset.splits()["test"][:num_images].long()
@@ -838,13 +910,39 @@ def inpaint(
         rows.append(images[index].double().masked_fill(~pattern[index], float("nan")))
         rows.extend(completed[index * num_samples : (index + 1) * num_samples].double())
         rows.append(images[index].double())
-    path = plots.sample_grid(
-        torch.stack(rows),
-        shape,
-        out,
-        num_values=run.dataset.num_values,
-        columns=num_samples + 2,
-    )
+    if out.suffix == ".npy":
+        array = (
+            torch.stack(rows).nan_to_num(-1.0).long().reshape(images.shape[0], -1, images.shape[1])
+        )
+        atomic_write(out, lambda file: np.save(file, array.numpy()))
+        path = out
+    else:
+        path = plots.sample_grid(
+            torch.stack(rows),
+            shape,
+            out,
+            num_values=run.dataset.num_values,
+            columns=num_samples + 2,
+        )
+    if as_json:
+        nll = _conditional_nll(
+            run.model,
+            images,
+            pattern,
+            None if labels is None else labels[: images.shape[0]],
+            None,
+        )
+        result = {
+            "out": str(path),
+            "observed": observed,
+            "num_images": images.shape[0],
+            "num_samples": num_samples,
+            "num_masks": run.model.num_masks,
+            "missing_variables": (~pattern).sum(1).tolist(),
+            "conditional_nll_nats": nll.tolist(),
+        }
+        typer.echo(json.dumps(result))
+        return
     _say(f"wrote {completed.shape[0]} completions of {images.shape[0]} images to {path}")
 
 

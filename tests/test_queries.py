@@ -524,6 +524,72 @@ def test_the_command_line_inpaints_and_scores_an_observed_pattern(tmp_path) -> N
     assert grid.read_bytes() == before
 
 
+def test_the_command_line_gives_the_numbers_of_a_query(tmp_path) -> None:
+    """``eval --observed`` honours ``--num-masks`` and ``--json``; ``inpaint`` writes the
+    picture's rows as a ``.npy`` array and prints each image's conditional NLL as JSON."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from densitykit.cli import app
+    from densitykit.runs import load_run
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    fit = ["fit", "--data", "shapes", "--max-train", "200", "--epochs", "1", "--hidden-sizes"]
+    fit += ["16", "--masks", "any-order", "--num-masks", "3", "--device", "cpu", "--quiet"]
+    assert runner.invoke(app, [*fit, "--out", str(run)]).exit_code == 0
+    loaded = load_run(run)
+    model, test, shape = loaded.model, loaded.dataset.test, tuple(loaded.dataset.shape)
+    dim, half = test.shape[1], test.shape[1] // 2
+    observed = dk.queries.observed_pattern("top-half", shape, test.shape[0])
+    for masks in (1, 3):
+        result = runner.invoke(
+            app,
+            ["eval", str(run), "--observed", "top-half", "--num-masks", str(masks), "--json"],
+        )
+        assert result.exit_code == 0, result.output
+        figures = json.loads(result.output)
+        connectivities = [model.backbone.connectivity(k) for k in range(masks)]
+        with torch.no_grad():
+            expected = -model.conditional_log_prob(test, observed, connectivities=connectivities)
+        assert figures["num_masks"] == masks and figures["missing_variables_mean"] == half
+        assert figures["conditional_nll_nats"] == pytest.approx(float(expected.mean()))
+        assert figures["nats_per_missing_variable"] == pytest.approx(float(expected.mean()) / half)
+    text = runner.invoke(app, ["eval", str(run), "--observed", "top-half", "--num-masks", "1"])
+    assert "nats per missing variable, with 1 ordering(s)" in text.output
+    bad = runner.invoke(app, ["eval", str(run), "--observed", "top-half", "--num-masks", "4"])
+    assert bad.exit_code == 1 and "num_masks must be in 1..3 for this run, got 4" in bad.output
+
+    array_path = tmp_path / "completions.npy"
+    common = ["--observed", "left-half", "-n", "2", "--num-images", "3", "--seed", "5"]
+    result = runner.invoke(app, ["inpaint", str(run), *common, "--out", str(array_path), "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    rows = np.load(array_path)
+    assert rows.shape == (3, 4, dim) and rows.dtype == np.int64
+    seen = dk.queries.observed_pattern("left-half", shape, 3)
+    originals = test[:3].numpy()
+    for image in range(3):
+        observed_row, completions, original = rows[image, 0], rows[image, 1:3], rows[image, 3]
+        known = seen[image].numpy()
+        assert np.array_equal(original, originals[image])
+        assert np.array_equal(observed_row[known], original[known])
+        assert (observed_row[~known] == -1).all()
+        assert (completions[:, known] == original[known]).all()  # the observed part is kept
+        assert set(np.unique(completions).tolist()) <= {0, 1}
+    with torch.no_grad():
+        expected = -model.conditional_log_prob(test[:3], seen)
+    assert figures["conditional_nll_nats"] == pytest.approx(expected.tolist())
+    assert figures["missing_variables"] == [half] * 3 and figures["out"] == str(array_path)
+    picture = tmp_path / "grid.png"
+    assert runner.invoke(app, ["inpaint", str(run), *common, "--out", str(picture)]).exit_code == 0
+    again = runner.invoke(app, ["inpaint", str(run), *common, "--out", str(array_path)])
+    assert again.exit_code == 1 and "already exists" in again.output
+    other = runner.invoke(app, ["inpaint", str(run), "--out", str(tmp_path / "grid.txt")])
+    assert other.exit_code == 1 and "must end in .png or .npy" in other.output
+
+
 def test_an_observed_pattern_can_be_a_picture(tmp_path) -> None:
     """Light pixels of a PNG of the images' size are observed, the same for every image."""
     from PIL import Image
