@@ -568,7 +568,7 @@ QUICK_RUNS = {
         ],
         check_mnist_quality,
     ),
-    "inpainting.py": (lambda tmp: ["500-direct", "--mask-input"], check_inpainting),
+    "inpainting.py": (lambda tmp: ["500-500-cosine", "--mask-input"], check_inpainting),
     "conditional.py": (
         lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m")), "--out", str(tmp / "runs")],
         check_mnist_quality,
@@ -599,6 +599,39 @@ def test_benchmark_script_runs_quick(script: str, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     check(result.stdout, tmp_path)
+
+
+def test_inpainting_spreads_its_models_over_processes(tmp_path: Path) -> None:
+    """``--only`` trains the named models alone; ``--reuse`` then evaluates them and trains
+    the rest. The any-order models validate with the recipe's fewer orderings, and the
+    table's joint NLL is computed again with all of them."""
+
+    def run(*arguments: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(BENCHMARKS / "inpainting.py"), "500-500-cosine"]
+        command += ["--quick", "--out", str(tmp_path / "runs"), *arguments]
+        return subprocess.run(
+            command, cwd=tmp_path, env=offline_env(tmp_path), capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+
+    first = run("--only", "any-order")
+    assert first.returncode == 0, first.stderr[-4000:]
+    assert "trained ['any-order']" in first.stdout and "training natural" not in first.stderr
+    assert not (tmp_path / "runs" / "natural").exists()
+    wrong = run("--only", "nothing")
+    assert wrong.returncode != 0 and "--only names models of this command" in wrong.stderr
+    second = run("--reuse")
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert "reusing any-order from" in second.stderr and "training natural" in second.stderr
+    report = json.loads((tmp_path / "runs.json").read_text())
+    any_order = report["models"]["any-order"]
+    saved = json.loads((tmp_path / "runs" / "any-order" / "config.json").read_text())
+    assert saved["train"]["eval_masks"] == any_order["validation_orderings"] == 1
+    assert any_order["eval_orderings"] == saved["model"]["num_masks"] == 2
+    metrics = json.loads((tmp_path / "runs" / "any-order" / "metrics.json").read_text())
+    assert any_order["joint_test_nll_validation_mixture_nats"] == metrics["test_nll_nats"]
+    assert any_order["joint_test_nll_nats"] != metrics["test_nll_nats"]  # both orderings
+    assert report["models"]["natural"].get("validation_orderings") is None
 
 
 def test_benchmarks_page_keeps_commands_out_of_tables_and_names_no_outside_path() -> None:
