@@ -3,7 +3,8 @@
     python benchmarks/inpainting.py 500-direct --data-dir DIR --threads 2
     python benchmarks/inpainting.py 500-direct --data-dir DIR --epochs 1 --max-train 2000
     python benchmarks/inpainting.py 500-direct --quick
-    python benchmarks/inpainting.py 500-500-cosine --data-dir DIR --only any-order-mask-input --mask-input
+    python benchmarks/inpainting.py 500-500-cosine --data-dir DIR --mask-input \
+        --only any-order-mask-input
 
 Reports, for three observed patterns of the test images, the conditional NLL of the
 missing pixels in nats per image, ``-log p(x_missing | x_observed)`` (see
