@@ -39,6 +39,7 @@ from torch import nn
 from densitykit.checks import check_int
 from densitykit.devices import autocast, resolve_device
 from densitykit.errors import DensitykitError
+from densitykit.masks import Connectivity
 from densitykit.model import AutoregressiveModel
 
 __all__ = [
@@ -372,9 +373,15 @@ class BatchLogProb(torch.nn.Module):
         self.model = model
 
     def forward(
-        self, batch: torch.Tensor, mask: int | None, context: torch.Tensor | None = None
+        self,
+        batch: torch.Tensor,
+        mask: int | None,
+        context: torch.Tensor | None = None,
+        connectivity: Connectivity | None = None,
     ) -> torch.Tensor:
-        return self.model.log_prob(batch, mask, validate=False, context=context)
+        return self.model.log_prob(
+            batch, mask, validate=False, context=context, connectivity=connectivity
+        )
 
 
 def sharded_loss(
@@ -386,17 +393,20 @@ def sharded_loss(
     device: torch.device,
     precision: str,
     train_context: torch.Tensor | None = None,
+    connectivity: Connectivity | None = None,
 ) -> tuple[torch.Tensor, float]:
     """This rank's loss on its shard of ``train[indices]``, and that global batch's mean NLL.
 
-    ``train_context`` holds a conditional model's context per training example.
+    ``train_context`` holds a conditional model's context per training example;
+    ``connectivity`` is the step's freshly drawn one when training over all orderings
+    (every rank draws the same, from the same seeded source).
     """
     size = indices.shape[0]
     rows = indices[shard(size, context.rank, context.world_size)]
     batch = train[rows]
     features = None if train_context is None else train_context[rows]
     with autocast(device, precision):
-        nll = -replica(batch.to(device, non_blocking=True), mask, features).sum()
+        nll = -replica(batch.to(device, non_blocking=True), mask, features, connectivity).sum()
     # DDP averages the ranks' gradients; weighting each shard's summed NLL by
     # world_size / size makes that average the gradient of the global-batch mean,
     # however unequal (or empty) the shards are.

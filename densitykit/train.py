@@ -442,11 +442,6 @@ def _setup(
             f"{device}; use precision 'fp32' there"
         )
     context = current()
-    if context is not None and model.connectivity_source is not None:
-        raise ValueError(
-            "training over all orderings (masks 'any-order') runs in one process; "
-            f"this run has {context.world_size} processes"
-        )
     if context is not None and device.type == "cuda":
         device = own_gpu(device)
     model.to(device)
@@ -551,10 +546,11 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
             loop.context,
             loop.train,
             indices,
-            mask,
+            mask if connectivity is None else None,
             device,
             config.precision,
             loop.train_context,
+            connectivity,
         )
     if not math.isfinite(value):
         raise TrainingError(

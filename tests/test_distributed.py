@@ -232,8 +232,12 @@ def _max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> flo
 )
 @pytest.mark.parametrize(
     "extra",
-    [[], ["--masks", "natural", "--num-masks", "1", "--layout", "packed"]],
-    ids=["dense-3-masks", "packed"],
+    [
+        [],
+        ["--masks", "natural", "--num-masks", "1", "--layout", "packed"],
+        ["--masks", "any-order", "--num-masks", "2", "--mask-input"],
+    ],
+    ids=["dense-3-masks", "packed", "any-order"],
 )
 def test_two_gloo_processes_train_like_one_process_on_the_same_global_batch(
     tmp_path: Path, extra: list[str]
@@ -258,6 +262,9 @@ def test_two_gloo_processes_train_like_one_process_on_the_same_global_batch(
     assert state_parallel["step"] == state_single["step"] == 2 * 32
     assert state_parallel["mask_index"] == state_single["mask_index"]
     assert _max_abs_diff(state_parallel["model"], state_single["model"]) < WEIGHT_TOLERANCE
+    if "any-order" in extra:  # every rank drew the single process's 64 connectivities
+        source = "connectivity_source_state"
+        assert torch.equal(state_parallel["model"][source], state_single["model"][source])
     best_parallel = load_object(parallel / "checkpoint.pt")["state_dict"]
     best_single = load_object(single / "checkpoint.pt")["state_dict"]
     assert _max_abs_diff(best_parallel, best_single) < WEIGHT_TOLERANCE
