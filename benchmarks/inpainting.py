@@ -44,6 +44,9 @@ The recipe ``500-500-cosine`` validates its any-order models with 4 of their 32
 orderings (validation runs every epoch); their joint test NLL in the table is computed
 again with all 32, the mixture the conditional figures use.
 
+In the recipe ``2000-told-cosine`` (a) itself has the mask as an input, so it has no
+(a').
+
 ``--only MODEL`` (repeatable) trains only the named models, so that separate processes
 can train them side by side; a final run with ``--reuse`` and without ``--only``
 evaluates the finished runs, trains any that are missing, and prints the table.
@@ -84,6 +87,9 @@ class Recipe:
     direct_connections: bool
     num_masks: int
     train: TrainConfig
+    mask_input: bool = False
+    """Whether (a) itself is told its mask (``mask_input``); ``--mask-input`` then adds
+    nothing."""
     validation_orderings: int | None = None
     """Orderings of the any-order models' validation mixture (``eval_masks``; ``None``:
     all ``num_masks``). Their joint test NLL is then computed again with all of them."""
@@ -123,6 +129,16 @@ RECIPES["500-500-cosine"] = Recipe(
         lr_schedule="cosine",
     ),
     validation_orderings=4,
+)
+RECIPES["2000-told-cosine"] = replace(
+    RECIPES["500-500-cosine"],
+    description="Wide and told its mask: one hidden layer of 2,000 ReLU units with direct "
+    "connections, (a) with the mask as an input; 32 evaluation orderings (4 in "
+    "validation); Adam 1e-3 with L2 weight decay 1e-4, the learning rate annealed to 0 "
+    "over 120 epochs (cosine), batch 100, early stopping with patience 10.",
+    hidden_sizes=(2000,),
+    mask_input=True,
+    train=replace(RECIPES["500-500-cosine"].train, epochs=120),
 )
 """The named recipes (see the module notes)."""
 
@@ -168,8 +184,9 @@ def model_configs(
     base = ModelConfig(
         hidden_sizes=hidden, direct_connections=recipe.direct_connections, num_masks=1
     )
-    any_order = replace(base, masks="any-order", num_masks=num_masks)
-    extra = {MASK_INPUT: replace(any_order, mask_input=True)} if mask_input else {}
+    any_order = replace(base, masks="any-order", num_masks=num_masks, mask_input=recipe.mask_input)
+    told = mask_input and not recipe.mask_input
+    extra = {MASK_INPUT: replace(any_order, mask_input=True)} if told else {}
     return {
         "any-order": any_order,
         **extra,
@@ -406,7 +423,8 @@ def print_tables(
         )
         for pattern, result in results.items()
     ]
-    header = ["observed", "missing", "(a) any-order", "(b) natural", "(c) specialist",
+    first = "(a) any-order" + (", mask input" if models["any-order"]["mask_input"] else "")
+    header = ["observed", "missing", first, "(b) natural", "(c) specialist",
               "(a) - (c)"] + (["(a') mask input", "(a') - (c)"] if told else [])  # fmt: skip
     print(table(header, rows))
     print()
@@ -515,7 +533,11 @@ def main() -> None:
         metrics, model, test = train(name, config, folder, args.overwrite, args.reuse)
         if only:
             continue
-        models[name] = {"run": str(folder), "masks": model_config.masks}
+        models[name] = {
+            "run": str(folder),
+            "masks": model_config.masks,
+            "mask_input": model_config.mask_input,
+        }
         models[name] |= model_figures(name, metrics, model, test, observed)
     if only:
         print(f"trained {sorted(only)} into {out}; add --reuse without --only for the table")
