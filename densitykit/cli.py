@@ -29,7 +29,7 @@ from densitykit.data.files import is_data_file
 from densitykit.distributed import launch_environment, session
 from densitykit.errors import DensitykitError
 from densitykit.heads import HEADS
-from densitykit.masks import MASKS
+from densitykit.masks import MASKS, Connectivity
 from densitykit.model import DEFAULT_HIDDEN_SIZES, ModelConfig
 from densitykit.optim import OPTIMIZERS
 from densitykit.plugins import import_plugins
@@ -767,7 +767,9 @@ def _observed_pattern(
     return observed.expand(num_examples, -1)
 
 
-def _connectivities(model: densitykit.AutoregressiveModel, num_masks: int | None) -> list | None:
+def _connectivities(
+    model: densitykit.AutoregressiveModel, num_masks: int | None
+) -> list[Connectivity] | None:
     """The first ``num_masks`` connectivities of the model's mixture (all by default);
     ``None`` for a head without a backbone (independent variables)."""
     count = model.num_masks if num_masks is None else num_masks
@@ -783,7 +785,7 @@ def _conditional_nll(
     data: torch.Tensor,
     pattern: torch.Tensor,
     labels: torch.Tensor | None,
-    connectivities: list | None,
+    connectivities: list[Connectivity] | None,
 ) -> torch.Tensor:
     """``-log p(x_missing | x_observed)`` per example ``(N,)``, in chunks of 1,000."""
     parts = []
