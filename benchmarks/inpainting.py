@@ -135,10 +135,11 @@ RECIPES["2000-told-cosine"] = replace(
     description="Wide and told its mask: one hidden layer of 2,000 ReLU units with direct "
     "connections, (a) with the mask as an input; 32 evaluation orderings (4 in "
     "validation); Adam 1e-3 with L2 weight decay 1e-4, the learning rate annealed to 0 "
-    "over 120 epochs (cosine), batch 100, early stopping with patience 10.",
+    "over 120 epochs (cosine), batch 100, early stopping with patience 30 (an any-order "
+    "model's validation NLL improves by hundredths of a nat per epoch).",
     hidden_sizes=(2000,),
     mask_input=True,
-    train=replace(RECIPES["500-500-cosine"].train, epochs=120),
+    train=replace(RECIPES["500-500-cosine"].train, epochs=120, patience=30),
 )
 """The named recipes (see the module notes)."""
 
