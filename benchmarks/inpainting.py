@@ -143,10 +143,8 @@ RECIPES["2000-told-cosine"] = replace(
 )
 RECIPES["500-told-cosine"] = replace(
     RECIPES["2000-told-cosine"],
-    description="2000-told-cosine at the issue's width: one hidden layer of 500 ReLU units "
-    "with direct connections, (a) with the mask as an input; 32 evaluation orderings (4 in "
-    "validation); Adam 1e-3 with L2 weight decay 1e-4, the learning rate annealed to 0 "
-    "over 120 epochs (cosine), batch 100, early stopping with patience 30.",
+    description="2000-told-cosine at the issue's width: one hidden layer of 500 ReLU units, "
+    "otherwise the same.",
     hidden_sizes=(500,),
 )
 """The named recipes (see the module notes)."""
@@ -310,26 +308,24 @@ def reused(name: str, config: RunConfig, out: Path) -> dict[str, Any] | None:
 
 def train(
     name: str, config: RunConfig, out: Path, overwrite: bool, reuse: bool = False
-) -> tuple[dict[str, Any], dk.AutoregressiveModel, torch.Tensor]:
-    """Train one model (its time budget is ``config.train.time_budget_minutes``); its
-    metrics (with wall time), best model and test images."""
+) -> dict[str, Any]:
+    """Train one model (its time budget is ``config.train.time_budget_minutes``) into
+    ``out``; its metrics, with wall time."""
     earlier = reused(name, config, out) if reuse and not overwrite else None
     if earlier is not None:
-        run = load_run(out, device=config.train.device)
-        return earlier, run.model, run.dataset.test
+        return earlier
     print(f"training {name} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
     metrics = fit_run(config, out, overwrite=overwrite, callbacks=[EpochProgress(name)])
     metrics = _stop_figures(metrics)
     metrics["run_seconds"] = time.perf_counter() - started
-    run = load_run(out, device=config.train.device)
     print(
         f"  {name}: {metrics['epochs_run']} epochs (best {metrics['best_epoch']}), "
         f"test NLL {metrics['test_nll_nats']:.3f}, {metrics['train_seconds']:.0f} s training",
         file=sys.stderr,
         flush=True,
     )
-    return metrics, run.model, run.dataset.test
+    return metrics
 
 
 def model_figures(
@@ -539,9 +535,11 @@ def main() -> None:
         config = RunConfig(
             data, model_config, model_training(recipe, training, model_config, args.quick)
         )
-        metrics, model, test = train(name, config, folder, args.overwrite, args.reuse)
+        metrics = train(name, config, folder, args.overwrite, args.reuse)
         if only:
             continue
+        run = load_run(folder, device=training.device)  # the best weights and test images
+        model, test = run.model, run.dataset.test
         models[name] = {
             "run": str(folder),
             "masks": model_config.masks,

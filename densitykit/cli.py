@@ -767,14 +767,9 @@ def _observed_pattern(
     return observed.expand(num_examples, -1)
 
 
-def _connectivities(
-    model: densitykit.AutoregressiveModel, num_masks: int | None
-) -> list[Connectivity] | None:
-    """The first ``num_masks`` connectivities of the model's mixture (all by default);
-    ``None`` for a head without a backbone (independent variables)."""
-    count = model.num_masks if num_masks is None else num_masks
-    if not 1 <= count <= model.num_masks:
-        raise ValueError(f"num_masks must be in 1..{model.num_masks} for this run, got {count}")
+def _connectivities(model: densitykit.AutoregressiveModel, count: int) -> list[Connectivity] | None:
+    """The first ``count`` connectivities of the model's mixture; ``None`` for a head
+    without a backbone (independent variables)."""
     if model.backbone is None:
         return None
     return [model.backbone.connectivity(k) for k in range(count)]
@@ -815,7 +810,7 @@ def _eval_observed(
 ) -> None:
     """The conditional NLL of the missing part of a split, given a named observed pattern."""
     run = runs.load_run(run_dir, device=device, plugins=plugins)
-    connectivities = _connectivities(run.model, num_masks)
+    count = runs.mixture_size(run.model, num_masks)
     splits = run.dataset.splits()
     if split not in splits:
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
@@ -824,7 +819,7 @@ def _eval_observed(
     pattern = _observed_pattern(
         observed, _image_shape(run), data.shape[0], torch.Generator().manual_seed(0)
     )
-    nll = _conditional_nll(run.model, data, pattern, labels, connectivities)
+    nll = _conditional_nll(run.model, data, pattern, labels, _connectivities(run.model, count))
     missing = (~pattern).sum(1).double()
     result = {
         "split": split,
@@ -833,7 +828,7 @@ def _eval_observed(
         "nats_per_missing_variable": float(nll.sum() / missing.sum()),
         "missing_variables_mean": float(missing.mean()),
         "num_examples": data.shape[0],
-        "num_masks": run.model.num_masks if num_masks is None else num_masks,
+        "num_masks": count,
         "condition": labels is not None,
     }
     if as_json:

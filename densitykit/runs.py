@@ -82,6 +82,7 @@ __all__ = [
     "fit_run",
     "label_grid",
     "load_run",
+    "mixture_size",
     "read_run_config",
     "resume_run",
     "sample_run",
@@ -695,6 +696,25 @@ def load_run(
     return Run(path=path, config=config, model=model, dataset=dataset)
 
 
+def mixture_size(model: AutoregressiveModel, num_masks: int | None) -> int:
+    """How many of a run's masks (orderings) a query mixes: its first ``num_masks``, or
+    all of them for ``None``.
+
+    Raises:
+        ValueError: If ``num_masks`` is outside ``1..model.num_masks``.
+
+    Example:
+        >>> import densitykit as dk
+        >>> model = dk.create_model("bernoulli", 4, hidden_sizes=(8,), masks="random", num_masks=3)
+        >>> mixture_size(model, None), mixture_size(model, 2)
+        (3, 2)
+    """
+    count = model.num_masks if num_masks is None else num_masks
+    if not 1 <= count <= model.num_masks:
+        raise ValueError(f"num_masks must be in 1..{model.num_masks} for this run, got {count}")
+    return count
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     *,
@@ -709,21 +729,18 @@ def evaluate_run(
     splits = run.dataset.splits()
     if split not in splits:
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
-    if num_masks is not None and not 1 <= num_masks <= run.model.num_masks:
-        raise ValueError(
-            f"num_masks must be in 1..{run.model.num_masks} for this run, got {num_masks}"
-        )
+    count = mixture_size(run.model, num_masks)
     nll = evaluate(
         run.model,
         splits[split],
         batch_size=batch_size,
-        num_masks=num_masks,
+        num_masks=count,
         context=split_context(run.model, run.dataset, split),
     )
     return {
         "split": split,
         "condition": "label" if run.model.num_labels else None,
-        "num_masks": num_masks or run.model.num_masks,
+        "num_masks": count,
         "nll_nats": nll,
         "nats_per_dim": per_dimension(nll, run.dataset.dim)[0],
         "bits_per_dim": per_dimension(nll, run.dataset.dim)[1],
