@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -93,6 +94,13 @@ class Recipe:
     validation_orderings: int | None = None
     """Orderings of the any-order models' validation mixture (``eval_masks``; ``None``:
     all ``num_masks``). Their joint test NLL is then computed again with all of them."""
+    any_order_train: TrainConfig | None = None
+    """The any-order models' own training, when it differs from ``train`` (``None``:
+    the same as every other model)."""
+    inference_orderings: int | None = None
+    """If set, the any-order models are also queried with this many seeded orderings
+    drawn at inference (never built into the model): joint and conditional NLL of
+    that larger mixture."""
 
 
 RECIPES: dict[str, Recipe] = {
@@ -147,11 +155,25 @@ RECIPES["500-told-cosine"] = replace(
     "otherwise the same.",
     hidden_sizes=(500,),
 )
+RECIPES["500-told-long"] = replace(
+    RECIPES["500-told-cosine"],
+    description="500-told-cosine with a moving average of the weights (EMA 0.999) for "
+    "every model, and (a) trained for 400 epochs (cosine) without weight decay: it "
+    "underfits (its training NLL stays above its validation NLL), while the "
+    "specialists overfit and keep L2 1e-4 over 120 epochs.",
+    train=replace(RECIPES["500-told-cosine"].train, ema_decay=0.999),
+    any_order_train=replace(
+        RECIPES["500-told-cosine"].train, epochs=400, weight_decay=0.0, ema_decay=0.999
+    ),
+    inference_orderings=256,
+)
 """The named recipes (see the module notes)."""
 
 PATTERNS = ("top-half", "left-half", "random:0.5")
+INFERENCE_SEED = 1_000_003  # the orderings drawn at inference, apart from every model's own
 QUICK_SIZE, QUICK_IMAGES, QUICK_WIDTH, QUICK_MASKS, QUICK_EPOCHS = 8, 400, 32, 2, 2
 QUICK_VALIDATION_ORDERINGS = 1  # fewer than QUICK_MASKS: the joint NLL is computed again
+QUICK_INFERENCE_ORDERINGS = 3
 
 
 def observed_sets(shape: tuple[int, int], seed: int) -> dict[str, torch.Tensor]:
@@ -225,10 +247,21 @@ def folder_name(name: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", name)
 
 
-def model_training(
-    recipe: Recipe, training: TrainConfig, model: ModelConfig, quick: bool
-) -> TrainConfig:
-    """``training``, with the recipe's validation orderings for a model of several."""
+def model_training(recipe: Recipe, model: ModelConfig, args: argparse.Namespace) -> TrainConfig:
+    """A model's training: the recipe's (the any-order one for an any-order model) with
+    the command's device, seed, time budget and epochs, and the recipe's validation
+    orderings for a model of several."""
+    training = recipe.train
+    if model.masks == "any-order" and recipe.any_order_train is not None:
+        training = recipe.any_order_train
+    training = replace(
+        training, device=args.device, seed=args.seed, time_budget_minutes=args.time_budget
+    )
+    if args.quick:
+        training = replace(training, epochs=QUICK_EPOCHS)
+    if args.epochs is not None:
+        training = replace(training, epochs=args.epochs)
+    quick = args.quick
     orderings = recipe.validation_orderings
     if orderings is None or (model.num_masks or 1) == 1:
         return training
@@ -251,16 +284,68 @@ def data_config(args: argparse.Namespace) -> tuple[DataConfig, tuple[int, int]]:
 
 
 def conditional_nll(
-    model: dk.AutoregressiveModel, data: torch.Tensor, observed: torch.Tensor
+    model: dk.AutoregressiveModel,
+    data: torch.Tensor,
+    observed: torch.Tensor,
+    connectivities: list[dk.masks.Connectivity] | None = None,
 ) -> tuple[float, float]:
-    """Mean ``-log p(x_missing | x_observed)`` in nats per image, and the seconds it took."""
+    """Mean ``-log p(x_missing | x_observed)`` in nats per image, and the seconds it took;
+    with ``connectivities`` (else the model's own mixture)."""
     started = time.perf_counter()
     total = 0.0
     with torch.no_grad():
         for start in range(0, data.shape[0], 1000):
             chunk = data[start : start + 1000]
-            total -= float(model.conditional_log_prob(chunk, observed).sum())
+            scores = model.conditional_log_prob(chunk, observed, connectivities=connectivities)
+            total -= float(scores.sum())
     return total / data.shape[0], time.perf_counter() - started
+
+
+def mixture_nll(
+    model: dk.AutoregressiveModel, data: torch.Tensor, connectivities: list[dk.masks.Connectivity]
+) -> float:
+    """Mean joint ``-log p(x)`` in nats per image of the uniform mixture over
+    ``connectivities`` (log-mean-exp of each one's likelihood)."""
+    with torch.no_grad():
+        each = torch.stack(
+            [
+                torch.cat(
+                    [
+                        model.log_prob(data[start : start + 1000], connectivity=conn)
+                        for start in range(0, data.shape[0], 1000)
+                    ]
+                )
+                for conn in connectivities
+            ]
+        )
+    mixture = torch.logsumexp(each, 0) - math.log(len(connectivities))
+    return -float(mixture.mean())
+
+
+def inference_figures(
+    model: dk.AutoregressiveModel,
+    test: torch.Tensor,
+    observed: dict[str, torch.Tensor],
+    num_orderings: int,
+) -> dict[str, Any]:
+    """An any-order model asked with ``num_orderings`` seeded orderings it was never
+    built with (``multi-ordering`` connectivities, seed ``INFERENCE_SEED``)."""
+    drawn = dk.masks.multi_ordering(
+        model.dim, model.backbone.hidden_sizes, num_masks=num_orderings, seed=INFERENCE_SEED
+    )
+    drawn = [conn.to(model.device) for conn in drawn]
+    started = time.perf_counter()
+    figures: dict[str, Any] = {
+        "orderings": num_orderings,
+        "seed": INFERENCE_SEED,
+        "joint_test_nll_nats": mixture_nll(model, test, drawn),
+        "conditional_nll_nats": {
+            pattern: conditional_nll(model, test, seen, drawn)[0]
+            for pattern, seen in observed.items()
+        },
+    }
+    figures["seconds"] = time.perf_counter() - started
+    return figures
 
 
 def own_ordering_puts_observed_first(model: dk.AutoregressiveModel, observed: torch.Tensor) -> bool:
@@ -334,8 +419,10 @@ def model_figures(
     model: dk.AutoregressiveModel,
     test: torch.Tensor,
     observed: dict[str, torch.Tensor],
+    inference_orderings: int | None = None,
 ) -> dict[str, Any]:
-    """One model's figures: training, joint NLL and the conditional NLL of every pattern."""
+    """One model's figures: training, joint NLL and the conditional NLL of every pattern
+    (and for an any-order model, those of ``inference_orderings`` drawn at inference)."""
     figures: dict[str, Any] = {
         key: metrics[key]
         for key in (
@@ -367,6 +454,8 @@ def model_figures(
         nll, seconds = conditional_nll(model, test, seen)
         figures["conditional_nll_nats"][pattern] = nll
         figures["conditional_eval_seconds"][pattern] = seconds
+    if inference_orderings is not None and model.connectivity_source is not None:
+        figures["inference"] = inference_figures(model, test, observed, inference_orderings)
     return figures
 
 
@@ -387,6 +476,10 @@ def pattern_results(
             "specialist_nats": specialist,
             "any_order_minus_specialist_nats": any_order - specialist,
         }
+        if "inference" in models["any-order"]:
+            drawn = models["any-order"]["inference"]["conditional_nll_nats"][pattern]
+            results[pattern]["any_order_inference_nats"] = drawn
+            results[pattern]["any_order_inference_minus_specialist_nats"] = drawn - specialist
         if MASK_INPUT in models:
             told = models[MASK_INPUT]["conditional_nll_nats"][pattern]
             results[pattern]["any_order_mask_input_nats"] = told
@@ -408,6 +501,7 @@ def print_tables(
         f"random:0.5 is one observed set (seed {pattern_seed}), the specialist's own"
     )
     told = MASK_INPUT in models
+    inference = models["any-order"].get("inference")
     rows = [
         [
             pattern,
@@ -420,6 +514,14 @@ def print_tables(
         ]
         + (
             [
+                f"{result['any_order_inference_nats']:.2f}",
+                f"{result['any_order_inference_minus_specialist_nats']:+.2f}",
+            ]
+            if inference
+            else []
+        )
+        + (
+            [
                 f"{result['any_order_mask_input_nats']:.2f}",
                 f"{result['any_order_mask_input_minus_specialist_nats']:+.2f}",
             ]
@@ -429,10 +531,19 @@ def print_tables(
         for pattern, result in results.items()
     ]
     first = "(a) any-order" + (", mask input" if models["any-order"]["mask_input"] else "")
-    header = ["observed", "missing", first, "(b) natural", "(c) specialist",
-              "(a) - (c)"] + (["(a') mask input", "(a') - (c)"] if told else [])  # fmt: skip
+    drawn = f"(a), {inference['orderings']} drawn orderings" if inference else ""
+    header = ["observed", "missing", first, "(b) natural", "(c) specialist", "(a) - (c)"]
+    header += [drawn, "(a) drawn - (c)"] if inference else []
+    header += ["(a') mask input", "(a') - (c)"] if told else []
     print(table(header, rows))
     print()
+    if inference:
+        print(
+            f"(a) asked with {inference['orderings']} seeded orderings drawn at inference "
+            f"(seed {inference['seed']}): joint test NLL "
+            f"{inference['joint_test_nll_nats']:.2f} ({inference['seconds']:.0f} s)"
+        )
+        print()
     rows = [
         [
             name,
@@ -508,13 +619,6 @@ def main() -> None:
     save = args.save or out.with_name(out.name + ".json")
     data, shape = data_config(args)
     observed = observed_sets(shape, args.pattern_seed)
-    training = replace(
-        recipe.train, device=args.device, seed=args.seed, time_budget_minutes=args.time_budget
-    )
-    if args.quick:
-        training = replace(training, epochs=QUICK_EPOCHS)
-    if args.epochs is not None:
-        training = replace(training, epochs=args.epochs)
     print(machine_report(), file=sys.stderr)
     print(f"recipe {args.recipe}: {recipe.description}", file=sys.stderr, flush=True)
     load_before = os.getloadavg()
@@ -527,25 +631,28 @@ def main() -> None:
             f"--only names models of this command: {sorted(map(folder_name, configs))}, "
             f"got {sorted(unknown)}"
         )
+    inference = recipe.inference_orderings
+    if args.quick and inference is not None:
+        inference = min(inference, QUICK_INFERENCE_ORDERINGS)
     models: dict[str, dict[str, Any]] = {}
+    trainings: dict[str, TrainConfig] = {}
     for name, model_config in configs.items():
         if only and folder_name(name) not in only:
             continue
         folder = out / folder_name(name)
-        config = RunConfig(
-            data, model_config, model_training(recipe, training, model_config, args.quick)
-        )
+        config = RunConfig(data, model_config, model_training(recipe, model_config, args))
+        trainings[name] = config.train
         metrics = train(name, config, folder, args.overwrite, args.reuse)
         if only:
             continue
-        run = load_run(folder, device=training.device)  # the best weights and test images
+        run = load_run(folder, device=args.device)  # the best weights and test images
         model, test = run.model, run.dataset.test
         models[name] = {
             "run": str(folder),
             "masks": model_config.masks,
             "mask_input": model_config.mask_input,
         }
-        models[name] |= model_figures(name, metrics, model, test, observed)
+        models[name] |= model_figures(name, metrics, model, test, observed, inference)
     if only:
         print(f"trained {sorted(only)} into {out}; add --reuse without --only for the table")
         return
@@ -562,10 +669,13 @@ def main() -> None:
         "patterns": results,
         "models": models,
         "train": {
-            "epochs": training.epochs,
-            "patience": training.patience,
-            "time_budget_minutes_per_model": args.time_budget,
+            name: {
+                key: getattr(config, key)
+                for key in ("epochs", "patience", "lr", "weight_decay", "lr_schedule", "ema_decay")
+            }
+            for name, config in trainings.items()
         },
+        "time_budget_minutes_per_model": args.time_budget,
         "threads": torch.get_num_threads(),
         "load_average_at_start": load_before,
         "load_average_at_end": os.getloadavg(),

@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import math
 import os
 import pkgutil
 import re
@@ -36,10 +37,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import offline_env
 from typer.testing import CliRunner
 
 import densitykit as dk
+from densitykit import queries
 from densitykit.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -632,6 +635,51 @@ def test_inpainting_spreads_its_models_over_processes(tmp_path: Path) -> None:
     assert any_order["joint_test_nll_validation_mixture_nats"] == metrics["test_nll_nats"]
     assert any_order["joint_test_nll_nats"] != metrics["test_nll_nats"]  # both orderings
     assert report["models"]["natural"].get("validation_orderings") is None
+
+
+def test_inpainting_trains_its_any_order_model_apart_and_asks_it_drawn_orderings(
+    tmp_path: Path,
+) -> None:
+    """``500-told-long`` trains (a) with its own settings (no weight decay, its own
+    epochs) and the others with the shared ones; (a)'s figures under orderings drawn at
+    inference are the log-mean-exp mixture over those seeded orderings."""
+    command = [sys.executable, str(BENCHMARKS / "inpainting.py"), "500-told-long", "--quick"]
+    command += ["--out", str(tmp_path / "runs")]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=offline_env(tmp_path), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "3 drawn orderings" in result.stdout and "(a) drawn - (c)" in result.stdout
+    report = json.loads((tmp_path / "runs.json").read_text())
+    train = report["train"]
+    assert train["any-order"]["weight_decay"] == 0.0
+    assert {train[name]["weight_decay"] for name in train if name != "any-order"} == {1e-4}
+    assert {config["ema_decay"] for config in train.values()} == {0.999}
+    saved = json.loads((tmp_path / "runs" / "any-order" / "config.json").read_text())
+    assert saved["train"]["weight_decay"] == 0.0
+    drawn = report["models"]["any-order"]["inference"]
+    assert drawn["orderings"] == 3
+    assert "inference" not in report["models"]["natural"]
+
+    run = dk.runs.load_run(tmp_path / "runs" / "any-order", device="cpu")
+    model, test = run.model, run.dataset.test
+    conns = dk.masks.multi_ordering(
+        model.dim, model.backbone.hidden_sizes, num_masks=3, seed=drawn["seed"]
+    )
+    own = {tuple(c.ordering.tolist()) for c in model.backbone.connectivities()}
+    assert not own & {tuple(c.ordering.tolist()) for c in conns}  # never built in
+    with torch.no_grad():
+        each = torch.stack([model.log_prob(test, connectivity=c) for c in conns])
+        joint = -(torch.logsumexp(each, 0) - math.log(3)).mean()
+        top = queries.observed_pattern("top-half", (8, 8), 1)[0]
+        rest = -model.conditional_log_prob(test, top, connectivities=conns).mean()
+    assert math.isclose(drawn["joint_test_nll_nats"], float(joint), rel_tol=1e-9)
+    assert math.isclose(drawn["conditional_nll_nats"]["top-half"], float(rest), rel_tol=1e-9)
+    result = report["patterns"]["top-half"]
+    assert result["any_order_inference_minus_specialist_nats"] == pytest.approx(
+        result["any_order_inference_nats"] - result["specialist_nats"]
+    )
 
 
 def test_benchmarks_page_keeps_commands_out_of_tables_and_names_no_outside_path() -> None:
