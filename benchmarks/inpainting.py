@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import sys
@@ -144,10 +143,12 @@ RECIPES["2000-told-cosine"] = replace(
     "connections, (a) with the mask as an input; 32 evaluation orderings (4 in "
     "validation); Adam 1e-3 with L2 weight decay 1e-4, the learning rate annealed to 0 "
     "over 120 epochs (cosine), batch 100, early stopping with patience 30 (an any-order "
-    "model's validation NLL improves by hundredths of a nat per epoch).",
+    "model's validation NLL improves by hundredths of a nat per epoch); (a) is also "
+    "asked with 256 orderings drawn at inference.",
     hidden_sizes=(2000,),
     mask_input=True,
     train=replace(RECIPES["500-500-cosine"].train, epochs=120, patience=30),
+    inference_orderings=256,
 )
 RECIPES["500-told-cosine"] = replace(
     RECIPES["2000-told-cosine"],
@@ -301,27 +302,6 @@ def conditional_nll(
     return total / data.shape[0], time.perf_counter() - started
 
 
-def mixture_nll(
-    model: dk.AutoregressiveModel, data: torch.Tensor, connectivities: list[dk.masks.Connectivity]
-) -> float:
-    """Mean joint ``-log p(x)`` in nats per image of the uniform mixture over
-    ``connectivities`` (log-mean-exp of each one's likelihood)."""
-    with torch.no_grad():
-        each = torch.stack(
-            [
-                torch.cat(
-                    [
-                        model.log_prob(data[start : start + 1000], connectivity=conn)
-                        for start in range(0, data.shape[0], 1000)
-                    ]
-                )
-                for conn in connectivities
-            ]
-        )
-    mixture = torch.logsumexp(each, 0) - math.log(len(connectivities))
-    return -float(mixture.mean())
-
-
 def inference_figures(
     model: dk.AutoregressiveModel,
     test: torch.Tensor,
@@ -329,16 +309,13 @@ def inference_figures(
     num_orderings: int,
 ) -> dict[str, Any]:
     """An any-order model asked with ``num_orderings`` seeded orderings it was never
-    built with (``multi-ordering`` connectivities, seed ``INFERENCE_SEED``)."""
-    drawn = dk.masks.multi_ordering(
-        model.dim, model.backbone.hidden_sizes, num_masks=num_orderings, seed=INFERENCE_SEED
-    )
-    drawn = [conn.to(model.device) for conn in drawn]
+    built with (``model.draw_orderings``, seed ``INFERENCE_SEED``)."""
+    drawn = model.draw_orderings(num_orderings, seed=INFERENCE_SEED)
     started = time.perf_counter()
     figures: dict[str, Any] = {
         "orderings": num_orderings,
         "seed": INFERENCE_SEED,
-        "joint_test_nll_nats": mixture_nll(model, test, drawn),
+        "joint_test_nll_nats": evaluate(model, test, connectivities=drawn),
         "conditional_nll_nats": {
             pattern: conditional_nll(model, test, seen, drawn)[0]
             for pattern, seen in observed.items()

@@ -678,6 +678,16 @@ def _given(name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
+_DrawOrderings = Annotated[
+    int | None,
+    typer.Option(
+        help="Ask a model trained over all orderings (--masks any-order) with this many "
+        "seeded orderings drawn at inference instead of its own mixture.",
+    ),
+]
+_OrderingSeed = Annotated[int, typer.Option(help="Seed of --draw-orderings.")]
+
+
 @app.command("eval")
 @_guard
 def eval_command(
@@ -697,6 +707,8 @@ def eval_command(
             "images' size whose light pixels are observed."
         ),
     ] = None,
+    draw_orderings: _DrawOrderings = None,
+    ordering_seed: _OrderingSeed = 0,
 ) -> None:
     """Evaluate a run's model: NLL in nats per example, per dimension and bits per dimension."""
     if observed is not None:
@@ -708,10 +720,18 @@ def eval_command(
             plugins=plugin,
             num_masks=num_masks,
             as_json=as_json,
+            draw_orderings=draw_orderings,
+            ordering_seed=ordering_seed,
         )
         return
     result = runs.evaluate_run(
-        run_dir, num_masks=num_masks, split=split, device=device, plugins=plugin
+        run_dir,
+        num_masks=num_masks,
+        split=split,
+        device=device,
+        plugins=plugin,
+        draw_orderings=draw_orderings,
+        ordering_seed=ordering_seed,
     )
     if as_json:
         typer.echo(json.dumps(result))
@@ -720,7 +740,12 @@ def eval_command(
     _say(
         f"{split} NLL{given} {result['nll_nats']:.4f} nats ({result['nats_per_dim']:.5f} "
         f"nats/dim, {result['bits_per_dim']:.5f} bits/dim) with {result['num_masks']} mask(s)"
+        + _drawn(result["drawn_orderings_seed"])
     )
+
+
+def _drawn(seed: int | None) -> str:
+    return "" if seed is None else f" drawn at inference (seed {seed})"
 
 
 def _image_shape(run: runs.Run) -> tuple[int, ...]:
@@ -767,14 +792,6 @@ def _observed_pattern(
     return observed.expand(num_examples, -1)
 
 
-def _connectivities(model: densitykit.AutoregressiveModel, count: int) -> list[Connectivity] | None:
-    """The first ``count`` connectivities of the model's mixture; ``None`` for a head
-    without a backbone (independent variables)."""
-    if model.backbone is None:
-        return None
-    return [model.backbone.connectivity(k) for k in range(count)]
-
-
 def _conditional_nll(
     model: densitykit.AutoregressiveModel,
     data: torch.Tensor,
@@ -807,10 +824,13 @@ def _eval_observed(
     plugins: list[str],
     num_masks: int | None = None,
     as_json: bool = False,
+    draw_orderings: int | None = None,
+    ordering_seed: int = 0,
 ) -> None:
     """The conditional NLL of the missing part of a split, given a named observed pattern."""
     run = runs.load_run(run_dir, device=device, plugins=plugins)
-    count = runs.mixture_size(run.model, num_masks)
+    connectivities = runs.query_orderings(run.model, num_masks, draw_orderings, ordering_seed)
+    count = run.model.num_masks if connectivities is None else len(connectivities)
     splits = run.dataset.splits()
     if split not in splits:
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
@@ -819,7 +839,7 @@ def _eval_observed(
     pattern = _observed_pattern(
         observed, _image_shape(run), data.shape[0], torch.Generator().manual_seed(0)
     )
-    nll = _conditional_nll(run.model, data, pattern, labels, _connectivities(run.model, count))
+    nll = _conditional_nll(run.model, data, pattern, labels, connectivities)
     missing = (~pattern).sum(1).double()
     result = {
         "split": split,
@@ -829,6 +849,7 @@ def _eval_observed(
         "missing_variables_mean": float(missing.mean()),
         "num_examples": data.shape[0],
         "num_masks": count,
+        "drawn_orderings_seed": None if draw_orderings is None else ordering_seed,
         "condition": labels is not None,
     }
     if as_json:
@@ -840,7 +861,7 @@ def _eval_observed(
         f"{result['missing_variables_mean']:.0f} variables missing on average) "
         f"{result['conditional_nll_nats']:.4f} nats, "
         f"{result['nats_per_missing_variable']:.5f} nats per missing variable, "
-        f"with {result['num_masks']} ordering(s)"
+        f"with {result['num_masks']} ordering(s)" + _drawn(result["drawn_orderings_seed"])
     )
 
 
@@ -880,6 +901,8 @@ def inpaint(
             "conditional NLL of its missing part (nats).",
         ),
     ] = False,
+    draw_orderings: _DrawOrderings = None,
+    ordering_seed: _OrderingSeed = 0,
 ) -> None:
     """Complete the missing part of test images: per image, the observed part (missing in
     grey), the completions and the original."""
@@ -888,6 +911,9 @@ def inpaint(
             raise ValueError(f"{name} must be a positive integer, got {value}")
     check_output_file(out, [".png", ".npy"], overwrite=overwrite)
     run = runs.load_run(run_dir, device=device, plugins=plugin)
+    connectivities = None
+    if draw_orderings is not None:
+        connectivities = runs.query_orderings(run.model, None, draw_orderings, ordering_seed)
     shape = _image_shape(run)
     images = run.dataset.splits()["test"][:num_images].long()
     labels = runs.split_context(run.model, run.dataset, "test")
@@ -901,6 +927,7 @@ def inpaint(
         context=None
         if labels is None
         else labels[: images.shape[0]].repeat_interleave(num_samples, 0),
+        connectivities=connectivities,
     ).cpu()
     rows = []
     for index in range(images.shape[0]):
@@ -927,14 +954,15 @@ def inpaint(
             images,
             pattern,
             None if labels is None else labels[: images.shape[0]],
-            None,
+            connectivities,
         )
         result = {
             "out": str(path),
             "observed": observed,
             "num_images": images.shape[0],
             "num_samples": num_samples,
-            "num_masks": run.model.num_masks,
+            "num_masks": run.model.num_masks if connectivities is None else len(connectivities),
+            "drawn_orderings_seed": None if draw_orderings is None else ordering_seed,
             "missing_variables": (~pattern).sum(1).tolist(),
             "conditional_nll_nats": nll.tolist(),
         }

@@ -39,7 +39,13 @@ from torch import nn
 
 from densitykit import masks as masks_module
 from densitykit import queries
-from densitykit.checks import check_fraction, check_generator, check_index, check_int
+from densitykit.checks import (
+    check_fraction,
+    check_generator,
+    check_index,
+    check_int,
+    check_positive_int,
+)
 from densitykit.heads import HEADS, Head
 from densitykit.made import LAYOUTS, MADE
 from densitykit.masks import Connectivity, ConnectivitySampler
@@ -318,6 +324,54 @@ class AutoregressiveModel(nn.Module):
         connectivity = source.draw()
         state.copy_(source.state_dict()["generator"].to(state.device))
         return connectivity
+
+    def draw_orderings(self, count: int, *, seed: int = 0) -> list[Connectivity]:
+        """``count`` seeded connectivities drawn at inference, to ask a model trained over
+        all orderings with orderings it was never built with.
+
+        They come from a [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler]
+        like the training source's (the same distribution: uniform orderings, hidden
+        degrees of the same spread), seeded with ``seed``; neither the model nor its
+        training source changes. Pass them as ``connectivities`` to
+        [`conditional_log_prob`][densitykit.model.AutoregressiveModel.conditional_log_prob],
+        [`marginal_log_prob`][densitykit.model.AutoregressiveModel.marginal_log_prob],
+        [`complete`][densitykit.model.AutoregressiveModel.complete] or
+        [`densitykit.train.evaluate`][densitykit.train.evaluate]: the answer is the
+        uniform mixture over them.
+
+        Args:
+            count: How many (a positive integer).
+            seed: Seed of the draws.
+
+        Returns:
+            ``count`` connectivities on the model's device.
+
+        Raises:
+            ValueError: If the model has no on-demand source (a fixed stack of masks:
+                its answers hold for its own orderings only), or ``count`` is not positive.
+
+        Example:
+            >>> model = create_model("bernoulli", 6, hidden_sizes=(12,), masks="any-order",
+            ...                      num_masks=2)
+            >>> drawn = model.draw_orderings(16, seed=3)
+            >>> len(drawn), drawn[0].ordering.shape
+            (16, torch.Size([6]))
+            >>> x = torch.randint(0, 2, (5, 6))
+            >>> model.conditional_log_prob(x, torch.arange(6) < 2, connectivities=drawn).shape
+            torch.Size([5])
+        """
+        count = check_positive_int(count, "count")
+        source = self.connectivity_source
+        if source is None:
+            raise ValueError(
+                "orderings drawn at inference need a model trained over all orderings "
+                f"(masks='any-order'); this model has a fixed stack of {self.num_masks} "
+                "mask(s), whose answers hold for its own orderings only"
+            )
+        drawer = ConnectivitySampler(
+            source.dim, source.hidden_sizes, seed=check_int(seed, "seed"), spread=source.spread
+        )
+        return [drawer.draw().to(self.device) for _ in range(count)]
 
     # -- validation ----------------------------------------------------------------------
     def validate(self, x: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,7 @@ from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError, ResourceError
 from densitykit.heads import HEADS
+from densitykit.masks import Connectivity
 from densitykit.memory import check_allocation, format_bytes
 from densitykit.model import (
     AutoregressiveModel,
@@ -83,6 +84,7 @@ __all__ = [
     "label_grid",
     "load_run",
     "mixture_size",
+    "query_orderings",
     "read_run_config",
     "resume_run",
     "sample_run",
@@ -715,6 +717,34 @@ def mixture_size(model: AutoregressiveModel, num_masks: int | None) -> int:
     return count
 
 
+def query_orderings(
+    model: AutoregressiveModel,
+    num_masks: int | None = None,
+    draw_orderings: int | None = None,
+    ordering_seed: int = 0,
+) -> list[Connectivity] | None:
+    """The connectivities a query of a run mixes: the model's first ``num_masks`` (all
+    for ``None``), or ``draw_orderings`` seeded ones drawn at inference
+    ([`draw_orderings`][densitykit.model.AutoregressiveModel.draw_orderings]); ``None``
+    for a head without a backbone (independent variables).
+
+    Raises:
+        ValueError: If both counts are given, ``num_masks`` is outside
+            ``1..model.num_masks``, or orderings are drawn for a model with a fixed stack.
+    """
+    if draw_orderings is not None:
+        if num_masks is not None:
+            raise ValueError(
+                "give num_masks (the model's own first orderings) or draw_orderings "
+                "(orderings drawn at inference), not both"
+            )
+        return model.draw_orderings(draw_orderings, seed=ordering_seed)
+    count = mixture_size(model, num_masks)
+    if model.backbone is None:
+        return None
+    return [model.backbone.connectivity(k) for k in range(count)]
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     *,
@@ -723,24 +753,33 @@ def evaluate_run(
     device: str = "cpu",
     batch_size: int = 1000,
     plugins: Sequence[str] = (),
+    draw_orderings: int | None = None,
+    ordering_seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate a saved run on a split with the mixture of its first ``num_masks`` masks."""
+    """Evaluate a saved run on a split with the mixture of its first ``num_masks`` masks,
+    or (a run trained over all orderings) of ``draw_orderings`` orderings drawn at
+    inference with ``ordering_seed`` (see [`query_orderings`][densitykit.runs.query_orderings])."""
     run = load_run(run_dir, device=device, plugins=plugins)
     splits = run.dataset.splits()
     if split not in splits:
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
-    count = mixture_size(run.model, num_masks)
+    drawn = None
+    if draw_orderings is not None:
+        drawn = query_orderings(run.model, num_masks, draw_orderings, ordering_seed)
+    count = len(drawn) if drawn is not None else mixture_size(run.model, num_masks)
     nll = evaluate(
         run.model,
         splits[split],
         batch_size=batch_size,
-        num_masks=count,
+        num_masks=None if drawn is not None else count,
         context=split_context(run.model, run.dataset, split),
+        connectivities=drawn,
     )
     return {
         "split": split,
         "condition": "label" if run.model.num_labels else None,
         "num_masks": count,
+        "drawn_orderings_seed": None if drawn is None else ordering_seed,
         "nll_nats": nll,
         "nats_per_dim": per_dimension(nll, run.dataset.dim)[0],
         "bits_per_dim": per_dimension(nll, run.dataset.dim)[1],

@@ -39,6 +39,7 @@ from densitykit.distributed import (
     sharded_loss,
 )
 from densitykit.errors import TrainingError
+from densitykit.masks import Connectivity
 from densitykit.model import AutoregressiveModel
 from densitykit.numerics import log_mean_exp
 from densitykit.optim import LR_SCHEDULES, OPTIMIZERS, WeightAverage, make_optimizer, scheduled_lr
@@ -259,6 +260,7 @@ def evaluate(
     num_masks: int | None = None,
     distributed: bool = False,
     context: torch.Tensor | None = None,
+    connectivities: Sequence[Connectivity] | None = None,
 ) -> float:
     r"""Mean negative log-likelihood (nats per example) of ``data`` under the mask mixture.
 
@@ -273,14 +275,26 @@ def evaluate(
             in a single process.
         context: A conditional model's context per example (labels ``(N,)`` or
             features ``(N, C)``): the result is then $-\frac1N\sum \log p(x \mid c)$.
+        connectivities: Score under the uniform mixture over these connectivities
+            instead of the model's masks (log-mean-exp of each one's likelihood), e.g.
+            orderings drawn at inference
+            ([`draw_orderings`][densitykit.model.AutoregressiveModel.draw_orderings]).
 
     Raises:
-        ValueError: If ``num_masks`` exceeds the model's masks or ``data`` is empty.
+        ValueError: If ``num_masks`` exceeds the model's masks, ``num_masks`` and
+            ``connectivities`` are both given, ``connectivities`` is empty, or ``data``
+            is empty.
     """
     total = model.num_masks
     count = total if num_masks is None else num_masks
     if not 1 <= count <= total:
         raise ValueError(f"num_masks must be in 1..{total} for this model, got {num_masks!r}")
+    if connectivities is not None:
+        connectivities = list(connectivities)
+        if num_masks is not None:
+            raise ValueError("give num_masks (the model's first masks) or connectivities, not both")
+        if not connectivities:
+            raise ValueError("connectivities must hold at least one connectivity, got none")
     if data.shape[0] == 0:
         raise ValueError("cannot evaluate on an empty data set")
     if model.is_conditional and (context is None or len(context) != len(data)):
@@ -296,11 +310,18 @@ def evaluate(
     nll = torch.zeros((), dtype=torch.float64)
     for start in range(0, share.shape[0], batch_size):
         batch = slice(start, start + batch_size)
-        per_mask = model.log_prob_per_mask(
-            share[batch],
-            mask_indices=range(count),
-            context=None if share_context is None else share_context[batch],
-        )
+        batch_context = None if share_context is None else share_context[batch]
+        if connectivities is None:
+            per_mask = model.log_prob_per_mask(
+                share[batch], mask_indices=range(count), context=batch_context
+            )
+        else:
+            per_mask = torch.stack(
+                [
+                    model.log_prob(share[batch], connectivity=conn, context=batch_context)
+                    for conn in connectivities
+                ]
+            )
         nll -= log_mean_exp(per_mask).double().sum().cpu()
     model.train(was_training)
     if ranks is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -671,3 +672,99 @@ def test_the_mask_as_input_keeps_every_ordering_exact(
     plain = dk.create_model(head, dim, num_values, hidden_sizes=hidden_sizes, **options)
     assert not any("mask_input" in key for key in plain.state_dict())
     assert dk.model.parameter_count(model.config) == sum(p.numel() for p in model.parameters())
+
+
+def test_orderings_drawn_at_inference_are_seeded_and_leave_the_model_as_it_was() -> None:
+    """``draw_orderings`` gives seeded connectivities the model was not built with, from
+    the training source's distribution, without advancing that source; ``evaluate``
+    mixes them by log-mean-exp exactly as it mixes the model's own."""
+    from densitykit.train import evaluate
+
+    torch.manual_seed(0)
+    model = dk.create_model("bernoulli", 7, hidden_sizes=(20,), masks="any-order", num_masks=3)
+    state = model.connectivity_source_state.clone()
+    first, again = model.draw_orderings(5, seed=4), model.draw_orderings(5, seed=4)
+    other = model.draw_orderings(5, seed=5)
+    assert torch.equal(model.connectivity_source_state, state)  # training draws unchanged
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a.input_degrees, b.input_degrees)
+        for da, db in zip(a.hidden_degrees, b.hidden_degrees, strict=True):
+            assert torch.equal(da, db)
+    assert any(not torch.equal(a.ordering, b.ordering) for a, b in zip(first, other, strict=True))
+    assert all(c.hidden_sizes == (20,) for c in first)
+    x = torch.randint(0, 2, (40, 7))
+    own = model.backbone.connectivities()
+    with torch.no_grad():
+        assert evaluate(model, x, connectivities=own[:2]) == pytest.approx(
+            evaluate(model, x, num_masks=2), abs=1e-9
+        )
+        each = torch.stack([model.log_prob(x, connectivity=c) for c in first])
+        expected = -(torch.logsumexp(each, 0) - math.log(5)).mean()
+        assert evaluate(model, x, connectivities=first, batch_size=7) == pytest.approx(
+            float(expected), rel=1e-6
+        )  # float32 likelihoods, summed per batch in float64
+    with pytest.raises(ValueError, match="not both"):
+        evaluate(model, x, num_masks=1, connectivities=first)
+    with pytest.raises(ValueError, match="at least one connectivity"):
+        evaluate(model, x, connectivities=[])
+    with pytest.raises(ValueError, match="count must be a positive integer"):
+        model.draw_orderings(0)
+    fixed = dk.create_model("bernoulli", 7, hidden_sizes=(20,), masks="random", num_masks=2)
+    with pytest.raises(ValueError, match="fixed stack of 2 mask"):
+        fixed.draw_orderings(4)
+
+
+def test_the_command_line_asks_orderings_drawn_at_inference(tmp_path) -> None:
+    """``--draw-orderings N --ordering-seed S`` on ``eval`` (joint and ``--observed``) and
+    ``inpaint`` give the figures of the model's ``draw_orderings(N, seed=S)`` mixture."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from densitykit.cli import app
+    from densitykit.runs import load_run
+    from densitykit.train import evaluate
+
+    runner = CliRunner()
+    run, fixed = tmp_path / "run", tmp_path / "fixed"
+    fit = ["fit", "--data", "shapes", "--max-train", "200", "--epochs", "1", "--hidden-sizes"]
+    fit += ["16", "--num-masks", "2", "--device", "cpu", "--quiet"]
+    assert runner.invoke(app, [*fit, "--masks", "any-order", "--out", str(run)]).exit_code == 0
+    assert runner.invoke(app, [*fit, "--masks", "random", "--out", str(fixed)]).exit_code == 0
+    loaded = load_run(run)
+    model, test, shape = loaded.model, loaded.dataset.test, tuple(loaded.dataset.shape)
+    drawn = model.draw_orderings(4, seed=2)
+    observed = dk.queries.observed_pattern("top-half", shape, test.shape[0])
+    with torch.no_grad():
+        joint = evaluate(model, test, connectivities=drawn)
+        rest = -model.conditional_log_prob(test, observed, connectivities=drawn)
+    asked = ["--draw-orderings", "4", "--ordering-seed", "2"]
+    result = runner.invoke(app, ["eval", str(run), *asked, "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["nll_nats"] == pytest.approx(joint, rel=1e-12)
+    assert figures["num_masks"] == 4 and figures["drawn_orderings_seed"] == 2
+    result = runner.invoke(app, ["eval", str(run), "--observed", "top-half", *asked, "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["conditional_nll_nats"] == pytest.approx(float(rest.mean()), rel=1e-12)
+    assert figures["num_masks"] == 4 and figures["drawn_orderings_seed"] == 2
+    text = runner.invoke(app, ["eval", str(run), "--observed", "top-half", *asked]).output
+    assert "with 4 ordering(s) drawn at inference (seed 2)" in text
+    text = runner.invoke(app, ["eval", str(run), *asked]).output
+    assert "with 4 mask(s) drawn at inference (seed 2)" in text
+
+    out = tmp_path / "c.npy"
+    common = ["--observed", "top-half", "-n", "2", "--num-images", "3", "--out", str(out)]
+    result = runner.invoke(app, ["inpaint", str(run), *common, *asked, "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["num_masks"] == 4 and figures["drawn_orderings_seed"] == 2
+    assert figures["conditional_nll_nats"] == pytest.approx(rest[:3].tolist(), rel=1e-12)
+
+    both = runner.invoke(app, ["eval", str(run), *asked, "--num-masks", "1"])
+    assert both.exit_code == 1 and "not both" in both.output
+    for command in (["eval", str(fixed), *asked], ["inpaint", str(fixed), *asked, "--out",
+                    str(tmp_path / "f.png")]):  # fmt: skip
+        refused = runner.invoke(app, command)
+        assert refused.exit_code == 1 and "trained over all orderings" in refused.output
