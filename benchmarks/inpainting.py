@@ -44,8 +44,12 @@ The recipe ``500-500-cosine`` validates its any-order models with 4 of their 32
 orderings (validation runs every epoch); their joint test NLL in the table is computed
 again with all 32, the mixture the conditional figures use.
 
-In the recipes ``2000-told-cosine`` and ``500-told-cosine`` (a) itself has the mask as
-an input, so they have no (a').
+In the recipes ``2000-told-cosine``, ``500-told-cosine`` and ``500-told-long`` (a)
+itself has the mask as an input, so they have no (a'). They also ask (a) with 256
+seeded orderings drawn at inference (``model.draw_orderings``), which it was never
+built with, and report those figures beside its own mixture's. ``500-told-long`` trains
+(a) with settings of its own (``Recipe.any_order_train``): an any-order model
+underfits where the specialists overfit.
 
 ``--only MODEL`` (repeatable) trains only the named models, so that separate processes
 can train them side by side; a final run with ``--reuse`` and without ``--only``

@@ -728,9 +728,24 @@ def query_orderings(
     ([`draw_orderings`][densitykit.model.AutoregressiveModel.draw_orderings]); ``None``
     for a head without a backbone (independent variables).
 
+    Args:
+        model: A run's model.
+        num_masks: How many of the model's own orderings (its first ones).
+        draw_orderings: How many orderings to draw at inference instead.
+        ordering_seed: Seed of the drawn orderings.
+
     Raises:
         ValueError: If both counts are given, ``num_masks`` is outside
             ``1..model.num_masks``, or orderings are drawn for a model with a fixed stack.
+
+    Example:
+        >>> import densitykit as dk
+        >>> model = dk.create_model("bernoulli", 4, hidden_sizes=(8,), masks="any-order",
+        ...                         num_masks=3)
+        >>> len(query_orderings(model)), len(query_orderings(model, 2))
+        (3, 2)
+        >>> len(query_orderings(model, draw_orderings=10, ordering_seed=1))
+        10
     """
     if draw_orderings is not None:
         if num_masks is not None:
