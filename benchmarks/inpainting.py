@@ -266,11 +266,10 @@ def model_training(recipe: Recipe, model: ModelConfig, args: argparse.Namespace)
         training = replace(training, epochs=QUICK_EPOCHS)
     if args.epochs is not None:
         training = replace(training, epochs=args.epochs)
-    quick = args.quick
     orderings = recipe.validation_orderings
     if orderings is None or (model.num_masks or 1) == 1:
         return training
-    if quick:
+    if args.quick:
         orderings = QUICK_VALIDATION_ORDERINGS
     return replace(training, eval_masks=min(orderings, model.num_masks))
 
