@@ -911,9 +911,7 @@ def inpaint(
             raise ValueError(f"{name} must be a positive integer, got {value}")
     check_output_file(out, [".png", ".npy"], overwrite=overwrite)
     run = runs.load_run(run_dir, device=device, plugins=plugin)
-    connectivities = None
-    if draw_orderings is not None:
-        connectivities = runs.query_orderings(run.model, None, draw_orderings, ordering_seed)
+    connectivities = runs.query_orderings(run.model, None, draw_orderings, ordering_seed)
     shape = _image_shape(run)
     images = run.dataset.splits()["test"][:num_images].long()
     labels = runs.split_context(run.model, run.dataset, "test")

@@ -786,7 +786,7 @@ def evaluate_run(
         run.model,
         splits[split],
         batch_size=batch_size,
-        num_masks=None if drawn is not None else count,
+        num_masks=num_masks,
         context=split_context(run.model, run.dataset, split),
         connectivities=drawn,
     )
