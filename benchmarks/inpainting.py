@@ -104,6 +104,10 @@ class Recipe:
     """If set, the any-order models are also queried with this many seeded orderings
     drawn at inference (never built into the model): joint and conditional NLL of
     that larger mixture."""
+    orderings: str = "uniform"
+    """The any-order models' ordering distribution (``dk.masks.ORDERINGS``):
+    ``"regions"`` puts a random image region first in half of the training orderings
+    (``dk.masks.region_first_ordering``), and the drawn orderings follow it."""
 
 
 RECIPES: dict[str, Recipe] = {
@@ -170,6 +174,19 @@ RECIPES["500-told-long"] = replace(
     train=_AVERAGED,
     any_order_train=replace(_AVERAGED, epochs=400, weight_decay=0.0),
 )
+RECIPES["500-told-regions"] = replace(
+    RECIPES["500-told-cosine"],
+    description="500-told-cosine with (a) trained on orderings of which half put a random "
+    "image region first (a half-plane at a random angle, a box or the outside of a box; "
+    "masks option orderings='regions'): the prefixes include contiguous observed parts, "
+    "which uniform orderings almost never make.",
+    orderings="regions",
+)
+RECIPES["500-told-long-regions"] = replace(
+    RECIPES["500-told-long"],
+    description="500-told-long with (a) trained on the orderings of 500-told-regions.",
+    orderings="regions",
+)
 """The named recipes (see the module notes)."""
 
 PATTERNS = ("top-half", "left-half", "random:0.5")
@@ -217,6 +234,10 @@ def model_configs(
         hidden_sizes=hidden, direct_connections=recipe.direct_connections, num_masks=1
     )
     any_order = replace(base, masks="any-order", num_masks=num_masks, mask_input=recipe.mask_input)
+    if recipe.orderings != "uniform":
+        any_order = replace(
+            any_order, mask_options={"orderings": recipe.orderings, "image_shape": list(shape)}
+        )
     told = mask_input and not recipe.mask_input
     extra = {MASK_INPUT: replace(any_order, mask_input=True)} if told else {}
     return {

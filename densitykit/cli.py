@@ -440,7 +440,10 @@ def fit(
     ] = [],  # noqa: B006
     mask_option: Annotated[
         list[str],
-        typer.Option(help="Extra mask builder option key=value (repeatable), e.g. spread=even."),
+        typer.Option(
+            help="Extra mask builder option key=value (repeatable), e.g. spread=even "
+            "or orderings=regions."
+        ),
     ] = [],  # noqa: B006
     plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
     out: Annotated[

@@ -24,6 +24,8 @@ a query needs, with the observed variables first.
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from densitykit.registry import Registry
 
 __all__ = [
     "MASKS",
+    "ORDERINGS",
     "Connectivity",
     "ConnectivitySampler",
     "ConnectivityWarning",
@@ -50,7 +53,9 @@ __all__ = [
     "natural",
     "observed_first",
     "random_ordering",
+    "random_region",
     "reachability",
+    "region_first_ordering",
     "register",
 ]
 
@@ -382,6 +387,100 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
+ORDERINGS: tuple[str, ...] = ("uniform", "regions")
+"""The ordering distributions of a [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler]."""
+
+
+def _check_image_shape(image_shape: object, dim: int) -> tuple[int, int]:
+    sizes = None
+    if isinstance(image_shape, str):
+        parsed = re.fullmatch(r"\s*(\d+)\s*[x,]\s*(\d+)\s*", image_shape.lower())
+        sizes = [int(size) for size in parsed.groups()] if parsed else None
+    elif image_shape is not None:
+        sizes = _as_list(image_shape)
+    if (
+        sizes is None
+        or len(sizes) != 2
+        or not all(_is_int(size) and int(size) > 0 for size in sizes)
+        or int(sizes[0]) * int(sizes[1]) != dim
+    ):
+        raise ValueError(
+            "orderings='regions' needs image_shape: two positive sizes (H, W) with "
+            f"H * W = D = {dim}, e.g. [28, 28] or '28x28'; got {image_shape!r}"
+        )
+    return int(sizes[0]), int(sizes[1])
+
+
+def random_region(
+    image_shape: Sequence[int], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A random region of an ``H x W`` image, for region-first orderings.
+
+    With chance 1/2 the pixels on one side of a line at a uniform angle, holding a
+    uniform 5 % to 95 % of the image (a half-plane; pixels on the line are split at
+    random); with chance 1/4 an axis-aligned rectangle of uniform corners; with chance
+    1/4 the outside of one.
+
+    Args:
+        image_shape: ``(H, W)``; pixels are numbered in raster order.
+        generator: Random source.
+
+    Returns:
+        A ``(H * W,)`` bool tensor, true on the region.
+
+    Example:
+        >>> random_region((3, 4), torch.Generator().manual_seed(0)).view(3, 4).int().tolist()
+        [[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 1]]
+    """
+    height, width = (check_positive_int(size, "image_shape") for size in image_shape)
+    dim = height * width
+    choice, angle, share = torch.rand(3, generator=generator, dtype=torch.float64).tolist()
+    if choice < 0.5:
+        rows = torch.arange(height, dtype=torch.float64) - (height - 1) / 2
+        cols = torch.arange(width, dtype=torch.float64) - (width - 1) / 2
+        theta = 2 * math.pi * angle
+        side = (rows[:, None] * math.cos(theta) + cols[None, :] * math.sin(theta)).reshape(-1)
+        side = side + 1e-6 * torch.rand(dim, generator=generator, dtype=torch.float64)
+        region = torch.zeros(dim, dtype=torch.bool)
+        region[torch.argsort(side)[: max(1, round((0.05 + 0.9 * share) * dim))]] = True
+        return region
+    top, bottom = torch.randint(height, (2,), generator=generator).sort().values.tolist()
+    left, right = torch.randint(width, (2,), generator=generator).sort().values.tolist()
+    box = torch.zeros(height, width, dtype=torch.bool)
+    box[top : bottom + 1, left : right + 1] = True
+    return box.reshape(-1) if choice < 0.75 else ~box.reshape(-1)
+
+
+def region_first_ordering(
+    image_shape: Sequence[int], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A random ordering of an image's pixels that puts a random region first.
+
+    The region is a [`random_region`][densitykit.masks.random_region]; its pixels
+    come first and the others after, each part in uniform random
+    order: every ordering is possible, and the prefixes include the contiguous
+    observed sets an inpainting query meets (an image's top or left part, a box, the
+    outside of a box), which uniform orderings almost never make.
+
+    Args:
+        image_shape: ``(H, W)``; pixels are numbered in raster order.
+        generator: Random source.
+
+    Returns:
+        A ``(H * W,)`` long permutation.
+
+    Example:
+        >>> ordering = region_first_ordering((3, 4), torch.Generator().manual_seed(0))
+        >>> ordering[:9].sort().values.tolist()  # the outside of a box first
+        [0, 1, 2, 3, 4, 8, 9, 10, 11]
+    """
+    region = random_region(image_shape, generator)
+    first, rest = torch.nonzero(region).flatten(), torch.nonzero(~region).flatten()
+    first = first[torch.randperm(first.numel(), generator=generator)]
+    rest = rest[torch.randperm(rest.numel(), generator=generator)]
+    return torch.cat([first, rest])
+
+
 class ConnectivitySampler:
     """A seeded source of fresh connectivities: a random ordering and hidden degrees per draw.
 
@@ -390,12 +489,24 @@ class ConnectivitySampler:
     per draw: the generator's state is the whole state, saved and restored with
     ``state_dict`` / ``load_state_dict``.
 
+    The orderings are uniform by default. Uniform orderings put a uniformly random
+    subset of the pixels first, so a model trained on them alone rarely meets a
+    contiguous observed part (an image's top half, a box). ``orderings="regions"``
+    draws, with chance ``region_share``, a
+    [`region_first_ordering`][densitykit.masks.region_first_ordering] of the
+    ``image_shape`` image instead: still every ordering, weighted towards those an
+    inpainting query asks.
+
     Args:
         dim: The number of variables D.
         hidden_sizes: Units per hidden layer.
         seed: Seed of the generator (``None`` for a non-deterministic one).
         spread: Hidden degrees ``"random"`` or ``"even"`` (then shuffled across units),
             as in [`hidden_degrees`][densitykit.masks.hidden_degrees].
+        orderings: One of [`ORDERINGS`][densitykit.masks.ORDERINGS].
+        image_shape: ``(H, W)`` with ``H * W = D``, for ``orderings="regions"``
+            (a list, or a string such as ``"28x28"``).
+        region_share: The chance of a region-first ordering, in ``[0, 1]``.
 
     Example:
         >>> source = ConnectivitySampler(4, [8], seed=0)
@@ -404,6 +515,9 @@ class ConnectivitySampler:
         >>> source.load_state_dict(state)
         >>> torch.equal(source.draw().input_degrees, first.input_degrees)
         True
+        >>> regions = ConnectivitySampler(784, [500], orderings="regions", image_shape=(28, 28))
+        >>> regions.draw().ordering.shape
+        torch.Size([784])
     """
 
     def __init__(
@@ -413,17 +527,59 @@ class ConnectivitySampler:
         *,
         seed: int | None = 0,
         spread: str = "random",
+        orderings: str = "uniform",
+        image_shape: Sequence[int] | str | None = None,
+        region_share: float = 0.5,
     ) -> None:
         self.dim = check_positive_int(dim, "dim")
         self.hidden_sizes = tuple(check_positive_int(s, "hidden_sizes") for s in hidden_sizes)
         if spread not in ("random", "even"):
             raise ValueError(f"spread must be 'random' or 'even', got {spread!r}")
+        if orderings not in ORDERINGS:
+            raise ValueError(
+                f"orderings must be one of {', '.join(map(repr, ORDERINGS))}, got {orderings!r}"
+            )
+        if orderings == "regions":
+            image_shape = _check_image_shape(image_shape, self.dim)
+            if isinstance(region_share, bool) or not (
+                isinstance(region_share, (int, float)) and 0 <= region_share <= 1
+            ):
+                raise ValueError(
+                    f"region_share must be a number in [0, 1], got {_describe(region_share)}"
+                )
+            region_share = float(region_share)
+        elif image_shape is not None:
+            raise ValueError(
+                f"image_shape is for orderings='regions'; these orderings are {orderings!r}"
+            )
         self.spread = spread
+        self.orderings = orderings
+        self.image_shape = image_shape if orderings == "regions" else None
+        self.region_share = region_share if orderings == "regions" else None
         self.generator = _generator(seed)
 
+    def reseeded(self, seed: int | None) -> ConnectivitySampler:
+        """A new source of the same distribution, with its own generator seeded ``seed``."""
+        options = {}
+        if self.orderings == "regions":
+            options = {"image_shape": self.image_shape, "region_share": self.region_share}
+        return ConnectivitySampler(
+            self.dim,
+            self.hidden_sizes,
+            seed=seed,
+            spread=self.spread,
+            orderings=self.orderings,
+            **options,
+        )
+
     def draw(self) -> Connectivity:
-        """A fresh connectivity: a uniform random ordering and new hidden degrees."""
-        ordering = torch.randperm(self.dim, generator=self.generator)
+        """A fresh connectivity: a new ordering and new hidden degrees."""
+        if self.orderings == "regions" and (
+            float(torch.rand((), generator=self.generator, dtype=torch.float64)) < self.region_share
+        ):
+            ordering = region_first_ordering(self.image_shape, self.generator)
+        else:
+            ordering = torch.randperm(self.dim, generator=self.generator)
         hidden = hidden_degrees(
             self.dim, self.hidden_sizes, generator=self.generator, spread=self.spread
         )
@@ -440,9 +596,12 @@ class ConnectivitySampler:
         self.generator.set_state(state["generator"].to("cpu", torch.uint8))
 
     def __repr__(self) -> str:
+        regions = ""
+        if self.orderings == "regions":
+            regions = f", image_shape={self.image_shape}, region_share={self.region_share}"
         return (
             f"ConnectivitySampler(dim={self.dim}, hidden_sizes={self.hidden_sizes}, "
-            f"spread={self.spread!r})"
+            f"spread={self.spread!r}, orderings={self.orderings!r}{regions})"
         )
 
 
@@ -466,23 +625,46 @@ def any_order(
     num_masks: int = 8,
     seed: int | None = 0,
     spread: str = "random",
+    orderings: str = "uniform",
+    image_shape: Sequence[int] | str | None = None,
+    region_share: float = 0.5,
 ) -> OnDemandConnectivities:
     """Training over all orderings: a fresh ordering and connectivity at every step.
 
-    The ``num_masks`` seeded connectivities (those of ``multi-ordering``) form the
-    evaluation mixture, so evaluation is reproducible; a
-    [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler] seeded from ``seed``
-    draws the training ones.
+    A [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler] seeded from
+    ``seed`` draws the training ones; ``orderings``, ``image_shape`` and
+    ``region_share`` choose its distribution (uniform orderings by default, or
+    ``"regions"``: part of them put a random image region first). The ``num_masks``
+    seeded connectivities of the evaluation mixture come from the same distribution
+    (with uniform orderings, those of ``multi-ordering``), so evaluation is
+    reproducible.
+
+    Example:
+        >>> conns = any_order(784, [500], num_masks=4, orderings="regions",
+        ...                   image_shape="28x28")
+        >>> len(conns), conns.source.orderings
+        (4, 'regions')
     """
     sizes = _check_sizes(dim, hidden_sizes, num_masks)
-    stack = multi_ordering(dim, sizes, num_masks=num_masks, seed=seed, spread=spread)
     source_seed = None
     if seed is not None:
         # A stream apart from the stack's, still fixed by ``seed``.
         source_seed = int(torch.randint(2**62, (1,), generator=_generator(seed + 1)))
-    return OnDemandConnectivities(
-        stack, ConnectivitySampler(dim, sizes, seed=source_seed, spread=spread)
+    source = ConnectivitySampler(
+        dim,
+        sizes,
+        seed=source_seed,
+        spread=spread,
+        orderings=orderings,
+        image_shape=image_shape,
+        region_share=region_share,
     )
+    if source.orderings == "uniform":
+        stack = multi_ordering(dim, sizes, num_masks=num_masks, seed=seed, spread=spread)
+    else:
+        stack_source = source.reseeded(seed)
+        stack = [stack_source.draw() for _ in range(num_masks)]
+    return OnDemandConnectivities(stack, source)
 
 
 def reachability(connectivity: Connectivity, *, direct: bool = False) -> torch.Tensor:

@@ -330,9 +330,10 @@ class AutoregressiveModel(nn.Module):
         all orderings with orderings it was never built with.
 
         They come from a [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler]
-        like the training source's (the same distribution: uniform orderings, hidden
-        degrees of the same spread), seeded with ``seed``; neither the model nor its
-        training source changes. Pass them as ``connectivities`` to
+        like the training source's (the same distribution of orderings and hidden
+        degrees: [`reseeded`][densitykit.masks.ConnectivitySampler.reseeded]), seeded
+        with ``seed``; neither the model nor its training source changes. Pass them as
+        ``connectivities`` to
         [`conditional_log_prob`][densitykit.model.AutoregressiveModel.conditional_log_prob],
         [`marginal_log_prob`][densitykit.model.AutoregressiveModel.marginal_log_prob],
         [`complete`][densitykit.model.AutoregressiveModel.complete] or
@@ -368,9 +369,7 @@ class AutoregressiveModel(nn.Module):
                 f"(masks='any-order'); this model has a fixed stack of {self.num_masks} "
                 "mask(s), whose answers hold for its own orderings only"
             )
-        drawer = ConnectivitySampler(
-            source.dim, source.hidden_sizes, seed=check_int(seed, "seed"), spread=source.spread
-        )
+        drawer = source.reseeded(check_int(seed, "seed"))
         return [drawer.draw().to(self.device) for _ in range(count)]
 
     # -- validation ----------------------------------------------------------------------

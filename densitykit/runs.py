@@ -278,12 +278,23 @@ def _complete(config: RunConfig, dataset: Dataset) -> ModelConfig:
             "the model config is conditional, but the run conditions on nothing; "
             "pass --condition label (or leave num_labels and context_size at 0)"
         )
+    mask_options = model.mask_options
+    shape = tuple(dataset.shape)
+    if (
+        mask_options.get("orderings") == "regions"
+        and "image_shape" not in mask_options
+        and len(shape) == 2
+        and shape[0] * shape[1] == dataset.dim
+    ):
+        # Region-first orderings are drawn on the data's images.
+        mask_options = {**mask_options, "image_shape": list(shape)}
     return replace(
         model,
         head=model.head or default_head(dataset),
         dim=dataset.dim,
         num_values=dataset.num_values,
         num_labels=num_labels,
+        mask_options=mask_options,
     )
 
 

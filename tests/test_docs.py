@@ -19,6 +19,7 @@ The runs of pages and benchmark scripts are marked ``slow``.
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import importlib
 import importlib.util
@@ -691,3 +692,35 @@ def test_benchmarks_page_keeps_commands_out_of_tables_and_names_no_outside_path(
     for path in [*DOCS.rglob("*.md"), ROOT / "README.md"]:
         outside = re.findall(r"\.\./[\w.-]+/[\w./-]*", path.read_text())
         assert not outside, f"{path.name} names paths outside the repository: {outside}"
+
+
+def test_the_region_recipes_train_only_the_any_order_model_on_region_first_orderings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``500-told-regions`` is ``500-told-cosine`` but for (a)'s ordering distribution,
+    drawn on the benchmark's images; the specialists are the same settings (so their
+    run folders are the same runs)."""
+    path = BENCHMARKS / "inpainting.py"
+    spec = importlib.util.spec_from_file_location("benchmark_inpainting", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)  # its dataclasses look it up
+    monkeypatch.setattr(sys, "path", list(sys.path))  # it adds its own folder
+    spec.loader.exec_module(bench)
+    observed = bench.observed_sets((8, 8), 0)
+    for name, base in (
+        ("500-told-regions", "500-told-cosine"),
+        ("500-told-long-regions", "500-told-long"),
+    ):
+        configs = bench.model_configs(bench.RECIPES[name], (8, 8), observed, True, False)
+        plain = bench.model_configs(bench.RECIPES[base], (8, 8), observed, True, False)
+        regions = {"orderings": "regions", "image_shape": [8, 8]}
+        assert configs["any-order"] == dataclasses.replace(plain["any-order"], mask_options=regions)
+        assert {k: v for k, v in configs.items() if k != "any-order"} == {
+            k: v for k, v in plain.items() if k != "any-order"
+        }
+        assert bench.RECIPES[name].train == bench.RECIPES[base].train
+        assert bench.RECIPES[name].any_order_train == bench.RECIPES[base].any_order_train
+        model = dk.build_model(
+            dataclasses.replace(configs["any-order"], dim=64, num_values=2, head="bernoulli")
+        )
+        assert model.connectivity_source.image_shape == (8, 8)

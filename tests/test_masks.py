@@ -212,3 +212,141 @@ def test_observed_first_refuses_a_bad_pattern() -> None:
         dk.masks.observed_first(conn, torch.tensor([1, 0, 1]))
     with pytest.raises(ValueError, match=r"shape \(3,\), got \(2,\)"):
         dk.masks.observed_first(conn, torch.tensor([True, False]))
+
+
+def region_kind(region: torch.Tensor, shape: tuple[int, int]) -> str | None:
+    """``"box"``, ``"outside"`` (of a box) or ``"half-plane"``, or ``None`` if none fits."""
+
+    def is_box(cells: torch.Tensor) -> bool:
+        rows, cols = torch.nonzero(cells, as_tuple=True)
+        if rows.numel() == 0:
+            return False
+        box = torch.zeros_like(cells)
+        box[int(rows.min()) : int(rows.max()) + 1, int(cols.min()) : int(cols.max()) + 1] = True
+        return torch.equal(box, cells)
+
+    def touches_an_end(line: torch.Tensor) -> bool:
+        # A line of a half-plane's pixels is empty, full, a prefix or a suffix of it.
+        count = int(line.sum())
+        return bool(line[:count].all()) or bool(line[line.numel() - count :].all())
+
+    cells = region.view(shape)
+    if is_box(cells):
+        return "box"
+    if is_box(~cells):
+        return "outside"
+    lines = [*cells, *cells.t()]
+    if all(touches_an_end(line) for line in lines):
+        return "half-plane"
+    return None
+
+
+@given(seed=st.integers(0, 2**31 - 1), height=st.integers(1, 9), width=st.integers(1, 9))
+def test_region_first_orderings_put_a_box_its_outside_or_a_half_plane_first(
+    seed: int, height: int, width: int
+) -> None:
+    shape = (height, width)
+    region = dk.masks.random_region(shape, torch.Generator().manual_seed(seed))
+    assert region.shape == (height * width,) and region.dtype == torch.bool
+    assert region_kind(region, shape) is not None
+    ordering = dk.masks.region_first_ordering(shape, torch.Generator().manual_seed(seed))
+    assert sorted(ordering.tolist()) == list(range(height * width))
+    count = int(region.sum())
+    assert bool(region[ordering[:count]].all()) and not bool(region[ordering[count:]].any())
+
+
+def test_random_regions_are_of_every_kind_and_half_planes_of_every_size() -> None:
+    shape = (28, 28)
+    generator = torch.Generator().manual_seed(0)
+    kinds, half_plane_shares = {}, []
+    for _ in range(400):
+        region = dk.masks.random_region(shape, generator)
+        kind = region_kind(region, shape)
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if kind == "half-plane":
+            half_plane_shares.append(float(region.float().mean()))
+    # Chances 1/2, 1/4, 1/4 (a half-plane touching two sides can also be a box).
+    assert set(kinds) == {"box", "outside", "half-plane"}
+    assert 150 <= kinds["half-plane"] <= 230 and kinds["outside"] >= 70
+    assert 0.05 <= min(half_plane_shares) < 0.15 and 0.85 < max(half_plane_shares) <= 0.95
+
+
+def test_a_region_sampler_draws_region_first_orderings_at_its_share_and_resumes() -> None:
+    shape, dim = (4, 5), 20
+    source = dk.masks.ConnectivitySampler(
+        dim, [7], seed=3, orderings="regions", image_shape="4x5", region_share=1.0
+    )
+    assert source.image_shape == shape and "orderings='regions'" in repr(source)
+    twin = torch.Generator().manual_seed(3)  # the same draws, step by step
+    for _ in range(20):
+        drawn = source.draw()
+        assert float(torch.rand((), generator=twin, dtype=torch.float64)) < 1.0
+        assert torch.equal(drawn.ordering, dk.masks.region_first_ordering(shape, twin))
+        assert torch.equal(drawn.hidden_degrees[0], hidden_degrees(dim, [7], generator=twin)[0])
+    state = source.state_dict()
+    first = [source.draw() for _ in range(3)]
+    source.load_state_dict(state)
+    assert all(torch.equal(source.draw().ordering, c.ordering) for c in first)
+    # A reseeded source draws what a new one of the same options and seed draws.
+    again = dk.masks.ConnectivitySampler(
+        dim, [7], seed=9, orderings="regions", image_shape=[4, 5], region_share=1.0
+    )
+    reseeded = source.reseeded(9)
+    assert (reseeded.orderings, reseeded.image_shape, reseeded.region_share) == (
+        "regions",
+        shape,
+        1.0,
+    )
+    assert all(torch.equal(reseeded.draw().ordering, again.draw().ordering) for _ in range(5))
+
+
+def test_a_region_share_of_zero_draws_uniform_orderings() -> None:
+    source = dk.masks.ConnectivitySampler(
+        16, [5], seed=0, orderings="regions", image_shape=(4, 4), region_share=0.0
+    )
+    twin = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        drawn = source.draw()
+        assert float(torch.rand((), generator=twin, dtype=torch.float64)) >= 0.0
+        assert torch.equal(drawn.ordering, torch.randperm(16, generator=twin))
+        hidden_degrees(16, [5], generator=twin)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"orderings": "spiral"}, "orderings must be one of 'uniform', 'regions', got 'spiral'"),
+        ({"orderings": "regions"}, r"needs image_shape: .* H \* W = D = 12, .* got None"),
+        ({"orderings": "regions", "image_shape": [3, 5]}, r"got \[3, 5\]"),
+        ({"orderings": "regions", "image_shape": "3 by 4"}, "got '3 by 4'"),
+        ({"image_shape": [3, 4]}, "image_shape is for orderings='regions'"),
+        (
+            {"orderings": "regions", "image_shape": [3, 4], "region_share": 1.5},
+            r"region_share must be a number in \[0, 1\], got",
+        ),
+        (
+            {"orderings": "regions", "image_shape": [3, 4], "region_share": True},
+            "region_share must be a number",
+        ),
+    ],
+)
+def test_a_sampler_refuses_bad_ordering_options(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dk.masks.ConnectivitySampler(12, [4], **options)
+
+
+def test_any_order_with_regions_evaluates_and_is_asked_in_the_same_distribution() -> None:
+    options = {"orderings": "regions", "image_shape": [4, 4], "region_share": 1.0}
+    built = dk.masks.create("any-order", dim=16, hidden_sizes=[10], num_masks=3, seed=5, **options)
+    again = dk.masks.create("any-order", dim=16, hidden_sizes=[10], num_masks=3, seed=5, **options)
+    assert built.source.orderings == "regions"
+    stack_source = built.source.reseeded(5)
+    for conn, twin in zip(built, again):
+        assert torch.equal(conn.ordering, twin.ordering)
+        assert torch.equal(conn.ordering, stack_source.draw().ordering)
+    model = dk.create_model(
+        "bernoulli", 16, hidden_sizes=(10,), masks="any-order", num_masks=3, mask_options=options
+    )
+    drawn = model.draw_orderings(4, seed=2)
+    fresh = model.connectivity_source.reseeded(2)
+    assert all(torch.equal(c.ordering, fresh.draw().ordering) for c in drawn)

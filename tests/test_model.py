@@ -401,10 +401,19 @@ def test_the_package_namespace_reaches_the_whole_workflow() -> None:
 # -- training over all orderings --------------------------------------------------------------
 
 
-def any_order_model(seed: int = 0) -> dk.AutoregressiveModel:
+REGIONS = {"orderings": "regions", "image_shape": [2, 3]}
+
+
+def any_order_model(seed: int = 0, mask_options: dict | None = None) -> dk.AutoregressiveModel:
     torch.manual_seed(seed)
     return dk.create_model(
-        "bernoulli", 6, hidden_sizes=(12,), masks="any-order", num_masks=3, seed=4
+        "bernoulli",
+        6,
+        hidden_sizes=(12,),
+        masks="any-order",
+        num_masks=3,
+        seed=4,
+        mask_options=mask_options,
     )
 
 
@@ -429,18 +438,20 @@ def test_fixed_stacks_keep_their_state_dict_and_have_no_source() -> None:
         model.draw_connectivity()
 
 
-def test_any_order_training_resumes_bit_identically() -> None:
+@pytest.mark.parametrize("mask_options", [None, REGIONS], ids=["uniform", "regions"])
+def test_any_order_training_resumes_bit_identically(mask_options: dict | None) -> None:
     data = torch.randint(0, 2, (96, 6), generator=torch.Generator().manual_seed(1))
     config = dk.TrainConfig(epochs=2, batch_size=16, patience=None, device="cpu")
-    straight = any_order_model()
+    straight = any_order_model(mask_options=mask_options)
     before = straight.connectivity_source_state.clone()
     dk.fit(straight, data, data[:32], config)
     assert not torch.equal(before, straight.connectivity_source_state)  # it drew orderings
 
-    first = any_order_model()
+    first = any_order_model(mask_options=mask_options)
     half = dk.fit(first, data, data[:32], dk.TrainConfig(**{**config.to_dict(), "epochs": 1}))
     state = dk.train.TrainState.from_dict(half.state.to_dict())
-    resumed = any_order_model(seed=123)  # other initial weights: all must come from the state
+    # Other initial weights: all must come from the state.
+    resumed = any_order_model(seed=123, mask_options=mask_options)
     dk.fit(resumed, data, data[:32], config, state=state)
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
