@@ -361,11 +361,24 @@ def _stop_figures(metrics: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def _without_budget(train: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in train.items() if key != "time_budget_minutes"}
+
+
+def _same_under_budget(metrics: dict[str, Any], budget_minutes: float | None) -> bool:
+    """Whether a saved run would have trained the same under ``budget_minutes``: its
+    own budget did not stop it, and it trained for less than the new one."""
+    if metrics["stopped_by_time_budget"]:
+        return False
+    return budget_minutes is None or metrics["train_seconds"] < 60 * budget_minutes
+
+
 def reused(name: str, config: RunConfig, out: Path) -> dict[str, Any] | None:
     """The metrics of a completed run of ``config`` in ``out`` (``--reuse``), else ``None``.
 
     A folder that holds a completed run of other settings is refused: it is not
-    silently mixed into the table.
+    silently mixed into the table. A different time budget is no other setting when
+    neither budget would have stopped the run (``_same_under_budget``).
     """
     if not (out / "metrics.json").is_file():
         return None
@@ -377,26 +390,27 @@ def reused(name: str, config: RunConfig, out: Path) -> dict[str, Any] | None:
         for k, v in wanted["model"].items()
         if v is not None and not (k == "layout" and v == "auto")
     }
+    metrics = _stop_figures(json.loads((out / "metrics.json").read_text()))
     if (
         saved["data"] != wanted["data"]
-        or saved["train"] != wanted["train"]
+        or _without_budget(saved["train"]) != _without_budget(wanted["train"])
+        or not _same_under_budget(metrics, wanted["train"]["time_budget_minutes"])
         or any(saved["model"].get(k) != v for k, v in given_model.items())
     ):
         raise SystemExit(f"{out} holds a run of other settings than {name}'s; pass --overwrite")
-    metrics = _stop_figures(json.loads((out / "metrics.json").read_text()))
     metrics["run_seconds"] = None  # not known for a reused run
     metrics["reused"] = True
-    print(f"reusing {name} from {out}", file=sys.stderr, flush=True)
     return metrics
 
 
 def train(
-    name: str, config: RunConfig, out: Path, overwrite: bool, reuse: bool = False
+    name: str, config: RunConfig, out: Path, overwrite: bool, earlier: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Train one model (its time budget is ``config.train.time_budget_minutes``) into
-    ``out``; its metrics, with wall time."""
-    earlier = reused(name, config, out) if reuse and not overwrite else None
+    ``out``, unless ``earlier`` holds the metrics of a reused run; its metrics, with wall
+    time."""
     if earlier is not None:
+        print(f"reusing {name} from {out}", file=sys.stderr, flush=True)
         return earlier
     print(f"training {name} ...", file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -635,13 +649,23 @@ def main() -> None:
         inference = min(inference, QUICK_INFERENCE_ORDERINGS)
     models: dict[str, dict[str, Any]] = {}
     trainings: dict[str, TrainConfig] = {}
-    for name, model_config in configs.items():
-        if only and folder_name(name) not in only:
-            continue
-        folder = out / folder_name(name)
-        config = RunConfig(data, model_config, model_training(recipe, model_config, args))
+    runs = {
+        name: (
+            out / folder_name(name),
+            RunConfig(data, model_config, model_training(recipe, model_config, args)),
+        )
+        for name, model_config in configs.items()
+        if not only or folder_name(name) in only
+    }
+    # Every saved run is checked before any is evaluated or trained.
+    earlier = {
+        name: reused(name, config, folder) if args.reuse and not args.overwrite else None
+        for name, (folder, config) in runs.items()
+    }
+    for name, (folder, config) in runs.items():
+        model_config = config.model
         trainings[name] = config.train
-        metrics = train(name, config, folder, args.overwrite, args.reuse)
+        metrics = train(name, config, folder, args.overwrite, earlier[name])
         if only:
             continue
         run = load_run(folder, device=args.device)  # the best weights and test images

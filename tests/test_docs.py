@@ -607,8 +607,9 @@ def test_benchmark_script_runs_quick(script: str, tmp_path: Path) -> None:
 
 def test_inpainting_spreads_its_models_over_processes(tmp_path: Path) -> None:
     """``--only`` trains the named models alone; ``--reuse`` then evaluates them and trains
-    the rest. The any-order models validate with the recipe's fewer orderings, and the
-    table's joint NLL is computed again with all of them."""
+    the rest (under any time budget that would not have stopped them). The any-order
+    models validate with the recipe's fewer orderings, and the table's joint NLL is
+    computed again with all of them."""
 
     def run(*arguments: str) -> subprocess.CompletedProcess:
         command = [sys.executable, str(BENCHMARKS / "inpainting.py"), "500-500-cosine"]
@@ -636,6 +637,14 @@ def test_inpainting_spreads_its_models_over_processes(tmp_path: Path) -> None:
     assert any_order["joint_test_nll_validation_mixture_nats"] == metrics["test_nll_nats"]
     assert any_order["joint_test_nll_nats"] != metrics["test_nll_nats"]  # both orderings
     assert report["models"]["natural"].get("validation_orderings") is None
+    # A time budget that would not have stopped the saved runs is no other setting; one
+    # they outlasted is, and the check comes before any model is evaluated.
+    again = run("--reuse", "--time-budget", "1000")
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "training" not in again.stderr and again.stderr.count("reusing") == 4
+    short = run("--reuse", "--time-budget", "0.000001")
+    assert short.returncode != 0 and "holds a run of other settings" in short.stderr
+    assert "reusing" not in short.stderr
 
 
 def test_inpainting_trains_its_any_order_model_apart_and_asks_it_drawn_orderings(
