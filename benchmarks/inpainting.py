@@ -49,7 +49,15 @@ itself has the mask as an input, so they have no (a'). They also ask (a) with 25
 seeded orderings drawn at inference (``model.draw_orderings``), which it was never
 built with, and report those figures beside its own mixture's. ``500-told-long`` trains
 (a) with settings of its own (``Recipe.any_order_train``): an any-order model
-underfits where the specialists overfit.
+underfits where the specialists overfit. ``500-told-regions`` and
+``500-told-long-regions`` are ``500-told-cosine`` and ``500-told-long`` with (a) trained
+on region-first orderings (``Recipe.orderings``, the masks option
+``orderings="regions"``); every other model is the same, so their saved runs can be
+reused.
+
+``--reuse`` checks every saved run before it evaluates any. A run saved under another
+``--time-budget`` counts as the same settings when neither budget would have stopped
+it.
 
 ``--only MODEL`` (repeatable) trains only the named models, so that separate processes
 can train them side by side; a final run with ``--reuse`` and without ``--only``
