@@ -52,8 +52,9 @@ built with, and report those figures beside its own mixture's. ``500-told-long``
 underfits where the specialists overfit. ``500-told-regions`` and
 ``500-told-long-regions`` are ``500-told-cosine`` and ``500-told-long`` with (a) trained
 on region-first orderings (``Recipe.orderings``, the masks option
-``orderings="regions"``); every other model is the same, so their saved runs can be
-reused.
+``orderings="regions"``), half of them by default and all of them in
+``500-told-all-regions`` (``Recipe.region_share``); every other model is the same, so
+their saved runs can be reused.
 
 ``--reuse`` checks every saved run before it evaluates any. A run saved under another
 ``--time-budget`` counts as the same settings when neither budget would have stopped
@@ -116,6 +117,8 @@ class Recipe:
     """The any-order models' ordering distribution (``dk.masks.ORDERINGS``):
     ``"regions"`` puts a random image region first in half of the training orderings
     (``dk.masks.region_first_ordering``), and the drawn orderings follow it."""
+    region_share: float = 0.5
+    """With ``orderings="regions"``, the share of region-first training orderings."""
 
 
 RECIPES: dict[str, Recipe] = {
@@ -190,6 +193,12 @@ RECIPES["500-told-regions"] = replace(
     "which uniform orderings almost never make.",
     orderings="regions",
 )
+RECIPES["500-told-all-regions"] = replace(
+    RECIPES["500-told-regions"],
+    description="500-told-regions with every training ordering of (a) region-first "
+    "(region_share 1): where the trade of region-first orderings goes.",
+    region_share=1.0,
+)
 RECIPES["500-told-long-regions"] = replace(
     RECIPES["500-told-long"],
     description="500-told-long with (a) trained on the orderings of 500-told-regions.",
@@ -243,9 +252,10 @@ def model_configs(
     )
     any_order = replace(base, masks="any-order", num_masks=num_masks, mask_input=recipe.mask_input)
     if recipe.orderings != "uniform":
-        any_order = replace(
-            any_order, mask_options={"orderings": recipe.orderings, "image_shape": list(shape)}
-        )
+        options = {"orderings": recipe.orderings, "image_shape": list(shape)}
+        if recipe.region_share != Recipe.region_share:
+            options["region_share"] = recipe.region_share
+        any_order = replace(any_order, mask_options=options)
     told = mask_input and not recipe.mask_input
     extra = {MASK_INPUT: replace(any_order, mask_input=True)} if told else {}
     return {

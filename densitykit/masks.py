@@ -391,7 +391,8 @@ ORDERINGS: tuple[str, ...] = ("uniform", "regions")
 """The ordering distributions of a [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler]."""
 
 
-def _check_image_shape(image_shape: object, dim: int) -> tuple[int, int]:
+def _check_image_shape(image_shape: object, dim: int | None = None) -> tuple[int, int]:
+    """``(H, W)`` from a pair or a string such as ``"28x28"``; with ``dim``, ``H * W = D``."""
     sizes = None
     if isinstance(image_shape, str):
         parsed = re.fullmatch(r"\s*(\d+)\s*[x,]\s*(\d+)\s*", image_shape.lower())
@@ -402,8 +403,13 @@ def _check_image_shape(image_shape: object, dim: int) -> tuple[int, int]:
         sizes is None
         or len(sizes) != 2
         or not all(_is_int(size) and int(size) > 0 for size in sizes)
-        or int(sizes[0]) * int(sizes[1]) != dim
+        or (dim is not None and int(sizes[0]) * int(sizes[1]) != dim)
     ):
+        if dim is None:
+            raise ValueError(
+                "image_shape must be two positive sizes (H, W), e.g. [28, 28] or '28x28'; "
+                f"got {image_shape!r}"
+            )
         raise ValueError(
             "orderings='regions' needs image_shape: two positive sizes (H, W) with "
             f"H * W = D = {dim}, e.g. [28, 28] or '28x28'; got {image_shape!r}"
@@ -422,17 +428,21 @@ def random_region(
     1/4 the outside of one.
 
     Args:
-        image_shape: ``(H, W)``; pixels are numbered in raster order.
+        image_shape: ``(H, W)`` (or a string such as ``"28x28"``); pixels are numbered
+            in raster order.
         generator: Random source.
 
     Returns:
         A ``(H * W,)`` bool tensor, true on the region.
 
+    Raises:
+        ValueError: If ``image_shape`` is not two positive sizes.
+
     Example:
         >>> random_region((3, 4), torch.Generator().manual_seed(0)).view(3, 4).int().tolist()
         [[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 1]]
     """
-    height, width = (check_positive_int(size, "image_shape") for size in image_shape)
+    height, width = _check_image_shape(image_shape)
     dim = height * width
     choice, angle, share = torch.rand(3, generator=generator, dtype=torch.float64).tolist()
     if choice < 0.5:
@@ -457,13 +467,13 @@ def region_first_ordering(
     """A random ordering of an image's pixels that puts a random region first.
 
     The region is a [`random_region`][densitykit.masks.random_region]; its pixels
-    come first and the others after, each part in uniform random
-    order: every ordering is possible, and the prefixes include the contiguous
-    observed sets an inpainting query meets (an image's top or left part, a box, the
-    outside of a box), which uniform orderings almost never make.
+    come first and the others after, each part in uniform random order. Every
+    ordering is possible, and the prefixes include the contiguous observed sets an
+    inpainting query meets (an image's top or left part, a box, the outside of a box),
+    which uniform orderings almost never make.
 
     Args:
-        image_shape: ``(H, W)``; pixels are numbered in raster order.
+        image_shape: ``(H, W)``, as for ``random_region``.
         generator: Random source.
 
     Returns:
@@ -544,9 +554,7 @@ class ConnectivitySampler:
             if isinstance(region_share, bool) or not (
                 isinstance(region_share, (int, float)) and 0 <= region_share <= 1
             ):
-                raise ValueError(
-                    f"region_share must be a number in [0, 1], got {_describe(region_share)}"
-                )
+                raise ValueError(f"region_share must be a number in [0, 1], got {region_share!r}")
             region_share = float(region_share)
         elif image_shape is not None:
             raise ValueError(

@@ -716,13 +716,14 @@ def test_the_region_recipes_train_only_the_any_order_model_on_region_first_order
     monkeypatch.setattr(sys, "path", list(sys.path))  # it adds its own folder
     spec.loader.exec_module(bench)
     observed = bench.observed_sets((8, 8), 0)
-    for name, base in (
-        ("500-told-regions", "500-told-cosine"),
-        ("500-told-long-regions", "500-told-long"),
+    for name, base, share in (
+        ("500-told-regions", "500-told-cosine", {}),
+        ("500-told-all-regions", "500-told-cosine", {"region_share": 1.0}),
+        ("500-told-long-regions", "500-told-long", {}),
     ):
         configs = bench.model_configs(bench.RECIPES[name], (8, 8), observed, True, False)
         plain = bench.model_configs(bench.RECIPES[base], (8, 8), observed, True, False)
-        regions = {"orderings": "regions", "image_shape": [8, 8]}
+        regions = {"orderings": "regions", "image_shape": [8, 8], **share}
         assert configs["any-order"] == dataclasses.replace(plain["any-order"], mask_options=regions)
         assert {k: v for k, v in configs.items() if k != "any-order"} == {
             k: v for k, v in plain.items() if k != "any-order"
@@ -733,3 +734,4 @@ def test_the_region_recipes_train_only_the_any_order_model_on_region_first_order
             dataclasses.replace(configs["any-order"], dim=64, num_values=2, head="bernoulli")
         )
         assert model.connectivity_source.image_shape == (8, 8)
+        assert model.connectivity_source.region_share == share.get("region_share", 0.5)

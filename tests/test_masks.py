@@ -322,7 +322,7 @@ def test_a_region_share_of_zero_draws_uniform_orderings() -> None:
         ({"image_shape": [3, 4]}, "image_shape is for orderings='regions'"),
         (
             {"orderings": "regions", "image_shape": [3, 4], "region_share": 1.5},
-            r"region_share must be a number in \[0, 1\], got",
+            r"region_share must be a number in \[0, 1\], got 1.5",
         ),
         (
             {"orderings": "regions", "image_shape": [3, 4], "region_share": True},
@@ -350,3 +350,10 @@ def test_any_order_with_regions_evaluates_and_is_asked_in_the_same_distribution(
     drawn = model.draw_orderings(4, seed=2)
     fresh = model.connectivity_source.reseeded(2)
     assert all(torch.equal(c.ordering, fresh.draw().ordering) for c in drawn)
+
+
+def test_a_random_region_refuses_a_bad_image_shape() -> None:
+    assert dk.masks.random_region("2x3", torch.Generator().manual_seed(0)).shape == (6,)
+    for bad in ([4], [0, 3], (2, 2.5), "four"):
+        with pytest.raises(ValueError, match=r"image_shape must be two positive sizes \(H, W\)"):
+            dk.masks.random_region(bad)
