@@ -52,9 +52,10 @@ built with, and report those figures beside its own mixture's. ``500-told-long``
 underfits where the specialists overfit. ``500-told-regions`` and
 ``500-told-long-regions`` are ``500-told-cosine`` and ``500-told-long`` with (a) trained
 on region-first orderings (``Recipe.orderings``, the masks option
-``orderings="regions"``), half of them by default and all of them in
-``500-told-all-regions`` (``Recipe.region_share``); every other model is the same, so
-their saved runs can be reused.
+``orderings="regions"``), half of them by default, a quarter in
+``500-told-quarter-regions`` and all of them in ``500-told-all-regions``
+(``Recipe.region_share``); every other model is the same, so their saved runs can be
+reused.
 
 ``--reuse`` checks every saved run before it evaluates any. A run saved under another
 ``--time-budget`` counts as the same settings when neither budget would have stopped
@@ -198,6 +199,12 @@ RECIPES["500-told-all-regions"] = replace(
     description="500-told-regions with every training ordering of (a) region-first "
     "(region_share 1): where the trade of region-first orderings goes.",
     region_share=1.0,
+)
+RECIPES["500-told-quarter-regions"] = replace(
+    RECIPES["500-told-regions"],
+    description="500-told-regions with a quarter of the training orderings of (a) "
+    "region-first (region_share 0.25).",
+    region_share=0.25,
 )
 RECIPES["500-told-long-regions"] = replace(
     RECIPES["500-told-long"],

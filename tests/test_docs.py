@@ -719,6 +719,7 @@ def test_the_region_recipes_train_only_the_any_order_model_on_region_first_order
     for name, base, share in (
         ("500-told-regions", "500-told-cosine", {}),
         ("500-told-all-regions", "500-told-cosine", {"region_share": 1.0}),
+        ("500-told-quarter-regions", "500-told-cosine", {"region_share": 0.25}),
         ("500-told-long-regions", "500-told-long", {}),
     ):
         configs = bench.model_configs(bench.RECIPES[name], (8, 8), observed, True, False)
