@@ -562,7 +562,7 @@ class ConnectivitySampler:
             )
         self.spread = spread
         self.orderings = orderings
-        self.image_shape = image_shape if orderings == "regions" else None
+        self.image_shape = image_shape  # None unless orderings == "regions"
         self.region_share = region_share if orderings == "regions" else None
         self.generator = _generator(seed)
 

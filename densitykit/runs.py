@@ -279,15 +279,13 @@ def _complete(config: RunConfig, dataset: Dataset) -> ModelConfig:
             "pass --condition label (or leave num_labels and context_size at 0)"
         )
     mask_options = model.mask_options
-    shape = tuple(dataset.shape)
     if (
         mask_options.get("orderings") == "regions"
         and "image_shape" not in mask_options
-        and len(shape) == 2
-        and shape[0] * shape[1] == dataset.dim
+        and dataset.kind == "image"  # its shape is (H, W) with H * W = D
     ):
         # Region-first orderings are drawn on the data's images.
-        mask_options = {**mask_options, "image_shape": list(shape)}
+        mask_options = {**mask_options, "image_shape": list(dataset.shape)}
     return replace(
         model,
         head=model.head or default_head(dataset),
