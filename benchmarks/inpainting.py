@@ -120,6 +120,9 @@ class Recipe:
     (``dk.masks.region_first_ordering``), and the drawn orderings follow it."""
     region_share: float = 0.5
     """With ``orderings="regions"``, the share of region-first training orderings."""
+    scan_share: float = 0.5
+    """With ``orderings="scans"``, the share of scan training orderings
+    (``dk.masks.scan_first_ordering``)."""
 
 
 RECIPES: dict[str, Recipe] = {
@@ -211,6 +214,20 @@ RECIPES["500-told-long-regions"] = replace(
     description="500-told-long with (a) trained on the orderings of 500-told-regions.",
     orderings="regions",
 )
+RECIPES["500-told-scans"] = replace(
+    RECIPES["500-told-cosine"],
+    description="500-told-cosine with (a) trained on orderings of which half are scan "
+    "orders of the image (row by row or column by column, either way on each axis), half "
+    "of those after a random set of pixels (a region, or pixels at a random rate; masks "
+    "option orderings='scans'): each missing pixel is then predicted from the observed "
+    "ones and the missing ones before it in reading order, as a specialist does.",
+    orderings="scans",
+)
+RECIPES["500-told-long-scans"] = replace(
+    RECIPES["500-told-long"],
+    description="500-told-long with (a) trained on the orderings of 500-told-scans.",
+    orderings="scans",
+)
 """The named recipes (see the module notes)."""
 
 PATTERNS = ("top-half", "left-half", "random:0.5")
@@ -262,6 +279,8 @@ def model_configs(
         options = {"orderings": recipe.orderings, "image_shape": list(shape)}
         if recipe.region_share != Recipe.region_share:
             options["region_share"] = recipe.region_share
+        if recipe.scan_share != Recipe.scan_share:
+            options["scan_share"] = recipe.scan_share
         any_order = replace(any_order, mask_options=options)
     told = mask_input and not recipe.mask_input
     extra = {MASK_INPUT: replace(any_order, mask_input=True)} if told else {}

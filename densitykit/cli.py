@@ -442,7 +442,7 @@ def fit(
         list[str],
         typer.Option(
             help="Extra mask builder option key=value (repeatable), e.g. spread=even "
-            "or orderings=regions."
+            "or orderings=regions (or scans)."
         ),
     ] = [],  # noqa: B006
     plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006

@@ -36,6 +36,7 @@ from densitykit.checks import check_int, check_positive_int
 from densitykit.registry import Registry
 
 __all__ = [
+    "IMAGE_ORDERINGS",
     "MASKS",
     "ORDERINGS",
     "Connectivity",
@@ -57,6 +58,8 @@ __all__ = [
     "reachability",
     "region_first_ordering",
     "register",
+    "scan_first_ordering",
+    "scan_orderings",
 ]
 
 MASKS: Registry = Registry("mask builder")
@@ -387,11 +390,16 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-ORDERINGS: tuple[str, ...] = ("uniform", "regions")
+ORDERINGS: tuple[str, ...] = ("uniform", "regions", "scans")
 """The ordering distributions of a [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler]."""
 
+IMAGE_ORDERINGS: tuple[str, ...] = ("regions", "scans")
+"""The ordering distributions drawn on an image, which need its ``image_shape``."""
 
-def _check_image_shape(image_shape: object, dim: int | None = None) -> tuple[int, int]:
+
+def _check_image_shape(
+    image_shape: object, dim: int | None = None, orderings: str = "regions"
+) -> tuple[int, int]:
     """``(H, W)`` from a pair or a string such as ``"28x28"``; with ``dim``, ``H * W = D``."""
     sizes = None
     if isinstance(image_shape, str):
@@ -411,7 +419,7 @@ def _check_image_shape(image_shape: object, dim: int | None = None) -> tuple[int
                 f"got {image_shape!r}"
             )
         raise ValueError(
-            "orderings='regions' needs image_shape: two positive sizes (H, W) with "
+            f"orderings={orderings!r} needs image_shape: two positive sizes (H, W) with "
             f"H * W = D = {dim}, e.g. [28, 28] or '28x28'; got {image_shape!r}"
         )
     return int(sizes[0]), int(sizes[1])
@@ -491,6 +499,87 @@ def region_first_ordering(
     return torch.cat([first, rest])
 
 
+def scan_orderings(image_shape: Sequence[int] | str) -> torch.Tensor:
+    """The 8 scan orders of an ``H x W`` image: row by row or column by column, each
+    axis forwards or backwards.
+
+    Row 0 is the raster order (row by row, each left to right: the natural ordering
+    of the pixels), row 4 the column-major order (column by column, each top to
+    bottom). Row ``k`` flips the rows if bit 1 of ``k`` is set, the columns if bit 0
+    is, and goes column by column if bit 2 is.
+
+    Args:
+        image_shape: ``(H, W)`` (or a string such as ``"28x28"``); pixels are numbered
+            in raster order.
+
+    Returns:
+        An ``(8, H * W)`` long tensor, one permutation per row.
+
+    Raises:
+        ValueError: If ``image_shape`` is not two positive sizes.
+
+    Example:
+        >>> scan_orderings((2, 3))[[0, 3, 4]].tolist()
+        [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0], [0, 3, 1, 4, 2, 5]]
+    """
+    height, width = _check_image_shape(image_shape)
+    grid = torch.arange(height * width).view(height, width)
+    orders = []
+    for code in range(8):
+        scanned = grid.flip(0) if code & 2 else grid
+        scanned = scanned.flip(1) if code & 1 else scanned
+        orders.append((scanned.t() if code & 4 else scanned).reshape(-1))
+    return torch.stack(orders)
+
+
+def scan_first_ordering(
+    image_shape: Sequence[int] | str, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A random scan order of an image's pixels, often with a random set of them first.
+
+    One of the 8 [`scan_orderings`][densitykit.masks.scan_orderings], drawn
+    uniformly. With chance 1/2 that is the ordering; otherwise a random set of pixels
+    comes first and the rest after, each part in that scan order. The set is, with
+    chance 1/2, a [`random_region`][densitykit.masks.random_region], and otherwise
+    every pixel independently with a rate drawn uniformly from ``[0, 1)``.
+
+    Under a scan order each pixel is predicted from the pixels before it in reading
+    order, as in a natural-order model. Moving a set first gives the orderings an
+    inpainting query asks: the observed pixels, then the missing ones in scan order.
+
+    Args:
+        image_shape: ``(H, W)``, as for ``scan_orderings``.
+        generator: Random source.
+
+    Returns:
+        A ``(H * W,)`` long permutation.
+
+    Example:
+        >>> ordering = scan_first_ordering((3, 4), torch.Generator().manual_seed(1))
+        >>> ordering.tolist()  # column by column, right to left, each top to bottom
+        [3, 7, 11, 2, 6, 10, 1, 5, 9, 0, 4, 8]
+    """
+    height, width = _check_image_shape(image_shape)
+    scans = scan_orderings((height, width))
+    scan = scans[int(torch.randint(len(scans), (), generator=generator))]
+    kind = float(torch.rand((), generator=generator, dtype=torch.float64))
+    if kind < 0.5:
+        return scan
+    if kind < 0.75:
+        first = random_region((height, width), generator)
+    else:
+        rate = float(torch.rand((), generator=generator, dtype=torch.float64))
+        first = torch.rand(height * width, generator=generator, dtype=torch.float64) < rate
+    # A stable sort on "not first" keeps the scan order within each part.
+    return scan[torch.sort((~first[scan]).to(torch.uint8), stable=True).indices]
+
+
+def _share(value: object, name: str) -> float:
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value <= 1):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 class ConnectivitySampler:
     """A seeded source of fresh connectivities: a random ordering and hidden degrees per draw.
 
@@ -505,7 +594,10 @@ class ConnectivitySampler:
     draws, with chance ``region_share``, a
     [`region_first_ordering`][densitykit.masks.region_first_ordering] of the
     ``image_shape`` image instead: still every ordering, weighted towards those an
-    inpainting query asks.
+    inpainting query asks. ``orderings="scans"`` draws, with chance ``scan_share``, a
+    [`scan_first_ordering`][densitykit.masks.scan_first_ordering]: a scan order of
+    the image (row by row or column by column), often after a random set of pixels.
+    The rest are uniform, so every ordering stays possible.
 
     Args:
         dim: The number of variables D.
@@ -514,9 +606,13 @@ class ConnectivitySampler:
         spread: Hidden degrees ``"random"`` or ``"even"`` (then shuffled across units),
             as in [`hidden_degrees`][densitykit.masks.hidden_degrees].
         orderings: One of [`ORDERINGS`][densitykit.masks.ORDERINGS].
-        image_shape: ``(H, W)`` with ``H * W = D``, for ``orderings="regions"``
-            (a list, or a string such as ``"28x28"``).
-        region_share: The chance of a region-first ordering, in ``[0, 1]``.
+        image_shape: ``(H, W)`` with ``H * W = D``, for the orderings of
+            [`IMAGE_ORDERINGS`][densitykit.masks.IMAGE_ORDERINGS] (a list, or a string
+            such as ``"28x28"``).
+        region_share: With ``orderings="regions"``, the chance of a region-first
+            ordering, in ``[0, 1]``.
+        scan_share: With ``orderings="scans"``, the chance of a scan ordering, in
+            ``[0, 1]``.
 
     Example:
         >>> source = ConnectivitySampler(4, [8], seed=0)
@@ -540,6 +636,7 @@ class ConnectivitySampler:
         orderings: str = "uniform",
         image_shape: Sequence[int] | str | None = None,
         region_share: float = 0.5,
+        scan_share: float = 0.5,
     ) -> None:
         self.dim = check_positive_int(dim, "dim")
         self.hidden_sizes = tuple(check_positive_int(s, "hidden_sizes") for s in hidden_sizes)
@@ -549,21 +646,18 @@ class ConnectivitySampler:
             raise ValueError(
                 f"orderings must be one of {', '.join(map(repr, ORDERINGS))}, got {orderings!r}"
             )
-        if orderings == "regions":
-            image_shape = _check_image_shape(image_shape, self.dim)
-            if isinstance(region_share, bool) or not (
-                isinstance(region_share, (int, float)) and 0 <= region_share <= 1
-            ):
-                raise ValueError(f"region_share must be a number in [0, 1], got {region_share!r}")
-            region_share = float(region_share)
+        if orderings in IMAGE_ORDERINGS:
+            image_shape = _check_image_shape(image_shape, self.dim, orderings)
         elif image_shape is not None:
             raise ValueError(
-                f"image_shape is for orderings='regions'; these orderings are {orderings!r}"
+                f"image_shape is for orderings {' or '.join(map(repr, IMAGE_ORDERINGS))}; "
+                f"these orderings are {orderings!r}"
             )
         self.spread = spread
         self.orderings = orderings
-        self.image_shape = image_shape  # None unless orderings == "regions"
-        self.region_share = region_share if orderings == "regions" else None
+        self.image_shape = image_shape  # None unless orderings in IMAGE_ORDERINGS
+        self.region_share = _share(region_share, "region_share") if orderings == "regions" else None
+        self.scan_share = _share(scan_share, "scan_share") if orderings == "scans" else None
         self.generator = _generator(seed)
 
     def reseeded(self, seed: int | None) -> ConnectivitySampler:
@@ -571,6 +665,8 @@ class ConnectivitySampler:
         options = {}
         if self.orderings == "regions":
             options = {"image_shape": self.image_shape, "region_share": self.region_share}
+        elif self.orderings == "scans":
+            options = {"image_shape": self.image_shape, "scan_share": self.scan_share}
         return ConnectivitySampler(
             self.dim,
             self.hidden_sizes,
@@ -582,10 +678,12 @@ class ConnectivitySampler:
 
     def draw(self) -> Connectivity:
         """A fresh connectivity: a new ordering and new hidden degrees."""
-        if self.orderings == "regions" and (
-            float(torch.rand((), generator=self.generator, dtype=torch.float64)) < self.region_share
+        share = self.region_share if self.orderings == "regions" else self.scan_share
+        if share is not None and (
+            float(torch.rand((), generator=self.generator, dtype=torch.float64)) < share
         ):
-            ordering = region_first_ordering(self.image_shape, self.generator)
+            first = region_first_ordering if self.orderings == "regions" else scan_first_ordering
+            ordering = first(self.image_shape, self.generator)
         else:
             ordering = torch.randperm(self.dim, generator=self.generator)
         hidden = hidden_degrees(
@@ -604,12 +702,14 @@ class ConnectivitySampler:
         self.generator.set_state(state["generator"].to("cpu", torch.uint8))
 
     def __repr__(self) -> str:
-        regions = ""
+        image = ""
         if self.orderings == "regions":
-            regions = f", image_shape={self.image_shape}, region_share={self.region_share}"
+            image = f", image_shape={self.image_shape}, region_share={self.region_share}"
+        elif self.orderings == "scans":
+            image = f", image_shape={self.image_shape}, scan_share={self.scan_share}"
         return (
             f"ConnectivitySampler(dim={self.dim}, hidden_sizes={self.hidden_sizes}, "
-            f"spread={self.spread!r}, orderings={self.orderings!r}{regions})"
+            f"spread={self.spread!r}, orderings={self.orderings!r}{image})"
         )
 
 
@@ -636,13 +736,16 @@ def any_order(
     orderings: str = "uniform",
     image_shape: Sequence[int] | str | None = None,
     region_share: float = 0.5,
+    scan_share: float = 0.5,
 ) -> OnDemandConnectivities:
     """Training over all orderings: a fresh ordering and connectivity at every step.
 
     A [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler] seeded from
-    ``seed`` draws the training ones; ``orderings``, ``image_shape`` and
-    ``region_share`` choose its distribution (uniform orderings by default, or
-    ``"regions"``: part of them put a random image region first). The ``num_masks``
+    ``seed`` draws the training ones; ``orderings``, ``image_shape``,
+    ``region_share`` and ``scan_share`` choose its distribution (uniform orderings by
+    default; ``"regions"``: part of them put a random image region first; ``"scans"``:
+    part of them are scan orders of the image, often after a random set of pixels).
+    The ``num_masks``
     seeded connectivities of the evaluation mixture come from the same distribution
     (with uniform orderings, those of ``multi-ordering``), so evaluation is
     reproducible.
@@ -666,6 +769,7 @@ def any_order(
         orderings=orderings,
         image_shape=image_shape,
         region_share=region_share,
+        scan_share=scan_share,
     )
     if source.orderings == "uniform":
         stack = multi_ordering(dim, sizes, num_masks=num_masks, seed=seed, spread=spread)

@@ -41,7 +41,7 @@ from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError, ResourceError
 from densitykit.heads import HEADS
-from densitykit.masks import Connectivity
+from densitykit.masks import IMAGE_ORDERINGS, Connectivity
 from densitykit.memory import check_allocation, format_bytes
 from densitykit.model import (
     AutoregressiveModel,
@@ -280,11 +280,11 @@ def _complete(config: RunConfig, dataset: Dataset) -> ModelConfig:
         )
     mask_options = model.mask_options
     if (
-        mask_options.get("orderings") == "regions"
+        mask_options.get("orderings") in IMAGE_ORDERINGS
         and "image_shape" not in mask_options
         and dataset.kind == "image"  # its shape is (H, W) with H * W = D
     ):
-        # Region-first orderings are drawn on the data's images.
+        # Region-first and scan orderings are drawn on the data's images.
         mask_options = {**mask_options, "image_shape": list(dataset.shape)}
     return replace(
         model,

@@ -703,12 +703,12 @@ def test_benchmarks_page_keeps_commands_out_of_tables_and_names_no_outside_path(
         assert not outside, f"{path.name} names paths outside the repository: {outside}"
 
 
-def test_the_region_recipes_train_only_the_any_order_model_on_region_first_orderings(
+def test_the_image_ordering_recipes_change_only_the_any_order_models_orderings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``500-told-regions`` is ``500-told-cosine`` but for (a)'s ordering distribution,
-    drawn on the benchmark's images; the specialists are the same settings (so their
-    run folders are the same runs)."""
+    """``500-told-regions`` (or ``-scans``) is ``500-told-cosine`` but for (a)'s ordering
+    distribution, drawn on the benchmark's images; the specialists are the same settings
+    (so their run folders are the same runs)."""
     path = BENCHMARKS / "inpainting.py"
     spec = importlib.util.spec_from_file_location("benchmark_inpainting", path)
     bench = importlib.util.module_from_spec(spec)
@@ -716,16 +716,18 @@ def test_the_region_recipes_train_only_the_any_order_model_on_region_first_order
     monkeypatch.setattr(sys, "path", list(sys.path))  # it adds its own folder
     spec.loader.exec_module(bench)
     observed = bench.observed_sets((8, 8), 0)
-    for name, base, share in (
-        ("500-told-regions", "500-told-cosine", {}),
-        ("500-told-all-regions", "500-told-cosine", {"region_share": 1.0}),
-        ("500-told-quarter-regions", "500-told-cosine", {"region_share": 0.25}),
-        ("500-told-long-regions", "500-told-long", {}),
+    for name, base, orderings, share in (
+        ("500-told-regions", "500-told-cosine", "regions", {}),
+        ("500-told-all-regions", "500-told-cosine", "regions", {"region_share": 1.0}),
+        ("500-told-quarter-regions", "500-told-cosine", "regions", {"region_share": 0.25}),
+        ("500-told-long-regions", "500-told-long", "regions", {}),
+        ("500-told-scans", "500-told-cosine", "scans", {}),
+        ("500-told-long-scans", "500-told-long", "scans", {}),
     ):
         configs = bench.model_configs(bench.RECIPES[name], (8, 8), observed, True, False)
         plain = bench.model_configs(bench.RECIPES[base], (8, 8), observed, True, False)
-        regions = {"orderings": "regions", "image_shape": [8, 8], **share}
-        assert configs["any-order"] == dataclasses.replace(plain["any-order"], mask_options=regions)
+        options = {"orderings": orderings, "image_shape": [8, 8], **share}
+        assert configs["any-order"] == dataclasses.replace(plain["any-order"], mask_options=options)
         assert {k: v for k, v in configs.items() if k != "any-order"} == {
             k: v for k, v in plain.items() if k != "any-order"
         }
@@ -734,5 +736,10 @@ def test_the_region_recipes_train_only_the_any_order_model_on_region_first_order
         model = dk.build_model(
             dataclasses.replace(configs["any-order"], dim=64, num_values=2, head="bernoulli")
         )
-        assert model.connectivity_source.image_shape == (8, 8)
-        assert model.connectivity_source.region_share == share.get("region_share", 0.5)
+        source = model.connectivity_source
+        assert (source.orderings, source.image_shape) == (orderings, (8, 8))
+        shares = (source.region_share, source.scan_share)
+        if orderings == "regions":
+            assert shares == (share.get("region_share", 0.5), None)
+        else:
+            assert shares == (None, 0.5)

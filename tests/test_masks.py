@@ -271,38 +271,120 @@ def test_random_regions_are_of_every_kind_and_half_planes_of_every_size() -> Non
     assert 0.05 <= min(half_plane_shares) < 0.15 and 0.85 < max(half_plane_shares) <= 0.95
 
 
-def test_a_region_sampler_draws_region_first_orderings_at_its_share_and_resumes() -> None:
+def written_scan(code: int, shape: tuple[int, int]) -> list[int]:
+    """Scan ``code`` written out pixel by pixel: bit 2 columns first, bit 1 rows
+    backwards, bit 0 columns backwards."""
+    height, width = shape
+    rows = range(height - 1, -1, -1) if code & 2 else range(height)
+    cols = range(width - 1, -1, -1) if code & 1 else range(width)
+    if code & 4:
+        return [row * width + col for col in cols for row in rows]
+    return [row * width + col for row in rows for col in cols]
+
+
+def scan_index(ordering: list[int], shape: tuple[int, int]) -> tuple[int, int] | None:
+    """``(code, k)`` if ``ordering`` is the first ``k`` variables and then the rest, each
+    in the order of scan ``code``, else ``None``."""
+    for code in range(8):
+        place = {pixel: index for index, pixel in enumerate(written_scan(code, shape))}
+        for k in range(len(ordering) + 1):
+            first = [place[v] for v in ordering[:k]]
+            rest = [place[v] for v in ordering[k:]]
+            if first == sorted(first) and rest == sorted(rest):
+                return code, k
+    return None
+
+
+@given(height=st.integers(1, 6), width=st.integers(1, 6))
+def test_scan_orderings_read_the_image_by_rows_or_columns_either_way(
+    height: int, width: int
+) -> None:
+    scans = dk.masks.scan_orderings((height, width))
+    assert scans.shape == (8, height * width) and scans.dtype == torch.long
+    for code, scan in enumerate(scans.tolist()):
+        assert scan == written_scan(code, (height, width))
+    assert scans[0].tolist() == list(range(height * width))  # the raster (natural) order
+    if height > 1 and width > 1:
+        assert len({tuple(scan) for scan in scans.tolist()}) == 8
+
+
+@given(seed=st.integers(0, 2**31 - 1), height=st.integers(1, 7), width=st.integers(1, 7))
+def test_scan_first_orderings_put_a_set_first_and_keep_one_scan_order(
+    seed: int, height: int, width: int
+) -> None:
+    ordering = dk.masks.scan_first_ordering((height, width), torch.Generator().manual_seed(seed))
+    assert sorted(ordering.tolist()) == list(range(height * width))
+    assert scan_index(ordering.tolist(), (height, width)) is not None
+
+
+def test_scan_first_orderings_draw_every_scan_and_every_kind_of_first_set() -> None:
+    shape = (6, 7)
+    generator = torch.Generator().manual_seed(0)
+    codes, plain, first_sizes = [0] * 8, 0, []
+    scans = dk.masks.scan_orderings(shape).tolist()
+    for _ in range(800):
+        ordering = dk.masks.scan_first_ordering(shape, generator).tolist()
+        if ordering in scans:
+            plain += 1
+            codes[scans.index(ordering)] += 1
+        else:
+            _, k = scan_index(ordering, shape)
+            first_sizes.append(k)
+    # Chance 1/2 a plain scan, each of the 8 equally likely; otherwise a set first.
+    assert 340 <= plain <= 460 and min(codes) >= 25
+    assert min(first_sizes) < 5 and max(first_sizes) > 37  # sets of every size
+
+
+@pytest.mark.parametrize(
+    ("orderings", "share", "first"),
+    [
+        ("regions", "region_share", dk.masks.region_first_ordering),
+        ("scans", "scan_share", dk.masks.scan_first_ordering),
+    ],
+)
+def test_an_image_sampler_draws_at_its_share_resumes_and_reseeds(
+    orderings: str, share: str, first: object
+) -> None:
     shape, dim = (4, 5), 20
     source = dk.masks.ConnectivitySampler(
-        dim, [7], seed=3, orderings="regions", image_shape="4x5", region_share=1.0
+        dim, [7], seed=3, orderings=orderings, image_shape="4x5", **{share: 0.5}
     )
-    assert source.image_shape == shape and "orderings='regions'" in repr(source)
+    assert source.image_shape == shape and f"orderings={orderings!r}" in repr(source)
     twin = torch.Generator().manual_seed(3)  # the same draws, step by step
-    for _ in range(20):
+    kinds = set()
+    for _ in range(30):
         drawn = source.draw()
-        assert float(torch.rand((), generator=twin, dtype=torch.float64)) < 1.0
-        assert torch.equal(drawn.ordering, dk.masks.region_first_ordering(shape, twin))
+        if float(torch.rand((), generator=twin, dtype=torch.float64)) < 0.5:
+            expected, kind = first(shape, twin), "image"
+        else:
+            expected, kind = torch.randperm(dim, generator=twin), "uniform"
+        kinds.add(kind)
+        assert torch.equal(drawn.ordering, expected)
         assert torch.equal(drawn.hidden_degrees[0], hidden_degrees(dim, [7], generator=twin)[0])
+    assert kinds == {"image", "uniform"}
     state = source.state_dict()
-    first = [source.draw() for _ in range(3)]
+    drawn = [source.draw() for _ in range(3)]
     source.load_state_dict(state)
-    assert all(torch.equal(source.draw().ordering, c.ordering) for c in first)
+    assert all(torch.equal(source.draw().ordering, c.ordering) for c in drawn)
     # A reseeded source draws what a new one of the same options and seed draws.
     again = dk.masks.ConnectivitySampler(
-        dim, [7], seed=9, orderings="regions", image_shape=[4, 5], region_share=1.0
+        dim, [7], seed=9, orderings=orderings, image_shape=[4, 5], **{share: 0.5}
     )
     reseeded = source.reseeded(9)
-    assert (reseeded.orderings, reseeded.image_shape, reseeded.region_share) == (
-        "regions",
+    assert (reseeded.orderings, reseeded.image_shape, getattr(reseeded, share)) == (
+        orderings,
         shape,
-        1.0,
+        0.5,
     )
     assert all(torch.equal(reseeded.draw().ordering, again.draw().ordering) for _ in range(5))
 
 
-def test_a_region_share_of_zero_draws_uniform_orderings() -> None:
+@pytest.mark.parametrize(
+    ("orderings", "share"), [("regions", "region_share"), ("scans", "scan_share")]
+)
+def test_an_image_share_of_zero_draws_uniform_orderings(orderings: str, share: str) -> None:
     source = dk.masks.ConnectivitySampler(
-        16, [5], seed=0, orderings="regions", image_shape=(4, 4), region_share=0.0
+        16, [5], seed=0, orderings=orderings, image_shape=(4, 4), **{share: 0.0}
     )
     twin = torch.Generator().manual_seed(0)
     for _ in range(10):
@@ -315,11 +397,15 @@ def test_a_region_share_of_zero_draws_uniform_orderings() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"orderings": "spiral"}, "orderings must be one of 'uniform', 'regions', got 'spiral'"),
+        (
+            {"orderings": "spiral"},
+            "orderings must be one of 'uniform', 'regions', 'scans', got 'spiral'",
+        ),
+        ({"orderings": "scans"}, r"orderings='scans' needs image_shape: .* got None"),
         ({"orderings": "regions"}, r"needs image_shape: .* H \* W = D = 12, .* got None"),
         ({"orderings": "regions", "image_shape": [3, 5]}, r"got \[3, 5\]"),
         ({"orderings": "regions", "image_shape": "3 by 4"}, "got '3 by 4'"),
-        ({"image_shape": [3, 4]}, "image_shape is for orderings='regions'"),
+        ({"image_shape": [3, 4]}, "image_shape is for orderings 'regions' or 'scans'; these"),
         (
             {"orderings": "regions", "image_shape": [3, 4], "region_share": 1.5},
             r"region_share must be a number in \[0, 1\], got 1.5",
@@ -328,6 +414,10 @@ def test_a_region_share_of_zero_draws_uniform_orderings() -> None:
             {"orderings": "regions", "image_shape": [3, 4], "region_share": True},
             "region_share must be a number",
         ),
+        (
+            {"orderings": "scans", "image_shape": [3, 4], "scan_share": -0.1},
+            r"scan_share must be a number in \[0, 1\], got -0.1",
+        ),
     ],
 )
 def test_a_sampler_refuses_bad_ordering_options(options: dict, message: str) -> None:
@@ -335,11 +425,20 @@ def test_a_sampler_refuses_bad_ordering_options(options: dict, message: str) -> 
         dk.masks.ConnectivitySampler(12, [4], **options)
 
 
-def test_any_order_with_regions_evaluates_and_is_asked_in_the_same_distribution() -> None:
-    options = {"orderings": "regions", "image_shape": [4, 4], "region_share": 1.0}
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"orderings": "regions", "image_shape": [4, 4], "region_share": 1.0},
+        {"orderings": "scans", "image_shape": "4x4", "scan_share": 0.75},
+    ],
+    ids=["regions", "scans"],
+)
+def test_any_order_on_images_evaluates_and_is_asked_in_the_same_distribution(
+    options: dict,
+) -> None:
     built = dk.masks.create("any-order", dim=16, hidden_sizes=[10], num_masks=3, seed=5, **options)
     again = dk.masks.create("any-order", dim=16, hidden_sizes=[10], num_masks=3, seed=5, **options)
-    assert built.source.orderings == "regions"
+    assert built.source.orderings == options["orderings"]
     stack_source = built.source.reseeded(5)
     for conn, twin in zip(built, again):
         assert torch.equal(conn.ordering, twin.ordering)

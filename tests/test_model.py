@@ -402,6 +402,7 @@ def test_the_package_namespace_reaches_the_whole_workflow() -> None:
 
 
 REGIONS = {"orderings": "regions", "image_shape": [2, 3]}
+SCANS = {"orderings": "scans", "image_shape": [2, 3]}
 
 
 def any_order_model(seed: int = 0, mask_options: dict | None = None) -> dk.AutoregressiveModel:
@@ -438,7 +439,9 @@ def test_fixed_stacks_keep_their_state_dict_and_have_no_source() -> None:
         model.draw_connectivity()
 
 
-@pytest.mark.parametrize("mask_options", [None, REGIONS], ids=["uniform", "regions"])
+@pytest.mark.parametrize(
+    "mask_options", [None, REGIONS, SCANS], ids=["uniform", "regions", "scans"]
+)
 def test_any_order_training_resumes_bit_identically(mask_options: dict | None) -> None:
     data = torch.randint(0, 2, (96, 6), generator=torch.Generator().manual_seed(1))
     config = dk.TrainConfig(epochs=2, batch_size=16, patience=None, device="cpu")

@@ -770,9 +770,17 @@ def test_the_command_line_asks_orderings_drawn_at_inference(tmp_path) -> None:
         assert refused.exit_code == 1 and "trained over all orderings" in refused.output
 
 
-def test_orderings_drawn_from_regions_keep_the_model_exact() -> None:
-    """A model trained on region-first orderings: each drawn ordering (and the query's
-    observed-first one) gives outputs that depend on earlier variables only."""
+@pytest.mark.parametrize(
+    "image_orderings",
+    [
+        {"orderings": "regions", "image_shape": "3x4", "region_share": 1.0},
+        {"orderings": "scans", "image_shape": "3x4", "scan_share": 1.0},
+    ],
+    ids=["regions", "scans"],
+)
+def test_orderings_drawn_on_images_keep_the_model_exact(image_orderings: dict) -> None:
+    """A model trained on region-first or scan orderings: each drawn ordering (and the
+    query's observed-first one) gives outputs that depend on earlier variables only."""
     model = dk.create_model(
         "bernoulli",
         12,
@@ -781,7 +789,7 @@ def test_orderings_drawn_from_regions_keep_the_model_exact() -> None:
         num_masks=2,
         direct_connections=True,
         mask_input=True,
-        mask_options={"orderings": "regions", "image_shape": "3x4", "region_share": 1.0},
+        mask_options=image_orderings,
     ).double()
     backbone = model.backbone
     pattern = dk.queries.observed_pattern("left-half", (3, 4), 1)[0]
@@ -805,9 +813,10 @@ def test_orderings_drawn_from_regions_keep_the_model_exact() -> None:
     assert joint.shape == (6, 5)
 
 
-def test_the_command_line_trains_on_region_first_orderings_of_the_data_images(tmp_path) -> None:
-    """``--mask-option orderings=regions`` takes the image shape from the data; a data
-    set of no image shape is refused with the option to give."""
+@pytest.mark.parametrize("orderings", ["regions", "scans"])
+def test_the_command_line_trains_on_orderings_of_the_data_images(tmp_path, orderings) -> None:
+    """``--mask-option orderings=regions`` (or ``scans``) takes the image shape from the
+    data; a data set of no image shape is refused with the option to give."""
     import json
 
     from typer.testing import CliRunner
@@ -819,15 +828,16 @@ def test_the_command_line_trains_on_region_first_orderings_of_the_data_images(tm
     runner = CliRunner()
     run = tmp_path / "run"
     fit = ["fit", "--epochs", "1", "--hidden-sizes", "16", "--masks", "any-order"]
-    fit += ["--num-masks", "2", "--device", "cpu", "--quiet", "--mask-option", "orderings=regions"]
+    fit += ["--num-masks", "2", "--device", "cpu", "--quiet"]
+    fit += ["--mask-option", f"orderings={orderings}"]
     result = runner.invoke(app, [*fit, "--data", "shapes", "--max-train", "200", "--out", str(run)])
     assert result.exit_code == 0, result.output
     loaded = load_run(run)
     shape = list(loaded.dataset.shape)
     saved = json.loads((run / "config.json").read_text())["model"]["mask_options"]
-    assert saved == {"orderings": "regions", "image_shape": shape}
+    assert saved == {"orderings": orderings, "image_shape": shape}
     source = loaded.model.connectivity_source
-    assert (source.orderings, list(source.image_shape)) == ("regions", shape)
+    assert (source.orderings, list(source.image_shape)) == (orderings, shape)
     drawn = loaded.model.draw_orderings(3, seed=4)
     with torch.no_grad():
         joint = evaluate(loaded.model, loaded.dataset.test, connectivities=drawn)
@@ -838,4 +848,4 @@ def test_the_command_line_trains_on_region_first_orderings_of_the_data_images(tm
 
     flat = runner.invoke(app, [*fit, "--data", "1d-bimodal", "--out", str(tmp_path / "flat")])
     assert flat.exit_code != 0
-    assert "orderings='regions' needs image_shape" in flat.output
+    assert f"orderings={orderings!r} needs image_shape" in flat.output
