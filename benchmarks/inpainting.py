@@ -223,6 +223,12 @@ RECIPES["500-told-scans"] = replace(
     "ones and the missing ones before it in reading order, as a specialist does.",
     orderings="scans",
 )
+RECIPES["500-told-more-scans"] = replace(
+    RECIPES["500-told-scans"],
+    description="500-told-scans with three quarters of the training orderings of (a) scan "
+    "orders (scan_share 0.75).",
+    scan_share=0.75,
+)
 RECIPES["500-told-long-scans"] = replace(
     RECIPES["500-told-long"],
     description="500-told-long with (a) trained on the orderings of 500-told-scans.",

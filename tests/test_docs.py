@@ -722,6 +722,7 @@ def test_the_image_ordering_recipes_change_only_the_any_order_models_orderings(
         ("500-told-quarter-regions", "500-told-cosine", "regions", {"region_share": 0.25}),
         ("500-told-long-regions", "500-told-long", "regions", {}),
         ("500-told-scans", "500-told-cosine", "scans", {}),
+        ("500-told-more-scans", "500-told-cosine", "scans", {"scan_share": 0.75}),
         ("500-told-long-scans", "500-told-long", "scans", {}),
     ):
         configs = bench.model_configs(bench.RECIPES[name], (8, 8), observed, True, False)
@@ -742,4 +743,4 @@ def test_the_image_ordering_recipes_change_only_the_any_order_models_orderings(
         if orderings == "regions":
             assert shares == (share.get("region_share", 0.5), None)
         else:
-            assert shares == (None, 0.5)
+            assert shares == (None, share.get("scan_share", 0.5))
