@@ -574,7 +574,16 @@ def scan_first_ordering(
     return scan[torch.sort((~first[scan]).to(torch.uint8), stable=True).indices]
 
 
-def _share(value: object, name: str) -> float:
+def _share(value: object, name: str, owner: str, orderings: str) -> float | None:
+    """The share option ``name`` of the orderings ``owner``: ``None`` for other orderings."""
+    if orderings != owner:
+        if value is not None:
+            raise ValueError(
+                f"{name} is for orderings={owner!r}; these orderings are {orderings!r}"
+            )
+        return None
+    if value is None:
+        return 0.5
     if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value <= 1):
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
     return float(value)
@@ -610,9 +619,9 @@ class ConnectivitySampler:
             [`IMAGE_ORDERINGS`][densitykit.masks.IMAGE_ORDERINGS] (a list, or a string
             such as ``"28x28"``).
         region_share: With ``orderings="regions"``, the chance of a region-first
-            ordering, in ``[0, 1]``.
+            ordering, in ``[0, 1]`` (``None``: 0.5). Refused with other orderings.
         scan_share: With ``orderings="scans"``, the chance of a scan ordering, in
-            ``[0, 1]``.
+            ``[0, 1]`` (``None``: 0.5). Refused with other orderings.
 
     Example:
         >>> source = ConnectivitySampler(4, [8], seed=0)
@@ -635,8 +644,8 @@ class ConnectivitySampler:
         spread: str = "random",
         orderings: str = "uniform",
         image_shape: Sequence[int] | str | None = None,
-        region_share: float = 0.5,
-        scan_share: float = 0.5,
+        region_share: float | None = None,
+        scan_share: float | None = None,
     ) -> None:
         self.dim = check_positive_int(dim, "dim")
         self.hidden_sizes = tuple(check_positive_int(s, "hidden_sizes") for s in hidden_sizes)
@@ -656,8 +665,8 @@ class ConnectivitySampler:
         self.spread = spread
         self.orderings = orderings
         self.image_shape = image_shape  # None unless orderings in IMAGE_ORDERINGS
-        self.region_share = _share(region_share, "region_share") if orderings == "regions" else None
-        self.scan_share = _share(scan_share, "scan_share") if orderings == "scans" else None
+        self.region_share = _share(region_share, "region_share", "regions", orderings)
+        self.scan_share = _share(scan_share, "scan_share", "scans", orderings)
         self.generator = _generator(seed)
 
     def reseeded(self, seed: int | None) -> ConnectivitySampler:
@@ -735,8 +744,8 @@ def any_order(
     spread: str = "random",
     orderings: str = "uniform",
     image_shape: Sequence[int] | str | None = None,
-    region_share: float = 0.5,
-    scan_share: float = 0.5,
+    region_share: float | None = None,
+    scan_share: float | None = None,
 ) -> OnDemandConnectivities:
     """Training over all orderings: a fresh ordering and connectivity at every step.
 
@@ -744,11 +753,10 @@ def any_order(
     ``seed`` draws the training ones; ``orderings``, ``image_shape``,
     ``region_share`` and ``scan_share`` choose its distribution (uniform orderings by
     default; ``"regions"``: part of them put a random image region first; ``"scans"``:
-    part of them are scan orders of the image, often after a random set of pixels).
-    The ``num_masks``
-    seeded connectivities of the evaluation mixture come from the same distribution
-    (with uniform orderings, those of ``multi-ordering``), so evaluation is
-    reproducible.
+    part of them are scan orders of the image, often after a random set of pixels;
+    the arguments are those of ``ConnectivitySampler``). The ``num_masks`` seeded
+    connectivities of the evaluation mixture come from the same distribution (with
+    uniform orderings, those of ``multi-ordering``), so evaluation is reproducible.
 
     Example:
         >>> conns = any_order(784, [500], num_masks=4, orderings="regions",

@@ -418,6 +418,14 @@ def test_an_image_share_of_zero_draws_uniform_orderings(orderings: str, share: s
             {"orderings": "scans", "image_shape": [3, 4], "scan_share": -0.1},
             r"scan_share must be a number in \[0, 1\], got -0.1",
         ),
+        (
+            {"orderings": "regions", "image_shape": [3, 4], "scan_share": 0.5},
+            "scan_share is for orderings='scans'; these orderings are 'regions'",
+        ),
+        (
+            {"region_share": 0.5},
+            "region_share is for orderings='regions'; these orderings are 'uniform'",
+        ),
     ],
 )
 def test_a_sampler_refuses_bad_ordering_options(options: dict, message: str) -> None:
