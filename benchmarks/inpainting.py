@@ -54,8 +54,12 @@ underfits where the specialists overfit. ``500-told-regions`` and
 on region-first orderings (``Recipe.orderings``, the masks option
 ``orderings="regions"``), half of them by default, a quarter in
 ``500-told-quarter-regions`` and all of them in ``500-told-all-regions``
-(``Recipe.region_share``); every other model is the same, so their saved runs can be
-reused.
+(``Recipe.region_share``). ``500-told-scans``, ``500-told-long-scans`` and
+``2000-told-scans`` are ``500-told-cosine``, ``500-told-long`` and ``2000-told-cosine``
+with (a) trained on scan orderings (``orderings="scans"``: half of them one of the
+image's 8 scan orders, often after a random set of pixels), and
+``500-told-more-scans`` with three quarters of them (``Recipe.scan_share``). In every
+one of these, every other model is the same, so their saved runs can be reused.
 
 ``--reuse`` checks every saved run before it evaluates any. A run saved under another
 ``--time-budget`` counts as the same settings when neither budget would have stopped
@@ -228,6 +232,11 @@ RECIPES["500-told-more-scans"] = replace(
     description="500-told-scans with three quarters of the training orderings of (a) scan "
     "orders (scan_share 0.75).",
     scan_share=0.75,
+)
+RECIPES["2000-told-scans"] = replace(
+    RECIPES["2000-told-cosine"],
+    description="2000-told-cosine with (a) trained on the orderings of 500-told-scans.",
+    orderings="scans",
 )
 RECIPES["500-told-long-scans"] = replace(
     RECIPES["500-told-long"],

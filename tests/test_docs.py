@@ -724,6 +724,7 @@ def test_the_image_ordering_recipes_change_only_the_any_order_models_orderings(
         ("500-told-scans", "500-told-cosine", "scans", {}),
         ("500-told-more-scans", "500-told-cosine", "scans", {"scan_share": 0.75}),
         ("500-told-long-scans", "500-told-long", "scans", {}),
+        ("2000-told-scans", "2000-told-cosine", "scans", {}),
     ):
         configs = bench.model_configs(bench.RECIPES[name], (8, 8), observed, True, False)
         plain = bench.model_configs(bench.RECIPES[base], (8, 8), observed, True, False)
