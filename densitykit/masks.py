@@ -393,12 +393,9 @@ def _describe(value: object) -> str:
 ORDERINGS: tuple[str, ...] = ("uniform", "regions", "scans")
 """The ordering distributions of a [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler]."""
 
-IMAGE_ORDERINGS: tuple[str, ...] = ("regions", "scans")
-"""The ordering distributions drawn on an image, which need its ``image_shape``."""
-
 
 def _check_image_shape(
-    image_shape: object, dim: int | None = None, orderings: str = "regions"
+    image_shape: object, dim: int | None = None, orderings: str | None = None
 ) -> tuple[int, int]:
     """``(H, W)`` from a pair or a string such as ``"28x28"``; with ``dim``, ``H * W = D``."""
     sizes = None
@@ -523,13 +520,16 @@ def scan_orderings(image_shape: Sequence[int] | str) -> torch.Tensor:
         [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0], [0, 3, 1, 4, 2, 5]]
     """
     height, width = _check_image_shape(image_shape)
+    return torch.stack([_scan(height, width, code) for code in range(8)])
+
+
+def _scan(height: int, width: int, code: int) -> torch.Tensor:
+    """Scan ``code`` of ``scan_orderings``: bit 2 columns first, bit 1 rows backwards,
+    bit 0 columns backwards."""
     grid = torch.arange(height * width).view(height, width)
-    orders = []
-    for code in range(8):
-        scanned = grid.flip(0) if code & 2 else grid
-        scanned = scanned.flip(1) if code & 1 else scanned
-        orders.append((scanned.t() if code & 4 else scanned).reshape(-1))
-    return torch.stack(orders)
+    grid = grid.flip(0) if code & 2 else grid
+    grid = grid.flip(1) if code & 1 else grid
+    return (grid.t() if code & 4 else grid).reshape(-1)
 
 
 def scan_first_ordering(
@@ -560,8 +560,7 @@ def scan_first_ordering(
         [3, 7, 11, 2, 6, 10, 1, 5, 9, 0, 4, 8]
     """
     height, width = _check_image_shape(image_shape)
-    scans = scan_orderings((height, width))
-    scan = scans[int(torch.randint(len(scans), (), generator=generator))]
+    scan = _scan(height, width, int(torch.randint(8, (), generator=generator)))
     kind = float(torch.rand((), generator=generator, dtype=torch.float64))
     if kind < 0.5:
         return scan
@@ -572,6 +571,16 @@ def scan_first_ordering(
         first = torch.rand(height * width, generator=generator, dtype=torch.float64) < rate
     # A stable sort on "not first" keeps the scan order within each part.
     return scan[torch.sort((~first[scan]).to(torch.uint8), stable=True).indices]
+
+
+# Per ordering distribution drawn on an image: its share option and its draw.
+_IMAGE_DRAWS = {
+    "regions": ("region_share", region_first_ordering),
+    "scans": ("scan_share", scan_first_ordering),
+}
+
+IMAGE_ORDERINGS: tuple[str, ...] = tuple(_IMAGE_DRAWS)
+"""The ordering distributions drawn on an image, which need its ``image_shape``."""
 
 
 def _share(value: object, name: str, owner: str, orderings: str) -> float | None:
@@ -671,27 +680,29 @@ class ConnectivitySampler:
 
     def reseeded(self, seed: int | None) -> ConnectivitySampler:
         """A new source of the same distribution, with its own generator seeded ``seed``."""
-        options = {}
-        if self.orderings == "regions":
-            options = {"image_shape": self.image_shape, "region_share": self.region_share}
-        elif self.orderings == "scans":
-            options = {"image_shape": self.image_shape, "scan_share": self.scan_share}
         return ConnectivitySampler(
             self.dim,
             self.hidden_sizes,
             seed=seed,
             spread=self.spread,
             orderings=self.orderings,
-            **options,
+            **self._image_options(),
         )
+
+    def _image_options(self) -> dict[str, object]:
+        """``image_shape`` and the share option of orderings drawn on an image, else ``{}``."""
+        if self.orderings not in _IMAGE_DRAWS:
+            return {}
+        share = _IMAGE_DRAWS[self.orderings][0]
+        return {"image_shape": self.image_shape, share: getattr(self, share)}
 
     def draw(self) -> Connectivity:
         """A fresh connectivity: a new ordering and new hidden degrees."""
-        share = self.region_share if self.orderings == "regions" else self.scan_share
+        share, first = _IMAGE_DRAWS.get(self.orderings, (None, None))
         if share is not None and (
-            float(torch.rand((), generator=self.generator, dtype=torch.float64)) < share
+            float(torch.rand((), generator=self.generator, dtype=torch.float64))
+            < getattr(self, share)
         ):
-            first = region_first_ordering if self.orderings == "regions" else scan_first_ordering
             ordering = first(self.image_shape, self.generator)
         else:
             ordering = torch.randperm(self.dim, generator=self.generator)
@@ -711,11 +722,7 @@ class ConnectivitySampler:
         self.generator.set_state(state["generator"].to("cpu", torch.uint8))
 
     def __repr__(self) -> str:
-        image = ""
-        if self.orderings == "regions":
-            image = f", image_shape={self.image_shape}, region_share={self.region_share}"
-        elif self.orderings == "scans":
-            image = f", image_shape={self.image_shape}, scan_share={self.scan_share}"
+        image = "".join(f", {name}={value}" for name, value in self._image_options().items())
         return (
             f"ConnectivitySampler(dim={self.dim}, hidden_sizes={self.hidden_sizes}, "
             f"spread={self.spread!r}, orderings={self.orderings!r}{image})"
