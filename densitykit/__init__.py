@@ -6,7 +6,8 @@
 (``dk.fit_run``, ``dk.load_run``, ``dk.RunConfig``), checkpoints
 (``dk.save_checkpoint``, ``dk.load_checkpoint``), sampling (``model.sample``,
 ``dk.sampling``) and queries with some variables observed (``model.complete``,
-``model.conditional_log_prob``, ``dk.queries``).
+``model.conditional_log_prob``, ``dk.queries``; ``dk.orderless``, one network for every
+conditional).
 
 Example:
     >>> import torch, densitykit as dk
@@ -23,6 +24,7 @@ from densitykit import (
     distributed,
     heads,
     masks,
+    orderless,
     plots,
     queries,
     runs,
@@ -85,6 +87,7 @@ __all__ = [
     "load_dataset",
     "load_run",
     "masks",
+    "orderless",
     "plots",
     "queries",
     "resume_run",

@@ -696,16 +696,26 @@ class ConnectivitySampler:
         share = _IMAGE_DRAWS[self.orderings][0]
         return {"image_shape": self.image_shape, share: getattr(self, share)}
 
-    def draw(self) -> Connectivity:
-        """A fresh connectivity: a new ordering and new hidden degrees."""
+    def draw_ordering(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """An ordering ``(D,)`` of this source's distribution, drawn from ``generator``
+        (the source's own by default), without hidden degrees.
+
+        Example:
+            >>> source = ConnectivitySampler(6, orderings="scans", image_shape=(2, 3))
+            >>> sorted(source.draw_ordering(torch.Generator().manual_seed(0)).tolist())
+            [0, 1, 2, 3, 4, 5]
+        """
+        generator = self.generator if generator is None else generator
         share, first = _IMAGE_DRAWS.get(self.orderings, (None, None))
         if share is not None and (
-            float(torch.rand((), generator=self.generator, dtype=torch.float64))
-            < getattr(self, share)
+            float(torch.rand((), generator=generator, dtype=torch.float64)) < getattr(self, share)
         ):
-            ordering = first(self.image_shape, self.generator)
-        else:
-            ordering = torch.randperm(self.dim, generator=self.generator)
+            return first(self.image_shape, generator)
+        return torch.randperm(self.dim, generator=generator)
+
+    def draw(self) -> Connectivity:
+        """A fresh connectivity: a new ordering and new hidden degrees."""
+        ordering = self.draw_ordering()
         hidden = hidden_degrees(
             self.dim, self.hidden_sizes, generator=self.generator, spread=self.spread
         )

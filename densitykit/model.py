@@ -27,7 +27,6 @@ on it are a learnt per-class vector added to each layer (an embedding).
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -46,7 +45,7 @@ from densitykit.checks import (
     check_int,
     check_positive_int,
 )
-from densitykit.heads import HEADS, Head
+from densitykit.heads import HEADS, Head, default_num_values
 from densitykit.made import LAYOUTS, MADE
 from densitykit.masks import Connectivity, ConnectivitySampler
 from densitykit.numerics import log_mean_exp
@@ -927,16 +926,6 @@ def _sample_shape(sample_shape: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(check_int(size, "sample_shape sizes", minimum=0) for size in sample_shape)
 
 
-def _default_num_values(head: str) -> int:
-    """The head's own default ``num_values`` (the Bernoulli's 2), if its factory has one."""
-    parameter = inspect.signature(HEADS.get(head)).parameters.get("num_values")
-    if parameter is None or parameter.default is inspect.Parameter.empty:
-        raise ValueError(
-            f"num_values is required for head={head!r}, which has no default number of values"
-        )
-    return parameter.default
-
-
 def build_model(config: ModelConfig) -> AutoregressiveModel:
     """Build a model from a [`ModelConfig`][densitykit.model.ModelConfig] through the registries."""
     missing = [name for name in ("head", "dim", "num_values") if getattr(config, name) is None]
@@ -1041,7 +1030,7 @@ def create_model(
         torch.Size([10])
     """
     if num_values is None:
-        num_values = _default_num_values(head)
+        num_values = default_num_values(head)
     masks_module.MASKS.get(masks)
     options = dict(mask_options or {})
     config = ModelConfig(

@@ -541,6 +541,18 @@ def check_inpainting(stdout: str, tmp_path: Path) -> None:
     assert stdout.count("pixels first: True") == 3
 
 
+def check_orderless_inpainting(stdout: str, tmp_path: Path) -> None:
+    check_mnist_quality(stdout, tmp_path)
+    for text in ("(a) K=1", "(a) K=2", "(c) specialist", "joint test NLL", "(natural)"):
+        assert text in stdout, text
+    report = json.loads(
+        (tmp_path / "runs" / "orderless-inpainting" / "500-scans-quick.json").read_text()
+    )
+    specialists = {"natural", "left-half specialist", "random:0.5 specialist"}
+    assert set(report["specialists"]) == specialists
+    assert report["orderless"]["settings"]["model"]["orderings"] == "scans"
+
+
 def check_throughput(stdout: str, tmp_path: Path) -> None:
     for text in ("torch:", "ms/step", "ms/batch", "196-125-196", "196-128-128-196"):
         assert text in stdout, text
@@ -573,6 +585,7 @@ QUICK_RUNS = {
         check_mnist_quality,
     ),
     "inpainting.py": (lambda tmp: ["500-500-cosine", "--mask-input"], check_inpainting),
+    "orderless_inpainting.py": (lambda tmp: ["500-scans"], check_orderless_inpainting),
     "conditional.py": (
         lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m")), "--out", str(tmp / "runs")],
         check_mnist_quality,

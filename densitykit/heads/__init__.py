@@ -15,7 +15,7 @@ from densitykit.heads.logistic_mixture import (
     LogisticMixtureHead,
     discretized_logistic_log_prob,
 )
-from densitykit.heads.registry import HEADS, create, get, names, register
+from densitykit.heads.registry import HEADS, create, default_num_values, get, names, register
 
 __all__ = [
     "HEADS",
@@ -26,6 +26,7 @@ __all__ = [
     "HistogramHead",
     "LogisticMixtureHead",
     "create",
+    "default_num_values",
     "discretized_logistic_log_prob",
     "get",
     "names",

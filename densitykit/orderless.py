@@ -1,0 +1,664 @@
+r"""An orderless model: one network for every conditional $p(x_i \mid x_o)$.
+
+Deep orderless NADE (Uria, Murray and Larochelle 2014) trains one network to answer
+$p(x_i \mid x_o)$ for *any* observed set $o$ and any missing variable $i$: its input
+is the observed values (the missing ones zeroed) beside the observed indicator
+$m = 1[o]$, and its output holds the parameters of every variable's distribution.
+Each factor of an ordering's chain rule
+
+$$\log p_\pi(x) = \sum_{t=1}^{D} \log p(x_{\pi_t} \mid x_{\pi_{<t}})$$
+
+is then one evaluation of that network with $o = \pi_{<t}$, so every ordering's joint,
+and every conditional and marginal, is a normalised autoregressive distribution.
+
+A MADE trained over all orderings (``masks="any-order"``) answers all $D$ factors of
+an ordering in one pass, each hidden unit seeing a random prefix; here every hidden
+unit sees every observed variable, at the price of one step per factor. The steps
+are cheap: revealing one variable adds its column of the first layer's weights to
+the pre-activations (NADE's update), and only the next variable's outputs are
+computed, so a whole ordering costs about as much as a few full passes.
+
+Training (``training_loss``) draws per example an ordering and a cut $d$ uniformly
+in $0..D-1$, observes the first $d$ variables and scores the $D - d$ others, each
+as if it came next, weighted $D / (D - d)$: an unbiased estimate of
+$\mathbb{E}_\pi[-\log p_\pi(x)]$, the mean over orderings of their joint NLL.
+
+Queries mix $K$ seeded orderings of all variables (``orderings``) as the MADE
+queries do (``densitykit.queries``): each ordering moves the observed variables
+first, keeping each group's relative order; the answers are log-mean-exps over the
+$K$ orderings (the conditional is a distribution over the missing values for each
+observed value, but not the conditional of the joint mixture).
+
+Example:
+    >>> import torch
+    >>> model = OrderlessModel(OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,)))
+    >>> x = torch.tensor([[1, 0, 1, 1]])
+    >>> observed = torch.tensor([True, True, False, False])
+    >>> both = model.marginal_log_prob(x, observed) + model.conditional_log_prob(x, observed)
+    >>> torch.allclose(both, model.log_prob(x))
+    True
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from densitykit.checkpoint import load_object, save_object
+from densitykit.checks import check_int, check_positive_int
+from densitykit.devices import resolve_device
+from densitykit.errors import CheckpointError, TrainingError
+from densitykit.heads import HEADS, default_num_values
+from densitykit.masks import ConnectivitySampler
+from densitykit.numerics import log_mean_exp
+from densitykit.optim import WeightAverage, make_optimizer, scheduled_lr
+from densitykit.queries import check_observed
+from densitykit.train import TrainConfig, TrainResult, TrainState
+
+__all__ = [
+    "OrderlessConfig",
+    "OrderlessModel",
+    "fit_orderless",
+    "load_orderless",
+    "save_orderless",
+]
+
+FORMAT = "densitykit-orderless"
+
+
+@dataclass(frozen=True)
+class OrderlessConfig:
+    """Everything that builds an [`OrderlessModel`][densitykit.orderless.OrderlessModel]
+    (saved beside its weights).
+
+    Attributes:
+        head: A registered head name (``densitykit.heads.names()``).
+        dim: The number of variables D.
+        num_values: The values each variable takes (``None``: the head's default, e.g.
+            2 for ``"bernoulli"``).
+        head_options: Keyword options of the head (e.g. ``{"num_components": 4}``).
+        hidden_sizes: Widths of the hidden layers (ReLU), at least one.
+        direct_connections: Add a linear map from the inputs to the outputs.
+        num_orderings: Orderings of the default query mixture (and of validation).
+        ordering_seed: Seed of those orderings.
+        orderings: The distribution of the orderings of training and of the query
+            mixture, one of [`ORDERINGS`][densitykit.masks.ORDERINGS] (as for a MADE
+            trained over all orderings: ``"scans"`` puts scan orders of the image in a
+            share of them, so the observed sets of training include its top rows,
+            left columns and the like).
+        ordering_options: ``image_shape`` and ``region_share`` / ``scan_share`` of
+            those orderings (see [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler]).
+    """
+
+    head: str
+    dim: int
+    num_values: int | None = None
+    head_options: dict[str, Any] = field(default_factory=dict)
+    hidden_sizes: tuple[int, ...] = (500,)
+    direct_connections: bool = True
+    num_orderings: int = 1
+    ordering_seed: int = 0
+    orderings: str = "uniform"
+    ordering_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.head, str):
+            raise TypeError(f"head must be a registered head name, got {type(self.head).__name__}")
+        check_positive_int(self.dim, "dim")
+        if isinstance(self.hidden_sizes, (str, bytes)) or not isinstance(
+            self.hidden_sizes, Sequence
+        ):
+            raise TypeError(f"hidden_sizes must be a sequence of ints, got {self.hidden_sizes!r}")
+        sizes = tuple(check_positive_int(size, "hidden size") for size in self.hidden_sizes)
+        if not sizes:
+            raise ValueError("an orderless model needs at least one hidden layer, got none")
+        object.__setattr__(self, "hidden_sizes", sizes)
+        object.__setattr__(self, "head_options", dict(self.head_options))
+        check_positive_int(self.num_orderings, "num_orderings")
+        check_int(self.ordering_seed, "ordering_seed")
+        options = dict(self.ordering_options)
+        if "image_shape" in options and not isinstance(options["image_shape"], str):
+            options["image_shape"] = [int(size) for size in options["image_shape"]]
+        object.__setattr__(self, "ordering_options", options)
+        self.ordering_source()  # checks the orderings and their options
+
+    def ordering_source(self, seed: int | None = None) -> ConnectivitySampler:
+        """A source of this config's orderings (``ordering_seed`` by default).
+
+        Raises:
+            ValueError: On unknown orderings or options that do not fit them.
+        """
+        seed = self.ordering_seed if seed is None else seed
+        return ConnectivitySampler(
+            self.dim, (), seed=seed, orderings=self.orderings, **self.ordering_options
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (JSON-ready)."""
+        data = asdict(self)
+        data["hidden_sizes"] = list(self.hidden_sizes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OrderlessConfig:
+        """Rebuild from ``to_dict`` output.
+
+        Raises:
+            ValueError: On keys this class does not know.
+        """
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown orderless config keys {unknown}")
+        return cls(**{**data, "hidden_sizes": tuple(data.get("hidden_sizes", (500,)))})
+
+
+class OrderlessModel(nn.Module):
+    r"""A density over ``D`` variables that answers every conditional with one network.
+
+    Args:
+        config: What to build (see [`OrderlessConfig`][densitykit.orderless.OrderlessConfig]).
+
+    Raises:
+        ValueError: If the head takes no parameters per variable (the histogram), or
+            the head's options are refused by its factory.
+
+    Example:
+        >>> model = OrderlessModel(OrderlessConfig("categorical", dim=3, num_values=4,
+        ...                                        hidden_sizes=(16,)))
+        >>> model(torch.tensor([[0, 3, 1]]), torch.tensor([[True, False, False]])).shape
+        torch.Size([1, 3, 4])
+    """
+
+    def __init__(self, config: OrderlessConfig) -> None:
+        super().__init__()
+        if not isinstance(config, OrderlessConfig):
+            raise TypeError(f"config must be an OrderlessConfig, got {type(config).__name__}")
+        num_values = config.num_values
+        if num_values is None:
+            num_values = default_num_values(config.head)
+            config = replace(config, num_values=num_values)
+        head = HEADS.create(
+            config.head, dim=config.dim, num_values=num_values, **config.head_options
+        )
+        if head.params_per_variable < 1:
+            raise ValueError(
+                f"an orderless model needs a head with parameters per variable, got "
+                f"{config.head!r} (params_per_variable=0)"
+            )
+        self.config = config
+        self.head = head
+        self._source = config.ordering_source()
+        dim, width, params = head.dim, head.input_width, head.params_per_variable
+        inputs = dim * width + dim  # the masked values, then the observed indicator
+        sizes = config.hidden_sizes
+        self.first = nn.Linear(inputs, sizes[0])
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.out = nn.Linear(sizes[-1], dim * params)
+        self.direct = (
+            nn.Linear(inputs, dim * params, bias=False) if config.direct_connections else None
+        )
+
+    # -- shape -----------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """The number of variables D."""
+        return self.head.dim
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live."""
+        return self.out.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype."""
+        return self.out.weight.dtype
+
+    # -- the network -----------------------------------------------------------------------
+    def inputs(self, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """The network's input ``(B, D * input_width + D)``: the encoded values with the
+        missing ones zeroed, then the observed indicator (``observed`` ``(B, D)`` bool)."""
+        width = self.head.input_width
+        encoded = self.head.encode(x, self.dtype)
+        shown = observed.to(self.dtype)
+        return torch.cat([encoded * shown.repeat_interleave(width, dim=1), shown], dim=1)
+
+    def _hidden(self, pre: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(pre)
+        for layer in self.hidden:
+            h = torch.relu(layer(h))
+        return h
+
+    def forward(self, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """The parameters ``(B, D, P)`` of every variable given the observed ones.
+
+        The missing values of ``x`` ``(B, D)`` are never read; an observed variable's
+        own parameters are computed too but mean nothing.
+        """
+        inputs = self.inputs(x, observed)
+        out = self.out(self._hidden(self.first(inputs)))
+        if self.direct is not None:
+            out = out + self.direct(inputs)
+        return out.reshape(x.shape[0], self.dim, self.head.params_per_variable)
+
+    # -- training --------------------------------------------------------------------------
+    def training_loss(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        r"""An unbiased estimate of the mean over orderings of the joint NLL, per example.
+
+        Each example draws an ordering (``draw_orderings``) and a cut $d$ uniformly
+        in $0..D-1$ (from ``generator``, on the CPU); the loss is $\frac{D}{D-d} \sum_{t > d} -\log
+        p(x_{\pi_t} \mid x_{\pi_{\le d}})$, averaged over the batch.
+
+        Args:
+            x: ``(B, D)`` values in the support.
+            generator: The source of the orderings and cuts.
+
+        Returns:
+            A scalar in nats per example.
+        """
+        batch, dim = x.shape
+        cut = torch.randint(0, dim, (batch, 1), generator=generator)
+        orderings = self.draw_orderings(batch, generator)
+        ranks = torch.empty_like(orderings).scatter_(
+            1, orderings, torch.arange(dim).expand(batch, dim)
+        )
+        observed = (ranks < cut).to(x.device)
+        params = self(x, observed)
+        nll = -self.head._log_prob(params, x).masked_fill(observed, 0).sum(1)
+        weight = (dim / (dim - cut)).to(device=x.device, dtype=nll.dtype)[:, 0]
+        return (nll * weight).mean()
+
+    # -- exact chains ----------------------------------------------------------------------
+    def _chain(
+        self,
+        x: torch.Tensor,
+        start: torch.Tensor,
+        steps: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        sample: bool = False,
+    ) -> torch.Tensor:
+        """Walk ``steps`` (variables, in order) from the observed set ``start`` ``(D,)``.
+
+        Scores ``x`` ``(B, D)`` (returns ``(B,)`` log-probabilities) or, with
+        ``sample``, draws each step's variable into ``x`` in place (returns ``x``).
+        Revealing a variable adds its first-layer columns to the pre-activations, and
+        only the next variable's parameters are computed.
+        """
+        head, dim = self.head, self.dim
+        width, params = head.input_width, head.params_per_variable
+        batch = x.shape[0]
+        inputs = self.inputs(x, start.expand(batch, dim))
+        pre = self.first(inputs)
+        weight = self.first.weight
+        total = torch.zeros(batch, dtype=torch.float64, device=x.device)
+        for variable in steps.tolist():
+            rows = slice(variable * params, (variable + 1) * params)
+            out = self._hidden(pre) @ self.out.weight[rows].t() + self.out.bias[rows]
+            if self.direct is not None:
+                out = out + inputs @ self.direct.weight[rows].t()
+            if sample:
+                x[:, variable] = head.sample(out, variable, generator)
+            else:
+                total += head._log_prob(out[:, None], x[:, variable : variable + 1])[:, 0].double()
+            cols = slice(variable * width, (variable + 1) * width)
+            inputs[:, cols] = head.encode(x[:, variable : variable + 1], self.dtype)
+            inputs[:, dim * width + variable] = 1.0
+            pre = pre + inputs[:, cols] @ weight[:, cols].t() + weight[:, dim * width + variable]
+        return x if sample else total
+
+    def draw_orderings(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``count`` orderings ``(count, D)`` of the config's distribution, from ``generator``.
+
+        Example:
+            >>> model = OrderlessModel(OrderlessConfig("bernoulli", dim=5, hidden_sizes=(4,)))
+            >>> model.draw_orderings(3, torch.Generator().manual_seed(0)).shape
+            torch.Size([3, 5])
+        """
+        count = check_positive_int(count, "count")
+        if self.config.orderings == "uniform":  # the same law, drawn in one call
+            return torch.rand(count, self.dim, generator=generator).argsort(1)
+        return torch.stack([self._source.draw_ordering(generator) for _ in range(count)])
+
+    def orderings(self, count: int | None = None, seed: int | None = None) -> torch.Tensor:
+        """The query mixture's seeded orderings ``(K, D)``: by default the model's own
+        (``config.num_orderings`` of them, seed ``config.ordering_seed``).
+
+        Example:
+            >>> model = OrderlessModel(OrderlessConfig("bernoulli", dim=5, hidden_sizes=(4,)))
+            >>> torch.equal(model.orderings(2, seed=1), model.orderings(2, seed=1))
+            True
+        """
+        count = check_positive_int(self.config.num_orderings if count is None else count, "count")
+        source = self.config.ordering_source(seed)
+        return torch.stack([source.draw_ordering() for _ in range(count)])
+
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of values, got {type(x).__name__}")
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (B, D) with D={self.dim}, got {tuple(x.shape)}")
+        self.head.check_support(x)
+        return x.to(device=self.device, dtype=torch.long)
+
+    def _part(
+        self,
+        x: torch.Tensor,
+        observed: torch.Tensor,
+        orderings: torch.Tensor | None,
+        *,
+        missing: bool,
+    ) -> torch.Tensor:
+        """``(K, B)`` log-probabilities, under each ordering with the observed variables
+        moved first, of the missing values given the observed ones (``missing``) or of
+        the observed values."""
+        orderings = self.orderings() if orderings is None else _check_orderings(orderings, self.dim)
+        result = torch.zeros(len(orderings), x.shape[0], dtype=torch.float64, device=x.device)
+        patterns, inverse = torch.unique(observed, dim=0, return_inverse=True)
+        nothing = torch.zeros(self.dim, dtype=torch.bool, device=x.device)
+        with torch.no_grad():
+            for p, pattern in enumerate(patterns):
+                rows = (inverse == p).nonzero().squeeze(1)
+                shown = pattern.cpu()
+                for k, ordering in enumerate(orderings):
+                    if missing:
+                        steps, start = ordering[~shown[ordering]], pattern
+                    else:
+                        steps, start = ordering[shown[ordering]], nothing
+                    result[k, rows] = self._chain(x[rows], start, steps)
+        return result
+
+    # -- queries ---------------------------------------------------------------------------
+    def log_prob(self, x: torch.Tensor, orderings: torch.Tensor | None = None) -> torch.Tensor:
+        r"""$\log \frac1K \sum_k p_{\pi_k}(x)$ per example, exactly.
+
+        Args:
+            x: ``(B, D)`` values in the support.
+            orderings: ``(K, D)`` orderings of the mixture (the model's own by default).
+
+        Returns:
+            ``(B,)`` float64 log-probabilities in nats.
+        """
+        x = self._check(x)
+        nothing = torch.zeros_like(x, dtype=torch.bool)
+        orderings = self.orderings() if orderings is None else _check_orderings(orderings, self.dim)
+        with torch.no_grad():
+            per = torch.stack([self._chain(x, nothing[0], order) for order in orderings])
+        return log_mean_exp(per)
+
+    def conditional_log_prob(
+        self, x: torch.Tensor, observed: torch.Tensor, orderings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r"""$\log \frac1K \sum_k p_k(x_\text{missing} \mid x_\text{observed})$ per example.
+
+        Args:
+            x: ``(B, D)`` values in the support, missing ones included (scored).
+            observed: ``(B, D)`` or ``(D,)`` bool; every example must miss a variable.
+            orderings: ``(K, D)`` base orderings (the model's own by default); each
+                moves the observed variables first.
+
+        Returns:
+            ``(B,)`` float64 log-probabilities in nats.
+        """
+        x = self._check(x)
+        observed = check_observed(x, observed, self.dim, need_missing=True)
+        return log_mean_exp(self._part(x, observed, orderings, missing=True))
+
+    def marginal_log_prob(
+        self, x: torch.Tensor, observed: torch.Tensor, orderings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        r"""$\log \frac1K \sum_k p_k(x_\text{observed})$ per example (missing values ignored).
+
+        Args:
+            x: ``(B, D)`` values; the missing ones are not read.
+            observed: ``(B, D)`` or ``(D,)`` bool; every example must observe a variable.
+            orderings: ``(K, D)`` base orderings (the model's own by default).
+
+        Returns:
+            ``(B,)`` float64 log-probabilities in nats.
+        """
+        observed = check_observed(x, observed, self.dim, need_observed=True)
+        x = self._check(x.masked_fill(~observed, 0))
+        return log_mean_exp(self._part(x, observed, orderings, missing=False))
+
+    def complete(
+        self,
+        x: torch.Tensor,
+        observed: torch.Tensor,
+        orderings: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Exact samples of the conditional mixture: each example draws one of the
+        orderings uniformly, then its missing values in that ordering.
+
+        Args:
+            x: ``(B, D)`` values; only the observed ones are read.
+            observed: ``(B, D)`` or ``(D,)`` bool; every example must miss a variable.
+            orderings: ``(K, D)`` base orderings (the model's own by default).
+            generator: The source of the draws (on the CPU).
+
+        Returns:
+            ``(B, D)`` long: the observed values kept, the missing ones drawn.
+        """
+        observed = check_observed(x, observed, self.dim, need_missing=True)
+        x = self._check(x.masked_fill(~observed, 0)).clone()
+        orderings = self.orderings() if orderings is None else _check_orderings(orderings, self.dim)
+        pick = torch.randint(0, len(orderings), (x.shape[0],), generator=generator)
+        keys = torch.cat([observed.cpu(), pick[:, None]], dim=1)
+        groups, inverse = torch.unique(keys, dim=0, return_inverse=True)
+        with torch.no_grad():
+            for g, key in enumerate(groups):
+                rows = (inverse == g).nonzero().squeeze(1).to(x.device)
+                pattern, ordering = key[:-1].bool(), orderings[int(key[-1])]
+                unseen = ordering[~pattern[ordering]]
+                x[rows] = self._chain(x[rows], pattern.to(x.device), unseen, generator, sample=True)
+        return x
+
+
+def _check_orderings(orderings: torch.Tensor, dim: int) -> torch.Tensor:
+    if not isinstance(orderings, torch.Tensor):
+        raise TypeError(f"orderings must be a (K, D) tensor, got {type(orderings).__name__}")
+    if orderings.ndim == 1:
+        orderings = orderings[None]
+    if orderings.ndim != 2 or orderings.shape[1] != dim or orderings.shape[0] == 0:
+        raise ValueError(
+            f"orderings must have shape (K, {dim}) with K >= 1, got {tuple(orderings.shape)}"
+        )
+    expected = torch.arange(dim)
+    for ordering in orderings.cpu():
+        if not torch.equal(ordering.sort().values, expected):
+            raise ValueError(f"each ordering must be a permutation of 0..{dim - 1}")
+    return orderings.cpu().long()
+
+
+def fit_orderless(
+    model: OrderlessModel,
+    train: torch.Tensor,
+    val: torch.Tensor,
+    config: TrainConfig | None = None,
+    *,
+    val_examples: int | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train an orderless model on its
+    [`training_loss`][densitykit.orderless.OrderlessModel.training_loss].
+
+    The loop of [`densitykit.train.fit`][densitykit.train.fit] for this model: a
+    seeded shuffle per epoch, ``config``'s optimizer, learning-rate schedule, weight
+    average, gradient clipping, early stopping and time budget. The validation NLL
+    is exact: the joint NLL of the model's own orderings
+    (``model.config.num_orderings``). The orderings and cuts of training come from a
+    generator seeded with ``config.seed + 1``. Runs are not resumable.
+
+    Args:
+        model: The model (moved to ``config.device``).
+        train: ``(N, D)`` training values.
+        val: ``(M, D)`` validation values.
+        config: Hyperparameters (``eval_masks``, ``mask_every``, ``precision``
+            other than fp32 do not apply and are refused if set).
+        val_examples: Validate on the first this many of ``val`` only (all by default).
+        on_epoch_end: Called with each epoch's record.
+
+    Returns:
+        The [`TrainResult`][densitykit.train.TrainResult] (the best weights restored).
+
+    Raises:
+        ValueError: On empty data, values outside the support, or settings that
+            do not apply.
+        TrainingError: If the loss stops being finite.
+
+    Example:
+        >>> data = torch.randint(0, 2, (64, 4))
+        >>> model = OrderlessModel(OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,)))
+        >>> result = fit_orderless(model, data, data[:16], TrainConfig(epochs=2, batch_size=16))
+        >>> [record["epoch"] for record in result.history]
+        [1, 2]
+    """
+    config = config or TrainConfig()
+    if config.precision != "fp32" or config.eval_masks is not None:
+        raise ValueError(
+            "an orderless model trains in fp32 and validates with its own orderings; got "
+            f"precision={config.precision!r}, eval_masks={config.eval_masks!r}"
+        )
+    device = resolve_device(config.device)
+    model.to(device)
+    train, val = model._check(train).cpu(), model._check(val).cpu()
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError("the training and validation sets must not be empty")
+    if val_examples is not None:
+        val = val[: check_positive_int(val_examples, "val_examples")]
+    optimizer = make_optimizer(
+        model.parameters(), name=config.optimizer, lr=config.lr, weight_decay=config.weight_decay
+    )
+    average = None if config.ema_decay is None else WeightAverage(model, config.ema_decay)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    draws = torch.Generator().manual_seed(config.seed + 1)
+    state = TrainState()
+    batches = math.ceil(len(train) / config.batch_size)
+    started = time.perf_counter()
+    while state.epoch < config.epochs and not state.stopped_early:
+        epoch_started, total = time.perf_counter(), 0.0
+        model.train()
+        for indices in torch.randperm(len(train), generator=shuffle).split(config.batch_size):
+            lr = scheduled_lr(config.lr, config.lr_schedule, state.step, config.epochs * batches)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = model.training_loss(train[indices].to(device), draws)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"the training loss became {value} at epoch {state.epoch + 1}, step "
+                    f"{state.step + 1}; lower the learning rate"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            if average is not None:
+                average.update(model)
+            state.step += 1
+            total += value * len(indices)
+        state.epoch += 1
+        model.eval()
+        with average.applied(model) if average is not None else nullcontext():
+            val_nll = sum(
+                float(-model.log_prob(val[rows].to(device)).sum())
+                for rows in torch.arange(len(val)).split(config.eval_batch_size)
+            ) / len(val)
+            improved = val_nll < state.best_val_nll
+            if improved:
+                state.best_val_nll, state.best_epoch = val_nll, state.epoch
+                state.best_state = {
+                    k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+                }
+        state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
+        if config.patience is not None and state.epochs_without_improvement >= config.patience:
+            state.stopped_early = True
+        out_of_time = (
+            config.time_budget_minutes is not None
+            and time.perf_counter() - started > 60.0 * config.time_budget_minutes
+        )
+        reason = (
+            "patience"
+            if state.stopped_early
+            else "time budget"
+            if out_of_time
+            else "epochs"
+            if state.epoch >= config.epochs
+            else None
+        )
+        record = {
+            "epoch": state.epoch,
+            "step": state.step,
+            "train_nll": total / len(train),
+            "val_nll": val_nll,
+            "best_val_nll": state.best_val_nll,
+            "improved": improved,
+            "lr": lr,
+            "stop_reason": reason,
+            "seconds": time.perf_counter() - epoch_started,
+        }
+        state.history.append(record)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+        if out_of_time:
+            break
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    return TrainResult(
+        history=list(state.history),
+        best_epoch=state.best_epoch,
+        best_val_nll=state.best_val_nll,
+        train_seconds=time.perf_counter() - started,
+        stopped_early=state.stopped_early,
+        state=state,
+    )
+
+
+def save_orderless(path: str | os.PathLike, model: OrderlessModel) -> None:
+    """Save a model's config and weights to ``path`` (atomically; a file of tensors and
+    plain data, loaded without running code).
+
+    Example:
+        >>> import os, tempfile
+        >>> model = OrderlessModel(OrderlessConfig("bernoulli", dim=3, hidden_sizes=(4,)))
+        >>> path = os.path.join(tempfile.mkdtemp(), "orderless.pt")
+        >>> save_orderless(path, model)
+        >>> load_orderless(path).config == model.config
+        True
+    """
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_object(path, {"format": FORMAT, "config": model.config.to_dict(), "state_dict": state})
+
+
+def load_orderless(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> OrderlessModel:
+    """Load a model written by [`save_orderless`][densitykit.orderless.save_orderless].
+
+    Raises:
+        CheckpointError: If the file is missing, unsafe, corrupted, not an orderless
+            model, or its weights do not fit its config.
+    """
+    data = load_object(path, map_location)
+    if data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an orderless model (format {data.get('format')!r})")
+    try:
+        model = OrderlessModel(OrderlessConfig.from_dict(data["config"]))
+        model.load_state_dict(data["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: cannot rebuild the orderless model ({detail})") from None
+    return model.to(map_location)
