@@ -13,10 +13,10 @@ and every conditional and marginal, is a normalised autoregressive distribution.
 
 A MADE trained over all orderings (``masks="any-order"``) answers all $D$ factors of
 an ordering in one pass, each hidden unit seeing a random prefix; here every hidden
-unit sees every observed variable, at the price of one step per factor. The steps
-are cheap: revealing one variable adds its column of the first layer's weights to
-the pre-activations (NADE's update), and only the next variable's outputs are
-computed, so a whole ordering costs about as much as a few full passes.
+unit sees every observed variable, at the price of one step per factor. A step is
+not a full pass: revealing one variable adds its columns of the first layer's
+weights to the pre-activations (NADE's update), and only the next variable's outputs
+are computed (the layers after the first are evaluated in full at every step).
 
 Training (``training_loss``) draws per example an ordering and a cut $d$ uniformly
 in $0..D-1$, observes the first $d$ variables and scores the $D - d$ others, each
