@@ -62,7 +62,7 @@ from densitykit.masks import ConnectivitySampler
 from densitykit.numerics import log_mean_exp
 from densitykit.optim import WeightAverage, make_optimizer, scheduled_lr
 from densitykit.queries import check_observed
-from densitykit.train import TrainConfig, TrainResult, TrainState
+from densitykit.train import TrainConfig, TrainResult, TrainState, stop_reason
 
 __all__ = [
     "OrderlessConfig",
@@ -590,15 +590,6 @@ def fit_orderless(
             config.time_budget_minutes is not None
             and time.perf_counter() - started > 60.0 * config.time_budget_minutes
         )
-        reason = (
-            "patience"
-            if state.stopped_early
-            else "time budget"
-            if out_of_time
-            else "epochs"
-            if state.epoch >= config.epochs
-            else None
-        )
         record = {
             "epoch": state.epoch,
             "step": state.step,
@@ -607,7 +598,7 @@ def fit_orderless(
             "best_val_nll": state.best_val_nll,
             "improved": improved,
             "lr": lr,
-            "stop_reason": reason,
+            "stop_reason": stop_reason(state, config, out_of_time),
             "seconds": time.perf_counter() - epoch_started,
         }
         state.history.append(record)

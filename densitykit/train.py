@@ -650,7 +650,7 @@ def _end_epoch(
         "best_val_nll": state.best_val_nll,
         "improved": improved,
         "lr": loop.optimizer.param_groups[0]["lr"],
-        "stop_reason": _stop_reason(state, config, out_of_time),
+        "stop_reason": stop_reason(state, config, out_of_time),
         "seconds": time.perf_counter() - epoch_started,
     }
     state.history.append(record)
@@ -675,8 +675,9 @@ def _set_device_rng(device: torch.device, rng: torch.Tensor) -> None:
         torch.set_rng_state(rng)
 
 
-def _stop_reason(state: TrainState, config: TrainConfig, out_of_time: bool) -> str | None:
-    """Why training stops after this epoch, or ``None`` if it goes on."""
+def stop_reason(state: TrainState, config: TrainConfig, out_of_time: bool) -> str | None:
+    """Why training stops after this epoch, or ``None`` if it goes on (the loops of
+    ``fit`` and ``densitykit.orderless.fit_orderless``)."""
     if state.stopped_early:
         return "patience"
     if state.epoch >= config.epochs:

@@ -287,6 +287,19 @@ def test_fit_lowers_the_nll_and_restores_the_best_weights() -> None:
     assert result.history[-1]["stop_reason"] == "epochs"
 
 
+def test_fit_stops_on_its_time_budget_and_on_patience() -> None:
+    data = torch.randint(0, 2, (40, 3), generator=torch.Generator().manual_seed(0))
+    model = OrderlessModel(OrderlessConfig("bernoulli", 3, hidden_sizes=(4,)))
+    budget = TrainConfig(epochs=5, batch_size=10, time_budget_minutes=1e-9, device="cpu")
+    result = fit_orderless(model, data, data, budget)
+    assert len(result.history) == 1 and result.stop_reason == "time budget"
+    # A learning rate of almost 0 never improves on the first epoch: patience ends it.
+    stuck = TrainConfig(epochs=9, batch_size=10, lr=1e-12, patience=2, device="cpu")
+    result = fit_orderless(model, data, data, stuck)
+    assert result.stopped_early and result.stop_reason == "patience"
+    assert len(result.history) <= 9 and result.best_epoch < len(result.history)
+
+
 def test_fit_refuses_settings_that_do_not_apply() -> None:
     model = OrderlessModel(OrderlessConfig("bernoulli", 3, hidden_sizes=(4,)))
     data = torch.randint(0, 2, (8, 3))
