@@ -243,6 +243,12 @@ RECIPES["500-told-long-scans"] = replace(
     description="500-told-long with (a) trained on the orderings of 500-told-scans.",
     orderings="scans",
 )
+RECIPES["500-500-long"] = replace(
+    RECIPES["500-told-long"],
+    description="500-told-long with two hidden layers of 500 units for every model (the "
+    "rivals of orderless_inpainting.py's 500-500-scans).",
+    hidden_sizes=(500, 500),
+)
 """The named recipes (see the module notes)."""
 
 PATTERNS = ("top-half", "left-half", "random:0.5")

@@ -92,6 +92,13 @@ RECIPES["500-scans"] = replace(
     "of them one of the image's 8 scan orders, half of those after a random set of pixels.",
     orderings="scans",
 )
+RECIPES["500-500-scans"] = replace(
+    RECIPES["500-scans"],
+    description="500-scans with two hidden layers of 500 units, against the specialists "
+    "of inpainting.py's 500-500-long (two layers of 500, EMA 0.999).",
+    hidden_sizes=(500, 500),
+    specialists="500-500-long",
+)
 """The named recipes (see the module notes)."""
 
 MIXTURES = (1, 8, 32)

@@ -758,3 +758,25 @@ def test_the_image_ordering_recipes_change_only_the_any_order_models_orderings(
             assert shares == (share.get("region_share", 0.5), None)
         else:
             assert shares == (None, share.get("scan_share", 0.5))
+
+
+def test_every_orderless_recipe_is_compared_with_specialists_of_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """(b) and (c) of an orderless recipe come from an inpainting recipe of the same
+    hidden layers, direct connections and weight averaging."""
+    path = BENCHMARKS / "orderless_inpainting.py"
+    spec = importlib.util.spec_from_file_location("benchmark_orderless_inpainting", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, bench)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec.loader.exec_module(bench)
+    assert bench.RECIPES
+    for name, recipe in bench.RECIPES.items():
+        rivals = bench.inpainting.RECIPES[recipe.specialists]
+        assert rivals.hidden_sizes == recipe.hidden_sizes, name
+        assert rivals.direct_connections, name
+        assert rivals.train.ema_decay == recipe.train.ema_decay, name
+        config = bench.orderless_config(recipe, (28, 28), quick=False)
+        assert config.hidden_sizes == recipe.hidden_sizes and config.direct_connections
+        assert config.orderings == recipe.orderings
