@@ -209,6 +209,35 @@ def orderless_figures(
     return figures
 
 
+def write_pictures(
+    model: OrderlessModel,
+    test: torch.Tensor,
+    shape: tuple[int, int],
+    folder: Path,
+    count: int,
+) -> list[Path]:
+    """Completions of the first 6 test images by (a), 5 each, with ``count`` orderings:
+    per pattern a picture of rows (observed part, missing in grey; completions;
+    original). ``random:0.5`` draws a pattern per image (seed 0), as the CLI does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images, samples = test[:6], 5
+    orderings = model.orderings(count, seed=inpainting.INFERENCE_SEED)
+    paths = []
+    for name in inpainting.PATTERNS:
+        generator = torch.Generator().manual_seed(0)
+        pattern = dk.queries.observed_pattern(name, shape, len(images), generator=generator)
+        completed = model.complete(
+            images.repeat_interleave(samples, 0),
+            pattern.repeat_interleave(samples, 0),
+            orderings,
+            generator=torch.Generator().manual_seed(0),
+        )
+        rows = dk.plots.completion_rows(images, pattern, completed)
+        path = folder / f"orderless-completions-{name.replace(':', '-').replace('.', '-')}.png"
+        paths.append(dk.plots.sample_grid(rows, shape, path, columns=samples + 2))
+    return paths
+
+
 def specialist_figures(
     recipe: Recipe,
     data_config: dk.runs.DataConfig,
@@ -266,6 +295,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--only-orderless", action="store_true", help="Train (a) only and stop (no table)."
     )
+    parser.add_argument(
+        "--pictures",
+        type=Path,
+        default=None,
+        help="Also write pictures of (a)'s completions into this folder.",
+    )
     parser.add_argument("--quick", action="store_true", help="A smoke run of a few seconds.")
     parser.add_argument("--overwrite", action="store_true", help="Replace existing runs.")
     parser.add_argument(
@@ -300,6 +335,9 @@ def main() -> None:
     mixtures = QUICK_MIXTURES if args.quick else MIXTURES
     figures = orderless_figures(model, data.test, observed, mixtures)
     rivals = specialist_figures(recipe, data_config, shape, observed, data.test, args)
+    if args.pictures is not None:
+        for path in write_pictures(model, data.test, shape, args.pictures, mixtures[-1]):
+            print(f"wrote {path}", file=sys.stderr)
 
     largest = figures[str(mixtures[-1])]
     rows = []

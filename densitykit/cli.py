@@ -930,20 +930,14 @@ def inpaint(
         else labels[: images.shape[0]].repeat_interleave(num_samples, 0),
         connectivities=connectivities,
     ).cpu()
-    rows = []
-    for index in range(images.shape[0]):
-        rows.append(images[index].double().masked_fill(~pattern[index], float("nan")))
-        rows.extend(completed[index * num_samples : (index + 1) * num_samples].double())
-        rows.append(images[index].double())
+    rows = plots.completion_rows(images, pattern, completed)
     if out.suffix == ".npy":
-        array = (
-            torch.stack(rows).nan_to_num(-1.0).long().reshape(images.shape[0], -1, images.shape[1])
-        )
+        array = rows.nan_to_num(-1.0).long().reshape(images.shape[0], -1, images.shape[1])
         atomic_write(out, lambda file: np.save(file, array.numpy()))
         path = out
     else:
         path = plots.sample_grid(
-            torch.stack(rows),
+            rows,
             shape,
             out,
             num_values=run.dataset.num_values,

@@ -18,7 +18,14 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["density_2d", "histogram_1d", "image_grid_array", "learning_curves", "sample_grid"]
+__all__ = [
+    "completion_rows",
+    "density_2d",
+    "histogram_1d",
+    "image_grid_array",
+    "learning_curves",
+    "sample_grid",
+]
 
 
 def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -51,6 +58,42 @@ def image_grid_array(
             c * (width + pad) : c * (width + pad) + width,
         ] = array[index]
     return grid
+
+
+def completion_rows(
+    images: torch.Tensor, observed: torch.Tensor, completed: torch.Tensor
+) -> torch.Tensor:
+    """The rows of an inpainting picture: per image its observed part (NaN where
+    missing), its completions and the original.
+
+    Args:
+        images: ``(N, D)`` originals.
+        observed: ``(N, D)`` bool.
+        completed: ``(N * S, D)`` completions, the S of each image together.
+
+    Returns:
+        ``(N * (S + 2), D)`` float64, for [`sample_grid`][densitykit.plots.sample_grid]
+        with ``columns=S + 2``.
+
+    Example:
+        >>> rows = completion_rows(torch.tensor([[1, 0]]), torch.tensor([[True, False]]),
+        ...                        torch.tensor([[1, 1], [1, 0]]))
+        >>> rows.tolist()
+        [[1.0, nan], [1.0, 1.0], [1.0, 0.0], [1.0, 0.0]]
+    """
+    count = images.shape[0]
+    if count == 0 or completed.shape[0] % count:
+        raise ValueError(
+            f"completed must hold the same number of completions of each of the {count} "
+            f"images, got {completed.shape[0]} rows"
+        )
+    per_image = completed.shape[0] // count
+    rows = []
+    for index in range(count):
+        rows.append(images[index].double().masked_fill(~observed[index], float("nan")))
+        rows.extend(completed[index * per_image : (index + 1) * per_image].double())
+        rows.append(images[index].double())
+    return torch.stack(rows)
 
 
 def sample_grid(

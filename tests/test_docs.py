@@ -551,6 +551,12 @@ def check_orderless_inpainting(stdout: str, tmp_path: Path) -> None:
     specialists = {"natural", "left-half specialist", "random:0.5 specialist"}
     assert set(report["specialists"]) == specialists
     assert report["orderless"]["settings"]["model"]["orderings"] == "scans"
+    pictures = sorted(p.name for p in (tmp_path / "pictures").glob("*.png"))
+    assert pictures == [
+        "orderless-completions-left-half.png",
+        "orderless-completions-random-0-5.png",
+        "orderless-completions-top-half.png",
+    ]
 
 
 def check_throughput(stdout: str, tmp_path: Path) -> None:
@@ -585,7 +591,10 @@ QUICK_RUNS = {
         check_mnist_quality,
     ),
     "inpainting.py": (lambda tmp: ["500-500-cosine", "--mask-input"], check_inpainting),
-    "orderless_inpainting.py": (lambda tmp: ["500-scans"], check_orderless_inpainting),
+    "orderless_inpainting.py": (
+        lambda tmp: ["500-scans", "--pictures", str(tmp / "pictures")],
+        check_orderless_inpainting,
+    ),
     "conditional.py": (
         lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m")), "--out", str(tmp / "runs")],
         check_mnist_quality,
