@@ -11,8 +11,9 @@ all orderings with ``fit_orderless``. Its figures, for the three observed patter
 ``inpainting.py`` (``top-half``, ``left-half`` and one fixed ``random:0.5`` set, seed
 ``--pattern-seed``), are the conditional NLL of the missing pixels of the test images
 in nats per image, and its joint test NLL, each with mixtures of 1, 8 and 32 seeded
-orderings (``model.orderings(K, seed=1000003)``; every factor is exact, one network
-evaluation per pixel).
+orderings (``Recipe.mixtures``: 1 and 8 for two hidden layers;
+``model.orderings(K, seed=1000003)``; every factor is exact, one network evaluation
+per pixel).
 
 (b) and (c) are the natural-order MADE and the specialists of the inpainting recipe
 the orderless recipe names (``Recipe.specialists``), the same size of hidden layers:
@@ -70,6 +71,9 @@ class Recipe:
     """The ``inpainting.py`` recipe whose (b) and (c) this model is compared with."""
     orderings: str = "uniform"
     """The training orderings (``OrderlessConfig.orderings``)."""
+    mixtures: tuple[int, ...] = (1, 8, 32)
+    """The numbers of seeded orderings (a) is asked with (each factor of a deeper
+    network costs its layers after the first in full)."""
 
 
 _TRAIN = TrainConfig(
@@ -98,10 +102,10 @@ RECIPES["500-500-scans"] = replace(
     "of inpainting.py's 500-500-long (two layers of 500, EMA 0.999).",
     hidden_sizes=(500, 500),
     specialists="500-500-long",
+    mixtures=(1, 8),
 )
 """The named recipes (see the module notes)."""
 
-MIXTURES = (1, 8, 32)
 QUICK_MIXTURES = (1, 2)
 VALIDATION_IMAGES = 2000
 SPECIALIST_NAMES = ("natural", "left-half specialist", "random:0.5 specialist")
@@ -187,7 +191,7 @@ def orderless_figures(
         started = time.perf_counter()
         joint = 0.0
         conditional = dict.fromkeys(observed, 0.0)
-        for rows in torch.arange(len(test)).split(1000):
+        for rows in torch.arange(len(test)).split(2000):
             chunk = test[rows]
             joint -= float(model.log_prob(chunk, orderings).sum())
             for pattern, seen in observed.items():
@@ -332,7 +336,7 @@ def main() -> None:
         print(f"trained the orderless model into {args.out}; run again with --reuse for the table")
         return
     model.eval()
-    mixtures = QUICK_MIXTURES if args.quick else MIXTURES
+    mixtures = QUICK_MIXTURES if args.quick else recipe.mixtures
     figures = orderless_figures(model, data.test, observed, mixtures)
     rivals = specialist_figures(recipe, data_config, shape, observed, data.test, args)
     if args.pictures is not None:
