@@ -11,7 +11,7 @@ all orderings with ``fit_orderless``. Its figures, for the three observed patter
 ``inpainting.py`` (``top-half``, ``left-half`` and one fixed ``random:0.5`` set, seed
 ``--pattern-seed``), are the conditional NLL of the missing pixels of the test images
 in nats per image, and its joint test NLL, each with mixtures of 1, 8 and 32 seeded
-orderings (``Recipe.mixtures``: 1 and 8 for two hidden layers;
+orderings (``Recipe.mixtures``: 1 and 4 for two hidden layers;
 ``model.orderings(K, seed=1000003)``; every factor is exact, one network evaluation
 per pixel).
 
@@ -102,7 +102,7 @@ RECIPES["500-500-scans"] = replace(
     "of inpainting.py's 500-500-long (two layers of 500, EMA 0.999).",
     hidden_sizes=(500, 500),
     specialists="500-500-long",
-    mixtures=(1, 8),
+    mixtures=(1, 4),
 )
 """The named recipes (see the module notes)."""
 

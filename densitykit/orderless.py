@@ -280,43 +280,69 @@ class OrderlessModel(nn.Module):
         return (nll * weight).mean()
 
     # -- exact chains ----------------------------------------------------------------------
-    def _chain(
+    def _complete(
         self,
         x: torch.Tensor,
         start: torch.Tensor,
         steps: torch.Tensor,
         generator: torch.Generator | None = None,
-        *,
-        sample: bool = False,
     ) -> torch.Tensor:
-        """Walk ``steps`` (variables, in order) from the observed set ``start`` ``(D,)``.
+        """Draw ``steps`` (variables, in order) into ``x`` ``(B, D)`` in place, from the
+        observed set ``start`` ``(D,)``; returns ``x``.
 
-        Scores ``x`` ``(B, D)`` (returns ``(B,)`` log-probabilities) or, with
-        ``sample``, draws each step's variable into ``x`` in place (returns ``x``).
         Revealing a variable adds its first-layer columns to the pre-activations, and
         only the next variable's parameters are computed.
         """
         head, dim = self.head, self.dim
         width, params = head.input_width, head.params_per_variable
-        batch = x.shape[0]
-        inputs = self.inputs(x, start.expand(batch, dim))
+        inputs = self.inputs(x, start.expand(x.shape[0], dim))
         pre = self.first(inputs)
         weight = self.first.weight
-        total = torch.zeros(batch, dtype=torch.float64, device=x.device)
         for variable in steps.tolist():
             rows = slice(variable * params, (variable + 1) * params)
             out = self._hidden(pre) @ self.out.weight[rows].t() + self.out.bias[rows]
             if self.direct is not None:
                 out = out + inputs @ self.direct.weight[rows].t()
-            if sample:
-                x[:, variable] = head.sample(out, variable, generator)
-            else:
-                total += head._log_prob(out[:, None], x[:, variable : variable + 1])[:, 0].double()
+            x[:, variable] = head.sample(out, variable, generator)
             cols = slice(variable * width, (variable + 1) * width)
             inputs[:, cols] = head.encode(x[:, variable : variable + 1], self.dtype)
             inputs[:, dim * width + variable] = 1.0
             pre = pre + inputs[:, cols] @ weight[:, cols].t() + weight[:, dim * width + variable]
-        return x if sample else total
+        return x
+
+    def _score(self, x: torch.Tensor, start: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` log-probabilities of ``x`` along ``steps`` (variables, in order) from
+        the observed set ``start`` ``(D,)``.
+
+        Every value is known when scoring, so the direct connections of all steps are
+        two products (the inputs observed at the start, and the earlier steps through a
+        strictly lower-triangular map), and each step only updates the first layer's
+        pre-activations in place and computes its own variable's outputs.
+        """
+        head, dim = self.head, self.dim
+        width, params = head.input_width, head.params_per_variable
+        batch, length = x.shape[0], len(steps)
+        steps = steps.to(x.device)
+        encoded = head.encode(x, self.dtype).reshape(batch, dim, width)
+        inputs = self.inputs(x, start.expand(batch, dim))
+        pre = self.first(inputs)
+        values = self.first.weight[:, : dim * width].reshape(-1, dim, width).permute(1, 2, 0)
+        shown = self.first.weight[:, dim * width :].t()  # (D, H)
+        out_weight = self.out.weight.reshape(dim, params, -1)
+        out = torch.empty(batch, length, params, dtype=pre.dtype, device=x.device)
+        for index, variable in enumerate(steps.tolist()):
+            out[:, index] = self._hidden(pre) @ out_weight[variable].t()
+            pre.addmm_(encoded[:, variable], values[variable]).add_(shown[variable])
+        out += self.out.bias.reshape(dim, params)[steps]
+        if self.direct is not None:
+            rows = self.direct.weight.reshape(dim, params, -1)[steps]  # (L, P, inputs)
+            earlier = torch.ones(length, length, dtype=pre.dtype, device=x.device).tril(-1)
+            cross = rows[:, :, : dim * width].reshape(length, params, dim, width)[:, :, steps]
+            cross = cross * earlier[:, None, :, None]  # step l reads the steps before it
+            out += torch.einsum("bi,lpi->blp", inputs, rows)
+            out += torch.einsum("bsw,lpsw->blp", encoded[:, steps], cross)
+            out += (rows[:, :, dim * width :][:, :, steps] * earlier[:, None]).sum(2)
+        return head._log_prob(out, x[:, steps]).double().sum(1)
 
     def draw_orderings(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``count`` orderings ``(count, D)`` of the config's distribution, from ``generator``.
@@ -376,7 +402,7 @@ class OrderlessModel(nn.Module):
                         steps, start = ordering[~shown[ordering]], pattern
                     else:
                         steps, start = ordering[shown[ordering]], nothing
-                    result[k, rows] = self._chain(x[rows], start, steps)
+                    result[k, rows] = self._score(x[rows], start, steps)
         return result
 
     # -- queries ---------------------------------------------------------------------------
@@ -394,7 +420,7 @@ class OrderlessModel(nn.Module):
         nothing = torch.zeros_like(x, dtype=torch.bool)
         orderings = self.orderings() if orderings is None else _check_orderings(orderings, self.dim)
         with torch.no_grad():
-            per = torch.stack([self._chain(x, nothing[0], order) for order in orderings])
+            per = torch.stack([self._score(x, nothing[0], order) for order in orderings])
         return log_mean_exp(per)
 
     def conditional_log_prob(
@@ -462,7 +488,7 @@ class OrderlessModel(nn.Module):
                 rows = (inverse == g).nonzero().squeeze(1).to(x.device)
                 pattern, ordering = key[:-1].bool(), orderings[int(key[-1])]
                 unseen = ordering[~pattern[ordering]]
-                x[rows] = self._chain(x[rows], pattern.to(x.device), unseen, generator, sample=True)
+                x[rows] = self._complete(x[rows], pattern.to(x.device), unseen, generator)
         return x
 
 

@@ -128,11 +128,17 @@ def test_one_ordering_marginal_plus_conditional_is_the_joint_of_the_observed_fir
 
 @pytest.mark.parametrize(("head", "dim", "num_values", "options"), TINY, ids=TINY_IDS)
 @pytest.mark.parametrize("hidden_sizes", [(6,), (7, 5)], ids=["1", "2"])
+@pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
 def test_each_step_of_the_chain_is_the_network_given_the_variables_before_it(
-    head: str, dim: int, num_values: int | None, options: dict, hidden_sizes: tuple[int, ...]
+    head: str,
+    dim: int,
+    num_values: int | None,
+    options: dict,
+    hidden_sizes: tuple[int, ...],
+    direct: bool,
 ) -> None:
-    """The incremental chain equals one full forward pass per factor."""
-    model = tiny(head, dim, num_values, options, hidden_sizes=hidden_sizes)
+    """Scoring along an ordering equals one full forward pass per factor."""
+    model = tiny(head, dim, num_values, options, hidden_sizes=hidden_sizes, direct=direct)
     values = every_value(dim, num_values_of(model))
     for ordering in model.orderings(4, seed=2):
         reference = torch.zeros(len(values), dtype=torch.float64)
