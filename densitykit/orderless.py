@@ -20,8 +20,11 @@ are computed (the layers after the first are evaluated in full at every step).
 
 Training (``training_loss``) draws per example an ordering and a cut $d$ uniformly
 in $0..D-1$, observes the first $d$ variables and scores the $D - d$ others, each
-as if it came next, weighted $D / (D - d)$: an unbiased estimate of
-$\mathbb{E}_\pi[-\log p_\pi(x)]$, the mean over orderings of their joint NLL.
+as if it came next, weighted $D / (D - d)$. With uniform orderings that is an
+unbiased estimate of $\mathbb{E}_\pi[-\log p_\pi(x)]$, the mean over orderings of
+their joint NLL; with region or scan orderings (``OrderlessConfig.orderings``) the
+observed sets follow those orderings' prefixes, and the objective is a weighted one
+of the same form.
 
 Queries mix $K$ seeded orderings of all variables (``orderings``) as the MADE
 queries do (``densitykit.queries``): each ordering moves the observed variables
@@ -241,8 +244,8 @@ class OrderlessModel(nn.Module):
     def forward(self, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """The parameters ``(B, D, P)`` of every variable given the observed ones.
 
-        The missing values of ``x`` ``(B, D)`` are never read; an observed variable's
-        own parameters are computed too but mean nothing.
+        The missing values of ``x`` ``(B, D)`` (in the support) do not change the
+        result; an observed variable's own parameters are computed too but mean nothing.
         """
         inputs = self.inputs(x, observed)
         out = self.out(self._hidden(self.first(inputs)))
@@ -254,11 +257,13 @@ class OrderlessModel(nn.Module):
     def training_loss(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        r"""An unbiased estimate of the mean over orderings of the joint NLL, per example.
+        r"""The training objective, per example: with uniform orderings, an unbiased
+        estimate of the mean over orderings of the joint NLL.
 
         Each example draws an ordering (``draw_orderings``) and a cut $d$ uniformly
-        in $0..D-1$ (from ``generator``, on the CPU); the loss is $\frac{D}{D-d} \sum_{t > d} -\log
-        p(x_{\pi_t} \mid x_{\pi_{\le d}})$, averaged over the batch.
+        in $0..D-1$ (from ``generator``, on the CPU); the loss is
+        $\frac{D}{D-d} \sum_{t > d} -\log p(x_{\pi_t} \mid x_{\pi_{\le d}})$, averaged
+        over the batch.
 
         Args:
             x: ``(B, D)`` values in the support.
