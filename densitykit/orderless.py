@@ -496,6 +496,26 @@ class OrderlessModel(nn.Module):
                 x[rows] = self._complete(x[rows], pattern.to(x.device), unseen, generator)
         return x
 
+    def sample(
+        self,
+        num_samples: int,
+        orderings: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Exact samples ``(num_samples, D)`` of the mixture of ``log_prob``: each draws
+        one of the orderings uniformly, then every variable in that ordering (a
+        completion with nothing observed).
+
+        Example:
+            >>> model = OrderlessModel(OrderlessConfig("bernoulli", dim=5, hidden_sizes=(4,)))
+            >>> model.sample(3, generator=torch.Generator().manual_seed(0)).shape
+            torch.Size([3, 5])
+        """
+        num_samples = check_positive_int(num_samples, "num_samples")
+        blank = torch.zeros(num_samples, self.dim, dtype=torch.long, device=self.device)
+        nothing = torch.zeros(self.dim, dtype=torch.bool, device=self.device)
+        return self.complete(blank, nothing, orderings, generator)
+
 
 def _check_orderings(orderings: torch.Tensor, dim: int) -> torch.Tensor:
     if not isinstance(orderings, torch.Tensor):

@@ -211,6 +211,16 @@ def test_completion_frequencies_match_the_conditional(
     assert frequencies_match(completed, candidates, expected)
 
 
+@pytest.mark.parametrize(("head", "dim", "num_values", "options"), TINY[:2], ids=TINY_IDS[:2])
+def test_sample_frequencies_match_the_joint_mixture(
+    head: str, dim: int, num_values: int | None, options: dict
+) -> None:
+    model = tiny(head, dim, num_values, options)
+    samples = model.sample(4000, generator=torch.Generator().manual_seed(1))
+    candidates = every_value(dim, num_values_of(model))
+    assert frequencies_match(samples, candidates, model.log_prob(candidates).exp())
+
+
 def test_completion_is_seeded_and_ignores_the_missing_values() -> None:
     model = tiny("categorical", 3, 3, {"one_hot": True})
     x = torch.tensor([[2, 0, 1], [1, 1, 1], [0, 2, 2]])
