@@ -375,13 +375,15 @@ class OrderlessModel(nn.Module):
         source = self.config.ordering_source(seed)
         return torch.stack([source.draw_ordering() for _ in range(count)])
 
-    def _check(self, x: torch.Tensor) -> torch.Tensor:
+    def _check(self, x: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+        """``x`` checked to be ``(B, D)`` values in the support, as long on ``device``
+        (the model's by default)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor of values, got {type(x).__name__}")
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (B, D) with D={self.dim}, got {tuple(x.shape)}")
         self.head.check_support(x)
-        return x.to(device=self.device, dtype=torch.long)
+        return x.to(device=self.device if device is None else device, dtype=torch.long)
 
     def _part(
         self,
@@ -584,7 +586,8 @@ def fit_orderless(
         )
     device = resolve_device(config.device)
     model.to(device)
-    train, val = model._check(train).cpu(), model._check(val).cpu()
+    cpu = torch.device("cpu")  # batches move to the device one at a time
+    train, val = model._check(train, cpu), model._check(val, cpu)
     if len(train) == 0 or len(val) == 0:
         raise ValueError("the training and validation sets must not be empty")
     if val_examples is not None:
