@@ -57,7 +57,7 @@ from densitykit.train import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import inpainting
-from _common import add_recipe_arguments, machine_report, table
+from _common import EpochProgress, add_recipe_arguments, machine_report, table
 
 
 @dataclass(frozen=True)
@@ -145,22 +145,13 @@ def train_orderless(
     torch.manual_seed(args.seed)
     model = OrderlessModel(config)
 
-    def progress(record: dict[str, Any]) -> None:
-        print(
-            f"orderless epoch {record['epoch']:3d}  train {record['train_nll']:.3f}  "
-            f"val {record['val_nll']:.3f}{'  *' if record['improved'] else ''}  "
-            f"({record['seconds']:.1f}s, load {os.getloadavg()[0]:.2f})",
-            file=sys.stderr,
-            flush=True,
-        )
-
     result = fit_orderless(
         model,
         data.train,
         data.val,
         training,
         val_examples=VALIDATION_IMAGES,
-        on_epoch_end=progress,
+        callbacks=[EpochProgress("orderless")],
     )
     folder.mkdir(parents=True, exist_ok=True)
     model = model.cpu()

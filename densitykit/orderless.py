@@ -48,7 +48,7 @@ import itertools
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -64,8 +64,8 @@ from densitykit.heads import HEADS, default_num_values
 from densitykit.masks import ConnectivitySampler
 from densitykit.numerics import log_mean_exp
 from densitykit.optim import WeightAverage, make_optimizer, scheduled_lr
-from densitykit.queries import check_observed
-from densitykit.train import TrainConfig, TrainResult, TrainState, stop_reason
+from densitykit.queries import check_observed, group_by_pattern
+from densitykit.train import Callback, TrainConfig, TrainResult, TrainState, stop_reason
 
 __all__ = [
     "OrderlessConfig",
@@ -199,7 +199,6 @@ class OrderlessModel(nn.Module):
             )
         self.config = config
         self.head = head
-        self._source = config.ordering_source()
         dim, width, params = head.dim, head.input_width, head.params_per_variable
         inputs = dim * width + dim  # the masked values, then the observed indicator
         sizes = config.hidden_sizes
@@ -298,22 +297,36 @@ class OrderlessModel(nn.Module):
         Revealing a variable adds its first-layer columns to the pre-activations, and
         only the next variable's parameters are computed.
         """
-        head, dim = self.head, self.dim
-        width, params = head.input_width, head.params_per_variable
+        head, dim, width = self.head, self.dim, self.head.input_width
         inputs = self.inputs(x, start.expand(x.shape[0], dim))
         pre = self.first(inputs)
-        weight = self.first.weight
+        values, shown, out_weight, out_bias = self._step_weights()
+        params = self.head.params_per_variable
+        direct = None if self.direct is None else self.direct.weight.reshape(dim, params, -1)
         for variable in steps.tolist():
-            rows = slice(variable * params, (variable + 1) * params)
-            out = self._hidden(pre) @ self.out.weight[rows].t() + self.out.bias[rows]
-            if self.direct is not None:
-                out = out + inputs @ self.direct.weight[rows].t()
+            out = self._hidden(pre) @ out_weight[variable].t() + out_bias[variable]
+            if direct is not None:
+                out = out + inputs @ direct[variable].t()
             x[:, variable] = head.sample(out, variable, generator)
-            cols = slice(variable * width, (variable + 1) * width)
-            inputs[:, cols] = head.encode(x[:, variable : variable + 1], self.dtype)
+            encoded = head.encode(x[:, variable : variable + 1], self.dtype)
+            inputs[:, variable * width : (variable + 1) * width] = encoded
             inputs[:, dim * width + variable] = 1.0
-            pre = pre + inputs[:, cols] @ weight[:, cols].t() + weight[:, dim * width + variable]
+            pre.addmm_(encoded, values[variable]).add_(shown[variable])
         return x
+
+    def _step_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per variable: its first-layer value columns ``(D, W, H)`` and observed
+        column ``(D, H)``, its output rows ``(D, P, H_last)`` and biases ``(D, P)``."""
+        dim, width = self.dim, self.head.input_width
+        params = self.head.params_per_variable
+        weight = self.first.weight
+        values = weight[:, : dim * width].reshape(-1, dim, width).permute(1, 2, 0)
+        return (
+            values,
+            weight[:, dim * width :].t(),
+            self.out.weight.reshape(dim, params, -1),
+            self.out.bias.reshape(dim, params),
+        )
 
     def _score(self, x: torch.Tensor, start: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """``(B,)`` log-probabilities of ``x`` along ``steps`` (variables, in order) from
@@ -331,14 +344,12 @@ class OrderlessModel(nn.Module):
         encoded = head.encode(x, self.dtype).reshape(batch, dim, width)
         inputs = self.inputs(x, start.expand(batch, dim))
         pre = self.first(inputs)
-        values = self.first.weight[:, : dim * width].reshape(-1, dim, width).permute(1, 2, 0)
-        shown = self.first.weight[:, dim * width :].t()  # (D, H)
-        out_weight = self.out.weight.reshape(dim, params, -1)
+        values, shown, out_weight, out_bias = self._step_weights()
         out = torch.empty(batch, length, params, dtype=pre.dtype, device=x.device)
         for index, variable in enumerate(steps.tolist()):
             out[:, index] = self._hidden(pre) @ out_weight[variable].t()
             pre.addmm_(encoded[:, variable], values[variable]).add_(shown[variable])
-        out += self.out.bias.reshape(dim, params)[steps]
+        out += out_bias[steps]
         if self.direct is not None:
             rows = self.direct.weight.reshape(dim, params, -1)[steps]  # (L, P, inputs)
             earlier = torch.ones(length, length, dtype=pre.dtype, device=x.device).tril(-1)
@@ -360,7 +371,8 @@ class OrderlessModel(nn.Module):
         count = check_positive_int(count, "count")
         if self.config.orderings == "uniform":  # the same law, drawn in one call
             return torch.rand(count, self.dim, generator=generator).argsort(1)
-        return torch.stack([self._source.draw_ordering(generator) for _ in range(count)])
+        source = self.config.ordering_source()
+        return torch.stack([source.draw_ordering(generator) for _ in range(count)])
 
     def orderings(self, count: int | None = None, seed: int | None = None) -> torch.Tensor:
         """The query mixture's seeded orderings ``(K, D)``: by default the model's own
@@ -374,6 +386,10 @@ class OrderlessModel(nn.Module):
         count = check_positive_int(self.config.num_orderings if count is None else count, "count")
         source = self.config.ordering_source(seed)
         return torch.stack([source.draw_ordering() for _ in range(count)])
+
+    def _mixture(self, orderings: torch.Tensor | None) -> torch.Tensor:
+        """The given orderings, checked, or the model's own."""
+        return self.orderings() if orderings is None else _check_orderings(orderings, self.dim)
 
     def _check(self, x: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
         """``x`` checked to be ``(B, D)`` values in the support, as long on ``device``
@@ -396,13 +412,11 @@ class OrderlessModel(nn.Module):
         """``(K, B)`` log-probabilities, under each ordering with the observed variables
         moved first, of the missing values given the observed ones (``missing``) or of
         the observed values."""
-        orderings = self.orderings() if orderings is None else _check_orderings(orderings, self.dim)
+        orderings = self._mixture(orderings)
         result = torch.zeros(len(orderings), x.shape[0], dtype=torch.float64, device=x.device)
-        patterns, inverse = torch.unique(observed, dim=0, return_inverse=True)
         nothing = torch.zeros(self.dim, dtype=torch.bool, device=x.device)
         with torch.no_grad():
-            for p, pattern in enumerate(patterns):
-                rows = (inverse == p).nonzero().squeeze(1)
+            for pattern, rows in group_by_pattern(observed):
                 shown = pattern.cpu()
                 for k, ordering in enumerate(orderings):
                     if missing:
@@ -424,10 +438,11 @@ class OrderlessModel(nn.Module):
             ``(B,)`` float64 log-probabilities in nats.
         """
         x = self._check(x)
-        nothing = torch.zeros_like(x, dtype=torch.bool)
-        orderings = self.orderings() if orderings is None else _check_orderings(orderings, self.dim)
+        nothing = torch.zeros(self.dim, dtype=torch.bool, device=x.device)
         with torch.no_grad():
-            per = torch.stack([self._score(x, nothing[0], order) for order in orderings])
+            per = torch.stack(
+                [self._score(x, nothing, order) for order in self._mixture(orderings)]
+            )
         return log_mean_exp(per)
 
     def conditional_log_prob(
@@ -486,7 +501,7 @@ class OrderlessModel(nn.Module):
         """
         observed = check_observed(x, observed, self.dim, need_missing=True)
         x = self._check(x.masked_fill(~observed, 0)).clone()
-        orderings = self.orderings() if orderings is None else _check_orderings(orderings, self.dim)
+        orderings = self._mixture(orderings)
         pick = torch.randint(0, len(orderings), (x.shape[0],), generator=generator)
         keys = torch.cat([observed.cpu(), pick[:, None]], dim=1)
         groups, inverse = torch.unique(keys, dim=0, return_inverse=True)
@@ -528,11 +543,10 @@ def _check_orderings(orderings: torch.Tensor, dim: int) -> torch.Tensor:
         raise ValueError(
             f"orderings must have shape (K, {dim}) with K >= 1, got {tuple(orderings.shape)}"
         )
-    expected = torch.arange(dim)
-    for ordering in orderings.cpu():
-        if not torch.equal(ordering.sort().values, expected):
-            raise ValueError(f"each ordering must be a permutation of 0..{dim - 1}")
-    return orderings.cpu().long()
+    orderings = orderings.cpu().long()
+    if not torch.equal(orderings.sort(1).values, torch.arange(dim).expand_as(orderings)):
+        raise ValueError(f"each ordering must be a permutation of 0..{dim - 1}")
+    return orderings
 
 
 def fit_orderless(
@@ -542,7 +556,7 @@ def fit_orderless(
     config: TrainConfig | None = None,
     *,
     val_examples: int | None = None,
-    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train an orderless model on its
     [`training_loss`][densitykit.orderless.OrderlessModel.training_loss].
@@ -561,7 +575,8 @@ def fit_orderless(
         config: Hyperparameters (``eval_masks``, ``mask_every``, ``precision``
             other than fp32 do not apply and are refused if set).
         val_examples: Validate on the first this many of ``val`` only (all by default).
-        on_epoch_end: Called with each epoch's record.
+        callbacks: Hooks called as [`fit`][densitykit.train.fit] calls them
+            (progress, logging).
 
     Returns:
         The [`TrainResult`][densitykit.train.TrainResult] (the best weights restored).
@@ -600,6 +615,8 @@ def fit_orderless(
     draws = torch.Generator().manual_seed(config.seed + 1)
     state = TrainState()
     batches = math.ceil(len(train) / config.batch_size)
+    for callback in callbacks:
+        callback.on_train_begin(state, batches)
     started = time.perf_counter()
     while state.epoch < config.epochs and not state.stopped_early:
         epoch_started, total = time.perf_counter(), 0.0
@@ -624,6 +641,8 @@ def fit_orderless(
                 average.update(model)
             state.step += 1
             total += value * len(indices)
+            for callback in callbacks:
+                callback.on_batch_end(state, value)
         state.epoch += 1
         model.eval()
         with average.applied(model) if average is not None else nullcontext():
@@ -656,20 +675,16 @@ def fit_orderless(
             "seconds": time.perf_counter() - epoch_started,
         }
         state.history.append(record)
-        if on_epoch_end is not None:
-            on_epoch_end(record)
+        for callback in callbacks:
+            callback.on_epoch_end(state, record)
         if out_of_time:
             break
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
-    return TrainResult(
-        history=list(state.history),
-        best_epoch=state.best_epoch,
-        best_val_nll=state.best_val_nll,
-        train_seconds=time.perf_counter() - started,
-        stopped_early=state.stopped_early,
-        state=state,
-    )
+    result = TrainResult.from_state(state, time.perf_counter() - started)
+    for callback in callbacks:
+        callback.on_train_end(result)
+    return result
 
 
 def save_orderless(path: str | os.PathLike, model: OrderlessModel) -> None:

@@ -64,6 +64,7 @@ __all__ = [
     "complete",
     "complete_reference",
     "conditional_log_prob",
+    "group_by_pattern",
     "marginal_log_prob",
     "observed_pattern",
 ]
@@ -173,8 +174,15 @@ def check_observed(
     return observed
 
 
-def _patterns(observed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``(pattern (D,), rows)`` for each distinct row of ``observed`` ``(B, D)``."""
+def group_by_pattern(observed: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``(pattern (D,), rows)`` for each distinct row of ``observed`` ``(B, D)``: the
+    examples a query answers together.
+
+    Example:
+        >>> observed = torch.tensor([[True, False], [False, True], [True, False]])
+        >>> [(p.tolist(), rows.tolist()) for p, rows in group_by_pattern(observed)]
+        [([False, True], [1]), ([True, False], [0, 2])]
+    """
     if observed.shape[0] == 0:
         return []
     patterns, inverse = torch.unique(observed, dim=0, return_inverse=True)
@@ -219,7 +227,7 @@ def _split_log_probs(
     bases = _bases(backbone, connectivities)
     marginal = torch.zeros(len(bases), x.shape[0], dtype=torch.float64, device=x.device)
     conditional = torch.zeros_like(marginal)
-    for pattern, rows in _patterns(observed):
+    for pattern, rows in group_by_pattern(observed):
         values = x[rows]
         encoded = head.encode(values, dtype)
         features = None if context is None else context[rows]
@@ -382,7 +390,7 @@ def _complete(
     source = generator.device if generator is not None else x.device
     choice = torch.randint(len(bases), (x.shape[0],), generator=generator, device=source)
     choice = choice.to(x.device)
-    for pattern, rows in _patterns(observed):
+    for pattern, rows in group_by_pattern(observed):
         num_observed = int(pattern.sum())
         for k, base in enumerate(bases):
             chosen = rows[choice[rows] == k]

@@ -224,6 +224,18 @@ class TrainResult:
     stopped_early: bool
     state: TrainState
 
+    @classmethod
+    def from_state(cls, state: TrainState, train_seconds: float) -> TrainResult:
+        """The result of a loop that ended in ``state`` after ``train_seconds``."""
+        return cls(
+            history=list(state.history),
+            best_epoch=state.best_epoch,
+            best_val_nll=state.best_val_nll,
+            train_seconds=train_seconds,
+            stopped_early=state.stopped_early,
+            state=state,
+        )
+
     @property
     def stop_reason(self) -> str | None:
         """Why training stopped after the last epoch (``"patience"``, ``"time budget"``,
@@ -410,14 +422,7 @@ def fit(
 
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
-    result = TrainResult(
-        history=list(state.history),
-        best_epoch=state.best_epoch,
-        best_val_nll=state.best_val_nll,
-        train_seconds=time.perf_counter() - started,
-        stopped_early=state.stopped_early,
-        state=state,
-    )
+    result = TrainResult.from_state(state, time.perf_counter() - started)
     for callback in callbacks:
         callback.on_train_end(result)
     return result

@@ -20,7 +20,7 @@ from densitykit.orderless import (
     load_orderless,
     save_orderless,
 )
-from densitykit.train import TrainConfig
+from densitykit.train import Callback, TrainConfig
 
 # Tiny models of every head with parameters per variable: (head, D, K, head options).
 TINY = [
@@ -314,6 +314,29 @@ def test_fit_stops_on_its_time_budget_and_on_patience() -> None:
     result = fit_orderless(model, data, data, stuck)
     assert result.stopped_early and result.stop_reason == "patience"
     assert len(result.history) <= 9 and result.best_epoch < len(result.history)
+
+
+def test_fit_calls_its_callbacks_as_fit_does() -> None:
+    calls: list[str] = []
+
+    class Record(Callback):
+        def on_train_begin(self, state, num_batches):
+            calls.append(f"begin {num_batches}")
+
+        def on_batch_end(self, state, loss):
+            calls.append("batch")
+
+        def on_epoch_end(self, state, record):
+            calls.append(f"epoch {record['epoch']}")
+
+        def on_train_end(self, result):
+            calls.append(f"end {result.best_epoch >= 1}")
+
+    data = torch.randint(0, 2, (20, 3), generator=torch.Generator().manual_seed(0))
+    model = OrderlessModel(OrderlessConfig("bernoulli", 3, hidden_sizes=(4,)))
+    fit_orderless(model, data, data, TrainConfig(epochs=2, batch_size=10), callbacks=[Record()])
+    epoch = ["batch", "batch"]
+    assert calls == ["begin 2", *epoch, "epoch 1", *epoch, "epoch 2", "end True"]
 
 
 def test_fit_refuses_settings_that_do_not_apply() -> None:
