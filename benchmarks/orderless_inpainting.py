@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 import densitykit as dk
+from densitykit.checkpoint import write_json
 from densitykit.orderless import (
     OrderlessConfig,
     OrderlessModel,
@@ -165,7 +166,7 @@ def train_orderless(
         "train_seconds": result.train_seconds,
         "num_params": sum(p.numel() for p in model.parameters()),
     }
-    (folder / "history.json").write_text(json.dumps(saved, indent=2) + "\n")
+    write_json(folder / "history.json", saved)  # atomic: a crash leaves no half file
     return model, saved
 
 
