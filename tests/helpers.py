@@ -55,3 +55,76 @@ def frequencies_match(
     observed, wanted = observed[wanted > 0], wanted[wanted > 0]
     statistic = float(((observed - wanted) ** 2 / wanted).sum())
     return bool(stats.chi2.sf(statistic, max(len(observed) - 1, 1)) > 1e-3)
+
+
+class CliOutcome:
+    """What a ``densitykit`` process did: exit code, output and its peak memory."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str, max_rss_mb: float) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.max_rss_mb = max_rss_mb
+
+    def one_line_error(self) -> bool:
+        """Exit 1 with one line on stderr and no traceback."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return self.returncode == 1 and len(lines) == 1 and "Traceback" not in self.stderr
+
+
+def run_cli(
+    args: list[str],
+    *,
+    cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> CliOutcome:
+    """Run ``python -m densitykit ARGS`` in a new process and measure its peak memory.
+
+    The peak resident size comes from ``os.wait4`` on that one process, so a test can
+    bound what a hostile input makes the command allocate.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    run_env = dict(os.environ if env is None else env)
+    run_env.setdefault("OMP_NUM_THREADS", "1")
+    run_env.setdefault("MPLBACKEND", "Agg")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "densitykit", *args],
+            cwd=cwd,
+            env=run_env,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            _, status, usage = _wait4(process.pid, timeout)
+        except TimeoutError:
+            process.kill()
+            os.wait4(process.pid, 0)
+            raise
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return CliOutcome(
+            process.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            usage.ru_maxrss / 1024,  # kilobytes on Linux
+        )
+
+
+def _wait4(pid: int, timeout: float):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return done, status, usage
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"densitykit did not finish within {timeout} s")
+        time.sleep(0.05)
