@@ -11,16 +11,16 @@ target, so a crash mid-write leaves the previous file intact.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
-import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 
+from densitykit.atomic import FILE_MODE, atomic_write
 from densitykit.errors import CheckpointError
 from densitykit.model import AutoregressiveModel, ModelConfig, build_model, parameter_count
 
@@ -28,6 +28,7 @@ __all__ = [
     "FILE_MODE",
     "FORMAT",
     "atomic_write",
+    "json_text",
     "load_checkpoint",
     "load_object",
     "read_json",
@@ -38,66 +39,27 @@ __all__ = [
 
 FORMAT = "densitykit-checkpoint"
 VERSION = 1
-FILE_MODE = 0o644
-"""The mode of every file densitykit writes, less the user's umask (as ``open`` does)."""
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _plain_json(value: Any) -> Any:
+    """``value`` with every non-finite float as ``None``: JSON has no NaN or infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _plain_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(item) for item in value]
+    return value
 
 
-_UMASK = _umask()
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` atomically: ``write(file)`` fills a temporary file that replaces it.
-
-    Args:
-        path: The destination.
-        write: Called with a binary file object open on the temporary file.
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise CheckpointError(
-            f"cannot write {path}: {error.strerror or error}; nothing was changed"
-        ) from None
-    try:
-        os.fchmod(fd, FILE_MODE & ~_UMASK)  # mkstemp makes 0600 files
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(error, (OSError, RuntimeError)):
-            # torch's zip writer reports a full disk as a RuntimeError.
-            text = str(error).strip()
-            reason = getattr(error, "strerror", None) or (
-                text.splitlines()[0] if text else type(error).__name__
-            )
-            previous = "the previous file is intact" if path.exists() else "no file was left"
-            raise CheckpointError(
-                f"cannot write {path} ({reason}); {previous}, nothing was lost"
-            ) from None
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+def json_text(data: Any, *, indent: int | None = 2) -> str:
+    """``data`` as strict JSON text (a non-finite float is written ``null``)."""
+    return json.dumps(_plain_json(data), indent=indent, allow_nan=False)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    text = json_text(data) + "\n"
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 

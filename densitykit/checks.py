@@ -222,6 +222,6 @@ def check_output_file(
     path = Path(path)
     if path.suffix not in suffixes:
         raise ValueError(f"{name} must end in {' or '.join(suffixes)}, got {path.name!r}")
-    if path.exists() and not overwrite:
+    if os.path.lexists(path) and not overwrite:  # a dangling link is a user's file too
         raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
     return path

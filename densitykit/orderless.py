@@ -650,6 +650,11 @@ def fit_orderless(
                 float(-model.log_prob(val[rows].to(device)).sum())
                 for rows in torch.arange(len(val)).split(config.eval_batch_size)
             ) / len(val)
+            if not math.isfinite(val_nll):
+                raise TrainingError(
+                    f"the validation NLL became {val_nll} in epoch {state.epoch}; lower the "
+                    "learning rate (a model with a non-finite validation NLL is never kept)"
+                )
             improved = val_nll < state.best_val_nll
             if improved:
                 state.best_val_nll, state.best_epoch = val_nll, state.epoch

@@ -1,8 +1,9 @@
 """Pictures of data and models: sample grids, 2-D densities, 1-D histograms, learning curves.
 
-Every function writes a PNG and returns its path. Figures are matplotlib ``Figure``
-objects drawn by the Agg renderer, without pyplot: nothing needs a screen, and
-importing densitykit leaves the user's matplotlib backend alone.
+Every function writes a PNG and returns its path; the PNG is written atomically (see
+[`densitykit.atomic`][densitykit.atomic]), replacing a link rather than following it.
+Figures are matplotlib ``Figure`` objects drawn by the Agg renderer, without pyplot:
+nothing needs a screen, and importing densitykit leaves the user's matplotlib backend alone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+
+from densitykit.atomic import atomic_write
 
 __all__ = [
     "completion_rows",
@@ -217,5 +220,5 @@ def learning_curves(
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda handle: fig.savefig(handle, dpi=110, format="png"))
     return path

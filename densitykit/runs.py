@@ -14,7 +14,7 @@ and the plug-ins a run was trained with are imported only when the caller passes
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from densitykit import plots
+from densitykit.atomic import atomic_path, atomic_write
 from densitykit.checkpoint import (
-    atomic_write,
+    json_text,
     load_checkpoint,
     load_object,
     read_json,
@@ -59,7 +60,9 @@ from densitykit.runfolder import (
     METRICS_LOG,
     STATE_FILE,
     Replacement,
+    RunLock,
     prepare_run_folder,
+    recover_replacement,
     remove_stale_temporaries,
 )
 from densitykit.train import (
@@ -90,6 +93,8 @@ __all__ = [
     "sample_run",
     "split_context",
 ]
+
+_LOG = logging.getLogger("densitykit")
 
 SAMPLE_CHUNK = 10_000
 """Samples drawn at once by [`sample_run`][densitykit.runs.sample_run] into a ``.npy`` file."""
@@ -240,7 +245,7 @@ class _RunFolderWriter(Callback):
         # The log is rewritten from the state's history, so it always matches the
         # saved state: a crash between the two writes loses or duplicates nothing.
         save_object(self.path / STATE_FILE, state.to_dict())
-        lines = "".join(json.dumps(r) + "\n" for r in state.history)
+        lines = "".join(json_text(r, indent=None) + "\n" for r in state.history)
         atomic_write(self.path / METRICS_LOG, lambda handle: handle.write(lines.encode()))
 
 
@@ -398,9 +403,12 @@ def fit_run(
     dataset, model = _build(config)
     saved = replace(config, model=model.config)
     replacement: list[Replacement | None] = [None]
+    lock = RunLock(path)
 
     def prepare() -> None:
-        replacement[0] = prepare_run_folder(path, overwrite=overwrite)
+        replacement[0] = prepare_run_folder(
+            path, overwrite=overwrite, parse_config=RunConfig.from_dict, lock=lock
+        )
         try:
             write_json(path / CONFIG_FILE, saved.to_dict())
         except BaseException:
@@ -408,17 +416,22 @@ def fit_run(
                 replacement[0].rollback()
             raise
 
-    on_main(prepare)
-    extra = [_CommitReplacement(replacement[0])] if replacement[0] is not None else []
     try:
-        metrics = _train_and_report(path, model, dataset, config.train, None, [*extra, *callbacks])
-    except BaseException:
+        on_main(prepare)
+        extra = [_CommitReplacement(replacement[0])] if replacement[0] is not None else []
+        try:
+            metrics = _train_and_report(
+                path, model, dataset, config.train, None, [*extra, *callbacks]
+            )
+        except BaseException:
+            if replacement[0] is not None:
+                replacement[0].rollback()
+            raise
         if replacement[0] is not None:
-            replacement[0].rollback()
-        raise
-    if replacement[0] is not None:
-        replacement[0].commit()
-    return metrics
+            replacement[0].commit()
+        return metrics
+    finally:
+        lock.release()
 
 
 def resume_run(
@@ -446,12 +459,38 @@ def resume_run(
             already run; more epochs for a run that stopped early, without more patience).
     """
     path = Path(out)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such run folder")
+    lock = RunLock(path)
+    on_main(lock.acquire)
+    try:
+        on_main(lambda: _note(recover_replacement(path, lock=lock)))
+        return _resume_locked(path, epochs, lr, patience, plugins, callbacks)
+    finally:
+        lock.release()
+
+
+def _note(message: str | None) -> None:
+    if message:
+        _LOG.warning(message)
+
+
+def _resume_locked(
+    path: Path,
+    epochs: int | None,
+    lr: float | None,
+    patience: int | None,
+    plugins: Sequence[str],
+    callbacks: Sequence[Callback],
+) -> dict[str, Any]:
     config = read_run_config(path)
     import_plugins(plugins)
     require_registered(config.needed_names(), config.plugins, where=str(path))
     state = None
     if (path / STATE_FILE).exists():
         state = TrainState.from_dict(load_object(path / STATE_FILE))
+    else:
+        _check_untrained(path)
     updates: dict[str, Any] = {}
     if epochs is not None:
         updates["epochs"] = epochs
@@ -462,6 +501,13 @@ def resume_run(
     train = TrainConfig.from_dict({**config.train.to_dict(), **updates})
     if state is not None:
         _check_resumable(path, state, train, epochs=epochs, patience=patience)
+        if not updates and state.history and state.history[-1].get("stop_reason"):
+            _LOG.warning(
+                f"{path} is finished (after epoch {state.epoch}: "
+                f"{state.history[-1]['stop_reason']}); nothing was trained. To train "
+                "further, give --epochs N with N > "
+                f"{state.epoch}" + (" and --patience" if state.stopped_early else "")
+            )
     # The run's plug-ins were imported above only if the caller passed them: _build
     # must not import the recorded ones, but config.json keeps recording them.
     dataset, model = _build(replace(config, train=train, plugins=[]))
@@ -475,6 +521,21 @@ def resume_run(
 
     on_main(prepare)
     return _train_and_report(path, model, dataset, train, state, callbacks)
+
+
+def _check_untrained(path: Path) -> None:
+    """A run without ``train_state.pt`` is resumed from scratch only if it never trained."""
+    trained = [
+        name
+        for name in (CHECKPOINT_FILE, METRICS_FILE, METRICS_LOG)
+        if (path / name).is_file() and (path / name).stat().st_size > 0
+    ]
+    if trained:
+        raise CheckpointError(
+            f"{path} has trained ({', '.join(trained)}) but its {STATE_FILE} is missing, so "
+            "it cannot be resumed exactly; it was not changed. Put the file back, or start "
+            f"a new run: densitykit fit ... --out {path} --overwrite"
+        )
 
 
 def _check_resumable(
@@ -698,6 +759,8 @@ def load_run(
         PluginError: If the run needs a plug-in that was not given.
     """
     path = Path(run_dir)
+    if path.is_dir():
+        _note(recover_replacement(path))
     config = read_run_config(path)
     import_plugins(plugins)
     require_registered(config.needed_names(), config.plugins, where=str(path))
@@ -864,21 +927,16 @@ def sample_run(
             f"a picture shows at most {MAX_PICTURE_SAMPLES:,} samples, got {num_samples:,}; "
             "write a .npy file for more"
         )
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.png")
-    try:
-        if run.model.num_labels and context is None:
-            if num_samples * run.model.num_labels > MAX_PICTURE_SAMPLES:
-                raise ResourceError(
-                    f"a picture shows at most {MAX_PICTURE_SAMPLES:,} samples, got "
-                    f"{num_samples:,} for each of {run.model.num_labels} labels"
-                )
-            label_grid(run.model, run.dataset, num_samples, tmp, generator=generator)
-        else:
-            samples = run.model.sample(num_samples, generator=generator, context=context).cpu()
-            _picture(run, samples, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if run.model.num_labels and context is None:
+        if num_samples * run.model.num_labels > MAX_PICTURE_SAMPLES:
+            raise ResourceError(
+                f"a picture shows at most {MAX_PICTURE_SAMPLES:,} samples, got "
+                f"{num_samples:,} for each of {run.model.num_labels} labels"
+            )
+        label_grid(run.model, run.dataset, num_samples, out, generator=generator)
+    else:
+        samples = run.model.sample(num_samples, generator=generator, context=context).cpu()
+        _picture(run, samples, out)  # pictures are written atomically
     return out
 
 
@@ -917,11 +975,11 @@ def _write_samples_npy(
     generator: torch.Generator,
     context: torch.Tensor | None = None,
 ) -> None:
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.npy")
-    try:
+    with atomic_path(out) as tmp:
         if num_samples <= SAMPLE_CHUNK:  # one draw: the same samples as model.sample
             samples = model.sample(num_samples, generator=generator, context=context)
-            np.save(tmp, samples.cpu().numpy())
+            with open(tmp, "wb") as handle:
+                np.save(handle, samples.cpu().numpy())
         else:
             array = np.lib.format.open_memmap(
                 tmp, mode="w+", dtype=np.int64, shape=(num_samples, model.dim)
@@ -933,9 +991,6 @@ def _write_samples_npy(
                 )
             array.flush()
             del array
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _picture(run: Run, samples: torch.Tensor, out: Path) -> Path:

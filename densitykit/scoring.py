@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from densitykit.atomic import atomic_path
 from densitykit.checkpoint import load_checkpoint
 from densitykit.checks import check_output_file
 from densitykit.data import DATASETS, load_dataset
@@ -97,10 +98,9 @@ class Scores:
             path, [".csv", ".npy"], overwrite=overwrite, name="the scores file"
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-        try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             if path.suffix == ".npy":
-                np.save(tmp, self.log_prob)
+                np.save(handle, self.log_prob)
             else:
                 table = np.column_stack(
                     [
@@ -111,16 +111,13 @@ class Scores:
                     ]
                 )
                 np.savetxt(
-                    tmp,
+                    handle,
                     table,
                     delimiter=",",
                     header=",".join(("index", *SCORE_COLUMNS)),
                     comments="",
                     fmt=["%d", "%.6f", "%.6f", "%.6f"],
                 )
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
 

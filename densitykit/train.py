@@ -579,12 +579,7 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
             connectivity,
         )
     if not math.isfinite(value):
-        raise TrainingError(
-            f"the training loss became {value} at epoch {state.epoch + 1}, step "
-            f"{state.step + 1}; the last good state is from epoch {state.epoch}. Resume "
-            "with a lower learning rate (e.g. densitykit resume RUN_DIR --lr "
-            f"{config.lr / 10:g})"
-        )
+        raise TrainingError(_non_finite_message("training loss", value, state, config))
     if config.lr_schedule != "constant":
         lr = scheduled_lr(
             config.lr, config.lr_schedule, state.step, config.epochs * loop.num_batches
@@ -604,6 +599,26 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
     if model.backbone is not None and config.mask_every and state.step % config.mask_every == 0:
         model.backbone.next_mask()
     return value
+
+
+def _non_finite_message(what: str, value: float, state: TrainState, config: TrainConfig) -> str:
+    """Why training stopped on a non-finite value, and what the user can do.
+
+    An epoch's state is kept only when its validation NLL is finite, so the last good
+    state is the last completed epoch before the one that failed (none at all if the
+    first epoch failed)."""
+    epoch = state.history[-1]["epoch"] if state.history else 0
+    where = f"the {what} became {value} in epoch {epoch + 1}"
+    if not state.history:
+        return (
+            f"{where}, and no epoch ever reached a finite validation NLL, so no model was "
+            f"saved; train again with a lower learning rate (e.g. --lr {config.lr / 10:g})"
+        )
+    return (
+        f"{where}; the last good state is from epoch {epoch} (validation NLL "
+        f"{state.history[-1]['val_nll']:.4f}). Resume it with a lower learning rate "
+        f"(e.g. densitykit resume RUN_DIR --lr {config.lr / 10:g})"
+    )
 
 
 def _end_epoch(
@@ -637,6 +652,8 @@ def _end_epoch(
                 bool(decision[1]),
                 bool(decision[2]),
             )
+        if not math.isfinite(val_nll):
+            raise TrainingError(_non_finite_message("validation NLL", val_nll, state, config))
         if improved:
             state.best_val_nll = val_nll
             state.best_epoch = state.epoch
