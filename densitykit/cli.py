@@ -6,6 +6,7 @@ Library errors become one line on stderr and exit code 1 (a traceback only with
 
 import inspect
 import json
+import logging
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +84,22 @@ def _main(
 ) -> None:
     """densitykit: MADE density estimation from the command line."""
     _state["debug"] = debug
+    _show_library_notes()
+
+
+class _NoteHandler(logging.Handler):
+    """Prints the library's notes (a run put back, a finished run) as one line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        errors.print(Text("note: " + record.getMessage()), highlight=False, soft_wrap=True)
+
+
+def _show_library_notes() -> None:
+    logger = logging.getLogger("densitykit")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler(logging.INFO))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def _fail(error: BaseException) -> None:

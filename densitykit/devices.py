@@ -18,10 +18,35 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast", "resolve_device"]
+__all__ = ["PRECISIONS", "autocast", "check_device_name", "resolve_device"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 """Training precisions: float32, or bfloat16 / float16 autocast on CUDA."""
+
+
+def check_device_name(device: str | torch.device) -> str:
+    """Return ``device`` if it names a device densitykit can use, here or elsewhere.
+
+    Unlike [`resolve_device`][densitykit.devices.resolve_device] it does not ask for
+    CUDA to be present: a run recorded as trained on ``cuda`` is still a valid run on a
+    machine without one (it is evaluated, sampled and scored on the CPU there).
+
+    Raises:
+        ValueError: On a name that is not ``auto``, ``cpu`` or ``cuda[:N]``.
+
+    Example:
+        >>> check_device_name("cuda:1")
+        'cuda:1'
+    """
+    if str(device) == "auto":
+        return "auto"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return str(device)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import socket
@@ -107,6 +108,7 @@ _MOVING = PREVIOUS_RUN + ".moving"  # files being moved in: not yet all there
 _DISCARDING = PREVIOUS_RUN + ".discarding"  # the new run has started: delete it
 _BACKUPS = (PREVIOUS_RUN, _MOVING, _DISCARDING)
 
+_LOG = logging.getLogger("densitykit")
 _TEMPORARY = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]+\.tmp$")
 
 
@@ -346,8 +348,16 @@ def recover_replacement(path: Path, *, lock: RunLock | None = None) -> str | Non
         lock: The folder's lock, if the caller already holds it.
 
     Returns:
-        A sentence saying what was put back, or ``None`` if nothing was.
+        A sentence saying what was put back (also logged as a warning of the
+        ``densitykit`` logger, which reaches the terminal), or ``None`` if nothing was.
     """
+    message = _recover(path, lock)
+    if message:
+        _LOG.warning(message)
+    return message
+
+
+def _recover(path: Path, lock: RunLock | None) -> str | None:
     if not path.is_dir() or not any((path / name).is_dir() for name in _BACKUPS):
         return None
     own = None

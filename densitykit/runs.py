@@ -227,6 +227,7 @@ def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
     path = Path(run_dir)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such run folder")
+    recover_replacement(path)  # a replacing run killed before its first epoch: put back
     return RunConfig.from_dict(read_json(path / CONFIG_FILE), where=str(path / CONFIG_FILE))
 
 
@@ -400,6 +401,7 @@ def fit_run(
         ValueError: On bad options (unknown names list the registered ones).
     """
     path = Path(out)
+    resolve_device(config.train.device)  # a device that is not here: refused before writing
     dataset, model = _build(config)
     saved = replace(config, model=model.config)
     replacement: list[Replacement | None] = [None]
@@ -464,15 +466,10 @@ def resume_run(
     lock = RunLock(path)
     on_main(lock.acquire)
     try:
-        on_main(lambda: _note(recover_replacement(path, lock=lock)))
+        on_main(lambda: recover_replacement(path, lock=lock))
         return _resume_locked(path, epochs, lr, patience, plugins, callbacks)
     finally:
         lock.release()
-
-
-def _note(message: str | None) -> None:
-    if message:
-        _LOG.warning(message)
 
 
 def _resume_locked(
@@ -499,6 +496,7 @@ def _resume_locked(
     if patience is not None:
         updates["patience"] = patience or None
     train = TrainConfig.from_dict({**config.train.to_dict(), **updates})
+    resolve_device(train.device)
     if state is not None:
         _check_resumable(path, state, train, epochs=epochs, patience=patience)
         if not updates and state.history and state.history[-1].get("stop_reason"):
@@ -759,8 +757,6 @@ def load_run(
         PluginError: If the run needs a plug-in that was not given.
     """
     path = Path(run_dir)
-    if path.is_dir():
-        _note(recover_replacement(path))
     config = read_run_config(path)
     import_plugins(plugins)
     require_registered(config.needed_names(), config.plugins, where=str(path))

@@ -29,7 +29,7 @@ import torch
 
 from densitykit.atomic import atomic_path
 from densitykit.checkpoint import load_checkpoint
-from densitykit.checks import check_output_file
+from densitykit.checks import check_int, check_output_file
 from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import check_values, is_data_file, read_arrays, read_npy_header
 from densitykit.errors import DataError
@@ -157,9 +157,11 @@ def score(
     Raises:
         DataError: If the values are not integers in the model's ``0..K-1`` or the
             examples do not have the model's number of values.
-        ValueError: If ``num_masks`` is out of range, or the model is conditional
+        ValueError: If ``batch_size`` is not a positive integer, ``num_masks`` is out of
+            range, or the model is conditional
             (scoring takes no context: score it with ``model.log_prob(x, context=c)``).
     """
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     if model.is_conditional:
         raise ValueError(
             "this model is conditional, p(x | context); scoring files takes no context, so "

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from densitykit.checks import check_choice, check_int, check_optional_int, check_positive_int
-from densitykit.devices import PRECISIONS, autocast, resolve_device
+from densitykit.devices import PRECISIONS, autocast, check_device_name, resolve_device
 from densitykit.distributed import (
     BatchLogProb,
     DistributedContext,
@@ -135,7 +135,8 @@ class TrainConfig:
                 f"time_budget_minutes must be a positive number or None, "
                 f"got {self.time_budget_minutes!r}"
             )
-        resolve_device(self.device)
+        # Only the name: a run trained on CUDA stays readable where there is none.
+        check_device_name(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
