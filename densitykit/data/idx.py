@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from densitykit.atomic import atomic_write
 from densitykit.errors import DataError
 
 __all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
@@ -136,5 +137,6 @@ def write_idx(array: np.ndarray, path: str | os.PathLike[str]) -> Path:
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">i4").tobytes()
     content = header + np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
     path = Path(path)
-    path.write_bytes(gzip.compress(content, mtime=0) if path.suffix == ".gz" else content)
+    data = gzip.compress(content, mtime=0) if path.suffix == ".gz" else content
+    atomic_write(path, lambda handle: handle.write(data))
     return path
