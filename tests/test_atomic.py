@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -464,3 +465,82 @@ def test_lock_is_released_when_the_process_ends(fresh_run) -> None:
         pass
     with pytest.raises(RunFolderError), RunLock(fresh_run), RunLock(fresh_run):
         pass
+
+
+# -- a full disk at every write of every command ------------------------------------------------
+class _FullDiskAt:
+    """``os.fsync`` that fails with ENOSPC at its ``at``-th call (counting from 0), and
+    counts the calls: every atomic write makes exactly one."""
+
+    def __init__(self, at: int | None) -> None:
+        self.at = at
+        self.calls = 0
+        self.real = os.fsync
+
+    def __call__(self, fd: int) -> None:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # the folder's fsync after a rename
+            return self.real(fd)
+        index, self.calls = self.calls, self.calls + 1
+        if index == self.at:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.real(fd)
+
+
+FULL_DISK_COMMANDS = {
+    "fit --overwrite": ["fit", *TINY, "--epochs", "2", "--seed", "3", "--out", "{run}",
+                        "--overwrite"],
+    "resume --epochs": ["resume", "{run}", "--epochs", "2", "--quiet"],
+    "sample .npy": ["sample", "{run}", "-n", "5", "-o", "{out}/s.npy", "--overwrite"],
+    "sample .png": ["sample", "{run}", "-n", "5", "-o", "{out}/s.png", "--overwrite"],
+    "score .csv": ["score", "{run}", "2d-smiley", "--data-option", "grid_size=16", "-o",
+                   "{out}/s.csv", "--overwrite"],
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FULL_DISK_COMMANDS))
+def test_a_full_disk_at_any_write_loses_nothing(tmp_path, monkeypatch, name) -> None:
+    """Fail the 1st, 2nd, ... write of a command with ENOSPC: each time one line naming
+    the file, the user's files untouched, and the run still usable afterwards."""
+    template = tmp_path / "template"
+    assert invoke("fit", *TINY, "--out", template).exit_code == 0
+    counter = _FullDiskAt(None)
+    monkeypatch.setattr(os, "fsync", counter)
+    work = tmp_path / "count"
+    _copy_tree(template, work / "run")
+    (work / "out").mkdir()
+    args = [a.format(run=work / "run", out=work / "out") for a in FULL_DISK_COMMANDS[name]]
+    assert invoke(*args).exit_code == 0
+    writes = counter.calls
+    assert writes >= 1
+    for at in range(writes):
+        work = tmp_path / f"at{at}"
+        _copy_tree(template, work / "run")
+        (work / "out").mkdir()
+        for picture in ("s.npy", "s.png", "s.csv"):
+            (work / "out" / picture).write_bytes(b"the user's " + picture.encode())
+        before_out = files(work / "out")
+        before_run = files(work / "run")
+        monkeypatch.setattr(os, "fsync", _FullDiskAt(at))
+        args = [a.format(run=work / "run", out=work / "out") for a in FULL_DISK_COMMANDS[name]]
+        result = invoke(*args)
+        monkeypatch.setattr(os, "fsync", counter.real)
+        failures = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert result.exit_code == 1 and "Traceback" not in result.output, (at, result.output)
+        assert len(failures) == 1 and "No space left on device" in failures[0], result.output
+        assert files(work / "out") == before_out, at
+        # The run is whole: the old one (a write failed before the new run's first
+        # epoch), or the new one, resumable.
+        after_run = files(work / "run")
+        if after_run.get("checkpoint.pt") == before_run["checkpoint.pt"]:
+            assert invoke("eval", work / "run").exit_code == 0, at
+        else:
+            resumed = invoke("resume", work / "run", "--quiet")
+            assert resumed.exit_code == 0, (at, resumed.output)
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            (target / path.name).write_bytes(path.read_bytes())
