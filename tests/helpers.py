@@ -128,3 +128,19 @@ def _wait4(pid: int, timeout: float):
         if time.monotonic() > deadline:
             raise TimeoutError(f"densitykit did not finish within {timeout} s")
         time.sleep(0.05)
+
+
+def write_gzip_bomb(path: Path, head: bytes, inflated_mb: int) -> Path:
+    """Write ``head`` and then ``inflated_mb`` MB of zeros as a small gzip file.
+
+    gzip allows members one after another; the zeros are one compressed member of
+    1 MB written ``inflated_mb`` times, so a bomb of gigabytes takes no time to make.
+    """
+    import gzip
+
+    zeros = gzip.compress(bytes(1 << 20), compresslevel=9, mtime=0)
+    with path.open("wb") as handle:
+        handle.write(gzip.compress(head, mtime=0))
+        for _ in range(inflated_mb):
+            handle.write(zeros)
+    return path
