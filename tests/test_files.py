@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from densitykit.checkpoint import read_json
 from densitykit.cli import app
 from densitykit.data import from_array, load_dataset
 from densitykit.data.files import TEST_FRACTION, kind_of, read_arrays
-from densitykit.errors import DataError, ResourceError
+from densitykit.errors import CheckpointError, DataError, ResourceError
 
 runner = CliRunner()
 RNG = np.random.default_rng(0)
@@ -173,3 +175,40 @@ def test_fit_a_file_from_the_command_line(files: dict[str, Path], tmp_path: Path
     assert result.exit_code == 0, result.output
     assert (images / "samples.png").is_file() and (images / "data.png").is_file()
     assert json.loads((images / "config.json").read_text())["model"]["head"] == "bernoulli"
+
+
+# -- hostile files ---------------------------------------------------------------------------
+
+
+def test_read_json_refuses_deep_nesting_huge_files_and_pipes(tmp_path: Path) -> None:
+    nested = tmp_path / "config.json"
+    nested.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(CheckpointError, match="nested too deeply") as caught:
+        read_json(nested)
+    assert str(nested) in str(caught.value)
+    big = tmp_path / "big.json"
+    big.write_text("[" + "0," * 1000 + "0]")
+    with pytest.raises(CheckpointError, match="at most 100 bytes, got 2,003 bytes"):
+        read_json(big, max_bytes=100)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        read_json(fifo)
+    with pytest.raises(CheckpointError, match="file not found"):
+        read_json(tmp_path / "absent.json")
+
+
+def test_a_run_with_a_deeply_nested_config_is_one_line(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    fitted = runner.invoke(
+        app,
+        ["fit", "--data", str(files["codes.npy"]), "--hidden-sizes", "8", "--epochs", "1",
+         "--quiet", "--out", str(out)],
+    )  # fmt: skip
+    assert fitted.exit_code == 0, fitted.output
+    (out / "config.json").write_text("[" * 200_000 + "]" * 200_000)
+    result = runner.invoke(app, ["eval", str(out)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "nested too deeply" in result.output
