@@ -870,11 +870,13 @@ def test_failed_download_explains_the_offline_options(monkeypatch: pytest.Monkey
     message = str(caught.value)
     assert (
         "\n" not in message
-        and "data_dir" in message
+        and "data_dir=" in message
+        and "--data-dir" in message  # the command line's name of the same option
         and "apt-get install dataset-fashion-mnist" in message
     )
 
 
 def test_no_download_when_forbidden() -> None:
-    with pytest.raises(DataError, match="download=False"):
+    with pytest.raises(DataError, match="download=False") as caught:
         load_dataset("mnist", download=False)  # _NoNetwork would fail the test if called
+    assert "data_dir= (--data-dir on the command line)" in str(caught.value)
