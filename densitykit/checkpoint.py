@@ -122,8 +122,7 @@ def read_json(path: str | os.PathLike, *, max_bytes: int = 10_000_000) -> Any:
         size = path.stat().st_size
         if size > max_bytes:
             raise CheckpointError(
-                f"{path}: expected a JSON file of at most {max_bytes:,} bytes, "
-                f"got {size:,} bytes"
+                f"{path}: expected a JSON file of at most {max_bytes:,} bytes, got {size:,} bytes"
             )
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
