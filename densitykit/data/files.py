@@ -7,10 +7,16 @@ What a file may hold:
   with ``allow_pickle=False``: a file of Python objects is refused, never unpickled.
 - ``.npz``: named arrays. With a ``train`` array, ``val`` and ``test`` are taken from
   the file when present; with a single array of another name, that array is the data.
-- ``.csv`` / ``.tsv``: one example per row, integer values separated by commas (tabs),
-  an optional header row (a first row that is not all numbers).
-- a folder of ``.png`` images of one size, grey (values ``0..255``) or binary (only
-  black and white, read as 0 and 1).
+- ``.csv`` / ``.tsv``: UTF-8 text (Excel's "CSV UTF-8" byte-order mark is fine), one
+  example per row, integer values separated by commas (tabs), an optional header row
+  (a first row whose cells are all names, none empty and none a number; the data
+  set's ``header`` option records what was found).
+- a folder of ``.png`` images of one size, grey or colour 8-bit (read as grey, values
+  ``0..255``), 16-bit grey (values ``0..65535``; 16-bit colour is refused), or binary
+  (only black and white, read as 0 and 1).
+
+A path must be a regular file (after symlinks) or a folder: a pipe or a device is
+refused, since reading it could wait forever or never end.
 
 Values must be non-negative integers (an integral float such as ``3.0`` is accepted);
 ``num_values`` is ``max + 1`` unless given. The kind of data set follows the shape of
@@ -24,7 +30,10 @@ chosen by a permutation that does not depend on ``seed`` (so every run of a file
 on the same examples); the validation split is the file's ``val`` array, or else a
 seeded ``val_fraction`` of the rest.
 
-Data that would not fit in memory is refused before it is read, with the size stated.
+Data that would not fit in memory is refused before it is read, with the size stated:
+the size comes from the headers (``.npy``, ``.npz``, PNG) or the file's length
+(``.csv``), counted at [`BYTES_PER_VALUE`][densitykit.data.files.BYTES_PER_VALUE] bytes a
+value, and a header that promises more data than its file holds is refused.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from densitykit.errors import DataError
 from densitykit.memory import check_allocation
 
 __all__ = [
+    "BYTES_PER_VALUE",
     "FILE_SUFFIXES",
     "MAX_GRID",
     "TEST_FRACTION",
