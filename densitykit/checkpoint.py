@@ -63,19 +63,38 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike, *, max_bytes: int = 10_000_000) -> Any:
     """Read a JSON file, turning a missing or malformed file into a one-line error.
 
+    Args:
+        path: The file.
+        max_bytes: The largest file read (a run's JSON files are a few kilobytes).
+
     Raises:
-        CheckpointError: If the file is missing or not valid JSON.
+        CheckpointError: If the file is missing, not a regular file, larger than
+            ``max_bytes``, not valid JSON, or nested too deeply to read.
     """
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        if not path.is_file():  # a pipe or a device could block or never end
+            if not path.exists():
+                raise FileNotFoundError(path)
+            found = "a folder" if path.is_dir() else "something that is not a regular file"
+            raise CheckpointError(f"{path}: expected a JSON file, got {found}")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise CheckpointError(
+                f"{path}: expected a JSON file of at most {max_bytes:,} bytes, got {size:,} bytes"
+            )
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise CheckpointError(
+            f"{path}: not readable JSON (nested too deeply for Python's parser)"
+        ) from None
 
 
 def save_object(path: str | os.PathLike, data: dict[str, Any]) -> None:

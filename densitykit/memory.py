@@ -7,18 +7,38 @@ states the size, instead of a traceback from the allocator after minutes of work
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from densitykit.errors import ResourceError
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not POSIX
+    resource = None  # type: ignore[assignment]
 
 __all__ = ["check_allocation", "format_bytes", "total_memory"]
 
 
 def total_memory() -> int:
-    """The machine's physical memory in bytes (a large number if it cannot be read)."""
+    """The memory this process may use, in bytes: the machine's physical memory, or
+    less when a limit is set (``ulimit -d`` / ``-v``, a cgroup's ``memory.max``, as
+    batch schedulers and containers set); a large number if none can be read."""
     try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+        limits = [int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))]
     except (ValueError, OSError, AttributeError):  # not POSIX: do not refuse on a guess
-        return 1 << 50
+        limits = [1 << 50]
+    if resource is not None:
+        for which in (resource.RLIMIT_DATA, resource.RLIMIT_AS):
+            soft = resource.getrlimit(which)[0]
+            if soft != resource.RLIM_INFINITY and soft > 0:
+                limits.append(soft)
+    try:
+        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        cgroup = "max"
+    if cgroup.isdigit():
+        limits.append(int(cgroup))
+    return min(limits)
 
 
 def format_bytes(size: float) -> str:

@@ -78,11 +78,14 @@ def run_cli(
     cwd: Path | str | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 120,
+    memory_limit_mb: int | None = None,
 ) -> CliOutcome:
     """Run ``python -m densitykit ARGS`` in a new process and measure its peak memory.
 
     The peak resident size comes from ``os.wait4`` on that one process, so a test can
-    bound what a hostile input makes the command allocate.
+    bound what a hostile input makes the command allocate. ``memory_limit_mb`` caps
+    the process's data memory (``ulimit -d``): a regression then fails the test with
+    an allocation error instead of taking the machine's memory.
     """
     import subprocess
     import sys
@@ -99,6 +102,7 @@ def run_cli(
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
+            preexec_fn=None if memory_limit_mb is None else lambda: _limit(memory_limit_mb),
         )
         try:
             _, status, usage = _wait4(process.pid, timeout)
@@ -117,6 +121,13 @@ def run_cli(
         )
 
 
+def _limit(megabytes: int) -> None:
+    import resource
+
+    limit = megabytes * 2**20
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def _wait4(pid: int, timeout: float):
     import time
 
@@ -128,3 +139,19 @@ def _wait4(pid: int, timeout: float):
         if time.monotonic() > deadline:
             raise TimeoutError(f"densitykit did not finish within {timeout} s")
         time.sleep(0.05)
+
+
+def write_gzip_bomb(path: Path, head: bytes, inflated_mb: int) -> Path:
+    """Write ``head`` and then ``inflated_mb`` MB of zeros as a small gzip file.
+
+    gzip allows members one after another; the zeros are one compressed member of
+    1 MB written ``inflated_mb`` times, so a bomb of gigabytes takes no time to make.
+    """
+    import gzip
+
+    zeros = gzip.compress(bytes(1 << 20), compresslevel=9, mtime=0)
+    with path.open("wb") as handle:
+        handle.write(gzip.compress(head, mtime=0))
+        for _ in range(inflated_mb):
+            handle.write(zeros)
+    return path

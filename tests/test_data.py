@@ -10,7 +10,9 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import struct
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.datasets
+from helpers import write_gzip_bomb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -30,7 +33,7 @@ from densitykit.data.pmf import entropy_nats
 from densitykit.data.smiley import BACKGROUND_MASS, smiley_probs
 from densitykit.data.splits import carve_validation, generator
 from densitykit.data.toy1d import quantize
-from densitykit.errors import DataError, UnknownNameError
+from densitykit.errors import DataError, ResourceError, UnknownNameError
 
 TRAIN_IMAGES, TEST_IMAGES = 30, 10
 
@@ -628,6 +631,39 @@ def test_read_idx_of_a_truncated_gzip_stream(tmp_path: Path) -> None:
         read_idx(path)
 
 
+def test_read_idx_stops_a_gzip_bomb_at_the_headers_size(tmp_path: Path) -> None:
+    # 10,000 images of 28 x 28 (7.8 MB) announced, 200 MB inflated from a 200 kB file.
+    path = write_gzip_bomb(
+        tmp_path / "bomb-idx3-ubyte.gz", _idx_bytes(0x08, (10_000, 28, 28), b""), 200
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="longer than its header says") as caught:
+            read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    assert peak < 20e6  # the 7.8 MB announced and a piece, never the 200 MB
+
+
+def test_read_idx_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_idx(fifo)
+    (tmp_path / "link-idx3-ubyte").symlink_to("/dev/zero")
+    with pytest.raises(DataError, match="not a regular file"):
+        read_idx(tmp_path / "link-idx3-ubyte")
+
+
+def test_read_idx_refuses_a_shape_beyond_memory_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(_idx_bytes(0x08, (2**31 - 1, 2**31 - 1, 2**31 - 1), b"")))
+    with pytest.raises(ResourceError, match="would need"):
+        read_idx(path)
+
+
 # --------------------------------------------------------------------------- MNIST loader
 
 
@@ -834,11 +870,13 @@ def test_failed_download_explains_the_offline_options(monkeypatch: pytest.Monkey
     message = str(caught.value)
     assert (
         "\n" not in message
-        and "data_dir" in message
+        and "data_dir=" in message
+        and "--data-dir" in message  # the command line's name of the same option
         and "apt-get install dataset-fashion-mnist" in message
     )
 
 
 def test_no_download_when_forbidden() -> None:
-    with pytest.raises(DataError, match="download=False"):
+    with pytest.raises(DataError, match="download=False") as caught:
         load_dataset("mnist", download=False)  # _NoNetwork would fail the test if called
+    assert "data_dir= (--data-dir on the command line)" in str(caught.value)

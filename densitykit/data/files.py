@@ -7,10 +7,16 @@ What a file may hold:
   with ``allow_pickle=False``: a file of Python objects is refused, never unpickled.
 - ``.npz``: named arrays. With a ``train`` array, ``val`` and ``test`` are taken from
   the file when present; with a single array of another name, that array is the data.
-- ``.csv`` / ``.tsv``: one example per row, integer values separated by commas (tabs),
-  an optional header row (a first row that is not all numbers).
-- a folder of ``.png`` images of one size, grey (values ``0..255``) or binary (only
-  black and white, read as 0 and 1).
+- ``.csv`` / ``.tsv``: UTF-8 text (Excel's "CSV UTF-8" byte-order mark is fine), one
+  example per row, integer values separated by commas (tabs), an optional header row
+  (a first row whose cells are all names, none empty and none a number; the data
+  set's ``header`` option records what was found).
+- a folder of ``.png`` images of one size, grey or colour 8-bit (read as grey, values
+  ``0..255``), 16-bit grey (values ``0..65535``; 16-bit colour is refused), or binary
+  (only black and white, read as 0 and 1).
+
+A path must be a regular file (after symlinks) or a folder: a pipe or a device is
+refused, since reading it could wait forever or never end.
 
 Values must be non-negative integers (an integral float such as ``3.0`` is accepted);
 ``num_values`` is ``max + 1`` unless given. The kind of data set follows the shape of
@@ -24,14 +30,20 @@ chosen by a permutation that does not depend on ``seed`` (so every run of a file
 on the same examples); the validation split is the file's ``val`` array, or else a
 seeded ``val_fraction`` of the rest.
 
-Data that would not fit in memory is refused before it is read, with the size stated.
+Data that would not fit in memory is refused before it is read, with the size stated:
+the size comes from the headers (``.npy``, ``.npz``, PNG) or the file's length
+(``.csv``), counted at [`BYTES_PER_VALUE`][densitykit.data.files.BYTES_PER_VALUE] bytes a
+value, and a header that promises more data than its file holds is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import stat
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -48,6 +60,7 @@ from densitykit.errors import DataError
 from densitykit.memory import check_allocation
 
 __all__ = [
+    "BYTES_PER_VALUE",
     "FILE_SUFFIXES",
     "MAX_GRID",
     "TEST_FRACTION",
@@ -69,6 +82,13 @@ TEST_STREAM = 3
 """Stream of the fixed test permutation (independent of the data set's ``seed``)."""
 MAX_GRID = 256
 """Two variables with at most this many values are drawn as a point on a grid."""
+BYTES_PER_VALUE = 32
+"""Memory a value of a file takes at the peak of ``densitykit fit``, in bytes: the
+file's own array (one or two bytes for images), its ``int64`` copy, the splits'
+``int64`` copies (reading and splitting peak at about 22 bytes a value) and what
+training adds (measured at 28 to 31 bytes a value on a folder of PNG images)."""
+_INT64_END = 2.0**63
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SPLITS = ("train", "val", "test")
 
 
@@ -123,6 +143,12 @@ def check_values(array: Any, where: str) -> np.ndarray:
                 f"{where}: expected integer values, got the non-integer {array[index]} at "
                 f"example {index[0]}"
             )
+    if array.dtype.kind in "uf" and array.max() >= _INT64_END:  # int64 could not hold it
+        index = np.unravel_index(int(np.argmax(array)), array.shape)
+        raise DataError(
+            f"{where}: expected integer values below 2**63, got {array[index]} "
+            f"at example {index[0]}"
+        )
     if array.dtype.kind != "b" and array.dtype.kind != "u" and (array < 0).any():
         index = np.unravel_index(int(np.argmin(array)), array.shape)
         raise DataError(
@@ -153,15 +179,32 @@ def kind_of(shape: tuple[int, ...], num_values: int) -> tuple[str, tuple[int, ..
 
 
 def _check_size(num_elements: int, where: str) -> None:
-    # The values as int64, plus the array they are read from.
-    check_allocation(num_elements * 16, f"{where} ({num_elements:,} values)")
+    check_allocation(num_elements * BYTES_PER_VALUE, f"{where} ({num_elements:,} values)")
 
 
-def read_npy_header(handle: Any, where: str) -> tuple[tuple[int, ...], np.dtype]:
+def _check_regular_file(path: Path) -> None:
+    """Refuse what is not a regular file (after symlinks): a pipe could block forever
+    and a device (``/dev/zero``) never ends."""
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device or a socket"
+        raise DataError(f"{path}: expected a regular data file, got {kind}")
+
+
+def read_npy_header(
+    handle: Any, where: str, size: int | None = None
+) -> tuple[tuple[int, ...], np.dtype]:
     """Read a ``.npy`` header from an open binary ``handle``: ``(shape, dtype)``.
 
+    Args:
+        handle: The stream, at the start of the ``.npy`` content.
+        where: The file's name, for messages.
+        size: The stream's size in bytes; ``None`` takes the file's size when the
+            handle is a file (a stream without a size is not checked).
+
     Raises:
-        DataError: If it is not a ``.npy`` header, or the array holds Python objects.
+        DataError: If it is not a ``.npy`` header, the array holds Python objects, or
+            the header promises more data than the stream holds.
     """
     try:
         version = np.lib.format.read_magic(handle)
@@ -179,6 +222,19 @@ def read_npy_header(handle: Any, where: str) -> tuple[tuple[int, ...], np.dtype]
             f"{where}: expected an array of integers, got Python objects (dtype {dtype}); "
             "densitykit never unpickles data, save it with an integer dtype"
         )
+    if size is None:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+        except (AttributeError, OSError, io.UnsupportedOperation):  # not a file: unchecked
+            size = None
+    if size is not None:
+        needed = math.prod(shape) * dtype.itemsize
+        held = size - handle.tell()
+        if held < needed:
+            raise DataError(
+                f"{where}: the .npy header promises shape {tuple(shape)} of {dtype} "
+                f"({needed:,} bytes), but the file holds {held:,} bytes after it"
+            )
     return tuple(shape), dtype
 
 
@@ -199,7 +255,9 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
             total = 0
             for member in archive.namelist():
                 with archive.open(member) as handle:
-                    shape, _ = read_npy_header(handle, f"{path}:{member}")
+                    shape, _ = read_npy_header(
+                        handle, f"{path}:{member}", archive.getinfo(member).file_size
+                    )
                 total += math.prod(shape)
     except zipfile.BadZipFile:
         raise DataError(
@@ -233,104 +291,191 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _load_table(path: Path) -> dict[str, np.ndarray]:
+def _decode(path: Path) -> str:
+    """The file's text, UTF-8 with or without Excel's byte-order mark."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        # The offset counts from after a byte-order mark, which is three bytes.
+        start = error.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        line = raw.count(b"\n", 0, start) + 1
+        raise DataError(
+            f"{path}: expected UTF-8 text, got the byte 0x{raw[start]:02x} on line {line} "
+            "(save the file as UTF-8)"
+        ) from None
+
+
+def _is_header(cells: list[str]) -> bool:
+    """A first row is a header when every cell is a name: not empty, not a number."""
+    return all(cell.strip() and not _is_number(cell) for cell in cells)
+
+
+def _load_table(path: Path, header: bool | None) -> tuple[dict[str, np.ndarray], bool]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     size = path.stat().st_size
     # Each value takes at least two characters (a digit and a separator).
     _check_size(size // 2 + 1, str(path))
-    with path.open(newline="") as handle:
-        first = handle.readline()
-        if not first.strip():
-            raise DataError(f"{path}: expected rows of integers, got an empty file")
-        cells = next(csv.reader([first], delimiter=delimiter))
-        header = not all(_is_number(cell) for cell in cells)
-        handle.seek(0)
-        try:
-            with warnings.catch_warnings():  # an empty table is refused below, in one line
-                warnings.simplefilter("ignore", UserWarning)
-                values = np.loadtxt(
-                    handle, delimiter=delimiter, skiprows=int(header), ndmin=2, dtype=np.float64
-                )
-        except ValueError as error:
-            detail = str(error).split("; use `usecols`")[0].strip().splitlines()[0]
-            raise DataError(
-                f"{path}: expected rows of integers with the same number of values "
-                f"(header row optional), got: {detail}"
-            ) from None
+    text = _decode(path)
+    first = text.split("\n", 1)[0]
+    if not first.strip():
+        raise DataError(f"{path}: expected rows of integers, got an empty file")
+    if header is None:
+        header = _is_header(next(csv.reader([first], delimiter=delimiter)))
+    try:
+        with warnings.catch_warnings():  # an empty table is refused below, in one line
+            warnings.simplefilter("ignore", UserWarning)
+            values = np.loadtxt(
+                io.StringIO(text),
+                delimiter=delimiter,
+                skiprows=int(header),
+                ndmin=2,
+                dtype=np.float64,
+            )
+    except ValueError as error:
+        detail = str(error).split("; use `usecols`")[0].strip().splitlines()[0]
+        raise DataError(
+            f"{path}: expected rows of integers with the same number of values "
+            f"(header row optional), got: {detail}"
+        ) from None
     if values.size == 0:
         raise DataError(f"{path}: expected rows of integers, got a header and no rows")
-    return {"data": values}
+    beyond = np.abs(values) >= _INT64_END  # int64 cannot hold it: name it before casting
+    if beyond.any():
+        row, column = np.unravel_index(int(np.argmax(beyond)), values.shape)
+        raise DataError(
+            f"{path}: expected integers below 2**63, got {values[row, column]:g} in data row "
+            f"{row + 1}, column {column + 1}"
+        )
+    return {"data": values}, header
+
+
+def _png_header(path: Path) -> tuple[int, int, int, int]:
+    """``(width, height, bit depth, colour type)`` from a PNG's first bytes, decoding nothing."""
+    with path.open("rb") as handle:
+        head = handle.read(26)
+    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise DataError(f"{path}: expected a PNG image, got a file without a PNG header")
+    width, height = struct.unpack(">II", head[16:24])
+    depth, colour = head[24], head[25]
+    if depth == 16 and colour != 0:
+        raise DataError(
+            f"{path}: 16-bit colour PNGs are not supported; expected grey or colour 8-bit "
+            "images (read as grey 0..255) or 16-bit grey images (0..65535)"
+        )
+    return width, height, depth, colour
+
+
+def _decode_png(path: Path, wide: bool) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            # The folder's size was checked against memory from the headers already.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if wide:
+                    return np.asarray(image).astype(np.uint16, copy=False)
+                return np.asarray(image if image.mode == "L" else image.convert("L"))
+    except Image.DecompressionBombError:
+        raise DataError(
+            f"{path}: expected an image of at most {2 * Image.MAX_IMAGE_PIXELS:,} pixels, "
+            "the most Pillow decodes"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as error:  # Pillow's truncated or broken data
+        raise DataError(f"{path}: expected a PNG image, got an unreadable file ({error})") from None
 
 
 def _load_pngs(folder: Path) -> dict[str, np.ndarray]:
-    from PIL import Image
-
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file())
     if not files:
         found = sorted(p.name for p in folder.iterdir())[:5]
         raise DataError(f"{folder}: expected .png images in the folder, got {found or 'none'}")
     sizes: dict[tuple[int, int], Path] = {}
+    depths: dict[bool, Path] = {}
     for file_path in files:
-        try:
-            with Image.open(file_path) as image:
-                sizes.setdefault(image.size, file_path)
-        except (OSError, Image.DecompressionBombError) as error:
-            raise DataError(f"{file_path}: expected a PNG image, got an unreadable file "
-                            f"({error})") from None  # fmt: skip
+        width, height, depth, _ = _png_header(file_path)
+        sizes.setdefault((width, height), file_path)
+        depths.setdefault(depth == 16, file_path)
         if len(sizes) > 1:
             (a, first), (b, other) = list(sizes.items())[:2]
             raise DataError(
                 f"{folder}: expected images of one size, got {a[0]}x{a[1]} ({first.name}) "
                 f"and {b[0]}x{b[1]} ({other.name})"
             )
+        if len(depths) > 1:
+            raise DataError(
+                f"{folder}: expected images of one bit depth, got 16-bit "
+                f"({depths[True].name}) and 8-bit or less ({depths[False].name})"
+            )
     width, height = next(iter(sizes))
+    wide = next(iter(depths))
     _check_size(len(files) * width * height, str(folder))
-    images = np.empty((len(files), height, width), dtype=np.uint8)
+    images = np.empty((len(files), height, width), dtype=np.uint16 if wide else np.uint8)
+    white = 65535 if wide else 255
+    binary = True  # black and white only: read as 0 and 1
     for index, file_path in enumerate(files):
-        with Image.open(file_path) as image:
-            images[index] = np.asarray(image.convert("L"))
-    if np.isin(images, (0, 255)).all():  # black and white: a binary image
-        images = (images > 0).astype(np.uint8)
+        pixels = _decode_png(file_path, wide)
+        if pixels.shape != (height, width):
+            raise DataError(
+                f"{file_path}: expected a grey image of {width}x{height}, "
+                f"got pixels of shape {pixels.shape}"
+            )
+        images[index] = pixels
+        binary = binary and bool(((pixels == 0) | (pixels == white)).all())
+    if binary:
+        images //= white
     return {"data": images}
 
 
-def read_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def read_arrays(
+    path: str | os.PathLike[str], *, header: bool | None = None
+) -> dict[str, np.ndarray]:
     """Read a data file (or a folder of PNG images) into checked ``int64`` arrays.
 
     Args:
         path: A ``.npy``, ``.npz``, ``.csv`` or ``.tsv`` file, or a folder of ``.png``.
+        header: For a table, whether its first row is a header; ``None`` takes it as
+            one when every cell is a name (not empty, not a number).
 
     Returns:
         ``{"data": array}``, or ``{"train": ..., "val": ..., "test": ...}`` (``val`` and
         ``test`` when the ``.npz`` file has them); each array ``(N, ...)`` ``int64``.
 
     Raises:
-        DataError: If the file is missing, of an unknown kind, malformed, or its values
-            are not non-negative integers (the message says what was expected and what
-            came).
+        DataError: If the file is missing, not a regular file (a pipe, a device), of an
+            unknown kind, malformed, or its values are not non-negative integers (the
+            message says what was expected and what came).
         ResourceError: If the values would not fit in memory (the size is stated).
     """
-    path = Path(path).expanduser()
+    return _read(Path(path).expanduser(), header)[0]
+
+
+def _read(path: Path, header: bool | None) -> tuple[dict[str, np.ndarray], bool | None]:
+    """The checked arrays of ``path`` and, for a table, whether it had a header row."""
     suffix = path.suffix.lower()
     if path.is_dir():
         arrays = _load_pngs(path)
     elif not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    elif suffix == ".npy":
-        arrays = _load_npy(path)
-    elif suffix == ".npz":
-        arrays = _load_npz(path)
-    elif suffix in (".csv", ".tsv"):
-        arrays = _load_table(path)
-    else:
+    elif suffix not in FILE_SUFFIXES:
         raise DataError(
             f"{path}: expected a file ending in {', '.join(FILE_SUFFIXES)} or a folder of "
             f".png images, got {suffix or 'no ending'}"
         )
+    else:
+        _check_regular_file(path)
+        if suffix == ".npy":
+            arrays = _load_npy(path)
+        elif suffix == ".npz":
+            arrays = _load_npz(path)
+        else:
+            arrays, header = _load_table(path, header)
     checked = {}
     shapes = set()
-    for name, array in arrays.items():
+    for name in list(arrays):
         where = str(path) if name == "data" else f"{path} ({name})"
+        array = arrays.pop(name)  # each file array is let go once its int64 copy is made
         if array.ndim > 3:
             raise DataError(
                 f"{where}: expected examples of shape (N,), (N, D) or (N, H, W), "
@@ -341,7 +486,7 @@ def read_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if len(shapes) > 1:
         raise DataError(f"{path}: expected train, val and test examples of one shape, got "
                         f"{sorted(shapes)}")  # fmt: skip
-    return checked
+    return checked, header if suffix in (".csv", ".tsv") else None
 
 
 # -- data sets -----------------------------------------------------------------------------
@@ -441,6 +586,7 @@ def file(
     max_train: int | None = None,
     seed: int = 0,
     image_shape: list[int] | None = None,
+    header: bool | None = None,
 ) -> Dataset:
     """Your own data: a .npy/.npz/.csv/.tsv file of integers or a folder of PNG images.
 
@@ -458,19 +604,27 @@ def file(
         max_train: Keep only the first ``max_train`` training examples.
         seed: Seed of the validation split.
         image_shape: ``[H, W]`` to read ``(N, H*W)`` rows as images.
+        header: For a ``.csv`` / ``.tsv`` file, whether the first row names the columns
+            (``--data-option header=false`` reads it as data). ``None`` detects it: a
+            first row whose cells are all names, none empty and none a number. What
+            was found is kept in the data set's options (``header``), so the run's
+            config says it and rebuilding reads the file the same way.
 
     Raises:
         DataError: If the file cannot be read as discrete data (the message says why).
         ResourceError: If it would not fit in memory.
     """
+    if header is not None and not isinstance(header, bool):
+        raise TypeError(f"file: header must be true, false or None, got {header!r}")
     if path is None:
         raise DataError("file: expected path= a data file or folder (--data PATH), got none")
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"file: path must be a file path, got {type(path).__name__} {path!r}")
     absolute = Path(path).expanduser().resolve()
+    arrays, header = _read(absolute, header)
     return _build(
         "file",
-        read_arrays(absolute),
+        arrays,
         where=str(absolute),
         num_values=num_values,
         val_fraction=val_fraction,
@@ -478,7 +632,7 @@ def file(
         max_train=max_train,
         seed=seed,
         image_shape=image_shape,
-        options={"path": str(absolute), "num_values": num_values},
+        options={"path": str(absolute), "num_values": num_values, "header": header},
     )
 
 

@@ -12,21 +12,25 @@ An IDX file is a header and then the array in row-major order, big-endian:
 
 The reader trusts the header's sizes (a subset such as a 10,000-image training
 file reads as 10,000 images) but checks that the file holds exactly that many
-bytes of data.
+bytes of data, and reads no more than that (plus one byte, to tell a longer file).
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
+import stat
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from densitykit.atomic import atomic_write
 from densitykit.errors import DataError
+from densitykit.memory import check_allocation
 
 __all__ = ["IDX_DTYPES", "read_idx", "write_idx"]
 
@@ -41,25 +45,97 @@ IDX_DTYPES: dict[int, np.dtype] = {
 """Element type codes of the IDX format and their big-endian numpy types."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_CHUNK = 1 << 20  # bytes read at a time
 
 
-def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
-        found = "a folder" if path.is_dir() else "no such file"
-        raise DataError(f"expected an IDX file at '{path}', found {found}")
-    raw = path.read_bytes()
-    if not raw.startswith(_GZIP_MAGIC):
-        return raw
+def _open(path: Path) -> BinaryIO:
+    """Open ``path`` for reading, through gzip when its content starts with gzip's magic."""
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as error:
+        info = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"expected an IDX file at '{path}', found no such file") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise DataError(f"expected an IDX file at '{path}', found a folder")
+    if not stat.S_ISREG(info.st_mode):
         raise DataError(
-            f"'{path}' is a damaged gzip file ({error}); expected a gzipped IDX file"
-        ) from None
+            f"expected an IDX file at '{path}', found something that is not a regular file "
+            "(a device, a pipe or a socket)"
+        )
+    handle = path.open("rb")
+    if handle.read(2) == _GZIP_MAGIC:
+        handle.seek(0)
+        return gzip.GzipFile(fileobj=handle, mode="rb")  # type: ignore[return-value]
+    handle.seek(0)
+    return handle
+
+
+def _read_exactly(handle: BinaryIO, buffer: memoryview) -> int:
+    """Fill ``buffer`` from ``handle`` in pieces; return how many bytes came."""
+    filled = 0
+    while filled < len(buffer):
+        count = handle.readinto(buffer[filled : filled + _CHUNK])  # type: ignore[attr-defined]
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def _read(path: Path, handle: BinaryIO) -> np.ndarray:
+    head = handle.read(4)
+    if len(head) < 4 or head[:2] != b"\x00\x00":
+        raise DataError(
+            f"'{path}' is not an IDX file: expected a header starting with two zero bytes, "
+            f"got {head.hex(' ') or 'an empty file'}"
+        )
+    code, ndim = head[2], head[3]
+    if code not in IDX_DTYPES:
+        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
+        raise DataError(
+            f"'{path}' has IDX element type code 0x{code:02X}; "
+            f"expected one of {known} (0x08 is uint8)"
+        )
+    sizes = handle.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise DataError(
+            f"'{path}' is truncated: its header announces {ndim} dimensions "
+            f"({4 + 4 * ndim} header bytes), but the file has {4 + len(sizes)} bytes"
+        )
+    shape = tuple(int(s) for s in np.frombuffer(sizes, dtype=">i4"))
+    if any(size < 0 for size in shape):
+        raise DataError(f"'{path}' is not an IDX file: its header gives the shape {shape}")
+    dtype = IDX_DTYPES[code]
+    expected = math.prod(shape) * dtype.itemsize
+    if isinstance(handle, io.BufferedReader):  # a plain file: its size is known up front
+        actual = os.fstat(handle.fileno()).st_size - 4 - 4 * ndim
+        if actual != expected:
+            problem = "truncated" if actual < expected else "longer than its header says"
+            raise DataError(
+                f"'{path}' is {problem}: shape {shape} of {dtype.name} "
+                f"needs {expected} data bytes, found {actual}"
+            )
+    # The big-endian array, then its native copy (one array when the bytes are single).
+    copies = 1 if dtype.itemsize == 1 else 2
+    check_allocation(expected * copies, f"'{path}' (shape {shape} of {dtype.name})")
+    data = np.empty(math.prod(shape), dtype=dtype)
+    actual = _read_exactly(handle, memoryview(data).cast("B"))
+    if actual < expected:
+        raise DataError(
+            f"'{path}' is truncated: shape {shape} of {dtype.name} "
+            f"needs {expected} data bytes, found {actual}"
+        )
+    if handle.read(1):  # a gzip stream longer than the header says: stop at one byte more
+        raise DataError(
+            f"'{path}' is longer than its header says: shape {shape} of {dtype.name} "
+            f"needs {expected} data bytes, found more"
+        )
+    return data.astype(dtype.newbyteorder("="), copy=False).reshape(shape)
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an IDX file (gzipped or not, told apart by content) into a numpy array.
+
+    The data are read in pieces up to the size the header states: a gzip stream
+    that inflates to more than that is refused after one byte more, never held.
 
     Args:
         path: The file, e.g. ``train-images-idx3-ubyte`` or ``train-images-idx3-ubyte.gz``.
@@ -69,9 +145,10 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         ``(60000, 28, 28)`` ``uint8`` for MNIST's training images.
 
     Raises:
-        DataError: If the file is missing, the gzip stream is damaged, the magic
-            number is wrong, the element type is unknown, or the data are shorter
-            or longer than the header says.
+        DataError: If the file is missing or not a regular file, the gzip stream is
+            damaged, the magic number is wrong, the element type is unknown, or the
+            data are shorter or longer than the header says.
+        ResourceError: If the header's shape would not fit in memory (the size is stated).
 
     Example:
         >>> import tempfile
@@ -82,37 +159,13 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         [[0, 1, 2], [3, 4, 5]]
     """
     path = Path(path)
-    content = _read_bytes(path)
-    if len(content) < 4 or content[:2] != b"\x00\x00":
-        raise DataError(
-            f"'{path}' is not an IDX file: expected a header starting with two zero bytes, "
-            f"got {content[:4].hex(' ') or 'an empty file'}"
-        )
-    code, ndim = content[2], content[3]
-    if code not in IDX_DTYPES:
-        known = ", ".join(f"0x{c:02X}" for c in IDX_DTYPES)
-        raise DataError(
-            f"'{path}' has IDX element type code 0x{code:02X}; "
-            f"expected one of {known} (0x08 is uint8)"
-        )
-    header_size = 4 + 4 * ndim
-    if len(content) < header_size:
-        raise DataError(
-            f"'{path}' is truncated: its header announces {ndim} dimensions "
-            f"({header_size} header bytes), but the file has {len(content)} bytes"
-        )
-    shape = tuple(int(s) for s in np.frombuffer(content, dtype=">i4", count=ndim, offset=4))
-    dtype = IDX_DTYPES[code]
-    expected = math.prod(shape) * dtype.itemsize
-    actual = len(content) - header_size
-    if actual != expected:
-        problem = "truncated" if actual < expected else "longer than its header says"
-        raise DataError(
-            f"'{path}' is {problem}: shape {shape} of {dtype.name} "
-            f"needs {expected} data bytes, found {actual}"
-        )
-    data = np.frombuffer(content, dtype=dtype, count=math.prod(shape), offset=header_size)
-    return data.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+    with _open(path) as handle:
+        try:
+            return _read(path, handle)
+        except (OSError, EOFError, zlib.error) as error:
+            raise DataError(
+                f"'{path}' is a damaged gzip file ({error}); expected a gzipped IDX file"
+            ) from None
 
 
 def write_idx(array: np.ndarray, path: str | os.PathLike[str]) -> Path:

@@ -189,7 +189,8 @@ def _download(name: str, root: Path) -> tuple[np.ndarray, np.ndarray, list | Non
         raise DataError(
             f"{name}: the images are in none of the default places and downloading them "
             f"into '{root}' failed ({type(error).__name__}: {reason}); "
-            f"pass data_dir= a folder with {_WANTED}; {_OFFLINE_HELP[name]}"
+            f"pass data_dir= (--data-dir on the command line) a folder with {_WANTED}; "
+            f"{_OFFLINE_HELP[name]}"
         ) from error
     train, test = np.asarray(train, dtype=np.uint8), np.asarray(test, dtype=np.uint8)
     if train.ndim != 3 or train.shape[1:] != test.shape[1:]:
@@ -260,7 +261,8 @@ def load_labelled_images(
                 raise DataError(
                     f"{name}: expected {_WANTED} in one of the default places ({places}, "
                     "or their raw/ subfolders) and download=False; "
-                    f"pass data_dir= a folder with them; {_OFFLINE_HELP[name]}"
+                    f"pass data_dir= (--data-dir on the command line) a folder with them; "
+                    f"{_OFFLINE_HELP[name]}"
                 )
             train, test, labels = _download(name, data_home())
             return train, test, *(labels or (None, None))
