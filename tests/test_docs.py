@@ -90,12 +90,17 @@ def _public_modules() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the site once, strictly, into a temporary folder."""
+    """Build the site once, strictly, into a temporary folder, as a user builds it.
+
+    No ``--quiet``: it hides the warnings from strict mode, which then passes a site with
+    broken references (``mkdocs build --strict --quiet`` exits 0 where ``mkdocs build
+    --strict`` and ``mkdocs serve`` fail).
+    """
     # No importorskip: the docs tools are in the dev extra, and CI must build the site.
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(out)],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -468,6 +473,50 @@ def test_readme_commands_are_on_the_pages() -> None:
     assert all(len(step.splitlines()) == 5 for step in steps), steps
     assert all(step in blocks["index.md"] for step in steps)
     assert steps[0] in blocks["getting-started.md"]
+
+
+BACKTICKS = re.compile(r"^[ \t]*(?P<ticks>`{3,})(?P<rest>.*)$")
+
+
+def fences_with_text_after_the_close(text: str) -> list[int]:
+    """The lines (1-based) inside an open fence that start with as many backticks as its
+    opening and go on with text: Markdown reads them as code, not as the close, so the
+    fence runs on and swallows the headings and tables after it."""
+    wrong, opened = [], 0  # opened: the backticks of the open fence, 0 outside one
+    for number, line in enumerate(text.splitlines(), 1):
+        match = BACKTICKS.match(line)
+        if not match:
+            continue
+        if not opened:
+            opened = len(match["ticks"])
+        elif len(match["ticks"]) >= opened:
+            if match["rest"].strip():
+                wrong.append(number)
+            opened = 0
+    return wrong
+
+
+def test_fences_with_text_after_the_close_are_found() -> None:
+    page = "```python\nx = 1\n``` Then a sentence\n## A heading\n```\n"
+    assert fences_with_text_after_the_close(page) == [3]
+    assert fences_with_text_after_the_close("````md\n```python\n```\n````\n") == []
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_fence_is_closed_with_text_after_it(page: str) -> None:
+    wrong = fences_with_text_after_the_close((DOCS / page).read_text())
+    assert not wrong, (
+        f"{page}: lines {wrong} close a code fence with text after the backticks; "
+        "put the text on a line of its own"
+    )
+
+
+def test_links_to_missing_headings_fail_the_strict_build() -> None:
+    """mkdocs (>= 1.6) checks ``page.md#anchor`` links against the target's headings, and
+    ``--strict`` fails on them when their level is ``warn`` (the default only informs)."""
+    config = (ROOT / "mkdocs.yml").read_text()
+    assert re.search(r"^validation:\n(?:[ \t]+.*\n)*?[ \t]+anchors: warn$", config, re.M)
+    assert re.search(r"^strict: true$", config, re.M)
 
 
 def test_every_picture_is_used_and_exists() -> None:
