@@ -676,6 +676,7 @@ def test_benchmark_script_runs_quick(script: str, tmp_path: Path) -> None:
     check(result.stdout, tmp_path)
 
 
+@pytest.mark.slow
 def test_inpainting_spreads_its_models_over_processes(tmp_path: Path) -> None:
     """``--only`` trains the named models alone; ``--reuse`` then evaluates them and trains
     the rest (under any time budget that would not have stopped them). The any-order
@@ -718,6 +719,7 @@ def test_inpainting_spreads_its_models_over_processes(tmp_path: Path) -> None:
     assert "reusing" not in short.stderr
 
 
+@pytest.mark.slow
 def test_inpainting_trains_its_any_order_model_apart_and_asks_it_drawn_orderings(
     tmp_path: Path,
 ) -> None:
