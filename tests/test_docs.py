@@ -519,6 +519,22 @@ def test_links_to_missing_headings_fail_the_strict_build() -> None:
     assert re.search(r"^strict: true$", config, re.M)
 
 
+# Words of the project's own tracker and work sittings, which mean nothing to a reader.
+INTERNAL_WORDING = re.compile(
+    r"\bthe issue\b|\bissue's\b|\bissue 16\b|\bthis stop\b|\b(?:the same|that|this) session\b"
+    r"|\bmoonshot\b",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != "development-notes.md"])
+def test_user_pages_speak_to_users(page: str) -> None:
+    """The pages a user reads name no tracker issue or work session (the development
+    notes, out of the navigation, keep such records)."""
+    found = INTERNAL_WORDING.findall((DOCS / page).read_text())
+    assert not found, f"{page} speaks of the project's own work: {found}"
+
+
 def test_every_picture_is_used_and_exists() -> None:
     pages = "".join(p.read_text() for p in DOCS.rglob("*.md"))
     used = set(re.findall(r"\(assets/([\w.-]+\.png)\)", pages))
