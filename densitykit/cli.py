@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 import densitykit
 from densitykit import plots, presets, queries, runs, scoring
 from densitykit.checkpoint import atomic_write
-from densitykit.checks import check_output_file
+from densitykit.checks import check_output_file, check_positive_int
 from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import is_data_file
 from densitykit.distributed import launch_environment, session
@@ -293,6 +293,26 @@ _MODEL = ModelConfig()
 _PLUGIN_HELP = "Module or .py file to import first (user heads/masks/data); repeatable."
 
 
+def _use_threads(threads: int | None) -> int | None:
+    """Have torch compute with ``threads`` intra-op threads (``None``: torch's default)."""
+    if threads is not None:
+        try:
+            torch.set_num_threads(check_positive_int(threads, "--threads"))
+        except ValueError as error:
+            _fail(error)
+    return threads
+
+
+# The option of every command that computes, declared once; it acts as it is parsed.
+_Threads = Annotated[
+    int | None,
+    typer.Option(
+        callback=_use_threads,
+        help="Torch threads to compute with, a positive integer (default: torch's own choice).",
+    ),
+]
+
+
 def _data_options(data: str, named: dict[str, tuple[str, Any]], pairs: list[str]) -> dict[str, Any]:
     """The data set's options from its named flags and ``--data-option``; conflicts refused."""
     options = _filter_options("data set", data, DATASETS.get(data), named)
@@ -474,6 +494,7 @@ def fit(
         Path | None, typer.Option(hidden=True, help="Replaced by `densitykit resume RUN`.")
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch lines.")] = False,
+    threads: _Threads = None,
 ) -> None:
     """Train a MADE on a data set and write a run folder (model, metrics, pictures)."""
     _state["context"] = ctx
@@ -661,6 +682,7 @@ def resume(
     ] = None,
     plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch lines.")] = False,
+    threads: _Threads = None,
 ) -> None:
     """Continue a run from its last completed epoch, exactly as if it had not stopped.
 
@@ -729,6 +751,7 @@ def eval_command(
     ] = None,
     draw_orderings: _DrawOrderings = None,
     ordering_seed: _OrderingSeed = 0,
+    threads: _Threads = None,
 ) -> None:
     """Evaluate a run's model: NLL in nats per example, per dimension and bits per dimension."""
     if observed is not None:
@@ -923,6 +946,7 @@ def inpaint(
     ] = False,
     draw_orderings: _DrawOrderings = None,
     ordering_seed: _OrderingSeed = 0,
+    threads: _Threads = None,
 ) -> None:
     """Complete the missing part of test images: per image, the observed part (missing in
     grey), the completions and the original."""
@@ -1002,6 +1026,7 @@ def sample(
             "one row of -n samples per class."
         ),
     ] = None,
+    threads: _Threads = None,
 ) -> None:
     """Draw samples from a run's model into a picture or an array (.npy: in chunks)."""
     path = runs.sample_run(
@@ -1057,6 +1082,7 @@ def score(
     overwrite: Annotated[bool, typer.Option(help="Replace the output file if it exists.")] = False,
     plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    threads: _Threads = None,
 ) -> None:
     """Score every example of a data file or data set under a run's model (log-likelihood).
 

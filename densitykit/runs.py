@@ -77,6 +77,7 @@ from densitykit.version import __version__
 
 __all__ = [
     "CONDITIONS",
+    "SAMPLE_CHUNK",
     "DataConfig",
     "Run",
     "RunConfig",

@@ -90,12 +90,17 @@ def _public_modules() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the site once, strictly, into a temporary folder."""
+    """Build the site once, strictly, into a temporary folder, as a user builds it.
+
+    No ``--quiet``: it hides the warnings from strict mode, which then passes a site with
+    broken references (``mkdocs build --strict --quiet`` exits 0 where ``mkdocs build
+    --strict`` and ``mkdocs serve`` fail).
+    """
     # No importorskip: the docs tools are in the dev extra, and CI must build the site.
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(out)],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -470,6 +475,66 @@ def test_readme_commands_are_on_the_pages() -> None:
     assert steps[0] in blocks["getting-started.md"]
 
 
+BACKTICKS = re.compile(r"^[ \t]*(?P<ticks>`{3,})(?P<rest>.*)$")
+
+
+def fences_with_text_after_the_close(text: str) -> list[int]:
+    """The lines (1-based) inside an open fence that start with as many backticks as its
+    opening and go on with text: Markdown reads them as code, not as the close, so the
+    fence runs on and swallows the headings and tables after it."""
+    wrong, opened = [], 0  # opened: the backticks of the open fence, 0 outside one
+    for number, line in enumerate(text.splitlines(), 1):
+        match = BACKTICKS.match(line)
+        if not match:
+            continue
+        if not opened:
+            opened = len(match["ticks"])
+        elif len(match["ticks"]) >= opened:
+            if match["rest"].strip():
+                wrong.append(number)
+            opened = 0
+    return wrong
+
+
+def test_fences_with_text_after_the_close_are_found() -> None:
+    page = "```python\nx = 1\n``` Then a sentence\n## A heading\n```\n"
+    assert fences_with_text_after_the_close(page) == [3]
+    assert fences_with_text_after_the_close("````md\n```python\n```\n````\n") == []
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_no_fence_is_closed_with_text_after_it(page: str) -> None:
+    wrong = fences_with_text_after_the_close((DOCS / page).read_text())
+    assert not wrong, (
+        f"{page}: lines {wrong} close a code fence with text after the backticks; "
+        "put the text on a line of its own"
+    )
+
+
+def test_links_to_missing_headings_fail_the_strict_build() -> None:
+    """mkdocs (>= 1.6) checks ``page.md#anchor`` links against the target's headings, and
+    ``--strict`` fails on them when their level is ``warn`` (the default only informs)."""
+    config = (ROOT / "mkdocs.yml").read_text()
+    assert re.search(r"^validation:\n(?:[ \t]+.*\n)*?[ \t]+anchors: warn$", config, re.M)
+    assert re.search(r"^strict: true$", config, re.M)
+
+
+# Words of the project's own tracker and work sittings, which mean nothing to a reader.
+INTERNAL_WORDING = re.compile(
+    r"\bthe issue\b|\bissue's\b|\bissue 16\b|\bthis stop\b|\b(?:the same|that|this) session\b"
+    r"|\bmoonshot\b",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != "development-notes.md"])
+def test_user_pages_speak_to_users(page: str) -> None:
+    """The pages a user reads name no tracker issue or work session (the development
+    notes, out of the navigation, keep such records)."""
+    found = INTERNAL_WORDING.findall((DOCS / page).read_text())
+    assert not found, f"{page} speaks of the project's own work: {found}"
+
+
 def test_every_picture_is_used_and_exists() -> None:
     pages = "".join(p.read_text() for p in DOCS.rglob("*.md"))
     used = set(re.findall(r"\(assets/([\w.-]+\.png)\)", pages))
@@ -627,6 +692,7 @@ def test_benchmark_script_runs_quick(script: str, tmp_path: Path) -> None:
     check(result.stdout, tmp_path)
 
 
+@pytest.mark.slow
 def test_inpainting_spreads_its_models_over_processes(tmp_path: Path) -> None:
     """``--only`` trains the named models alone; ``--reuse`` then evaluates them and trains
     the rest (under any time budget that would not have stopped them). The any-order
@@ -669,6 +735,7 @@ def test_inpainting_spreads_its_models_over_processes(tmp_path: Path) -> None:
     assert "reusing" not in short.stderr
 
 
+@pytest.mark.slow
 def test_inpainting_trains_its_any_order_model_apart_and_asks_it_drawn_orderings(
     tmp_path: Path,
 ) -> None:
