@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -339,3 +340,90 @@ def test_fit_records_the_layout_and_refuses_an_impossible_one(tmp_path: Path) ->
     )
     assert bad.exit_code == 1 and "cannot be packed" in bad.output
     assert "Traceback" not in bad.output and not (tmp_path / "b").exists()
+
+
+# -- what reaches the terminal --------------------------------------------------------------
+HOSTILE = "r\x1b]0;pwned\x07\x1b[2J\nx"  # an OSC set-title, a clear-screen, a line break
+
+
+def test_control_characters_in_paths_are_shown_escaped(tmp_path: Path) -> None:
+    out = tmp_path / HOSTILE
+    missing = runner.invoke(app, ["eval", str(out)])
+    assert missing.exit_code == 1 and missing.stdout == ""
+    assert missing.stderr.count("\n") == 1 and missing.stderr.startswith("error: ")
+    assert "\x1b" not in missing.output and "\x07" not in missing.output
+    assert "r\\x1b]0;pwned\\x07\\x1b[2J\\nx" in missing.stderr
+    assert "no such run folder" in missing.stderr  # the message is not cut at the newline
+
+    fitted = runner.invoke(app, ["fit", "--grid-size", "16", *TINY, "--out", str(out)])
+    assert fitted.exit_code == 0, fitted.output
+    assert "\x1b" not in fitted.output and "\x07" not in fitted.output
+    (line,) = [line for line in fitted.output.splitlines() if line.startswith("outputs in")]
+    assert "pwned\\x07\\x1b[2J\\nx/: " in line and line.endswith("train_state.pt")
+    sampled = runner.invoke(app, ["sample", str(out), "-n", "2", "-o", str(tmp_path / "é\x1b.npy")])
+    assert sampled.exit_code == 0, sampled.output
+    assert sampled.output == f"wrote 2 samples to {tmp_path}/é\\x1b.npy\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fit", "--epochs", "abc"],
+        ["fit", "--epoch", "3"],
+        ["frobnicate"],
+        ["resume", "run", "--seed", "3"],
+        ["resume", "run", "--hidden-sizes", "8"],
+        ["eval"],
+        ["sample", "run"],
+        ["eval", "run", "extra"],
+        ["heads", "--plugin"],
+        ["frob\x1b[2J"],
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_1(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert result.stdout == "" and result.stderr.startswith("error: "), result.output
+    assert result.stderr.count("\n") == 1, result.stderr  # no usage box
+    assert "--help" in result.stderr and "\x1b" not in result.stderr
+
+
+def test_help_is_unchanged_by_the_one_line_errors() -> None:
+    result = runner.invoke(app, ["fit", "--help"])
+    assert result.exit_code == 0 and "Usage" in result.stdout and "--epochs" in result.stdout
+    bare = runner.invoke(app, [])
+    assert "Usage" in bare.output and "error:" not in bare.output
+
+
+@pytest.fixture
+def narrow_data(tmp_path: Path) -> Path:
+    """8 binary variables: a hidden layer of 3 units cannot hold the 7 degrees needed."""
+    path = tmp_path / "bits.npy"
+    np.save(path, (np.random.default_rng(0).random((300, 8)) < 0.3).astype(np.int64))
+    return path
+
+
+def test_warnings_become_one_note_in_the_report_of_fit_only(
+    tmp_path: Path, narrow_data: Path
+) -> None:
+    out = tmp_path / "narrow"
+    with pytest.warns() as seen:  # nothing escapes the command line to Python either
+        warnings.warn("sentinel", UserWarning, stacklevel=1)
+        args = ["--data", str(narrow_data), "--hidden-sizes", "3", "--epochs", "1", "--quiet"]
+        fitted = runner.invoke(app, ["fit", *args, "--out", str(out)])
+        assert fitted.exit_code == 0, fitted.output
+        for command in (
+            ["eval", str(out)],
+            ["sample", str(out), "-n", "2", "-o", str(tmp_path / "s.npy")],
+            ["score", str(out), str(narrow_data)],
+            ["inpaint", str(out), "-o", str(tmp_path / "i.npy"), "--observed", "random:0.5"],
+        ):
+            result = runner.invoke(app, command)
+            assert result.exit_code in (0, 1), result.output  # inpaint refuses flat data
+            assert "connectivity" not in result.output and "Warning" not in result.output
+    assert [str(w.message) for w in seen] == ["sentinel"]
+    notes = [line for line in fitted.output.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "MADE connectivity is incomplete" in notes[0], fitted.output
+    assert "layer 0 has 3 units but 7 degrees are needed" in notes[0]
+    assert "Warning" not in fitted.output and fitted.output.endswith(notes[0] + "\n")
+
