@@ -427,3 +427,18 @@ def test_warnings_become_one_note_in_the_report_of_fit_only(
     assert "layer 0 has 3 units but 7 degrees are needed" in notes[0]
     assert "Warning" not in fitted.output and fitted.output.endswith(notes[0] + "\n")
 
+
+def test_an_unfinished_run_says_how_to_resume_it(tmp_path: Path, narrow_data: Path) -> None:
+    out = tmp_path / "run"
+    args = ["fit", "--data", str(narrow_data), "--hidden-sizes", "8", "--epochs", "1", "--quiet"]
+    assert runner.invoke(app, [*args, "--out", str(out)]).exit_code == 0
+    (out / "checkpoint.pt").unlink()  # as a run killed before its end leaves it
+    for command in (
+        ["eval", str(out)],
+        ["sample", str(out), "-o", str(tmp_path / "s.npy")],
+        ["score", str(out), str(narrow_data)],
+    ):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, result.output
+        assert "unfinished run" in result.stderr, result.output
+        assert f"densitykit resume {out}" in result.stderr
