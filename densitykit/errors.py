@@ -8,6 +8,8 @@ terminal goes through [`printable`][densitykit.errors.printable].
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "CheckpointError",
     "DataError",
@@ -19,6 +21,7 @@ __all__ = [
     "TrainingError",
     "UnknownNameError",
     "UnknownOptionError",
+    "naming_file",
     "printable",
 ]
 
@@ -65,6 +68,24 @@ class PluginError(DensitykitError, ValueError):
 
 class RunFolderError(DensitykitError, OSError):
     """A run folder cannot be created, replaced or written (nothing was deleted)."""
+
+
+def naming_file(error: OSError, path: str | os.PathLike[str]) -> OSError:
+    """``error`` as one that names ``path``, if it names no file.
+
+    A failed write to an open file (a full disk: ``[Errno 28] No space left on device``)
+    names no file; the message the user sees should say which one it was.
+
+    Example:
+        >>> import errno
+        >>> print(naming_file(OSError(errno.ENOSPC, "No space left on device"), "s.csv"))
+        [Errno 28] No space left on device: 's.csv'
+    """
+    if error.filename is not None:
+        return error
+    if error.errno is None or error.strerror is None:
+        return OSError(f"cannot write {os.fspath(path)}: {error}")
+    return OSError(error.errno, error.strerror, os.fspath(path))
 
 
 def printable(text: str) -> str:

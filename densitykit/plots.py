@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from densitykit.errors import naming_file
+
 __all__ = [
     "completion_rows",
     "density_2d",
@@ -217,5 +219,8 @@ def learning_curves(
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as error:  # a full disk names no file
+        raise naming_file(error, path) from None
     return path

@@ -31,7 +31,7 @@ from densitykit.checkpoint import load_checkpoint
 from densitykit.checks import check_output_file
 from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import check_values, is_data_file, read_arrays, read_npy_header
-from densitykit.errors import DataError
+from densitykit.errors import DataError, naming_file
 from densitykit.model import AutoregressiveModel
 from densitykit.plugins import import_plugins, require_registered
 from densitykit.runfolder import CHECKPOINT_FILE
@@ -119,6 +119,8 @@ class Scores:
                     fmt=["%d", "%.6f", "%.6f", "%.6f"],
                 )
             os.replace(tmp, path)
+        except OSError as error:  # a full disk names no file
+            raise naming_file(error, path) from None
         finally:
             tmp.unlink(missing_ok=True)
         return path

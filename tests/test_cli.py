@@ -442,3 +442,31 @@ def test_an_unfinished_run_says_how_to_resume_it(tmp_path: Path, narrow_data: Pa
         assert result.exit_code == 1, result.output
         assert "unfinished run" in result.stderr, result.output
         assert f"densitykit resume {out}" in result.stderr
+
+
+def test_a_full_disk_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed write() names no file; the scores and pictures the command line writes
+    outside atomic_write say which file it was."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "run"
+    assert invoke("fit", "--grid-size", "16", *TINY, "--out", str(out)).exit_code == 0
+    data = tmp_path / "points.npy"
+    np.save(data, np.zeros((5, 2), dtype=np.int64))
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write() says it
+
+    monkeypatch.setattr(np, "savetxt", full)
+    monkeypatch.setattr(np, "save", full)
+    monkeypatch.setattr(Figure, "savefig", full)
+    for path in (tmp_path / "scores.csv", tmp_path / "scores.npy"):
+        result = runner.invoke(app, ["score", str(out), str(data), "-o", str(path)])
+        assert result.exit_code == 1, result.output
+        assert f"No space left on device: '{path}'" in result.stderr, result.output
+        assert not path.exists()
+    picture = tmp_path / "curves.png"
+    with pytest.raises(OSError, match=f"No space left on device: '{picture}'"):
+        densitykit.plots.learning_curves([{"epoch": 1, "train_nll": 1.0, "val_nll": 1.0}], picture)
