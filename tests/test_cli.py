@@ -470,3 +470,19 @@ def test_a_full_disk_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     picture = tmp_path / "curves.png"
     with pytest.raises(OSError, match=f"No space left on device: '{picture}'"):
         densitykit.plots.learning_curves([{"epoch": 1, "train_nll": 1.0, "val_nll": 1.0}], picture)
+
+
+def test_a_presets_narrow_layers_get_no_note(tmp_path: Path, narrow_data: Path) -> None:
+    """The sizes a preset chose are deliberate (as the image presets' are): no note."""
+    densitykit.presets.PRESETS.register(
+        "test-narrow", lambda: {"hidden_sizes": (3,), "epochs": 1}, description="narrow"
+    )
+    out = tmp_path / "run"
+    args = ["--data", str(narrow_data), "--preset", "test-narrow", "--quiet", "--out", str(out)]
+    try:
+        result = runner.invoke(app, ["fit", *args])
+    finally:
+        densitykit.presets.PRESETS.unregister("test-narrow")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["model"]["hidden_sizes"] == [3]
+    assert "note:" not in result.output and "connectivity" not in result.output
