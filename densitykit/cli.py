@@ -1,13 +1,17 @@
 """The ``densitykit`` command line: a thin typer layer over [`densitykit.runs`][densitykit.runs].
 
-Library errors become one line on stderr and exit code 1 (a traceback only with
-``--debug``).
+Library errors and usage errors become one line on stderr and exit code 1 (a traceback
+only with ``--debug``). Everything printed goes through
+[`printable`][densitykit.errors.printable], so a path or value never reaches the terminal
+as an escape sequence or a line break. Python warnings are caught: a command says once
+what the user can act on, in its report, and drops the rest.
 """
 
 import inspect
 import json
 import logging
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,9 +32,9 @@ from densitykit.checks import check_output_file, check_positive_int
 from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import is_data_file
 from densitykit.distributed import launch_environment, session
-from densitykit.errors import DensitykitError
+from densitykit.errors import DensitykitError, printable
 from densitykit.heads import HEADS
-from densitykit.masks import MASKS, Connectivity
+from densitykit.masks import MASKS, Connectivity, ConnectivityWarning
 from densitykit.model import DEFAULT_HIDDEN_SIZES, ModelConfig
 from densitykit.optim import OPTIMIZERS
 from densitykit.plugins import import_plugins
@@ -41,16 +45,39 @@ __all__ = ["app", "main"]
 
 
 class _Group(TyperGroup):
-    """The command group; a usage error (an unknown option, a value of the wrong type)
-    exits with code 1 like every other error, not click's 2."""
+    """The command group; a usage error (an unknown command or option, a value of the
+    wrong type, a missing argument) is one line on stderr and exit code 1 like every
+    other error, not click's box and code 2."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         try:
-            return super().main(*args, **kwargs)
-        except SystemExit as exit_:
-            if exit_.code == 2:
-                raise SystemExit(1) from None
-            raise
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as error:  # click's usage errors
+            if type(error).__name__ != "NoArgsIsHelpError":  # that one printed the help
+                _print_error(_usage_message(error, prog_name or self.name or "densitykit"))
+            code = 1
+        except typer.Abort:
+            _print_error("aborted")
+            code = 1
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(error: typer.TyperException, program: str) -> str:
+    """A usage error in one line, with where to read the command's usage."""
+    message = " ".join(error.format_message().split())
+    context = getattr(error, "ctx", None)
+    if context is not None and context.command.get_help_option(context) is not None:
+        return f"{message} (try: {context.command_path} {context.help_option_names[0]})"
+    return f"{message} (try: {program} --help)"
 
 
 app = typer.Typer(
@@ -105,29 +132,58 @@ def _show_library_notes() -> None:
 def _fail(error: BaseException) -> None:
     if _state["debug"]:
         raise error
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = str(error).strip() or type(error).__name__
     if isinstance(error, KeyError) and message.startswith("'"):
         message = f"missing {message}"
-    # User text (paths, names, values) is printed as text, never read as rich markup.
-    errors.print(Text("error: ", style="bold red") + Text(message), highlight=False, soft_wrap=True)
+    _print_error(message)
     raise typer.Exit(1)
 
 
+def _print_error(message: str) -> None:
+    """Print ``error: MESSAGE`` as one line on stderr."""
+    # User text (paths, names, values) is printed as text, never read as rich markup, and
+    # with its control characters made visible.
+    errors.print(
+        Text("error: ", style="bold red") + Text(printable(message)),
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def _say(message: str) -> None:
-    """Print one line of plain text (no markup, no highlighting)."""
-    console.print(Text(message), highlight=False, soft_wrap=True)
+    """Print one line of plain text (no markup, no highlighting, no control characters)."""
+    console.print(Text(printable(message)), highlight=False, soft_wrap=True)
+
+
+def _echo(line: str) -> None:
+    """Print a line of a listing (names and descriptions may come from plug-ins)."""
+    typer.echo(printable(line))
+
+
+def _caught(category: type[Warning]) -> list[str]:
+    """The distinct messages of the ``category`` warnings the running command raised."""
+    caught = _state.get("warnings", [])
+    return list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, category)))
 
 
 def _guard(function: Any) -> Any:
     """Turn library and input errors into one-line messages."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except (DensitykitError, ValueError, TypeError, OSError, KeyError) as error:
-            _fail(error)
+        # Warnings are the library's word to a Python caller; on the command line, a
+        # command reports (once, in its report) the few a user can act on, see `_caught`,
+        # and the others (a library's internals, a run already trained) are dropped.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            _state["warnings"] = caught
+            try:
+                return function(*args, **kwargs)
+            except typer.Exit:
+                raise
+            except (DensitykitError, ValueError, TypeError, OSError, KeyError) as error:
+                _fail(error)
+            finally:
+                _state["warnings"] = []
 
     wrapper.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
     wrapper.__doc__ = function.__doc__
@@ -200,7 +256,7 @@ class _ProgressCallback(Callback):
 
     def on_train_begin(self, state: TrainState, num_batches: int) -> None:
         if self.message:
-            self.progress.console.print(Text(self.message), highlight=False)
+            self.progress.console.print(Text(printable(self.message)), highlight=False)
         self.num_batches = num_batches
         self.task = self.progress.add_task("epoch", total=num_batches, loss="")
         self._epoch = state.epoch + 1
@@ -284,7 +340,7 @@ def _interrupted(out: Path) -> None:
         )
     else:
         message = f"stopped by the user before the first epoch ended; {out} holds no new epoch"
-    errors.print(Text(message), highlight=False, soft_wrap=True)
+    errors.print(Text(printable(message)), highlight=False, soft_wrap=True)
     raise typer.Exit(130)
 
 
@@ -598,6 +654,10 @@ def fit(
         _interrupted(out)
     if main:
         _report(metrics, out)
+        # Narrow layers lose dependencies: worth a line when the user chose the sizes
+        # (a preset's are deliberate; the Python API warns either way).
+        for note in _caught(ConnectivityWarning)[:1] if _given("hidden_sizes") else []:
+            _say(f"note: {note}")
 
 
 # CLI parameter -> the config field it sets, for the settings a preset may fill.
@@ -1127,7 +1187,7 @@ def _listing(registry: Any, plugin: list[str]) -> None:
     import_plugins(plugin)
     width = max((len(name) for name in registry.names()), default=0)
     for entry in registry.entries():
-        typer.echo(f"{entry.name:<{width}}  {entry.description}")
+        _echo(f"{entry.name:<{width}}  {entry.description}")
 
 
 _PLUGIN_OPTION = typer.Option(help=_PLUGIN_HELP)
@@ -1148,15 +1208,15 @@ def datasets(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa
             f"{' ' * (width + 2)}{head or 'default head'}: preset {name} ({settings})"
         )
     for entry in DATASETS.entries():
-        typer.echo(f"{entry.name:<{width}}  {entry.description}")
+        _echo(f"{entry.name:<{width}}  {entry.description}")
         for line in defaults.get(entry.name, []) or (
             [] if entry.name == "file" else [f"{' ' * (width + 2)}library defaults"]
         ):
-            typer.echo(line)
+            _echo(line)
         if entry.name == "file":
             for key in sorted(k for k in defaults if k.startswith("file:")):
                 for line in defaults[key]:
-                    typer.echo(f"{line[: width + 2]}{key[5:]} data, {line[width + 2 :]}")
+                    _echo(f"{line[: width + 2]}{key[5:]} data, {line[width + 2 :]}")
 
 
 @app.command()

@@ -2,7 +2,8 @@
 
 Every library error derives from [`DensitykitError`][densitykit.errors.DensitykitError]
 and from the built-in exception a caller would naturally catch (`ValueError`,
-`KeyError`, ...), so ``except ValueError`` keeps working.
+`KeyError`, ...), so ``except ValueError`` keeps working. What a message shows on a
+terminal goes through [`printable`][densitykit.errors.printable].
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "TrainingError",
     "UnknownNameError",
     "UnknownOptionError",
+    "printable",
 ]
 
 
@@ -63,3 +65,27 @@ class PluginError(DensitykitError, ValueError):
 
 class RunFolderError(DensitykitError, OSError):
     """A run folder cannot be created, replaced or written (nothing was deleted)."""
+
+
+def printable(text: str) -> str:
+    r"""``text`` with every character a terminal would act on shown as its escape.
+
+    Messages name user paths and values: a folder named with an escape sequence would
+    otherwise retitle or clear the terminal, and a newline would cut the message. Control
+    and format characters (``\x1b``, ``\n``, ``\u202e``, ...) and undecodable bytes of a
+    file name are shown as Python writes them in a string; letters of every script
+    (``é``), spaces, quotes and backslashes are kept as they are.
+
+    Args:
+        text: A message, or a piece of one.
+
+    Returns:
+        The text on one line, with nothing a terminal interprets.
+
+    Example:
+        >>> print(printable("runs/café\x1b]0;pwned\x07\x1b[2J\nx"))
+        runs/café\x1b]0;pwned\x07\x1b[2J\nx
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

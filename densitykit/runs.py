@@ -90,6 +90,7 @@ __all__ = [
     "mixture_size",
     "query_orderings",
     "read_run_config",
+    "require_finished",
     "resume_run",
     "sample_run",
     "split_context",
@@ -738,6 +739,21 @@ def _batched_probs(
     )
 
 
+def require_finished(run_dir: str | os.PathLike) -> None:
+    """Refuse a run that has no model yet because its training stopped before the end.
+
+    Raises:
+        CheckpointError: If the folder holds a training state but no checkpoint: the
+            message says how to resume the run.
+    """
+    path = Path(run_dir)
+    if not (path / CHECKPOINT_FILE).exists() and (path / STATE_FILE).is_file():
+        raise CheckpointError(
+            f"{path} is an unfinished run: it has {STATE_FILE} but no {CHECKPOINT_FILE} "
+            f"yet; finish its training with: densitykit resume {path}"
+        )
+
+
 def load_run(
     run_dir: str | os.PathLike, *, device: str = "cpu", plugins: Sequence[str] = ()
 ) -> Run:
@@ -761,6 +777,7 @@ def load_run(
     config = read_run_config(path)
     import_plugins(plugins)
     require_registered(config.needed_names(), config.plugins, where=str(path))
+    require_finished(path)
     model = load_checkpoint(path / CHECKPOINT_FILE, map_location=resolve_device(device))
     dataset = load_dataset(config.data.name, **config.data.options)
     _check_model_fits(path / CHECKPOINT_FILE, model.config, dataset)

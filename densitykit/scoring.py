@@ -36,7 +36,7 @@ from densitykit.errors import DataError
 from densitykit.model import AutoregressiveModel
 from densitykit.plugins import import_plugins, require_registered
 from densitykit.runfolder import CHECKPOINT_FILE
-from densitykit.runs import read_run_config
+from densitykit.runs import read_run_config, require_finished
 from densitykit.train import resolve_device
 
 __all__ = [
@@ -216,6 +216,7 @@ def load_model(
     config = read_run_config(path)
     import_plugins(plugins)
     require_registered(config.needed_names(), config.plugins, where=str(path))
+    require_finished(path)
     return load_checkpoint(path / CHECKPOINT_FILE, map_location=resolve_device(device))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -339,3 +340,148 @@ def test_fit_records_the_layout_and_refuses_an_impossible_one(tmp_path: Path) ->
     )
     assert bad.exit_code == 1 and "cannot be packed" in bad.output
     assert "Traceback" not in bad.output and not (tmp_path / "b").exists()
+
+
+# -- what reaches the terminal --------------------------------------------------------------
+HOSTILE = "r\x1b]0;pwned\x07\x1b[2J\nx"  # an OSC set-title, a clear-screen, a line break
+
+
+def test_control_characters_in_paths_are_shown_escaped(tmp_path: Path) -> None:
+    out = tmp_path / HOSTILE
+    missing = runner.invoke(app, ["eval", str(out)])
+    assert missing.exit_code == 1 and missing.stdout == ""
+    assert missing.stderr.count("\n") == 1 and missing.stderr.startswith("error: ")
+    assert "\x1b" not in missing.output and "\x07" not in missing.output
+    assert "r\\x1b]0;pwned\\x07\\x1b[2J\\nx" in missing.stderr
+    assert "no such run folder" in missing.stderr  # the message is not cut at the newline
+
+    fitted = runner.invoke(app, ["fit", "--grid-size", "16", *TINY, "--out", str(out)])
+    assert fitted.exit_code == 0, fitted.output
+    assert "\x1b" not in fitted.output and "\x07" not in fitted.output
+    (line,) = [line for line in fitted.output.splitlines() if line.startswith("outputs in")]
+    assert "pwned\\x07\\x1b[2J\\nx/: " in line and line.endswith("train_state.pt")
+    sampled = runner.invoke(app, ["sample", str(out), "-n", "2", "-o", str(tmp_path / "é\x1b.npy")])
+    assert sampled.exit_code == 0, sampled.output
+    assert sampled.output == f"wrote 2 samples to {tmp_path}/é\\x1b.npy\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fit", "--epochs", "abc"],
+        ["fit", "--epoch", "3"],
+        ["frobnicate"],
+        ["resume", "run", "--seed", "3"],
+        ["resume", "run", "--hidden-sizes", "8"],
+        ["eval"],
+        ["sample", "run"],
+        ["eval", "run", "extra"],
+        ["heads", "--plugin"],
+        ["frob\x1b[2J"],
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_1(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert result.stdout == "" and result.stderr.startswith("error: "), result.output
+    assert result.stderr.count("\n") == 1, result.stderr  # no usage box
+    assert "--help" in result.stderr and "\x1b" not in result.stderr
+
+
+def test_help_is_unchanged_by_the_one_line_errors() -> None:
+    result = runner.invoke(app, ["fit", "--help"])
+    assert result.exit_code == 0 and "Usage" in result.stdout and "--epochs" in result.stdout
+    bare = runner.invoke(app, [])
+    assert "Usage" in bare.output and "error:" not in bare.output
+
+
+@pytest.fixture
+def narrow_data(tmp_path: Path) -> Path:
+    """8 binary variables: a hidden layer of 3 units cannot hold the 7 degrees needed."""
+    path = tmp_path / "bits.npy"
+    np.save(path, (np.random.default_rng(0).random((300, 8)) < 0.3).astype(np.int64))
+    return path
+
+
+def test_warnings_become_one_note_in_the_report_of_fit_only(
+    tmp_path: Path, narrow_data: Path
+) -> None:
+    out = tmp_path / "narrow"
+    with pytest.warns() as seen:  # nothing escapes the command line to Python either
+        warnings.warn("sentinel", UserWarning, stacklevel=1)
+        args = ["--data", str(narrow_data), "--hidden-sizes", "3", "--epochs", "1", "--quiet"]
+        fitted = runner.invoke(app, ["fit", *args, "--out", str(out)])
+        assert fitted.exit_code == 0, fitted.output
+        for command in (
+            ["eval", str(out)],
+            ["sample", str(out), "-n", "2", "-o", str(tmp_path / "s.npy")],
+            ["score", str(out), str(narrow_data)],
+            ["inpaint", str(out), "-o", str(tmp_path / "i.npy"), "--observed", "random:0.5"],
+        ):
+            result = runner.invoke(app, command)
+            assert result.exit_code in (0, 1), result.output  # inpaint refuses flat data
+            assert "connectivity" not in result.output and "Warning" not in result.output
+    assert [str(w.message) for w in seen] == ["sentinel"]
+    notes = [line for line in fitted.output.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and "MADE connectivity is incomplete" in notes[0], fitted.output
+    assert "layer 0 has 3 units but 7 degrees are needed" in notes[0]
+    assert "Warning" not in fitted.output and fitted.output.endswith(notes[0] + "\n")
+
+
+def test_an_unfinished_run_says_how_to_resume_it(tmp_path: Path, narrow_data: Path) -> None:
+    out = tmp_path / "run"
+    args = ["fit", "--data", str(narrow_data), "--hidden-sizes", "8", "--epochs", "1", "--quiet"]
+    assert runner.invoke(app, [*args, "--out", str(out)]).exit_code == 0
+    (out / "checkpoint.pt").unlink()  # as a run killed before its end leaves it
+    for command in (
+        ["eval", str(out)],
+        ["sample", str(out), "-o", str(tmp_path / "s.npy")],
+        ["score", str(out), str(narrow_data)],
+    ):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1, result.output
+        assert "unfinished run" in result.stderr, result.output
+        assert f"densitykit resume {out}" in result.stderr
+
+
+def test_a_full_disk_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed write() names no file; the scores and pictures say which file it was."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "run"
+    assert invoke("fit", "--grid-size", "16", *TINY, "--out", str(out)).exit_code == 0
+    data = tmp_path / "points.npy"
+    np.save(data, np.zeros((5, 2), dtype=np.int64))
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a write() says it
+
+    monkeypatch.setattr(np, "savetxt", full)
+    monkeypatch.setattr(np, "save", full)
+    monkeypatch.setattr(Figure, "savefig", full)
+    for path in (tmp_path / "scores.csv", tmp_path / "scores.npy"):
+        result = runner.invoke(app, ["score", str(out), str(data), "-o", str(path)])
+        assert result.exit_code == 1, result.output
+        assert f"cannot write {path} (No space left on device)" in result.stderr, result.output
+        assert not path.exists()
+    picture = tmp_path / "curves.png"
+    with pytest.raises(densitykit.CheckpointError, match="curves.png .No space left on device"):
+        densitykit.plots.learning_curves([{"epoch": 1, "train_nll": 1.0, "val_nll": 1.0}], picture)
+
+
+def test_a_presets_narrow_layers_get_no_note(tmp_path: Path, narrow_data: Path) -> None:
+    """The sizes a preset chose are deliberate (as the image presets' are): no note."""
+    densitykit.presets.PRESETS.register(
+        "test-narrow", lambda: {"hidden_sizes": (3,), "epochs": 1}, description="narrow"
+    )
+    out = tmp_path / "run"
+    args = ["--data", str(narrow_data), "--preset", "test-narrow", "--quiet", "--out", str(out)]
+    try:
+        result = runner.invoke(app, ["fit", *args])
+    finally:
+        densitykit.presets.PRESETS.unregister("test-narrow")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["model"]["hidden_sizes"] == [3]
+    assert "note:" not in result.output and "connectivity" not in result.output

@@ -34,8 +34,17 @@ HEADER = """\
 
 The `densitykit` command is a thin layer over the Python API
 ([`densitykit.runs`][densitykit.runs]): it parses options, calls the library and
-prints. A library error becomes one line on stderr and exit code 1; `--debug`
-shows the full traceback instead. Every command takes `--help`.
+prints. Every error, a usage error (an unknown command or option, a value of the
+wrong type, a missing argument) included, is one line `error: ...` on stderr and exit
+code 1, not click's usage box and code 2: a command exits 0 when it did its work and 1
+when it did not (130 when stopped by Ctrl-C). `--debug` shows a library error's full
+traceback instead. Every command takes `--help`.
+
+Paths and values are printed as text: control characters are shown as their escapes
+(`\\x1b`, `\\n`), never sent to the terminal. Python warnings do not reach the terminal:
+`fit` adds a `note:` line to its report when the hidden layers *you* chose are too
+narrow to connect every variable to all its predecessors; the other warnings (a
+library's internals, or a run already trained) are left to the Python API.
 
 Options that take a name accept anything registered, including names a
 `--plugin` file registers (see [Extending](extending.md)).
