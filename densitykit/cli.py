@@ -118,7 +118,9 @@ class _NoteHandler(logging.Handler):
     """Prints the library's notes (a run put back, a finished run) as one line each."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        errors.print(Text("note: " + record.getMessage()), highlight=False, soft_wrap=True)
+        errors.print(
+            Text("note: " + printable(record.getMessage())), highlight=False, soft_wrap=True
+        )
 
 
 def _show_library_notes() -> None:
