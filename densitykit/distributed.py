@@ -39,8 +39,7 @@ from torch import nn
 from densitykit.checks import check_int
 from densitykit.devices import autocast, resolve_device
 from densitykit.errors import DensitykitError
-from densitykit.masks import Connectivity
-from densitykit.model import AutoregressiveModel
+from densitykit.family import DensityModel
 
 __all__ = [
     "BatchLogProb",
@@ -362,26 +361,20 @@ def replicate(module: nn.Module, device: torch.device) -> nn.Module:
 
 
 class BatchLogProb(torch.nn.Module):
-    """What DistributedDataParallel wraps: log-likelihoods of already validated batches.
+    """What DistributedDataParallel wraps: a family's training log-likelihoods.
 
-    Its forward is ``model.log_prob(batch, mask, validate=False)``: the training loop
-    checks the data once, before the first step.
+    Its forward is ``model.training_log_prob(batch, draw, context)`` on values the
+    training loop checked once, before the first step.
     """
 
-    def __init__(self, model: AutoregressiveModel) -> None:
+    def __init__(self, model: DensityModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(
-        self,
-        batch: torch.Tensor,
-        mask: int | None,
-        context: torch.Tensor | None = None,
-        connectivity: Connectivity | None = None,
+        self, batch: torch.Tensor, draw: Any, context: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.model.log_prob(
-            batch, mask, validate=False, context=context, connectivity=connectivity
-        )
+        return self.model.training_log_prob(batch, draw, context)
 
 
 def sharded_loss(
@@ -389,24 +382,27 @@ def sharded_loss(
     context: DistributedContext,
     train: torch.Tensor,
     indices: torch.Tensor,
-    mask: int | None,
+    draw: Any,
     device: torch.device,
     precision: str,
     train_context: torch.Tensor | None = None,
-    connectivity: Connectivity | None = None,
 ) -> tuple[torch.Tensor, float]:
     """This rank's loss on its shard of ``train[indices]``, and that global batch's mean NLL.
 
-    ``train_context`` holds a conditional model's context per training example;
-    ``connectivity`` is the step's freshly drawn one when training over all orderings
-    (every rank draws the same, from the same seeded source).
+    ``draw`` is the step's draw for the whole global batch (every rank draws the same,
+    from the same seeded state); each rank keeps its rows of it
+    ([`shard_draw`][densitykit.family.DensityModel.shard_draw]). ``train_context`` holds
+    a conditional model's context per training example.
     """
     size = indices.shape[0]
-    rows = indices[shard(size, context.rank, context.world_size)]
+    positions = torch.arange(size)[shard(size, context.rank, context.world_size)]
+    rows = indices[positions]
     batch = train[rows]
     features = None if train_context is None else train_context[rows]
+    model = replica.module.model if hasattr(replica, "module") else replica.model
+    local_draw = model.shard_draw(draw, positions)
     with autocast(device, precision):
-        nll = -replica(batch.to(device, non_blocking=True), mask, features, connectivity).sum()
+        nll = -replica(batch.to(device, non_blocking=True), local_draw, features).sum()
     # DDP averages the ranks' gradients; weighting each shard's summed NLL by
     # world_size / size makes that average the gradient of the global-batch mean,
     # however unequal (or empty) the shards are.

@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
-from torch import nn
 
 from densitykit import masks as masks_module
 from densitykit import queries
@@ -45,6 +44,7 @@ from densitykit.checks import (
     check_int,
     check_positive_int,
 )
+from densitykit.family import CAPABILITIES, FAMILIES, DensityModel
 from densitykit.heads import HEADS, Head, default_num_values
 from densitykit.made import LAYOUTS, MADE
 from densitykit.masks import Connectivity, ConnectivitySampler
@@ -178,8 +178,10 @@ class ModelConfig:
         return cls(**data)
 
 
-class AutoregressiveModel(nn.Module):
+class AutoregressiveModel(DensityModel):
     """A MADE backbone and a head, with exact likelihoods and ancestral sampling.
+
+    The ``made`` model family (see [`densitykit.family`][densitykit.family]).
 
     Args:
         backbone: The [`MADE`][densitykit.made.MADE]; ``None`` for heads that take no
@@ -212,6 +214,9 @@ class AutoregressiveModel(nn.Module):
         >>> model.sample((2, 5)).shape
         torch.Size([2, 5, 3])
     """
+
+    family = "made"
+    capabilities = frozenset(CAPABILITIES)
 
     def __init__(
         self,
@@ -645,6 +650,84 @@ class AutoregressiveModel(nn.Module):
     ) -> torch.Tensor:
         """Same as [`log_prob`][densitykit.model.AutoregressiveModel.log_prob]."""
         return self.log_prob(x, mask, validate=validate, context=context)
+
+    # -- the family's training hooks ------------------------------------------------------
+    def training_draw(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> int | Connectivity | None:
+        """The step's active mask, or, for a model trained over all orderings, a fresh
+        connectivity (from the source whose state is a buffer, so it resumes exactly)."""
+        if self.connectivity_source is not None:
+            return self.draw_connectivity()
+        return self.backbone.mask_index if self.backbone is not None else None
+
+    def training_log_prob(
+        self,
+        x: torch.Tensor,
+        draw: int | Connectivity | None,
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Log-likelihoods of checked values under the step's mask or connectivity."""
+        if isinstance(draw, Connectivity):
+            return self.log_prob(x, validate=False, connectivity=draw, context=context)
+        return self.log_prob(x, draw, validate=False, context=context)
+
+    def after_step(self, step: int, config: Any) -> None:
+        """Move to the next mask every ``config.mask_every`` steps (connectivity-agnostic
+        training)."""
+        every = getattr(config, "mask_every", 0)
+        if self.backbone is not None and every and step % every == 0:
+            self.backbone.next_mask()
+
+    def training_state(self) -> dict[str, Any]:
+        """The active mask (an ``any-order`` model's source state is a buffer)."""
+        return {"mask_index": self.backbone.mask_index if self.backbone is not None else 0}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Make the saved mask active again."""
+        if self.backbone is not None:
+            self.backbone.set_mask(int(state.get("mask_index", 0)) % self.num_masks)
+
+    def evaluation_log_prob(
+        self,
+        x: torch.Tensor,
+        *,
+        context: torch.Tensor | None = None,
+        num_masks: int | None = None,
+        connectivities: Sequence[Connectivity] | None = None,
+    ) -> torch.Tensor:
+        """Log-likelihoods of checked values under the mixture of the first ``num_masks``
+        masks (all by default), or of ``connectivities`` (orderings drawn at inference):
+        the log-mean-exp of the members' likelihoods.
+
+        Raises:
+            ValueError: If ``num_masks`` is out of range, both are given, or
+                ``connectivities`` is empty.
+        """
+        if connectivities is None:
+            count = self.num_masks if num_masks is None else num_masks
+            if not isinstance(count, int) or not 1 <= count <= self.num_masks:
+                raise ValueError(
+                    f"num_masks must be in 1..{self.num_masks} for this model, got {num_masks!r}"
+                )
+            per_member = self.log_prob_per_mask(
+                x, mask_indices=range(count), context=context, validate=False
+            )
+        else:
+            connectivities = list(connectivities)
+            if num_masks is not None:
+                raise ValueError(
+                    "give num_masks (the model's first masks) or connectivities, not both"
+                )
+            if not connectivities:
+                raise ValueError("connectivities must hold at least one connectivity, got none")
+            per_member = torch.stack(
+                [
+                    self.log_prob(x, connectivity=conn, context=context, validate=False)
+                    for conn in connectivities
+                ]
+            )
+        return log_mean_exp(per_member)
 
     # -- sampling ------------------------------------------------------------------------
     @torch.no_grad()
@@ -1099,3 +1182,6 @@ def parameter_count(config: ModelConfig) -> int:
     if config.mask_input:
         count += dim * (widths[1] + (widths[-1] if config.hidden_sizes else 0))
     return own + count
+
+
+FAMILIES.register("made", AutoregressiveModel)

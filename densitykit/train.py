@@ -39,9 +39,7 @@ from densitykit.distributed import (
     sharded_loss,
 )
 from densitykit.errors import TrainingError
-from densitykit.masks import Connectivity
-from densitykit.model import AutoregressiveModel
-from densitykit.numerics import log_mean_exp
+from densitykit.family import DensityModel
 from densitykit.optim import LR_SCHEDULES, OPTIMIZERS, WeightAverage, make_optimizer, scheduled_lr
 
 __all__ = [
@@ -166,8 +164,9 @@ class TrainState:
         best_state: Model weights at the best epoch (the averaged ones with ``ema_decay``).
         epochs_without_improvement: For early stopping.
         stopped_early: Whether patience ran out.
-        mask_index: The active mask of a multi-mask model (the state of an ``any-order``
-            model's source of orderings is a buffer of ``model``).
+        family_state: What the model's family needs to resume exactly
+            ([`training_state`][densitykit.family.DensityModel.training_state]: the
+            MADE's active mask; a state that is a buffer is saved with ``model``).
         optimizer: The optimizer's state dict.
         shuffle_rng: State of the shuffling generator.
         model: Current (live, not averaged) model weights.
@@ -185,7 +184,7 @@ class TrainState:
     best_state: dict[str, torch.Tensor] | None = None
     epochs_without_improvement: int = 0
     stopped_early: bool = False
-    mask_index: int = 0
+    family_state: dict[str, Any] = field(default_factory=dict)
     optimizer: dict[str, Any] | None = None
     shuffle_rng: torch.Tensor | None = None
     model: dict[str, torch.Tensor] | None = None
@@ -198,7 +197,11 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainState:
-        """Rebuild from ``to_dict`` output."""
+        """Rebuild from ``to_dict`` output (a state saved before families keeps its
+        ``mask_index`` as the MADE family's state)."""
+        data = dict(data)
+        if "mask_index" in data:
+            data.setdefault("family_state", {"mask_index": int(data.pop("mask_index"))})
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown train state keys {unknown}")
@@ -266,16 +269,20 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def evaluate(
-    model: AutoregressiveModel,
+    model: DensityModel,
     data: torch.Tensor,
     *,
     batch_size: int = 1000,
     num_masks: int | None = None,
     distributed: bool = False,
     context: torch.Tensor | None = None,
-    connectivities: Sequence[Connectivity] | None = None,
+    connectivities: Sequence[Any] | None = None,
 ) -> float:
-    r"""Mean negative log-likelihood (nats per example) of ``data`` under the mask mixture.
+    r"""Mean negative log-likelihood (nats per example) of ``data`` under the model.
+
+    The model's own exact likelihood
+    ([`evaluation_log_prob`][densitykit.family.DensityModel.evaluation_log_prob]): for a
+    MADE, the mixture of its masks.
 
     Args:
         model: The model.
@@ -298,18 +305,9 @@ def evaluate(
             ``connectivities`` are both given, ``connectivities`` is empty, or ``data``
             is empty.
     """
-    total = model.num_masks
-    count = total if num_masks is None else num_masks
-    if not 1 <= count <= total:
-        raise ValueError(f"num_masks must be in 1..{total} for this model, got {num_masks!r}")
-    if connectivities is not None:
-        connectivities = list(connectivities)
-        if num_masks is not None:
-            raise ValueError("give num_masks (the model's first masks) or connectivities, not both")
-        if not connectivities:
-            raise ValueError("connectivities must hold at least one connectivity, got none")
     if data.shape[0] == 0:
         raise ValueError("cannot evaluate on an empty data set")
+    model.check_values(data)
     if model.is_conditional and (context is None or len(context) != len(data)):
         raise ValueError(
             f"a conditional model is evaluated with one context per example ({len(data)}), "
@@ -324,18 +322,13 @@ def evaluate(
     for start in range(0, share.shape[0], batch_size):
         batch = slice(start, start + batch_size)
         batch_context = None if share_context is None else share_context[batch]
-        if connectivities is None:
-            per_mask = model.log_prob_per_mask(
-                share[batch], mask_indices=range(count), context=batch_context
-            )
-        else:
-            per_mask = torch.stack(
-                [
-                    model.log_prob(share[batch], connectivity=conn, context=batch_context)
-                    for conn in connectivities
-                ]
-            )
-        nll -= log_mean_exp(per_mask).double().sum().cpu()
+        log_prob = model.evaluation_log_prob(
+            share[batch],
+            context=batch_context,
+            num_masks=num_masks,
+            connectivities=connectivities,
+        )
+        nll -= log_prob.double().sum().cpu()
     model.train(was_training)
     if ranks is not None:
         nll = all_reduce_sum(nll)
@@ -343,7 +336,7 @@ def evaluate(
 
 
 def fit(
-    model: AutoregressiveModel,
+    model: DensityModel,
     train: torch.Tensor,
     val: torch.Tensor,
     config: TrainConfig | None = None,
@@ -433,7 +426,7 @@ def fit(
 class _Loop:
     """What the loop's steps share once set up (the state that moves lives in TrainState)."""
 
-    model: AutoregressiveModel
+    model: DensityModel
     train: torch.Tensor
     val: torch.Tensor
     config: TrainConfig
@@ -454,7 +447,7 @@ class _Loop:
 
 
 def _setup(
-    model: AutoregressiveModel,
+    model: DensityModel,
     train: torch.Tensor,
     val: torch.Tensor,
     config: TrainConfig,
@@ -523,8 +516,7 @@ def _restore(loop: _Loop, state: TrainState | None) -> TrainState:
         loop.average.load_state_dict(state.weight_average)
     if state.device_rng is not None:
         _set_device_rng(loop.device, state.device_rng)
-    if model.backbone is not None:
-        model.backbone.set_mask(state.mask_index % model.num_masks)
+    model.load_training_state(state.family_state)
     if loop.context is not None:
         check_same_on_all_ranks(
             _replica_facts(
@@ -550,22 +542,14 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
     model to its next mask every ``config.mask_every`` steps.
     """
     model, config, device = loop.model, loop.config, loop.device
-    mask = model.backbone.mask_index if model.backbone is not None else None
-    # Training over all orderings: a fresh connectivity per step, from a source whose
-    # state is a model buffer (so it is saved in state.model and resumed with it).
-    connectivity = model.draw_connectivity() if model.connectivity_source is not None else None
+    # What the step is decided with (the MADE's mask or a fresh ordering, ...), drawn
+    # once for the global batch, from state the family saves and resumes.
+    draw = model.training_draw(indices.shape[0])
     if loop.replica is None:
         batch = loop.train[indices].to(device, non_blocking=True)
         context = None if loop.train_context is None else loop.train_context[indices]
         with autocast(device, config.precision):
-            log_prob = model.log_prob(
-                batch,
-                mask if connectivity is None else None,
-                validate=False,
-                connectivity=connectivity,
-                context=context,
-            )
-            loss = -log_prob.mean()
+            loss = -model.training_log_prob(batch, draw, context).mean()
         value = loss.item()
     else:
         loss, value = sharded_loss(
@@ -573,11 +557,10 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
             loop.context,
             loop.train,
             indices,
-            mask if connectivity is None else None,
+            draw,
             device,
             config.precision,
             loop.train_context,
-            connectivity,
         )
     if not math.isfinite(value):
         raise TrainingError(_non_finite_message("training loss", value, state, config))
@@ -597,8 +580,7 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
     if loop.average is not None:
         loop.average.update(model)
     state.step += 1
-    if model.backbone is not None and config.mask_every and state.step % config.mask_every == 0:
-        model.backbone.next_mask()
+    model.after_step(state.step, config)
     return value
 
 
@@ -677,7 +659,7 @@ def _end_epoch(
         "seconds": time.perf_counter() - epoch_started,
     }
     state.history.append(record)
-    state.mask_index = model.backbone.mask_index if model.backbone is not None else 0
+    state.family_state = model.training_state()
     state.model = _cpu_state(model)
     state.optimizer = loop.optimizer.state_dict()
     state.shuffle_rng = loop.shuffle.get_state()
@@ -709,7 +691,7 @@ def stop_reason(state: TrainState, config: TrainConfig, out_of_time: bool) -> st
 
 
 def _replica_facts(
-    model: AutoregressiveModel,
+    model: DensityModel,
     train: torch.Tensor,
     val: torch.Tensor,
     config: TrainConfig,
@@ -724,7 +706,7 @@ def _replica_facts(
         "validation data": fingerprint(val),
         "contexts": [fingerprint(c) if c is not None else None for c in contexts],
         "masks": fingerprint(*model.buffers()),
-        "active mask": model.backbone.mask_index if model.backbone is not None else 0,
+        "family state": model.training_state(),
         "loop state": (
             state.epoch,
             state.step,

@@ -77,7 +77,7 @@ def test_masks_cycle_every_mask_every_steps(mask_every: int, expected: list[int]
     # The active mask after each of the 8 steps: the next one after every second step.
     assert recorder.masks == [(step // 2) % 3 if mask_every else 0 for step in range(1, 9)]
     assert recorder.masks == expected
-    assert result.state.mask_index == expected[-1]
+    assert result.state.family_state["mask_index"] == expected[-1]
 
 
 def test_grad_clip_bounds_the_gradient_norm_of_every_step() -> None:

@@ -1,0 +1,178 @@
+r"""Model families: the small protocol the workflow knows a model by, and their registry.
+
+A *model family* is a kind of density model: the MADE (``made``), the orderless model
+(``orderless``), or a user's own. [`fit`][densitykit.train.fit],
+[`evaluate`][densitykit.train.evaluate] and data-parallel training know a model only
+through [`DensityModel`][densitykit.family.DensityModel], shaped like nflows'
+``Distribution``: public methods that check and private ones that compute, with the
+training-specific parts as hooks a family fills in.
+
+A training step goes:
+
+1. ``draw = model.training_draw(batch_size, generator)``: what the step is decided with
+   (the MADE's active mask or a fresh ordering, the orderless model's per-example
+   orderings and cuts), drawn once for the whole global batch;
+2. under ``torchrun``, each process keeps its rows: ``model.shard_draw(draw, rows)``;
+3. the loss is $-\frac1B \sum_b$ ``model.training_log_prob(x, draw, context)``;
+4. after the optimizer step, ``model.after_step(step, config)`` (the MADE moves to its
+   next mask every ``mask_every`` steps).
+
+Whatever a family needs to resume exactly (the active mask; a generator's state that
+is not a buffer) is ``training_state()``, saved with the loop state and given back to
+``load_training_state``. Validation scores ``evaluation_log_prob``: the model's own
+exact likelihood (the MADE's mixture of its first ``num_masks`` masks).
+
+Optional queries are *capabilities* (``capabilities``), asked for by name, never by
+class: ``"conditional_log_prob"``, ``"marginal_log_prob"``, ``"complete"``.
+
+Example:
+    >>> import densitykit as dk
+    >>> model = dk.create_model("bernoulli", 3, hidden_sizes=(8,))
+    >>> isinstance(model, DensityModel), model.family
+    (True, 'made')
+    >>> "conditional_log_prob" in model.capabilities
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from densitykit.registry import Registry
+
+__all__ = ["CAPABILITIES", "FAMILIES", "DensityModel", "names"]
+
+CAPABILITIES: tuple[str, ...] = ("conditional_log_prob", "marginal_log_prob", "complete")
+"""The optional queries a family may offer (``DensityModel.capabilities``)."""
+
+FAMILIES: Registry[type] = Registry("model family")
+"""The registered families, by name: each entry is a
+[`DensityModel`][densitykit.family.DensityModel] subclass."""
+
+
+def names() -> list[str]:
+    """The registered family names (sorted)."""
+    return FAMILIES.names()
+
+
+class DensityModel(nn.Module):
+    """The base of every model family: what the workflow relies on, and nothing more.
+
+    Subclasses set ``family`` (their registered name) and ``capabilities``, and
+    implement ``dim``, ``is_conditional``, ``check_values``, ``encode_context``,
+    ``log_prob``, ``sample`` and ``training_log_prob``; the other hooks have defaults
+    that suit a family with nothing to draw per step and nothing extra to resume.
+    """
+
+    family: ClassVar[str] = ""
+    """The family's registered name (recorded in run folders and checkpoints)."""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    """The optional queries this family answers (a subset of ``CAPABILITIES``)."""
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """The number of variables D."""
+        raise NotImplementedError
+
+    @property
+    def num_masks(self) -> int:
+        """How many members the model's exact evaluation mixture has (1: none)."""
+        return 1
+
+    @property
+    def is_conditional(self) -> bool:
+        """Whether likelihoods, samples and queries take a ``context``."""
+        return False
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters."""
+        return next(self.parameters()).device
+
+    def check_values(self, x: torch.Tensor) -> None:
+        """Raise ``TypeError``/``ValueError`` unless ``x`` ``(..., D)`` is in the support."""
+        raise NotImplementedError
+
+    def encode_context(
+        self, context: torch.Tensor | None, batch_shape: Sequence[int]
+    ) -> torch.Tensor | None:
+        """Check a context for ``batch_shape`` examples (``None`` without one)."""
+        if context is not None:
+            raise ValueError(
+                f"this {self.family or type(self).__name__} model is not conditional; "
+                "give no context"
+            )
+        return None
+
+    # -- training hooks ------------------------------------------------------------------
+    def training_draw(self, batch_size: int, generator: torch.Generator | None = None) -> Any:
+        """What one training step is decided with, for a global batch of ``batch_size``
+        examples (``None``: nothing to draw). Called once per step, before sharding."""
+        return None
+
+    def shard_draw(self, draw: Any, rows: torch.Tensor) -> Any:
+        """The part of ``draw`` for the batch's rows ``rows`` (one process's shard)."""
+        return draw
+
+    def training_log_prob(
+        self, x: torch.Tensor, draw: Any, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(B,)`` per-example log-likelihoods the step maximises, given its ``draw``
+        (values already checked)."""
+        raise NotImplementedError
+
+    def after_step(self, step: int, config: Any) -> None:
+        """Called after optimizer step ``step`` (1-based) with the ``TrainConfig``."""
+
+    def training_state(self) -> dict[str, Any]:
+        """What resuming needs beyond the weights and buffers (plain data, tensors)."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restore ``training_state()`` output."""
+
+    def evaluation_log_prob(
+        self,
+        x: torch.Tensor,
+        *,
+        context: torch.Tensor | None = None,
+        num_masks: int | None = None,
+        connectivities: Sequence[Any] | None = None,
+    ) -> torch.Tensor:
+        """``(B,)`` exact log-likelihoods of checked values, as validation scores them.
+
+        ``num_masks`` (the first members of the model's mixture) and ``connectivities``
+        (orderings drawn at inference) apply to families with mixtures; others refuse.
+        """
+        if num_masks not in (None, 1) or connectivities is not None:
+            raise ValueError(
+                f"a {self.family or type(self).__name__} model has no mixture of masks or "
+                "connectivities to choose from"
+            )
+        return self.log_prob(x, validate=False, context=context)
+
+    # -- queries -------------------------------------------------------------------------
+    def log_prob(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Log-likelihood of ``x`` in nats."""
+        raise NotImplementedError
+
+    def sample(self, sample_shape: int | Sequence[int] = (), **kwargs: Any) -> torch.Tensor:
+        """Exact samples ``(*sample_shape, D)``."""
+        raise NotImplementedError
+
+    def can(self, capability: str) -> bool:
+        """Whether this model answers the optional query ``capability``.
+
+        Raises:
+            ValueError: If ``capability`` is not one of ``CAPABILITIES``.
+        """
+        if capability not in CAPABILITIES:
+            raise ValueError(
+                f"capability must be one of {', '.join(CAPABILITIES)}, got {capability!r}"
+            )
+        return capability in self.capabilities
