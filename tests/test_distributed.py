@@ -38,6 +38,7 @@ RUN_FILES = {
     "metrics.json",
     "metrics.jsonl",
     "train_state.pt",
+    ".densitykit.lock",  # rank 0's lock on the folder it writes
 }
 # 4264 smiley samples leave 3070 = 31 * 99 + 1 training examples: with a global batch of
 # 99 every step splits 50/49 over two ranks and the last step 1/0 (an empty shard);
