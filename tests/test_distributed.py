@@ -261,7 +261,7 @@ def test_two_gloo_processes_train_like_one_process_on_the_same_global_batch(
     state_single = load_object(single / "train_state.pt")
     # The same number of steps and the same active mask: masks cycled in step.
     assert state_parallel["step"] == state_single["step"] == 2 * 32
-    assert state_parallel["mask_index"] == state_single["mask_index"]
+    assert state_parallel["family_state"] == state_single["family_state"]
     assert _max_abs_diff(state_parallel["model"], state_single["model"]) < WEIGHT_TOLERANCE
     if "any-order" in extra:  # every rank drew the single process's 64 connectivities
         source = "connectivity_source_state"
