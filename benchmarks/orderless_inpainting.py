@@ -7,7 +7,7 @@
 The question of ``benchmarks/inpainting.py``, asked of another (a): one
 ``densitykit.orderless.OrderlessModel`` (deep orderless NADE: one network for every
 conditional ``p(x_i | x_observed)``, told which pixels are observed), trained over
-all orderings with ``fit_orderless``. Its figures, for the three observed patterns of
+all orderings with ``densitykit.train.fit``. Its figures, for the three observed patterns of
 ``inpainting.py`` (``top-half``, ``left-half`` and one fixed ``random:0.5`` set, seed
 ``--pattern-seed``), are the conditional NLL of the missing pixels of the test images
 in nats per image, and its joint test NLL, each with mixtures of 1, 8 and 32 seeded
@@ -49,12 +49,11 @@ from densitykit.checkpoint import write_json
 from densitykit.orderless import (
     OrderlessConfig,
     OrderlessModel,
-    fit_orderless,
     load_orderless,
     save_orderless,
 )
 from densitykit.runs import RunConfig, load_run
-from densitykit.train import TrainConfig
+from densitykit.train import TrainConfig, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import inpainting
@@ -146,12 +145,11 @@ def train_orderless(
     torch.manual_seed(args.seed)
     model = OrderlessModel(config)
 
-    result = fit_orderless(
+    result = fit(
         model,
         data.train,
-        data.val,
+        data.val[:VALIDATION_IMAGES],
         training,
-        val_examples=VALIDATION_IMAGES,
         callbacks=[EpochProgress("orderless")],
     )
     folder.mkdir(parents=True, exist_ok=True)

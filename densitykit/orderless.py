@@ -45,11 +45,8 @@ Example:
 from __future__ import annotations
 
 import itertools
-import math
 import os
-import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -58,19 +55,16 @@ from torch import nn
 
 from densitykit.checkpoint import load_object, save_object
 from densitykit.checks import check_int, check_positive_int
-from densitykit.devices import resolve_device
-from densitykit.errors import CheckpointError, TrainingError
+from densitykit.errors import CheckpointError
+from densitykit.family import CAPABILITIES, FAMILIES, DensityModel
 from densitykit.heads import HEADS, default_num_values
 from densitykit.masks import ConnectivitySampler
 from densitykit.numerics import log_mean_exp
-from densitykit.optim import WeightAverage, make_optimizer, scheduled_lr
 from densitykit.queries import check_observed, group_by_pattern
-from densitykit.train import Callback, TrainConfig, TrainResult, TrainState, stop_reason
 
 __all__ = [
     "OrderlessConfig",
     "OrderlessModel",
-    "fit_orderless",
     "load_orderless",
     "save_orderless",
 ]
@@ -164,8 +158,11 @@ class OrderlessConfig:
         return cls(**{**data, "hidden_sizes": tuple(data.get("hidden_sizes", (500,)))})
 
 
-class OrderlessModel(nn.Module):
+class OrderlessModel(DensityModel):
     r"""A density over ``D`` variables that answers every conditional with one network.
+
+    The ``orderless`` model family (see [`densitykit.family`][densitykit.family]):
+    trained by [`densitykit.train.fit`][densitykit.train.fit] like every family.
 
     Args:
         config: What to build (see [`OrderlessConfig`][densitykit.orderless.OrderlessConfig]).
@@ -180,6 +177,9 @@ class OrderlessModel(nn.Module):
         >>> model(torch.tensor([[0, 3, 1]]), torch.tensor([[True, False, False]])).shape
         torch.Size([1, 3, 4])
     """
+
+    family = "orderless"
+    capabilities = frozenset(CAPABILITIES)
 
     def __init__(self, config: OrderlessConfig) -> None:
         super().__init__()
@@ -253,6 +253,54 @@ class OrderlessModel(nn.Module):
         return out.reshape(x.shape[0], self.dim, self.head.params_per_variable)
 
     # -- training --------------------------------------------------------------------------
+    def check_values(self, x: torch.Tensor) -> None:
+        """Raise unless ``x`` ``(..., D)`` holds values in the head's support.
+
+        Raises:
+            TypeError: If ``x`` is not a tensor.
+            ValueError: On another last dimension, or values outside the support.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of values, got {type(x).__name__}")
+        if x.ndim < 1 or x.shape[-1] != self.dim:
+            raise ValueError(f"x must have shape (..., D) with D={self.dim}, got {tuple(x.shape)}")
+        self.head.check_support(x.reshape(-1, self.dim))
+
+    def training_draw(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per example an ordering (``draw_orderings``) and a cut $d$ uniform in
+        $0..D-1$, on the CPU: ``((B, D) orderings, (B, 1) cuts)``."""
+        cut = torch.randint(0, self.dim, (batch_size, 1), generator=generator)
+        return self.draw_orderings(batch_size, generator), cut
+
+    def shard_draw(
+        self, draw: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The orderings and cuts of the rows ``rows``."""
+        orderings, cut = draw
+        return orderings[rows], cut[rows]
+
+    def training_log_prob(
+        self,
+        x: torch.Tensor,
+        draw: tuple[torch.Tensor, torch.Tensor],
+        context: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""Minus the training loss of each example, given its ordering and cut $d$:
+        $-\frac{D}{D-d} \sum_{t > d} -\log p(x_{\pi_t} \mid x_{\pi_{\le d}})$."""
+        orderings, cut = draw
+        batch, dim = x.shape
+        x = x.to(torch.long)
+        ranks = torch.empty_like(orderings).scatter_(
+            1, orderings, torch.arange(dim).expand(batch, dim)
+        )
+        observed = (ranks < cut).to(x.device)
+        params = self(x, observed)
+        nll = -self.head._log_prob(params, x).masked_fill(observed, 0).sum(1)
+        weight = (dim / (dim - cut)).to(device=x.device, dtype=nll.dtype)[:, 0]
+        return -nll * weight
+
     def training_loss(
         self, x: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -271,17 +319,31 @@ class OrderlessModel(nn.Module):
         Returns:
             A scalar in nats per example.
         """
-        batch, dim = x.shape
-        cut = torch.randint(0, dim, (batch, 1), generator=generator)
-        orderings = self.draw_orderings(batch, generator)
-        ranks = torch.empty_like(orderings).scatter_(
-            1, orderings, torch.arange(dim).expand(batch, dim)
-        )
-        observed = (ranks < cut).to(x.device)
-        params = self(x, observed)
-        nll = -self.head._log_prob(params, x).masked_fill(observed, 0).sum(1)
-        weight = (dim / (dim - cut)).to(device=x.device, dtype=nll.dtype)[:, 0]
-        return (nll * weight).mean()
+        draw = self.training_draw(x.shape[0], generator)
+        return -self.training_log_prob(x, draw).mean()
+
+    def evaluation_log_prob(
+        self,
+        x: torch.Tensor,
+        *,
+        context: torch.Tensor | None = None,
+        num_masks: int | None = None,
+        connectivities: Sequence[Any] | None = None,
+    ) -> torch.Tensor:
+        """The exact joint log-likelihood of the model's own orderings (or of
+        ``connectivities``, a ``(K, D)`` tensor or list of orderings).
+
+        Raises:
+            ValueError: If ``num_masks`` is given (an orderless model has no masks) or
+                a context is (it is not conditional).
+        """
+        self.encode_context(context, x.shape[:-1])
+        if num_masks is not None:
+            raise ValueError("an orderless model has no masks; its mixture is of orderings")
+        orderings = None
+        if connectivities is not None:
+            orderings = torch.stack([torch.as_tensor(o) for o in connectivities])
+        return self.log_prob(x.reshape(-1, self.dim), orderings)
 
     # -- exact chains ----------------------------------------------------------------------
     def _complete(
@@ -549,149 +611,6 @@ def _check_orderings(orderings: torch.Tensor, dim: int) -> torch.Tensor:
     return orderings
 
 
-def fit_orderless(
-    model: OrderlessModel,
-    train: torch.Tensor,
-    val: torch.Tensor,
-    config: TrainConfig | None = None,
-    *,
-    val_examples: int | None = None,
-    callbacks: Sequence[Callback] = (),
-) -> TrainResult:
-    """Train an orderless model on its
-    [`training_loss`][densitykit.orderless.OrderlessModel.training_loss].
-
-    The loop of [`densitykit.train.fit`][densitykit.train.fit] for this model: a
-    seeded shuffle per epoch, ``config``'s optimizer, learning-rate schedule, weight
-    average, gradient clipping, early stopping and time budget. The validation NLL
-    is exact: the joint NLL of the model's own orderings
-    (``model.config.num_orderings``). The orderings and cuts of training come from a
-    generator seeded with ``config.seed + 1``. Runs are not resumable.
-
-    Args:
-        model: The model (moved to ``config.device``).
-        train: ``(N, D)`` training values.
-        val: ``(M, D)`` validation values.
-        config: Hyperparameters (``eval_masks``, ``mask_every``, ``precision``
-            other than fp32 do not apply and are refused if set).
-        val_examples: Validate on the first this many of ``val`` only (all by default).
-        callbacks: Hooks called as [`fit`][densitykit.train.fit] calls them
-            (progress, logging).
-
-    Returns:
-        The [`TrainResult`][densitykit.train.TrainResult] (the best weights restored).
-
-    Raises:
-        ValueError: On empty data, values outside the support, or settings that
-            do not apply.
-        TrainingError: If the loss stops being finite.
-
-    Example:
-        >>> data = torch.randint(0, 2, (64, 4))
-        >>> model = OrderlessModel(OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,)))
-        >>> result = fit_orderless(model, data, data[:16], TrainConfig(epochs=2, batch_size=16))
-        >>> [record["epoch"] for record in result.history]
-        [1, 2]
-    """
-    config = config or TrainConfig()
-    if config.precision != "fp32" or config.eval_masks is not None:
-        raise ValueError(
-            "an orderless model trains in fp32 and validates with its own orderings; got "
-            f"precision={config.precision!r}, eval_masks={config.eval_masks!r}"
-        )
-    device = resolve_device(config.device)
-    model.to(device)
-    cpu = torch.device("cpu")  # batches move to the device one at a time
-    train, val = model._check(train, cpu), model._check(val, cpu)
-    if len(train) == 0 or len(val) == 0:
-        raise ValueError("the training and validation sets must not be empty")
-    if val_examples is not None:
-        val = val[: check_positive_int(val_examples, "val_examples")]
-    optimizer = make_optimizer(
-        model.parameters(), name=config.optimizer, lr=config.lr, weight_decay=config.weight_decay
-    )
-    average = None if config.ema_decay is None else WeightAverage(model, config.ema_decay)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    draws = torch.Generator().manual_seed(config.seed + 1)
-    state = TrainState()
-    batches = math.ceil(len(train) / config.batch_size)
-    for callback in callbacks:
-        callback.on_train_begin(state, batches)
-    started = time.perf_counter()
-    while state.epoch < config.epochs and not state.stopped_early:
-        epoch_started, total = time.perf_counter(), 0.0
-        model.train()
-        for indices in torch.randperm(len(train), generator=shuffle).split(config.batch_size):
-            lr = scheduled_lr(config.lr, config.lr_schedule, state.step, config.epochs * batches)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss = model.training_loss(train[indices].to(device), draws)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"the training loss became {value} at epoch {state.epoch + 1}, step "
-                    f"{state.step + 1}; lower the learning rate"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            if average is not None:
-                average.update(model)
-            state.step += 1
-            total += value * len(indices)
-            for callback in callbacks:
-                callback.on_batch_end(state, value)
-        state.epoch += 1
-        model.eval()
-        with average.applied(model) if average is not None else nullcontext():
-            val_nll = sum(
-                float(-model.log_prob(val[rows].to(device)).sum())
-                for rows in torch.arange(len(val)).split(config.eval_batch_size)
-            ) / len(val)
-            if not math.isfinite(val_nll):
-                raise TrainingError(
-                    f"the validation NLL became {val_nll} in epoch {state.epoch}; lower the "
-                    "learning rate (a model with a non-finite validation NLL is never kept)"
-                )
-            improved = val_nll < state.best_val_nll
-            if improved:
-                state.best_val_nll, state.best_epoch = val_nll, state.epoch
-                state.best_state = {
-                    k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-                }
-        state.epochs_without_improvement = 0 if improved else state.epochs_without_improvement + 1
-        if config.patience is not None and state.epochs_without_improvement >= config.patience:
-            state.stopped_early = True
-        out_of_time = (
-            config.time_budget_minutes is not None
-            and time.perf_counter() - started > 60.0 * config.time_budget_minutes
-        )
-        record = {
-            "epoch": state.epoch,
-            "step": state.step,
-            "train_nll": total / len(train),
-            "val_nll": val_nll,
-            "best_val_nll": state.best_val_nll,
-            "improved": improved,
-            "lr": lr,
-            "stop_reason": stop_reason(state, config, out_of_time),
-            "seconds": time.perf_counter() - epoch_started,
-        }
-        state.history.append(record)
-        for callback in callbacks:
-            callback.on_epoch_end(state, record)
-        if out_of_time:
-            break
-    if state.best_state is not None:
-        model.load_state_dict(state.best_state)
-    result = TrainResult.from_state(state, time.perf_counter() - started)
-    for callback in callbacks:
-        callback.on_train_end(result)
-    return result
-
-
 def save_orderless(path: str | os.PathLike, model: OrderlessModel) -> None:
     """Save a model's config and weights to ``path`` (atomically; a file of tensors and
     plain data, loaded without running code).
@@ -727,3 +646,6 @@ def load_orderless(
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: cannot rebuild the orderless model ({detail})") from None
     return model.to(map_location)
+
+
+FAMILIES.register("orderless", OrderlessModel)

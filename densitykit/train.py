@@ -169,6 +169,9 @@ class TrainState:
             MADE's active mask; a state that is a buffer is saved with ``model``).
         optimizer: The optimizer's state dict.
         shuffle_rng: State of the shuffling generator.
+        draw_rng: State of the generator the model's family draws each step from
+            ([`training_draw`][densitykit.family.DensityModel.training_draw]: the
+            orderless model's orderings and cuts).
         model: Current (live, not averaged) model weights.
         weight_average: The [`WeightAverage`][densitykit.optim.WeightAverage]'s state
             with ``ema_decay``, else ``None``.
@@ -187,6 +190,7 @@ class TrainState:
     family_state: dict[str, Any] = field(default_factory=dict)
     optimizer: dict[str, Any] | None = None
     shuffle_rng: torch.Tensor | None = None
+    draw_rng: torch.Tensor | None = None
     model: dict[str, torch.Tensor] | None = None
     weight_average: dict[str, Any] | None = None
     device_rng: torch.Tensor | None = None
@@ -436,6 +440,7 @@ class _Loop:
     val_context: torch.Tensor | None
     optimizer: torch.optim.Optimizer
     shuffle: torch.Generator
+    draws: torch.Generator
     scaler: torch.amp.GradScaler
     average: WeightAverage | None = None
     replica: torch.nn.Module | None = None
@@ -465,6 +470,11 @@ def _setup(
     if context is not None and device.type == "cuda":
         device = own_gpu(device)
     model.to(device)
+    if config.eval_masks is not None and config.eval_masks > model.num_masks:
+        raise ValueError(
+            f"eval_masks {config.eval_masks} asks for more masks than the model's "
+            f"{model.num_masks} (a {model.family or type(model).__name__} model)"
+        )
     # Checked once here, kept in their own dtype: each batch is widened as it is scored.
     for data in (train, val):
         model.check_values(data)
@@ -493,6 +503,7 @@ def _setup(
             weight_decay=config.weight_decay,
         ),
         shuffle=torch.Generator().manual_seed(config.seed),
+        draws=torch.Generator().manual_seed(config.seed + 1),
         scaler=torch.amp.GradScaler(
             "cuda", enabled=device.type == "cuda" and config.precision == "fp16"
         ),
@@ -512,6 +523,8 @@ def _restore(loop: _Loop, state: TrainState | None) -> TrainState:
             group["lr"] = loop.config.lr
     if state.shuffle_rng is not None:
         loop.shuffle.set_state(state.shuffle_rng)
+    if state.draw_rng is not None:
+        loop.draws.set_state(state.draw_rng)
     if loop.average is not None and state.weight_average is not None:
         loop.average.load_state_dict(state.weight_average)
     if state.device_rng is not None:
@@ -544,7 +557,7 @@ def _step(loop: _Loop, state: TrainState, indices: torch.Tensor) -> float:
     model, config, device = loop.model, loop.config, loop.device
     # What the step is decided with (the MADE's mask or a fresh ordering, ...), drawn
     # once for the global batch, from state the family saves and resumes.
-    draw = model.training_draw(indices.shape[0])
+    draw = model.training_draw(indices.shape[0], loop.draws)
     if loop.replica is None:
         batch = loop.train[indices].to(device, non_blocking=True)
         context = None if loop.train_context is None else loop.train_context[indices]
@@ -663,6 +676,7 @@ def _end_epoch(
     state.model = _cpu_state(model)
     state.optimizer = loop.optimizer.state_dict()
     state.shuffle_rng = loop.shuffle.get_state()
+    state.draw_rng = loop.draws.get_state()
     state.weight_average = None if loop.average is None else loop.average.state_dict()
     state.device_rng = _device_rng(loop.device)
     return record
@@ -682,7 +696,7 @@ def _set_device_rng(device: torch.device, rng: torch.Tensor) -> None:
 
 def stop_reason(state: TrainState, config: TrainConfig, out_of_time: bool) -> str | None:
     """Why training stops after this epoch, or ``None`` if it goes on (the loops of
-    ``fit`` and ``densitykit.orderless.fit_orderless``)."""
+    ``fit``)."""
     if state.stopped_early:
         return "patience"
     if state.epoch >= config.epochs:
