@@ -37,14 +37,25 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from densitykit.errors import DensitykitError
+from densitykit.heads import HEADS
 from densitykit.registry import Registry
 
-__all__ = ["CAPABILITIES", "FAMILIES", "DensityModel", "names"]
+__all__ = [
+    "CAPABILITIES",
+    "FAMILIES",
+    "DataFacts",
+    "DensityModel",
+    "check_head_fits",
+    "default_head",
+    "names",
+]
 
 CAPABILITIES: tuple[str, ...] = ("conditional_log_prob", "marginal_log_prob", "complete")
 """The optional queries a family may offer (``DensityModel.capabilities``)."""
@@ -54,9 +65,59 @@ FAMILIES: Registry[type] = Registry("model family")
 [`DensityModel`][densitykit.family.DensityModel] subclass."""
 
 
+def default_head(num_values: int) -> str:
+    """``bernoulli`` for two values, ``categorical`` otherwise.
+
+    Example:
+        >>> default_head(2), default_head(256)
+        ('bernoulli', 'categorical')
+    """
+    return "bernoulli" if num_values == 2 else "categorical"
+
+
+def check_head_fits(
+    head: str, dim: int, num_values: int, options: dict[str, Any], data: DataFacts
+) -> None:
+    """Refuse a head that cannot model the data, in one line that says how to choose.
+
+    Raises:
+        DensitykitError: If the head's factory refuses the data's D or K or the options.
+    """
+    try:
+        HEADS.create(head, dim=dim, num_values=num_values, **options)
+    except (ValueError, TypeError) as error:
+        if isinstance(error, DensitykitError):
+            raise
+        raise DensitykitError(
+            f"head {head!r} does not fit data set {data.name!r}: {error} "
+            "(choose another with --head; `densitykit heads` lists them)"
+        ) from None
+
+
 def names() -> list[str]:
     """The registered family names (sorted)."""
     return FAMILIES.names()
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What a family may know of a run's data set to complete its config.
+
+    Attributes:
+        name: The data set's registered name (for messages).
+        dim: Variables per example D.
+        num_values: Values per variable K.
+        kind: ``"image"``, ``"2d"``, ``"1d"`` or ``"table"``.
+        shape: One example's shape (``(H, W)`` for images).
+        num_labels: The labels the run conditions on (0: none).
+    """
+
+    name: str
+    dim: int
+    num_values: int
+    kind: str
+    shape: tuple[int, ...]
+    num_labels: int = 0
 
 
 class DensityModel(nn.Module):
@@ -72,6 +133,38 @@ class DensityModel(nn.Module):
     """The family's registered name (recorded in run folders and checkpoints)."""
     capabilities: ClassVar[frozenset[str]] = frozenset()
     """The optional queries this family answers (a subset of ``CAPABILITIES``)."""
+    config_class: ClassVar[type] = object
+    """The family's config dataclass (with ``to_dict`` and a ``from_dict`` classmethod);
+    a model keeps its own as ``model.config``."""
+    config: Any
+
+    # -- configs ---------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: Any) -> DensityModel:
+        """Build a model of this family from a complete config."""
+        return cls(config)
+
+    @classmethod
+    def complete_config(cls, config: Any, data: DataFacts) -> Any:
+        """``config`` with what the data decide filled in (D, K, a default head, ...),
+        checked against them.
+
+        Raises:
+            DensitykitError: If the config does not fit the data.
+        """
+        return config
+
+    @classmethod
+    def parameter_count(cls, config: Any) -> int:
+        """The weights a model of a complete ``config`` has, computed without building it
+        (so a config asking for too much is refused before anything is allocated)."""
+        raise NotImplementedError
+
+    @classmethod
+    def training_bytes(cls, config: Any) -> int:
+        """Memory that training a model of ``config`` needs: float32 weights, gradients
+        and two optimizer moments by default."""
+        return 16 * cls.parameter_count(config)
 
     # -- facts ---------------------------------------------------------------------------
     @property

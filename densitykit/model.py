@@ -44,7 +44,15 @@ from densitykit.checks import (
     check_int,
     check_positive_int,
 )
-from densitykit.family import CAPABILITIES, FAMILIES, DensityModel
+from densitykit.errors import DensitykitError
+from densitykit.family import (
+    CAPABILITIES,
+    FAMILIES,
+    DataFacts,
+    DensityModel,
+    check_head_fits,
+    default_head,
+)
 from densitykit.heads import HEADS, Head, default_num_values
 from densitykit.made import LAYOUTS, MADE
 from densitykit.masks import Connectivity, ConnectivitySampler
@@ -217,6 +225,32 @@ class AutoregressiveModel(DensityModel):
 
     family = "made"
     capabilities = frozenset(CAPABILITIES)
+    config_class = ModelConfig
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> AutoregressiveModel:
+        """[`build_model`][densitykit.model.build_model]."""
+        return build_model(config)
+
+    @classmethod
+    def complete_config(cls, config: ModelConfig, data: DataFacts) -> ModelConfig:
+        """Fill in D, K, the head (Bernoulli for two values, else categorical), the
+        labels, and the image shape of region and scan orderings; check the head fits."""
+        return _complete_config(config, data)
+
+    @classmethod
+    def parameter_count(cls, config: ModelConfig) -> int:
+        """[`parameter_count`][densitykit.model.parameter_count]."""
+        return parameter_count(config)
+
+    @classmethod
+    def training_bytes(cls, config: ModelConfig) -> int:
+        """Weights, gradients and two Adam moments, plus a bool and a float mask per mask."""
+        head = HEADS.create(
+            config.head, dim=config.dim, num_values=config.num_values, **config.head_options
+        )
+        num_masks = resolved_num_masks(config) if head.params_per_variable else 1
+        return parameter_count(config) * (16 + 5 * num_masks)
 
     def __init__(
         self,
@@ -1182,6 +1216,47 @@ def parameter_count(config: ModelConfig) -> int:
     if config.mask_input:
         count += dim * (widths[1] + (widths[-1] if config.hidden_sizes else 0))
     return own + count
+
+
+def _complete_config(config: ModelConfig, data: DataFacts) -> ModelConfig:
+    for name, actual in (("dim", data.dim), ("num_values", data.num_values)):
+        given = getattr(config, name)
+        if given is not None and given != actual:
+            raise DensitykitError(
+                f"the model config says {name}={given}, but data set {data.name!r} "
+                f"has {name}={actual}; leave it unset to take the data's"
+            )
+    num_labels = config.num_labels
+    if data.num_labels:
+        if num_labels not in (0, data.num_labels):
+            raise DensitykitError(
+                f"the model config says num_labels={num_labels}, but data set "
+                f"{data.name!r} has {data.num_labels} labels"
+            )
+        num_labels = data.num_labels
+    elif num_labels or config.context_size:
+        raise DensitykitError(
+            "the model config is conditional, but the run conditions on nothing; "
+            "pass --condition label (or leave num_labels and context_size at 0)"
+        )
+    mask_options = config.mask_options
+    if (
+        mask_options.get("orderings") in masks_module.IMAGE_ORDERINGS
+        and "image_shape" not in mask_options
+        and data.kind == "image"  # its shape is (H, W) with H * W = D
+    ):
+        # Region-first and scan orderings are drawn on the data's images.
+        mask_options = {**mask_options, "image_shape": list(data.shape)}
+    complete = replace(
+        config,
+        head=config.head or default_head(data.num_values),
+        dim=data.dim,
+        num_values=data.num_values,
+        num_labels=num_labels,
+        mask_options=mask_options,
+    )
+    check_head_fits(complete.head, complete.dim, complete.num_values, complete.head_options, data)
+    return complete
 
 
 FAMILIES.register("made", AutoregressiveModel)

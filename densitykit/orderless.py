@@ -55,10 +55,17 @@ from torch import nn
 
 from densitykit.checkpoint import load_object, save_object
 from densitykit.checks import check_int, check_positive_int
-from densitykit.errors import CheckpointError
-from densitykit.family import CAPABILITIES, FAMILIES, DensityModel
+from densitykit.errors import CheckpointError, DensitykitError
+from densitykit.family import (
+    CAPABILITIES,
+    FAMILIES,
+    DataFacts,
+    DensityModel,
+    check_head_fits,
+    default_head,
+)
 from densitykit.heads import HEADS, default_num_values
-from densitykit.masks import ConnectivitySampler
+from densitykit.masks import IMAGE_ORDERINGS, ConnectivitySampler
 from densitykit.numerics import log_mean_exp
 from densitykit.queries import check_observed, group_by_pattern
 
@@ -76,6 +83,9 @@ FORMAT = "densitykit-orderless"
 class OrderlessConfig:
     """Everything that builds an [`OrderlessModel`][densitykit.orderless.OrderlessModel]
     (saved beside its weights).
+
+    ``head`` and ``dim`` may be left ``None`` in a run's config: the data set fills
+    them in ([`complete_config`][densitykit.orderless.OrderlessModel.complete_config]).
 
     Attributes:
         head: A registered head name (``densitykit.heads.names()``).
@@ -96,8 +106,8 @@ class OrderlessConfig:
             those orderings (see [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler]).
     """
 
-    head: str
-    dim: int
+    head: str | None = None
+    dim: int | None = None
     num_values: int | None = None
     head_options: dict[str, Any] = field(default_factory=dict)
     hidden_sizes: tuple[int, ...] = (500,)
@@ -108,9 +118,10 @@ class OrderlessConfig:
     ordering_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.head, str):
+        if self.head is not None and not isinstance(self.head, str):
             raise TypeError(f"head must be a registered head name, got {type(self.head).__name__}")
-        check_positive_int(self.dim, "dim")
+        if self.dim is not None:
+            check_positive_int(self.dim, "dim")
         if isinstance(self.hidden_sizes, (str, bytes)) or not isinstance(
             self.hidden_sizes, Sequence
         ):
@@ -126,7 +137,8 @@ class OrderlessConfig:
         if "image_shape" in options and not isinstance(options["image_shape"], str):
             options["image_shape"] = [int(size) for size in options["image_shape"]]
         object.__setattr__(self, "ordering_options", options)
-        self.ordering_source()  # checks the orderings and their options
+        if self.dim is not None:
+            self.ordering_source()  # checks the orderings and their options
 
     def ordering_source(self, seed: int | None = None) -> ConnectivitySampler:
         """A source of this config's orderings (``ordering_seed`` by default).
@@ -180,11 +192,76 @@ class OrderlessModel(DensityModel):
 
     family = "orderless"
     capabilities = frozenset(CAPABILITIES)
+    config_class = OrderlessConfig
+
+    @classmethod
+    def complete_config(cls, config: OrderlessConfig, data: DataFacts) -> OrderlessConfig:
+        """Fill in D, K, the head (Bernoulli for two values, else categorical) and the
+        image shape of region and scan orderings; check the head fits.
+
+        Raises:
+            DensitykitError: If the config does not fit the data, or the run conditions
+                on labels (the orderless family does not take a context).
+        """
+        for name, actual in (("dim", data.dim), ("num_values", data.num_values)):
+            given = getattr(config, name)
+            if given is not None and given != actual:
+                raise DensitykitError(
+                    f"the orderless config says {name}={given}, but data set {data.name!r} "
+                    f"has {name}={actual}; leave it unset to take the data's"
+                )
+        if data.num_labels:
+            raise DensitykitError(
+                "the orderless family does not condition on labels; train a MADE "
+                "(--family made) for --condition label"
+            )
+        options = dict(config.ordering_options)
+        if config.orderings in IMAGE_ORDERINGS and "image_shape" not in options:
+            if data.kind != "image":
+                raise DensitykitError(
+                    f"orderings {config.orderings!r} are drawn on images, and data set "
+                    f"{data.name!r} holds {data.kind} data; give ordering_options image_shape"
+                )
+            options["image_shape"] = list(data.shape)
+        complete = replace(
+            config,
+            head=config.head or default_head(data.num_values),
+            dim=data.dim,
+            num_values=data.num_values,
+            ordering_options=options,
+        )
+        check_head_fits(complete.head, data.dim, data.num_values, complete.head_options, data)
+        return complete
+
+    @classmethod
+    def parameter_count(cls, config: OrderlessConfig) -> int:
+        """The weights of a model of a complete ``config``, without building it.
+
+        Example:
+            >>> config = OrderlessConfig("bernoulli", dim=3, hidden_sizes=(4,))
+            >>> OrderlessModel.parameter_count(config), sum(
+            ...     p.numel() for p in OrderlessModel(config).parameters())
+            (61, 61)
+        """
+        num_values = config.num_values or default_num_values(config.head)
+        head = HEADS.create(
+            config.head, dim=config.dim, num_values=num_values, **config.head_options
+        )
+        dim = int(config.dim)
+        inputs = dim * head.input_width + dim
+        outputs = dim * head.params_per_variable
+        widths = [inputs, *config.hidden_sizes, outputs]
+        count = sum(a * b + b for a, b in itertools.pairwise(widths))
+        if config.direct_connections:
+            count += inputs * outputs
+        return count + sum(p.numel() for p in head.parameters())
 
     def __init__(self, config: OrderlessConfig) -> None:
         super().__init__()
         if not isinstance(config, OrderlessConfig):
             raise TypeError(f"config must be an OrderlessConfig, got {type(config).__name__}")
+        if config.head is None or config.dim is None:
+            raise ValueError("an orderless model is built from a config with its head and dim set")
         num_values = config.num_values
         if num_values is None:
             num_values = default_num_values(config.head)
