@@ -22,6 +22,7 @@ from densitykit import (
     checkpoint,
     data,
     distributed,
+    family,
     heads,
     masks,
     orderless,
@@ -42,6 +43,7 @@ from densitykit.errors import (
     UnknownNameError,
     UnknownOptionError,
 )
+from densitykit.family import DensityModel
 from densitykit.heads import Head
 from densitykit.layers import MaskedLinear, PackedLinear
 from densitykit.made import MADE
@@ -60,6 +62,7 @@ __all__ = [
     "DataConfig",
     "DataError",
     "Dataset",
+    "DensityModel",
     "DensitykitError",
     "DuplicateNameError",
     "Head",
@@ -80,6 +83,7 @@ __all__ = [
     "data",
     "distributed",
     "evaluate",
+    "family",
     "fit",
     "fit_run",
     "heads",

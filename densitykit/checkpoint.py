@@ -1,11 +1,12 @@
 """Safe checkpoints: atomic writes, pickle-free loading, clear errors.
 
-A checkpoint is a ``torch.save`` file holding only tensors and plain data (the
-model's [`ModelConfig`][densitykit.model.ModelConfig] as a dict and its
-``state_dict``); it is read back with ``torch.load(..., weights_only=True)``, so a
-file crafted to run code on load is refused instead of executed. Every write goes
-to a temporary file in the same folder, is flushed to disk, then renamed over the
-target, so a crash mid-write leaves the previous file intact.
+A checkpoint is a ``torch.save`` file holding only tensors and plain data: the
+model's family name, its config as a dict (a MADE's
+[`ModelConfig`][densitykit.model.ModelConfig], say) and its ``state_dict``. It is read
+back with ``torch.load(..., weights_only=True)``, so a file crafted to run code on load
+is refused instead of executed. Every write goes to a temporary file in the same
+folder, is flushed to disk, then renamed over the target, so a crash mid-write leaves
+the previous file intact.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from densitykit.atomic import FILE_MODE, atomic_write
 from densitykit.errors import CheckpointError
-from densitykit.model import AutoregressiveModel, ModelConfig, build_model, parameter_count
+from densitykit.family import FAMILIES, DensityModel
 
 __all__ = [
     "FILE_MODE",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 FORMAT = "densitykit-checkpoint"
+ORDERLESS_FORMAT = "densitykit-orderless"
+"""The format of orderless models saved before families (they load as the ``orderless``
+family)."""
 VERSION = 1
 
 
@@ -129,14 +133,14 @@ def load_object(path: str | os.PathLike, map_location: str | torch.device = "cpu
     return data
 
 
-def save_checkpoint(path: str | os.PathLike, model: AutoregressiveModel) -> None:
-    """Save a model's config and weights to ``path`` (atomically).
+def save_checkpoint(path: str | os.PathLike, model: DensityModel) -> None:
+    """Save a model's family, config and weights to ``path`` (atomically).
 
     Raises:
         ValueError: If the model has no config (compose it with ``create_model`` or
             ``build_model``, or set ``model.config``).
     """
-    if model.config is None:
+    if getattr(model, "config", None) is None:
         raise ValueError("only a model with a ModelConfig can be saved; build it with create_model")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_object(
@@ -144,18 +148,19 @@ def save_checkpoint(path: str | os.PathLike, model: AutoregressiveModel) -> None
         {
             "format": FORMAT,
             "version": VERSION,
+            "family": model.family,
             "model_config": model.config.to_dict(),
             "state_dict": state,
         },
     )
 
 
-def _check_size(path: str | os.PathLike, config: ModelConfig, state: Any) -> None:
+def _check_size(path: str | os.PathLike, family: type[DensityModel], config: Any, state: Any):
     """Refuse a config that asks for other weights than the file holds, before building it."""
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: the state_dict is not a dict of tensors")
     stored = sum(v.numel() for v in state.values() if v.is_floating_point())
-    expected = parameter_count(config)
+    expected = family.parameter_count(config)
     if expected != stored:
         raise CheckpointError(
             f"{path}: its config describes a model of {expected:,} weights, but the file holds "
@@ -163,14 +168,40 @@ def _check_size(path: str | os.PathLike, config: ModelConfig, state: Any) -> Non
         )
 
 
+def _family_of(path: str | os.PathLike, data: dict[str, Any]) -> tuple[str, Any]:
+    """The family and config dict of a loaded checkpoint (files of earlier versions: a
+    MADE checkpoint without a family, or an orderless model's own format)."""
+    if data.get("format") == ORDERLESS_FORMAT and "config" in data and "state_dict" in data:
+        return "orderless", data["config"]
+    if data.get("format") != FORMAT or "state_dict" not in data or "model_config" not in data:
+        raise CheckpointError(
+            f"{path}: not a densitykit checkpoint (no format/model_config/state_dict)"
+        )
+    if data.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {data.get('version')!r}, expected {VERSION}"
+        )
+    family = data.get("family", "made")
+    if not isinstance(family, str) or family not in FAMILIES:
+        raise CheckpointError(
+            f"{path}: its model family {family!r} is not registered (registered: "
+            f"{', '.join(FAMILIES.names())}); import the plug-in that defines it first"
+        )
+    return family, data["model_config"]
+
+
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> AutoregressiveModel:
-    """Rebuild a model saved by [`save_checkpoint`][densitykit.checkpoint.save_checkpoint].
+) -> DensityModel:
+    """Rebuild a model saved by [`save_checkpoint`][densitykit.checkpoint.save_checkpoint],
+    of whichever registered family it is.
+
+    Files of earlier versions load too: a MADE checkpoint (it names no family) and an
+    orderless model saved by ``save_orderless``.
 
     Raises:
-        CheckpointError: If the file is unsafe, corrupted, of another format, or its
-            weights do not fit its config.
+        CheckpointError: If the file is unsafe, corrupted, of another format or of an
+            unregistered family, or its weights do not fit its config.
 
     Example:
         >>> import tempfile, os, densitykit as dk
@@ -181,18 +212,12 @@ def load_checkpoint(
         3
     """
     data = load_object(path, map_location)
-    if data.get("format") != FORMAT or "state_dict" not in data or "model_config" not in data:
-        raise CheckpointError(
-            f"{path}: not a densitykit checkpoint (no format/model_config/state_dict)"
-        )
-    if data.get("version") != VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint version {data.get('version')!r}, expected {VERSION}"
-        )
+    name, config_dict = _family_of(path, data)
+    family = FAMILIES.get(name)
     try:
-        config = ModelConfig.from_dict(data["model_config"])
-        _check_size(path, config, data["state_dict"])
-        model = build_model(config)
+        config = family.config_class.from_dict(config_dict)
+        _check_size(path, family, config, data["state_dict"])
+        model = family.from_config(config)
         model.load_state_dict(data["state_dict"])
     except (ValueError, TypeError, RuntimeError, KeyError) as error:
         detail = str(error).strip().splitlines()[0]

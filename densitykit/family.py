@@ -137,6 +137,8 @@ class DensityModel(nn.Module):
     """The family's config dataclass (with ``to_dict`` and a ``from_dict`` classmethod);
     a model keeps its own as ``model.config``."""
     config: Any
+    num_labels: int = 0
+    """The class labels a label-conditional model takes (0: it takes none)."""
 
     # -- configs ---------------------------------------------------------------------------
     @classmethod
@@ -153,6 +155,13 @@ class DensityModel(nn.Module):
             DensitykitError: If the config does not fit the data.
         """
         return config
+
+    @classmethod
+    def needed_names(cls, config: Any) -> dict[str, str]:
+        """The registered names a config uses, by registry word (``{"head": ...}``), so a
+        run that needs a plug-in says which before anything is built."""
+        head = getattr(config, "head", None)
+        return {"head": head} if head is not None else {}
 
     @classmethod
     def parameter_count(cls, config: Any) -> int:

@@ -239,6 +239,14 @@ class AutoregressiveModel(DensityModel):
         return _complete_config(config, data)
 
     @classmethod
+    def needed_names(cls, config: ModelConfig) -> dict[str, str]:
+        """The mask builder, the activation and the head (once set)."""
+        needed = {"mask builder": config.masks, "activation": config.activation}
+        if config.head is not None:
+            needed["head"] = config.head
+        return needed
+
+    @classmethod
     def parameter_count(cls, config: ModelConfig) -> int:
         """[`parameter_count`][densitykit.model.parameter_count]."""
         return parameter_count(config)

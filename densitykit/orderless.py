@@ -45,7 +45,6 @@ Example:
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -53,9 +52,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from densitykit.checkpoint import load_object, save_object
 from densitykit.checks import check_int, check_positive_int
-from densitykit.errors import CheckpointError, DensitykitError
+from densitykit.errors import DensitykitError
 from densitykit.family import (
     CAPABILITIES,
     FAMILIES,
@@ -72,11 +70,8 @@ from densitykit.queries import check_observed, group_by_pattern
 __all__ = [
     "OrderlessConfig",
     "OrderlessModel",
-    "load_orderless",
-    "save_orderless",
 ]
 
-FORMAT = "densitykit-orderless"
 
 
 @dataclass(frozen=True)
@@ -686,43 +681,6 @@ def _check_orderings(orderings: torch.Tensor, dim: int) -> torch.Tensor:
     if not torch.equal(orderings.sort(1).values, torch.arange(dim).expand_as(orderings)):
         raise ValueError(f"each ordering must be a permutation of 0..{dim - 1}")
     return orderings
-
-
-def save_orderless(path: str | os.PathLike, model: OrderlessModel) -> None:
-    """Save a model's config and weights to ``path`` (atomically; a file of tensors and
-    plain data, loaded without running code).
-
-    Example:
-        >>> import os, tempfile
-        >>> model = OrderlessModel(OrderlessConfig("bernoulli", dim=3, hidden_sizes=(4,)))
-        >>> path = os.path.join(tempfile.mkdtemp(), "orderless.pt")
-        >>> save_orderless(path, model)
-        >>> load_orderless(path).config == model.config
-        True
-    """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    save_object(path, {"format": FORMAT, "config": model.config.to_dict(), "state_dict": state})
-
-
-def load_orderless(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> OrderlessModel:
-    """Load a model written by [`save_orderless`][densitykit.orderless.save_orderless].
-
-    Raises:
-        CheckpointError: If the file is missing, unsafe, corrupted, not an orderless
-            model, or its weights do not fit its config.
-    """
-    data = load_object(path, map_location)
-    if data.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an orderless model (format {data.get('format')!r})")
-    try:
-        model = OrderlessModel(OrderlessConfig.from_dict(data["config"]))
-        model.load_state_dict(data["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: cannot rebuild the orderless model ({detail})") from None
-    return model.to(map_location)
 
 
 FAMILIES.register("orderless", OrderlessModel)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from densitykit.data import DATASETS
 from densitykit.errors import PluginError
+from densitykit.family import FAMILIES
 from densitykit.heads import HEADS
 from densitykit.made import ACTIVATIONS
 from densitykit.masks import MASKS
@@ -31,6 +32,7 @@ REGISTRIES: dict[str, Registry] = {
     "head": HEADS,
     "mask builder": MASKS,
     "activation": ACTIVATIONS,
+    "model family": FAMILIES,
 }
 """The registries a run's names are looked up in, by the word used in messages."""
 

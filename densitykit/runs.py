@@ -40,16 +40,14 @@ from densitykit.checks import check_int, check_output_file
 from densitykit.data import Dataset, load_dataset
 from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
-from densitykit.errors import CheckpointError, DensitykitError, ResourceError
-from densitykit.heads import HEADS
-from densitykit.masks import IMAGE_ORDERINGS, Connectivity
+from densitykit.errors import CheckpointError, DensitykitError, PluginError, ResourceError
+from densitykit.family import FAMILIES, DataFacts, DensityModel
+from densitykit.family import default_head as family_default_head
+from densitykit.masks import Connectivity
 from densitykit.memory import check_allocation, format_bytes
 from densitykit.model import (
     AutoregressiveModel,
     ModelConfig,
-    build_model,
-    parameter_count,
-    resolved_num_masks,
 )
 from densitykit.numerics import per_dimension
 from densitykit.plugins import import_plugins, normalize, require_registered
@@ -155,14 +153,28 @@ class RunConfig:
     """
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: Any = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     plugins: list[str] = field(default_factory=list)
+    family: str = "made"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.family, str):
+            raise TypeError(f"family must be a registered family name, got {self.family!r}")
+
+    def family_class(self) -> type[DensityModel]:
+        """The run's [model family][densitykit.family] (registered by its name).
+
+        Raises:
+            UnknownNameError: If no imported module registers it (the names are listed).
+        """
+        return FAMILIES.get(self.family)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``config.json`` content (a ``.py`` plug-in by absolute path)."""
         return {
             "densitykit_version": __version__,
+            "family": self.family,
             "data": {
                 "name": self.data.name,
                 "options": dict(self.data.options),
@@ -189,25 +201,32 @@ class RunConfig:
             plugins = data.get("plugins", [])
             if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
                 raise TypeError("plugins must be a list of strings")
+            family = data.get("family", "made")  # configs written before families: MADE
+            if not isinstance(family, str):
+                raise TypeError(f"family must be a name, got {family!r}")
+            config_class = ModelConfig if family == "made" else _family(family).config_class
             return cls(
                 data=DataConfig(
                     str(section["name"]), dict(section["options"]), section.get("condition")
                 ),
-                model=ModelConfig.from_dict(dict(data["model"])),
+                model=config_class.from_dict(dict(data["model"])),
                 train=TrainConfig.from_dict(dict(data["train"])),
                 plugins=list(plugins),
+                family=family,
             )
+        except PluginError:
+            raise
         except (KeyError, TypeError, ValueError) as error:
             detail = f"missing {error}" if isinstance(error, KeyError) else str(error)
             raise CheckpointError(f"{where}: malformed run config ({detail})") from None
 
     def needed_names(self) -> dict[str, str]:
         """The registered names this run uses, by registry (for loading checks)."""
-        needed = {"data set": self.data.name, "mask builder": self.model.masks}
-        if self.model.head is not None:
-            needed["head"] = self.model.head
-        needed["activation"] = self.model.activation
-        return needed
+        return {
+            "data set": self.data.name,
+            "model family": self.family,
+            **self.family_class().needed_names(self.model),
+        }
 
 
 @dataclass
@@ -218,6 +237,17 @@ class Run:
     config: RunConfig
     model: AutoregressiveModel
     dataset: Dataset
+
+
+def _family(name: str) -> type[DensityModel]:
+    """A registered family, or a one-line error: a plug-in family is imported only when
+    the user passes it (``--plugin``), never from a config."""
+    if name not in FAMILIES:
+        raise PluginError(
+            f"the run's model family {name!r} is not registered (registered: "
+            f"{', '.join(FAMILIES.names())}); pass the plug-in that defines it with --plugin"
+        )
+    return FAMILIES.get(name)
 
 
 def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
@@ -235,7 +265,7 @@ def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
 
 def default_head(dataset: Dataset) -> str:
     """``bernoulli`` for binary data, ``categorical`` otherwise."""
-    return "bernoulli" if dataset.num_values == 2 else "categorical"
+    return family_default_head(dataset.num_values)
 
 
 class _RunFolderWriter(Callback):
@@ -262,45 +292,20 @@ class _CommitReplacement(Callback):
         self.replacement.commit()
 
 
-def _complete(config: RunConfig, dataset: Dataset) -> ModelConfig:
-    """The run's model config with the data set's facts filled in, checked against them."""
-    model = config.model
-    for name, actual in (("dim", dataset.dim), ("num_values", dataset.num_values)):
-        given = getattr(model, name)
-        if given is not None and given != actual:
-            raise DensitykitError(
-                f"the model config says {name}={given}, but data set {config.data.name!r} "
-                f"has {name}={actual}; leave it unset to take the data's"
-            )
-    num_labels = model.num_labels
+def data_facts(config: RunConfig, dataset: Dataset) -> DataFacts:
+    """What a family may know of the run's data set (its labels only if the run
+    conditions on them)."""
+    num_labels = 0
     if config.data.condition == "label":
         dataset.labels("train")  # a data set without labels says so
-        if num_labels not in (0, dataset.num_labels):
-            raise DensitykitError(
-                f"the model config says num_labels={num_labels}, but data set "
-                f"{config.data.name!r} has {dataset.num_labels} labels"
-            )
         num_labels = dataset.num_labels
-    elif num_labels or model.context_size:
-        raise DensitykitError(
-            "the model config is conditional, but the run conditions on nothing; "
-            "pass --condition label (or leave num_labels and context_size at 0)"
-        )
-    mask_options = model.mask_options
-    if (
-        mask_options.get("orderings") in IMAGE_ORDERINGS
-        and "image_shape" not in mask_options
-        and dataset.kind == "image"  # its shape is (H, W) with H * W = D
-    ):
-        # Region-first and scan orderings are drawn on the data's images.
-        mask_options = {**mask_options, "image_shape": list(dataset.shape)}
-    return replace(
-        model,
-        head=model.head or default_head(dataset),
+    return DataFacts(
+        name=config.data.name,
         dim=dataset.dim,
         num_values=dataset.num_values,
+        kind=dataset.kind,
+        shape=tuple(dataset.shape),
         num_labels=num_labels,
-        mask_options=mask_options,
     )
 
 
@@ -328,12 +333,8 @@ def split_context(model: AutoregressiveModel, dataset: Dataset, split: str) -> t
     return None
 
 
-def _check_settings(config: RunConfig, model_config: ModelConfig) -> int:
-    """Every check that can fail before training, done before anything is written.
-
-    Returns:
-        The number of masks of the model.
-    """
+def _check_settings(config: RunConfig, model_config: Any) -> None:
+    """Every check that can fail before training, done before anything is written."""
     train = config.train
     device = resolve_device(train.device)
     if train.precision != "fp32" and device.type != "cuda":
@@ -341,40 +342,27 @@ def _check_settings(config: RunConfig, model_config: ModelConfig) -> int:
             f"precision {train.precision!r} is autocast on CUDA only, but the run would train "
             f"on {device}; use --precision fp32 there"
         )
-    try:
-        head = HEADS.create(
-            model_config.head,
-            dim=model_config.dim,
-            num_values=model_config.num_values,
-            **model_config.head_options,
-        )
-    except (ValueError, TypeError) as error:
-        if isinstance(error, DensitykitError):
-            raise
-        raise DensitykitError(
-            f"head {model_config.head!r} does not fit data set {config.data.name!r}: {error} "
-            "(choose another with --head; `densitykit heads` lists them)"
-        ) from None
-    num_masks = resolved_num_masks(model_config) if head.params_per_variable else 1
-    if train.eval_masks is not None and train.eval_masks > num_masks:
-        raise DensitykitError(
-            f"--eval-masks {train.eval_masks} asks for more masks than the model has "
-            f"({num_masks}); give at most {num_masks}"
-        )
-    weights = parameter_count(model_config)
-    # fp32 weights, gradients and two Adam moments, plus a bool and a float mask per mask.
-    check_allocation(weights * (16 + 5 * num_masks), f"a model of {weights:,} weights")
-    return num_masks
+    family = config.family_class()
+    weights = family.parameter_count(model_config)
+    check_allocation(family.training_bytes(model_config), f"a model of {weights:,} weights")
 
 
-def _build(config: RunConfig) -> tuple[Dataset, AutoregressiveModel]:
+def _build(config: RunConfig) -> tuple[Dataset, DensityModel]:
     import_plugins(config.plugins)
     with local_main_first():  # one download per machine in a distributed run
         dataset = load_dataset(config.data.name, **config.data.options)
-    model_config = _complete(config, dataset)
+    family = config.family_class()
+    model_config = family.complete_config(config.model, data_facts(config, dataset))
     _check_settings(config, model_config)
     torch.manual_seed(config.train.seed)
-    return dataset, build_model(model_config)
+    model = family.from_config(model_config)
+    eval_masks = config.train.eval_masks
+    if eval_masks is not None and eval_masks > model.num_masks:
+        raise DensitykitError(
+            f"--eval-masks {eval_masks} asks for more masks than the model has "
+            f"({model.num_masks}); give at most {model.num_masks}"
+        )
+    return dataset, model
 
 
 def fit_run(
@@ -482,8 +470,8 @@ def _resume_locked(
     plugins: Sequence[str],
     callbacks: Sequence[Callback],
 ) -> dict[str, Any]:
+    import_plugins(plugins)  # first: a plug-in family's config is read by its class
     config = read_run_config(path)
-    import_plugins(plugins)
     require_registered(config.needed_names(), config.plugins, where=str(path))
     state = None
     if (path / STATE_FILE).exists():
@@ -559,7 +547,7 @@ def _check_resumable(
         state.stopped_early = False
 
 
-def _check_model_fits(where: Path, config: ModelConfig | None, dataset: Dataset) -> None:
+def _check_model_fits(where: Path, config: Any, dataset: Dataset) -> None:
     if config is None or (config.dim, config.num_values) != (dataset.dim, dataset.num_values):
         expected = "?" if config is None else f"{config.dim} variables with {config.num_values}"
         raise CheckpointError(
@@ -667,7 +655,7 @@ def draw_pictures(
                         path / "samples.png",
                         num_values=dataset.num_values,
                         columns=8,
-                        title=f"{model.config.head} MADE samples",
+                        title=f"{model.config.head} {model.family} samples",
                     )
                 )
             written.append(
@@ -774,8 +762,8 @@ def load_run(
         PluginError: If the run needs a plug-in that was not given.
     """
     path = Path(run_dir)
+    import_plugins(plugins)  # first: a plug-in family's config is read by its class
     config = read_run_config(path)
-    import_plugins(plugins)
     require_registered(config.needed_names(), config.plugins, where=str(path))
     require_finished(path)
     model = load_checkpoint(path / CHECKPOINT_FILE, map_location=resolve_device(device))
