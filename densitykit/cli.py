@@ -33,6 +33,7 @@ from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import is_data_file
 from densitykit.distributed import launch_environment, session
 from densitykit.errors import DensitykitError, printable
+from densitykit.family import FAMILIES
 from densitykit.heads import HEADS
 from densitykit.masks import MASKS, Connectivity, ConnectivityWarning
 from densitykit.model import DEFAULT_HIDDEN_SIZES, ModelConfig
@@ -413,6 +414,13 @@ def fit(
             ".csv, .tsv or a folder of PNG images."
         ),
     ] = runs.DataConfig.name,
+    family: Annotated[
+        str,
+        typer.Option(
+            help="Model family (see `densitykit families`): made, or orderless (one "
+            "network for every conditional).",
+        ),
+    ] = "made",
     preset: Annotated[
         str | None,
         typer.Option(
@@ -554,7 +562,8 @@ def fit(
     quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch lines.")] = False,
     threads: _Threads = None,
 ) -> None:
-    """Train a MADE on a data set and write a run folder (model, metrics, pictures)."""
+    """Train a model (a MADE, or another family) on a data set and write a run folder
+    (model, metrics, pictures)."""
     _state["context"] = ctx
     if resume is not None:
         raise ValueError(
@@ -600,9 +609,21 @@ def fit(
             raise ValueError(
                 f"--ordering must be comma-separated integers, got {ordering!r}"
             ) from None
+    FAMILIES.get(family)  # an unknown family lists the registered ones
+    model_options = {
+        "head": head,
+        "hidden_sizes": _parse_sizes(hidden_sizes),
+        "direct_connections": direct,
+        "head_options": head_options,
+        "mask_options": mask_options,
+        "num_masks": num_masks,
+        "seed": seed,
+    }
     config = runs.RunConfig(
         data=runs.DataConfig(data, data_options, condition),
-        model=ModelConfig(
+        model=_other_family_config(family, model_options)
+        if family != "made"
+        else ModelConfig(
             head=head,
             hidden_sizes=_parse_sizes(hidden_sizes),
             masks=masks,
@@ -634,8 +655,12 @@ def fit(
             time_budget_minutes=time_budget_minutes,
         ),
         plugins=list(plugin),
+        family=family,
     )
-    config = _with_preset(config, preset, data_option, quiet=quiet or not main)
+    if family == "made":
+        config = _with_preset(config, preset, data_option, quiet=quiet or not main)
+    elif preset not in (None, "none"):
+        raise ValueError(f"presets are MADE settings; --preset does not apply to --family {family}")
     epochs = config.train.epochs
     name = (
         Path(str(data_options["path"])).stem if data == "file" and "path" in data_options else data
@@ -660,6 +685,55 @@ def fit(
         # (a preset's are deliberate; the Python API warns either way).
         for note in _caught(ConnectivityWarning)[:1] if _given("hidden_sizes") else []:
             _say(f"note: {note}")
+
+
+# Options of `fit` that set MADE-only settings: refused for another family when given.
+_MADE_ONLY = (
+    "masks", "activation", "dropout", "mask_input", "layout", "mask_every", "ordering",
+    "eval_masks",
+)  # fmt: skip
+
+
+def _other_family_config(family: str, options: dict[str, Any]) -> Any:
+    """The config of a family other than the MADE from the options of `fit` that apply.
+
+    The orderless family takes the head and its options, the hidden sizes and direct
+    connections; its training orderings come from ``--mask-option orderings=...`` (and
+    their options), its query mixture from ``--num-masks`` orderings seeded by
+    ``--seed``. A plug-in family's config takes ``head``, ``hidden_sizes`` and
+    ``head_options`` if its fields say so.
+    """
+    given = [name for name in _MADE_ONLY if _given(name)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ValueError(f"{flags} set MADE settings; they do not apply to --family {family}")
+    config_class = FAMILIES.get(family).config_class
+    fields = set(getattr(config_class, "__dataclass_fields__", ()))
+    ordering_options = dict(options["mask_options"])
+    values = {
+        "head": options["head"],
+        "hidden_sizes": options["hidden_sizes"],
+        "direct_connections": options["direct_connections"],
+        "head_options": options["head_options"],
+        "orderings": ordering_options.pop("orderings", "uniform"),
+        "ordering_options": ordering_options,
+        "num_orderings": options["num_masks"] or 1,
+        "ordering_seed": options["seed"],
+    }
+    unused = [
+        flag
+        for key, flag in (
+            ("orderings", "--mask-option orderings"),
+            ("ordering_options", "--mask-option"),
+            ("num_orderings", "--num-masks"),
+        )
+        if key not in fields and (key != "orderings" or values[key] != "uniform")
+        and (key != "ordering_options" or values[key])
+        and (key != "num_orderings" or options["num_masks"] is not None)
+    ]  # fmt: skip
+    if unused:
+        raise ValueError(f"{', '.join(unused)} does not apply to --family {family}")
+    return config_class(**{key: value for key, value in values.items() if key in fields})
 
 
 # CLI parameter -> the config field it sets, for the settings a preset may fill.
@@ -1226,6 +1300,13 @@ def datasets(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa
 def heads(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
     """List the output heads."""
     _listing(HEADS, plugin)
+
+
+@app.command("families")
+@_guard
+def families_command(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
+    """List the model families (`fit --family`)."""
+    _listing(FAMILIES, plugin)
 
 
 @app.command("masks")

@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -402,19 +403,19 @@ class OrderlessModel(DensityModel):
         num_masks: int | None = None,
         connectivities: Sequence[Any] | None = None,
     ) -> torch.Tensor:
-        """The exact joint log-likelihood of the model's own orderings (or of
-        ``connectivities``, a ``(K, D)`` tensor or list of orderings).
+        """The exact joint log-likelihood of the model's own orderings (its first
+        ``num_masks``), or of ``connectivities`` (a ``(K, D)`` tensor or list of
+        orderings).
 
         Raises:
-            ValueError: If ``num_masks`` is given (an orderless model has no masks) or
-                a context is (it is not conditional).
+            ValueError: If both are given, ``num_masks`` is out of range, or a context is
+                given (it is not conditional).
         """
-        self.encode_context(context, x.shape[:-1])
-        if num_masks is not None:
-            raise ValueError("an orderless model has no masks; its mixture is of orderings")
-        orderings = None
-        if connectivities is not None:
-            orderings = torch.stack([torch.as_tensor(o) for o in connectivities])
+        orderings = self._members(None, connectivities, context)
+        if orderings is None and num_masks is not None:
+            orderings = self.query_mixture(num_masks)
+        elif num_masks is not None:
+            raise ValueError("give num_masks or connectivities, not both")
         return self.log_prob(x.reshape(-1, self.dim), orderings)
 
     # -- exact chains ----------------------------------------------------------------------
@@ -561,7 +562,15 @@ class OrderlessModel(DensityModel):
         return result
 
     # -- queries ---------------------------------------------------------------------------
-    def log_prob(self, x: torch.Tensor, orderings: torch.Tensor | None = None) -> torch.Tensor:
+    def log_prob(
+        self,
+        x: torch.Tensor,
+        orderings: torch.Tensor | None = None,
+        *,
+        connectivities: Sequence[torch.Tensor] | torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
+        validate: bool | None = None,
+    ) -> torch.Tensor:
         r"""$\log \frac1K \sum_k p_{\pi_k}(x)$ per example, exactly.
 
         Args:
@@ -571,6 +580,7 @@ class OrderlessModel(DensityModel):
         Returns:
             ``(B,)`` float64 log-probabilities in nats.
         """
+        orderings = self._members(orderings, connectivities, context)
         x = self._check(x)
         nothing = torch.zeros(self.dim, dtype=torch.bool, device=x.device)
         with torch.no_grad():
@@ -580,7 +590,13 @@ class OrderlessModel(DensityModel):
         return log_mean_exp(per)
 
     def conditional_log_prob(
-        self, x: torch.Tensor, observed: torch.Tensor, orderings: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        observed: torch.Tensor,
+        orderings: torch.Tensor | None = None,
+        *,
+        connectivities: Sequence[torch.Tensor] | torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         r"""$\log \frac1K \sum_k p_k(x_\text{missing} \mid x_\text{observed})$ per example.
 
@@ -593,12 +609,19 @@ class OrderlessModel(DensityModel):
         Returns:
             ``(B,)`` float64 log-probabilities in nats.
         """
+        orderings = self._members(orderings, connectivities, context)
         x = self._check(x)
         observed = check_observed(x, observed, self.dim, need_missing=True)
         return log_mean_exp(self._part(x, observed, orderings, missing=True))
 
     def marginal_log_prob(
-        self, x: torch.Tensor, observed: torch.Tensor, orderings: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        observed: torch.Tensor,
+        orderings: torch.Tensor | None = None,
+        *,
+        connectivities: Sequence[torch.Tensor] | torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         r"""$\log \frac1K \sum_k p_k(x_\text{observed})$ per example (missing values ignored).
 
@@ -610,6 +633,7 @@ class OrderlessModel(DensityModel):
         Returns:
             ``(B,)`` float64 log-probabilities in nats.
         """
+        orderings = self._members(orderings, connectivities, context)
         observed = check_observed(x, observed, self.dim, need_observed=True)
         x = self._check(x.masked_fill(~observed, 0))
         return log_mean_exp(self._part(x, observed, orderings, missing=False))
@@ -620,6 +644,9 @@ class OrderlessModel(DensityModel):
         observed: torch.Tensor,
         orderings: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        *,
+        connectivities: Sequence[torch.Tensor] | torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Exact samples of the conditional mixture: each example draws one of the
         orderings uniformly, then its missing values in that ordering.
@@ -633,9 +660,9 @@ class OrderlessModel(DensityModel):
         Returns:
             ``(B, D)`` long: the observed values kept, the missing ones drawn.
         """
+        orderings = self._mixture(self._members(orderings, connectivities, context))
         observed = check_observed(x, observed, self.dim, need_missing=True)
         x = self._check(x.masked_fill(~observed, 0)).clone()
-        orderings = self._mixture(orderings)
         pick = torch.randint(0, len(orderings), (x.shape[0],), generator=generator)
         keys = torch.cat([observed.cpu(), pick[:, None]], dim=1)
         groups, inverse = torch.unique(keys, dim=0, return_inverse=True)
@@ -649,11 +676,14 @@ class OrderlessModel(DensityModel):
 
     def sample(
         self,
-        num_samples: int,
+        sample_shape: int | Sequence[int] = (),
         orderings: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        *,
+        connectivities: Sequence[torch.Tensor] | torch.Tensor | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Exact samples ``(num_samples, D)`` of the mixture of ``log_prob``: each draws
+        """Exact samples ``(*sample_shape, D)`` of the mixture of ``log_prob``: each draws
         one of the orderings uniformly, then every variable in that ordering (a
         completion with nothing observed).
 
@@ -662,10 +692,67 @@ class OrderlessModel(DensityModel):
             >>> model.sample(3, generator=torch.Generator().manual_seed(0)).shape
             torch.Size([3, 5])
         """
-        num_samples = check_positive_int(num_samples, "num_samples")
-        blank = torch.zeros(num_samples, self.dim, dtype=torch.long, device=self.device)
+        shape = _sample_shape(sample_shape)
+        orderings = self._members(orderings, connectivities, context)
+        count = math.prod(shape)
+        blank = self.head.blank((count, self.dim), self.device)
         nothing = torch.zeros(self.dim, dtype=torch.bool, device=self.device)
-        return self.complete(blank, nothing, orderings, generator)
+        if count == 0:
+            return blank.reshape(*shape, self.dim)
+        return self.complete(blank, nothing, orderings, generator).reshape(*shape, self.dim)
+
+    def _members(
+        self,
+        orderings: torch.Tensor | None,
+        connectivities: Sequence[torch.Tensor] | torch.Tensor | None,
+        context: torch.Tensor | None,
+    ) -> torch.Tensor | None:
+        """The orderings of a query, given by either name (``connectivities`` is the name
+        every family's queries share); a context is refused."""
+        self.encode_context(context, ())
+        if connectivities is None:
+            return orderings
+        if orderings is not None:
+            raise ValueError("give orderings or connectivities (the same thing here), not both")
+        if isinstance(connectivities, torch.Tensor):
+            return connectivities
+        return torch.stack([torch.as_tensor(o) for o in connectivities])
+
+    @property
+    def num_values(self) -> int:
+        """Values per variable K (the head's)."""
+        return self.head.num_values
+
+    @property
+    def num_masks(self) -> int:
+        """The orderings of the model's own query mixture (``config.num_orderings``)."""
+        return self.config.num_orderings
+
+    def query_mixture(
+        self, num_masks: int | None = None, draw: int | None = None, seed: int = 0
+    ) -> torch.Tensor:
+        """The orderings a query mixes: the first ``num_masks`` of the model's own, or
+        ``draw`` orderings drawn at inference from the training distribution, seeded.
+
+        Raises:
+            ValueError: If both are given, or ``num_masks`` is out of range.
+        """
+        if draw is not None:
+            if num_masks is not None:
+                raise ValueError("give num_masks or draw_orderings, not both")
+            return self.orderings(check_positive_int(draw, "draw_orderings"), seed)
+        own = self.orderings()
+        count = len(own) if num_masks is None else num_masks
+        if not isinstance(count, int) or not 1 <= count <= len(own):
+            raise ValueError(f"num_masks must be in 1..{len(own)} for this model, got {count!r}")
+        return own[:count]
+
+
+def _sample_shape(sample_shape: int | Sequence[int]) -> tuple[int, ...]:
+    shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
+    for size in shape:
+        check_int(size, "a sample size", minimum=0)
+    return shape
 
 
 def _check_orderings(orderings: torch.Tensor, dim: int) -> torch.Tensor:
