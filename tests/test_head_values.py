@@ -87,6 +87,14 @@ def test_a_real_head_has_no_finite_number_of_values(gaussian: str) -> None:
         dk.heads.create("categorical", dim=2, num_values=1)
 
 
+def test_a_real_head_without_its_own_distribution_says_so() -> None:
+    class Bare(GaussianHead):
+        distribution = Head.distribution
+
+    with pytest.raises(NotImplementedError, match="over real values.*distribution"):
+        Bare(dim=1).distribution(torch.zeros(3, 1, 2))
+
+
 # -- (1) training ---------------------------------------------------------------------------
 def test_fit_lowers_the_nll_of_correlated_gaussian_data(gaussian: str) -> None:
     torch.manual_seed(0)

@@ -271,7 +271,16 @@ class Head(nn.Module, abc.ABC):
 
         Args:
             params: Parameters ``(..., P)``, e.g. ``(B, D, P)`` from the backbone.
+
+        Raises:
+            NotImplementedError: For a head over real values, which has no values to
+                enumerate and must define its own.
         """
+        if self.value_dtype.is_floating_point:
+            raise NotImplementedError(
+                f"{type(self).__name__} is over real values ({self.value_dtype}): it has no "
+                "values to enumerate and must define its own distribution(params)"
+            )
         values = torch.arange(self.num_values, device=params.device)
         values = values.reshape(-1, *([1] * (params.ndim - 1))).expand(-1, *params.shape[:-1])
         every = params.expand(self.num_values, *params.shape)
