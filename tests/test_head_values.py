@@ -53,10 +53,35 @@ class GaussianHead(Head):
         return normal.loc + normal.scale * noise.to(device=params.device, dtype=params.dtype)
 
 
+class GaussianByUniforms(GaussianHead):
+    """The same head drawing by the inverse CDF of declared uniforms (the sampler's
+    path that draws the uniforms of many steps at once)."""
+
+    uniforms_per_sample = 1
+
+    def sample(
+        self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        return self.sample_by_uniforms(params, generator)
+
+    def sample_from_uniforms(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.distribution(params).icdf(u[0])
+
+
 @pytest.fixture
 def gaussian():
     """The head registered for one test (not at import: other modules list the heads)."""
     dk.heads.register(NAME)(GaussianHead)
+    try:
+        yield NAME
+    finally:
+        dk.heads.HEADS.unregister(NAME)
+
+
+@pytest.fixture(params=[GaussianHead, GaussianByUniforms], ids=["own-draws", "uniforms"])
+def any_gaussian(request: pytest.FixtureRequest):
+    """Each way of drawing, registered for one test."""
+    dk.heads.register(NAME)(request.param)
     try:
         yield NAME
     finally:
@@ -121,9 +146,9 @@ def seeded(seed: int) -> torch.Generator:
 @pytest.mark.parametrize("hidden_sizes", [(), (12,), (9, 4)])
 @pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
 def test_fast_sampler_is_the_reference_sampler(
-    gaussian: str, hidden_sizes: tuple[int, ...], direct: bool
+    any_gaussian: str, hidden_sizes: tuple[int, ...], direct: bool
 ) -> None:
-    model = build(gaussian, hidden_sizes=hidden_sizes, direct_connections=direct)
+    model = build(any_gaussian, hidden_sizes=hidden_sizes, direct_connections=direct)
     strategies.sharpen(model, 0.7, seed=3)  # past values matter, draws stay moderate
     assert encodes_per_variable(model.head, torch.float64)
     parts = model.backbone, model.head
@@ -138,8 +163,8 @@ def test_fast_sampler_is_the_reference_sampler(
     assert samples.shape == (4, 6, 5) and samples.dtype == torch.float32
 
 
-def test_fast_completion_is_the_reference_completion(gaussian: str) -> None:
-    model = build(gaussian)
+def test_fast_completion_is_the_reference_completion(any_gaussian: str) -> None:
+    model = build(any_gaussian)
     strategies.sharpen(model, 0.7, seed=3)
     x = correlated(40, seed=4).repeat(1, 3)[:, :5]
     observed = torch.rand(40, 5, generator=seeded(0)) < 0.5
