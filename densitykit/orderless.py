@@ -392,14 +392,15 @@ class OrderlessModel(nn.Module):
         return self.orderings() if orderings is None else _check_orderings(orderings, self.dim)
 
     def _check(self, x: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
-        """``x`` checked to be ``(B, D)`` values in the support, as long on ``device``
-        (the model's by default)."""
+        """``x`` checked to be ``(B, D)`` values in the support, in the head's
+        ``value_dtype`` on ``device`` (the model's by default)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor of values, got {type(x).__name__}")
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (B, D) with D={self.dim}, got {tuple(x.shape)}")
         self.head.check_support(x)
-        return x.to(device=self.device if device is None else device, dtype=torch.long)
+        device = self.device if device is None else device
+        return x.to(device=device, dtype=self.head.value_dtype)
 
     def _part(
         self,
@@ -477,7 +478,7 @@ class OrderlessModel(nn.Module):
             ``(B,)`` float64 log-probabilities in nats.
         """
         observed = check_observed(x, observed, self.dim, need_observed=True)
-        x = self._check(x.masked_fill(~observed, 0))
+        x = self._check(x.masked_fill(~observed, self.head.placeholder))
         return log_mean_exp(self._part(x, observed, orderings, missing=False))
 
     def complete(
@@ -497,10 +498,10 @@ class OrderlessModel(nn.Module):
             generator: The source of the draws (on the CPU).
 
         Returns:
-            ``(B, D)`` long: the observed values kept, the missing ones drawn.
+            ``(B, D)`` values (``value_dtype``): the observed values kept, the missing ones drawn.
         """
         observed = check_observed(x, observed, self.dim, need_missing=True)
-        x = self._check(x.masked_fill(~observed, 0)).clone()
+        x = self._check(x.masked_fill(~observed, self.head.placeholder)).clone()
         orderings = self._mixture(orderings)
         pick = torch.randint(0, len(orderings), (x.shape[0],), generator=generator)
         keys = torch.cat([observed.cpu(), pick[:, None]], dim=1)
@@ -529,7 +530,7 @@ class OrderlessModel(nn.Module):
             torch.Size([3, 5])
         """
         num_samples = check_positive_int(num_samples, "num_samples")
-        blank = torch.zeros(num_samples, self.dim, dtype=torch.long, device=self.device)
+        blank = self.head.blank(num_samples, self.device)
         nothing = torch.zeros(self.dim, dtype=torch.bool, device=self.device)
         return self.complete(blank, nothing, orderings, generator)
 
