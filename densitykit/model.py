@@ -88,7 +88,7 @@ class ModelConfig:
     Attributes:
         head: Registered head name.
         dim: Number of variables D.
-        num_values: Values per variable K.
+        num_values: Values per variable K (0 for a head over real values).
         hidden_sizes: Units per hidden layer of the MADE.
         masks: Registered mask-builder name.
         num_masks: Number of masks (orderings/connectivities); ``None`` takes the
@@ -148,7 +148,9 @@ class ModelConfig:
             raise ValueError("num_labels must be 0 (no label) or at least 2, got 1")
         for name in ("dim", "num_values", "num_masks"):
             if getattr(self, name) is not None:
-                setattr(self, name, check_int(getattr(self, name), name, minimum=1))
+                # num_values 0: a head over real values (the head checks its own K).
+                minimum = 0 if name == "num_values" else 1
+                setattr(self, name, check_int(getattr(self, name), name, minimum=minimum))
         if isinstance(self.hidden_sizes, (str, bytes)) or not isinstance(
             self.hidden_sizes, Sequence
         ):
@@ -313,7 +315,7 @@ class AutoregressiveModel(DensityModel):
 
     @property
     def num_values(self) -> int:
-        """Values per variable K."""
+        """Values per variable K (0 for a head over real values)."""
         return self.head.num_values
 
     @property
@@ -420,45 +422,43 @@ class AutoregressiveModel(DensityModel):
 
     # -- validation ----------------------------------------------------------------------
     def validate(self, x: torch.Tensor) -> torch.Tensor:
-        """Check ``x`` is ``(..., D)`` values in ``0..K-1`` and return it as long ``(B, D)``.
+        """Check ``x`` is ``(..., D)`` values of the head's support and return it as
+        ``(B, D)`` in the head's ``value_dtype`` (long for the discrete heads).
 
         Raises:
             TypeError: If ``x`` is not a tensor, or has a complex or non-numeric dtype.
-            ValueError: On a wrong shape, NaN/inf, non-integer or out-of-support values.
+            ValueError: On a wrong shape, NaN/inf, non-integer (for a discrete head) or
+                out-of-support values.
         """
         self.check_values(x)
-        return x.reshape(-1, self.dim).to(device=self.device, dtype=torch.long)
+        return x.reshape(-1, self.dim).to(device=self.device, dtype=self.head.value_dtype)
 
     def check_values(self, x: torch.Tensor) -> None:
-        """Raise unless ``x`` is ``(..., D)`` values in the support ``0..K-1``.
+        """Raise unless ``x`` is ``(..., D)`` values in the head's ``support``.
 
-        The checks read ``x`` in its own dtype (a uint8 batch is not widened).
+        The shape is checked here, the values by the head
+        ([`Head.check_values`][densitykit.heads.Head.check_values]), which reads ``x``
+        in its own dtype (a uint8 batch is not widened).
 
         Raises:
             TypeError: If ``x`` is not a tensor, or has a complex or non-numeric dtype.
-            ValueError: On a wrong shape, NaN/inf, non-integer or out-of-support values.
+            ValueError: On a wrong shape, NaN/inf, non-integer (for a discrete head) or
+                out-of-support values; the message names the support and what came.
         """
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor of integer values, got {type(x).__name__}")
-        if x.is_complex() or not (x.dtype == torch.bool or x.is_floating_point() or _is_integer(x)):
-            raise TypeError(f"x must have an integer (or integral float) dtype, got {x.dtype}")
+            raise TypeError(
+                f"x must be a torch.Tensor of {self._kind} values, got {type(x).__name__}"
+            )
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(
                 f"x must have shape (..., D) with D={self.dim} variables, got {tuple(x.shape)}"
             )
-        if x.is_floating_point():
-            if not bool(torch.isfinite(x).all()):
-                raise ValueError("x contains NaN or infinite values; expected integers 0..K-1")
-            if not bool((x == torch.round(x)).all()):
-                raise ValueError("x contains non-integer values; expected integers 0..K-1")
-        if x.numel():
-            low, high = torch.aminmax(x.to(torch.uint8) if x.dtype == torch.bool else x)
-            if low < 0 or high > self.num_values - 1:
-                raise ValueError(
-                    f"x values must lie in the support 0..{self.num_values - 1} "
-                    f"({self.head.support}) of the {type(self.head).__name__}, got values in "
-                    f"{int(low)}..{int(high)}"
-                )
+        self.head.check_values(x)
+
+    @property
+    def _kind(self) -> str:
+        """What the values are, for messages: ``integer`` or ``real``."""
+        return "real" if self.head.value_dtype.is_floating_point else "integer"
 
     def encode_context(
         self, context: torch.Tensor | None, batch_shape: Sequence[int]
@@ -541,8 +541,9 @@ class AutoregressiveModel(DensityModel):
     def _rows(
         self, x: torch.Tensor, validate: bool | None, context: torch.Tensor | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """``x`` as long ``(b, D)`` chunks of at most ``CHUNK_ROWS`` rows, checked first,
-        each with its rows of the encoded context (``None`` for an unconditional model)."""
+        """``x`` as ``(b, D)`` chunks in the head's ``value_dtype`` of at most ``CHUNK_ROWS``
+        rows, checked first, each with its rows of the encoded context (``None`` for an
+        unconditional model)."""
         if self.validate_args if validate is None else validate:
             self.check_values(x)
         features = self.encode_context(context, x.shape[:-1])
@@ -550,7 +551,7 @@ class AutoregressiveModel(DensityModel):
         for start in range(0, max(rows.shape[0], 1), CHUNK_ROWS):
             end = start + CHUNK_ROWS
             yield (
-                rows[start:end].to(device=self.device, dtype=torch.long),
+                rows[start:end].to(device=self.device, dtype=self.head.value_dtype),
                 None if features is None else features[start:end],
             )
 
@@ -570,7 +571,8 @@ class AutoregressiveModel(DensityModel):
         chunk at a time, so a large uint8 batch is never widened to int64 all at once.
 
         Args:
-            x: ``(..., D)`` integer values in ``0..K-1``.
+            x: ``(..., D)`` values in the head's support (integers ``0..K-1`` for the
+                discrete heads).
             mask: ``None`` for the mixture over all masks (log-mean-exp), or one mask's
                 index for that autoregressive model alone.
             validate: Check ``x`` first; ``None`` follows ``self.validate_args``. Skip
@@ -586,7 +588,7 @@ class AutoregressiveModel(DensityModel):
             ``(...)`` log-likelihoods, in at least float32.
 
         Raises:
-            TypeError: If ``x`` is not a tensor of integer values (when validating),
+            TypeError: If ``x`` is not a tensor of values (when validating),
                 ``mask`` is not an integer, ``connectivity`` not a ``Connectivity``
                 or the context of the wrong dtype.
             ValueError: On a wrong shape or values outside the support (when
@@ -781,7 +783,7 @@ class AutoregressiveModel(DensityModel):
         mask: int | None = None,
         context: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Exact ancestral samples ``(*sample_shape, D)`` (long) from the model.
+        """Exact ancestral samples ``(*sample_shape, D)`` (in the head's ``value_dtype``).
 
         With several masks and ``mask=None``, each sample first draws its mask
         uniformly (the mixture that ``log_prob`` scores), then its variables in that
@@ -821,7 +823,7 @@ class AutoregressiveModel(DensityModel):
             ).to(self.device)
         else:
             choice = torch.full((num_samples,), mask or 0, device=self.device, dtype=torch.long)
-        out = torch.zeros(num_samples, self.dim, dtype=torch.long, device=self.device)
+        out = self.head.blank(num_samples, self.device)
         for k in range(self.num_masks):
             rows = (choice == k).nonzero().squeeze(-1)
             if rows.numel():
@@ -879,20 +881,25 @@ class AutoregressiveModel(DensityModel):
         *,
         scored: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``x`` as long ``(B, D)`` on the model's device, ``observed`` as ``(B, D)`` and
-        the encoded context ``(B, C)`` (``None`` for an unconditional model).
+        """``x`` as ``(B, D)`` in the head's ``value_dtype`` on the model's device,
+        ``observed`` as ``(B, D)`` and the encoded context ``(B, C)`` (``None`` for an
+        unconditional model).
 
-        Unscored (missing) entries are set to 0 before the checks: a query never reads them.
+        Unscored (missing) entries are set to the head's placeholder before the checks:
+        a query never reads them.
         """
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor of integer values, got {type(x).__name__}")
+            raise TypeError(
+                f"x must be a torch.Tensor of {self._kind} values, got {type(x).__name__}"
+            )
         observed = queries.check_observed(x, observed, self.dim)
         if not scored:
-            x = x.masked_fill(~observed, 0)
+            x = x.masked_fill(~observed, self.head.placeholder)
         if self.validate_args if validate is None else validate:
             self.check_values(x)
         features = self.encode_context(context, x.shape[:1])
-        return x.to(device=self.device, dtype=torch.long), observed.to(self.device), features
+        value_dtype = self.head.value_dtype
+        return x.to(device=self.device, dtype=value_dtype), observed.to(self.device), features
 
     def conditional_log_prob(
         self,
@@ -927,7 +934,7 @@ class AutoregressiveModel(DensityModel):
             ``(B,)`` float64 log-probabilities.
 
         Raises:
-            TypeError: If ``x`` is not a tensor of integer values, ``observed`` not
+            TypeError: If ``x`` is not a tensor of values, ``observed`` not
                 a bool tensor, or the context of the wrong dtype.
             ValueError: On shapes other than ``(B, D)`` (``observed`` also ``(D,)``),
                 values outside the support, or an example with nothing missing.
@@ -1014,7 +1021,7 @@ class AutoregressiveModel(DensityModel):
             context: As in ``conditional_log_prob``.
 
         Returns:
-            ``(B, D)`` long values: ``x`` where observed, drawn elsewhere.
+            ``(B, D)`` values (``value_dtype``): ``x`` where observed, drawn elsewhere.
 
         Raises:
             TypeError: As ``conditional_log_prob``, or ``generator`` is not a

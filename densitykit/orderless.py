@@ -364,7 +364,7 @@ class OrderlessModel(DensityModel):
         $-\frac{D}{D-d} \sum_{t > d} -\log p(x_{\pi_t} \mid x_{\pi_{\le d}})$."""
         orderings, cut = draw
         batch, dim = x.shape
-        x = x.to(torch.long)
+        x = x.to(self.head.value_dtype)
         ranks = torch.empty_like(orderings).scatter_(
             1, orderings, torch.arange(dim).expand(batch, dim)
         )
@@ -527,14 +527,15 @@ class OrderlessModel(DensityModel):
         return self.orderings() if orderings is None else _check_orderings(orderings, self.dim)
 
     def _check(self, x: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
-        """``x`` checked to be ``(B, D)`` values in the support, as long on ``device``
-        (the model's by default)."""
+        """``x`` checked to be ``(B, D)`` values in the support, in the head's
+        ``value_dtype`` on ``device`` (the model's by default)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor of values, got {type(x).__name__}")
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (B, D) with D={self.dim}, got {tuple(x.shape)}")
         self.head.check_support(x)
-        return x.to(device=self.device if device is None else device, dtype=torch.long)
+        device = self.device if device is None else device
+        return x.to(device=device, dtype=self.head.value_dtype)
 
     def _part(
         self,
@@ -635,7 +636,7 @@ class OrderlessModel(DensityModel):
         """
         orderings = self._members(orderings, connectivities, context)
         observed = check_observed(x, observed, self.dim, need_observed=True)
-        x = self._check(x.masked_fill(~observed, 0))
+        x = self._check(x.masked_fill(~observed, self.head.placeholder))
         return log_mean_exp(self._part(x, observed, orderings, missing=False))
 
     def complete(
@@ -658,11 +659,11 @@ class OrderlessModel(DensityModel):
             generator: The source of the draws (on the CPU).
 
         Returns:
-            ``(B, D)`` long: the observed values kept, the missing ones drawn.
+            ``(B, D)`` values (``value_dtype``): the observed values kept, the missing ones drawn.
         """
         orderings = self._mixture(self._members(orderings, connectivities, context))
         observed = check_observed(x, observed, self.dim, need_missing=True)
-        x = self._check(x.masked_fill(~observed, 0)).clone()
+        x = self._check(x.masked_fill(~observed, self.head.placeholder)).clone()
         pick = torch.randint(0, len(orderings), (x.shape[0],), generator=generator)
         keys = torch.cat([observed.cpu(), pick[:, None]], dim=1)
         groups, inverse = torch.unique(keys, dim=0, return_inverse=True)
@@ -695,7 +696,7 @@ class OrderlessModel(DensityModel):
         shape = _sample_shape(sample_shape)
         orderings = self._members(orderings, connectivities, context)
         count = math.prod(shape)
-        blank = self.head.blank((count, self.dim), self.device)
+        blank = self.head.blank(count, self.device)
         nothing = torch.zeros(self.dim, dtype=torch.bool, device=self.device)
         if count == 0:
             return blank.reshape(*shape, self.dim)

@@ -258,7 +258,8 @@ def conditional_log_prob(
     Args:
         backbone: The MADE (``None`` for the histogram head).
         head: The output distribution.
-        x: ``(B, D)`` long values in the support, missing ones included (scored).
+        x: ``(B, D)`` values in the support (``head.value_dtype``), missing ones
+            included (scored).
         observed: ``(B, D)`` or ``(D,)`` bool; every example must miss a variable.
         connectivities: The base connectivities (the backbone's own by default).
         context: ``(B, C)`` features of a conditional backbone (encoded, e.g. by
@@ -285,7 +286,7 @@ def marginal_log_prob(
     Args:
         backbone: The MADE (``None`` for the histogram head).
         head: The output distribution.
-        x: ``(B, D)`` long values; the missing ones are not read (the
+        x: ``(B, D)`` values (``head.value_dtype``); the missing ones are not read (the
             observed-first ordering never conditions on them).
         observed: ``(B, D)`` or ``(D,)`` bool; every example must observe a variable.
         connectivities: The base connectivities (the backbone's own by default).
@@ -295,7 +296,7 @@ def marginal_log_prob(
         ``(B,)`` float64 log-probabilities in nats.
     """
     observed = check_observed(x, observed, head.dim, need_observed=True)
-    x = x.masked_fill(~observed, 0)  # never read; any value in the support will do
+    x = x.masked_fill(~observed, head.placeholder)  # never read; any value of the support
     return log_mean_exp(_split_log_probs(backbone, head, x, observed, connectivities, context)[0])
 
 
@@ -321,14 +322,14 @@ def complete(
     Args:
         backbone: The MADE (``None`` for the histogram head).
         head: The output distribution.
-        x: ``(B, D)`` long values; the missing entries are ignored.
+        x: ``(B, D)`` values (``head.value_dtype``); the missing entries are ignored.
         observed: ``(B, D)`` or ``(D,)`` bool.
         connectivities: The base connectivities (the backbone's own by default).
         generator: Random source.
         context: ``(B, C)`` features of a conditional backbone.
 
     Returns:
-        ``(B, D)`` long values: ``x`` where observed, drawn elsewhere.
+        ``(B, D)`` values (``head.value_dtype``): ``x`` where observed, drawn elsewhere.
 
     Example:
         >>> import torch, densitykit as dk
@@ -379,7 +380,7 @@ def _complete(
 ) -> torch.Tensor:
     """Complete with ``sampler`` (a ``complete_fast``-like function) per pattern and base."""
     observed = check_observed(x, observed, head.dim)
-    out = x.masked_fill(~observed, 0)
+    out = x.masked_fill(~observed, head.placeholder).to(head.value_dtype)
     if backbone is None:
         empty = torch.empty(x.shape[0], 0, dtype=_dtype(backbone, head), device=x.device)
         for variable in range(head.dim):

@@ -97,6 +97,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.distributions import biject_to
 
 from densitykit.checks import check_generator, check_index, check_int
 from densitykit.heads import Head
@@ -223,7 +224,8 @@ def sample_fast(
             (``context_size=C > 0``); ``None`` otherwise.
 
     Returns:
-        ``(N, D)`` long values in ``0..K-1``.
+        ``(N, D)`` values of the head's support, in its ``value_dtype`` (long values
+        ``0..K-1`` for the discrete heads).
 
     Raises:
         TypeError: If ``head`` is not a ``Head``, ``backbone`` not a ``MADE`` (or not
@@ -272,7 +274,7 @@ def _sample_reference(
     context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     dtype, device = _dtype_and_device(backbone, head)
-    x = torch.zeros(num_samples, head.dim, dtype=torch.long, device=device)
+    x = head.blank(num_samples, device)
     if backbone is None:
         empty = torch.empty(num_samples, 0, dtype=dtype, device=device)
         for variable in range(head.dim):
@@ -313,7 +315,8 @@ def complete_fast(
         backbone: The [`MADE`][densitykit.made.MADE].
         head: The output distribution (one that takes parameters from a backbone).
         connectivity: The degrees to sample under; its masks are derived from them.
-        x: ``(N, D)`` long values; those of the first ``num_given`` variables of
+        x: ``(N, D)`` values (integers for a discrete head, floats for a head over
+            real values); those of the first ``num_given`` variables of
             ``connectivity.ordering`` are read, the others ignored.
         num_given: How many variables of the ordering are given, ``0..D``.
         generator: Random source.
@@ -321,7 +324,7 @@ def complete_fast(
             (``context_size=C > 0``); ``None`` otherwise.
 
     Returns:
-        ``(N, D)`` long values: ``x`` on the given variables, drawn elsewhere.
+        ``(N, D)`` values (``head.value_dtype``): ``x`` on the given variables, drawn elsewhere.
 
     Raises:
         TypeError: If the parts, ``connectivity``, ``x`` or ``generator`` have the
@@ -391,16 +394,18 @@ def _check_completion(
             "from one (its variables are independent: draw them with head.sample)"
         )
     backbone.check_fit(connectivity)
-    if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.is_complex():
-        raise TypeError(f"x must be an integer tensor of values, got {_describe(x)}")
+    real = head.value_dtype.is_floating_point
+    if not isinstance(x, torch.Tensor) or x.is_complex() or (x.is_floating_point() and not real):
+        kind = "a floating (or integer)" if real else "an integer"
+        raise TypeError(f"x must be {kind} tensor of values, got {_describe(x)}")
     if x.ndim != 2 or x.shape[1] != backbone.dim:
         raise ValueError(f"x must have shape (N, D) with D={backbone.dim}, got {tuple(x.shape)}")
     check_int(num_given, "num_given", minimum=0, maximum=backbone.dim)
     check_generator(generator)
     _check_context(backbone, context, x.shape[0])
-    given = x.long().clone()
-    # The later variables are drawn; zeros keep them in the support until then.
-    given[:, connectivity.ordering[num_given:].to(x.device)] = 0
+    given = x.to(head.value_dtype, copy=True)
+    # The later variables are drawn; the placeholder keeps them in the support until then.
+    given[:, connectivity.ordering[num_given:].to(x.device)] = head.placeholder
     return given
 
 
@@ -431,16 +436,10 @@ def encodes_per_variable(
         >>> encodes_per_variable(dk.heads.create("categorical", dim=3, num_values=4))
         True
     """
-    dim, num_values = head.dim, head.num_values
-    index = torch.arange(dim)
-    probe = torch.stack(
-        [
-            torch.zeros(dim, dtype=torch.long),
-            torch.full((dim,), num_values - 1),
-            index % num_values,
-            (3 * index + 1) % num_values,
-        ]
-    ).to(device)
+    probe = _probe_values(head)
+    if probe is None:
+        return False
+    probe, dim = probe.to(device), head.dim
     together = head.encode(probe, dtype)
     apart = head.encode(probe.reshape(-1, 1), dtype)
     width = head.input_width
@@ -449,6 +448,32 @@ def encodes_per_variable(
     if tuple(apart.shape) != (probe.numel(), width):
         return False
     return torch.equal(together, apart.reshape(probe.shape[0], dim * width))
+
+
+def _probe_values(head: Head) -> torch.Tensor | None:
+    """``(4, D)`` varied values of the head's support (``None`` if none can be named).
+
+    ``0..K-1`` patterns for a discrete head; for a continuous one, varied reals mapped
+    into the support by ``torch.distributions.biject_to``.
+    """
+    dim, num_values = head.dim, head.num_values
+    index = torch.arange(dim)
+    if not head.value_dtype.is_floating_point:
+        return torch.stack(
+            [
+                torch.zeros(dim, dtype=torch.long),
+                torch.full((dim,), num_values - 1),
+                index % num_values,
+                (3 * index + 1) % num_values,
+            ]
+        ).to(head.value_dtype)
+    reals = torch.stack(
+        [torch.zeros(dim), torch.full((dim,), 1.5), index - dim / 2, (3 * index + 1) % 7 - 3.25]
+    ).double()
+    try:
+        return biject_to(head.support)(reals).to(head.value_dtype)
+    except NotImplementedError:  # no transform into the support: assume nothing
+        return None
 
 
 def _permuted(
@@ -540,7 +565,7 @@ def _sample_fast(
     if not plan.consistent:
         return _sample_reference(backbone, head, num_samples, mask, generator, context)
     _, device = _dtype_and_device(backbone, head)
-    given = torch.zeros(num_samples, backbone.dim, dtype=torch.long, device=device)
+    given = head.blank(num_samples, device)
     return _draw(backbone, head, plan, mask, given, generator, context)
 
 
@@ -686,6 +711,8 @@ def _run_steps(plan: Plan, head: Head, generator: torch.Generator | None, state:
             values = head.sample_from_uniforms(out, block[offset % _DRAW_STEPS])
         else:
             values = head.sample(out, work.variable, generator)
+        # As the reference stores them: the encoding must read the values it holds.
+        values = values.to(head.value_dtype)
         if state.values is None:
             state.drawn.append(values)
         else:

@@ -7,7 +7,7 @@ import abc
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Categorical, Distribution, constraints
+from torch.distributions import Categorical, Distribution, biject_to, constraints
 
 from densitykit.checks import check_int, check_positive_int
 
@@ -68,15 +68,23 @@ class Head(nn.Module, abc.ABC):
     A head tells the backbone how many parameters it needs per variable
     (``params_per_variable``), how values are fed back as inputs (``encode`` and
     ``input_width``), which values it puts mass on (``support``, a
-    ``torch.distributions`` constraint), how to score values (``log_prob``), how to
-    draw one variable (``sample``), and hands back a ``torch.distributions.Distribution``
-    for given parameters (``distribution``).
+    ``torch.distributions`` constraint) and in which dtype they are held
+    (``value_dtype``), how to score values (``log_prob``), how to draw one variable
+    (``sample``), and hands back a ``torch.distributions.Distribution`` for given
+    parameters (``distribution``). The model, the samplers and the queries ask the
+    head all of this: they never assume the values are integers.
 
     As in ``torch.distributions``, the public ``log_prob`` checks values against the
     support and the private ``_log_prob`` computes: subclasses implement
-    ``_log_prob`` (the model calls it on values it has already checked). The default
-    support is ``integer_interval(0, num_values - 1)``; a head over other values
-    (continuous ones, say) declares its own ``support`` and ``distribution``.
+    ``_log_prob`` (the model calls it on values it has already checked, with
+    [`check_values`][densitykit.heads.Head.check_values]).
+
+    *Discrete heads* (the built-in ones) hold ``torch.long`` values ``0..K-1``: the
+    default support is ``integer_interval(0, num_values - 1)`` and ``num_values`` K is
+    at least 2. *A head over real values* sets ``value_dtype`` to a floating dtype,
+    declares its own ``support`` (e.g. ``constraints.real``) and ``distribution``,
+    encodes values as it likes (e.g. the value itself, ``input_width = 1``) and has no
+    finite number of values: its ``num_values`` is 0.
 
     Subclasses set ``params_per_variable`` and ``input_width`` in ``__init__`` and
     implement ``encode``, ``_log_prob`` and ``sample``. A head whose
@@ -85,21 +93,60 @@ class Head(nn.Module, abc.ABC):
 
     Args:
         dim: The number of variables D.
-        num_values: Values per variable K, at least 2.
+        num_values: Values per variable K, at least 2 for a discrete head; 0 for a
+            head over real values (a floating ``value_dtype``).
+
+    Raises:
+        ValueError: If ``num_values`` does not fit the head's kind of values.
     """
 
     params_per_variable: int
     input_width: int
 
+    value_dtype: torch.dtype = torch.long
+    """The dtype values are held in (``torch.long`` for the discrete heads; a floating
+    dtype for a head over real values): the model casts checked values to it, and the
+    samplers create their outputs in it."""
+
     def __init__(self, dim: int, num_values: int) -> None:
         super().__init__()
         self.dim = check_positive_int(dim, "dim")
-        self.num_values = check_int(num_values, "num_values", minimum=2)
+        if self.value_dtype.is_floating_point:
+            num_values = check_int(num_values, "num_values", minimum=0)
+            if num_values != 0:
+                raise ValueError(
+                    f"the {type(self).__name__} is over real values ({self.value_dtype}), "
+                    f"which have no finite number: num_values must be 0, got {num_values}"
+                )
+            self.num_values = 0
+        else:
+            self.num_values = check_int(num_values, "num_values", minimum=2)
 
     @property
     def support(self) -> constraints.Constraint:
         """The values the head puts mass on: ``integer_interval(0, num_values - 1)``."""
         return constraints.integer_interval(0, self.num_values - 1)
+
+    @property
+    def placeholder(self) -> float | int:
+        """A value in the support that stands for a variable not known yet (never read).
+
+        The samplers fill the variables still to draw with it, and the queries the
+        missing ones they do not read: any value of the support would do, but one
+        outside it could reach the arithmetic as NaN through a zero weight. The lower
+        bound of a discrete support (0 for ``0..K-1``); for a continuous one, the image
+        of 0 under ``torch.distributions.biject_to(support)`` (0 for the reals).
+        """
+        support = self.support
+        if not self.value_dtype.is_floating_point:
+            return int(getattr(support, "lower_bound", 0))
+        return float(biject_to(support)(torch.zeros((), dtype=torch.float64)))
+
+    def blank(self, num_rows: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """``(num_rows, D)`` placeholders in ``value_dtype``: a sampler's empty output."""
+        return torch.full(
+            (num_rows, self.dim), self.placeholder, dtype=self.value_dtype, device=device
+        )
 
     @abc.abstractmethod
     def encode(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -152,6 +199,69 @@ class Head(nn.Module, abc.ABC):
                 f"{type(self).__name__}, got {shown}{more}"
             )
 
+    def check_values(self, x: torch.Tensor) -> None:
+        """Raise unless ``x`` holds finite values of the support, read in its own dtype.
+
+        The model's checks of its inputs (after their shape): the dtype must be real
+        (bool, integer or floating), floating values finite (and integral for a
+        discrete support), and every value must lie in ``support``. A support
+        ``0..K-1`` (or boolean) is checked by its minimum and maximum, so a large uint8
+        batch is not widened; any other support by its ``check``, a chunk at a time.
+
+        Args:
+            x: Values of any shape.
+
+        Raises:
+            TypeError: If ``x`` is not a tensor, or has a complex or non-numeric dtype.
+            ValueError: On NaN/inf, non-integer values of a discrete support, or values
+                outside ``support``; the message names the support and what came.
+
+        Example:
+            >>> import densitykit as dk
+            >>> dk.heads.create("bernoulli", dim=1).check_values(torch.tensor([0.5]))
+            Traceback (most recent call last):
+            ...
+            ValueError: x contains non-integer values (such as 0.5); expected ... Boolean() ...
+        """
+        support, name = self.support, type(self).__name__
+        expected = f"values in the support {support} of the {name}"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of {expected}, got {type(x).__name__}")
+        if x.is_complex() or not (x.dtype == torch.bool or x.is_floating_point() or _is_integer(x)):
+            kinds = "an integer (or integral float)" if support.is_discrete else "a real"
+            raise TypeError(f"x must have {kinds} dtype for {expected}, got {x.dtype}")
+        if x.is_floating_point() and x.numel():
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError(f"x contains NaN or infinite values; expected {expected}")
+            if support.is_discrete:
+                fractional = x != torch.round(x)
+                if bool(fractional.any()):
+                    raise ValueError(
+                        f"x contains non-integer values (such as {float(x[fractional][0]):g}); "
+                        f"expected {expected}"
+                    )
+        bounds = _integer_bounds(support)
+        if bounds is not None:
+            if x.numel():
+                low, high = torch.aminmax(x.to(torch.uint8) if x.dtype == torch.bool else x)
+                if low < bounds[0] or high > bounds[1]:
+                    raise ValueError(
+                        f"x values must lie in the support {bounds[0]}..{bounds[1]} ({support}) "
+                        f"of the {name}, got values in {int(low)}..{int(high)}"
+                    )
+            return
+        flat = x.reshape(-1)
+        for start in range(0, flat.numel(), _CHECK_CHUNK):
+            chunk = flat[start : start + _CHECK_CHUNK]
+            inside = support.check(chunk)
+            if not bool(inside.all()):
+                outside = chunk[~inside].unique()
+                shown = ", ".join(f"{v:g}" for v in outside[:5].double().tolist())
+                more = f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+                raise ValueError(
+                    f"x values must lie in the support {support} of the {name}, got {shown}{more}"
+                )
+
     def distribution(self, params: torch.Tensor) -> Distribution:
         """The ``torch.distributions`` distribution of parameters ``(..., P)``.
 
@@ -161,7 +271,16 @@ class Head(nn.Module, abc.ABC):
 
         Args:
             params: Parameters ``(..., P)``, e.g. ``(B, D, P)`` from the backbone.
+
+        Raises:
+            NotImplementedError: For a head over real values, which has no values to
+                enumerate and must define its own.
         """
+        if self.value_dtype.is_floating_point:
+            raise NotImplementedError(
+                f"{type(self).__name__} is over real values ({self.value_dtype}): it has no "
+                "values to enumerate and must define its own distribution(params)"
+            )
         values = torch.arange(self.num_values, device=params.device)
         values = values.reshape(-1, *([1] * (params.ndim - 1))).expand(-1, *params.shape[:-1])
         every = params.expand(self.num_values, *params.shape)
@@ -178,11 +297,12 @@ class Head(nn.Module, abc.ABC):
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Draw variable ``variable`` for each row of ``params`` ``(N, P)``: ``(N,)`` long."""
+        """Draw variable ``variable`` for each row of ``params`` ``(N, P)``: ``(N,)`` values
+        of the support (in ``value_dtype``, or any dtype the samplers cast to it)."""
 
     def sample_from_uniforms(self, params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Draw one variable for each row of ``params`` ``(N, P)`` from uniforms ``u``
-        ``(k, N)`` in $(0, 1)$, ``k = uniforms_per_sample``: ``(N,)`` long.
+        ``(k, N)`` in $(0, 1)$, ``k = uniforms_per_sample``: ``(N,)`` values, as ``sample``.
 
         Raises:
             NotImplementedError: For a head that does not declare ``uniforms_per_sample``.
@@ -224,6 +344,25 @@ class Head(nn.Module, abc.ABC):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_values={self.num_values}"
+
+
+_CHECK_CHUNK = 1 << 20
+"""Values checked against a support per ``check`` call (bounds the temporaries)."""
+
+
+def _is_integer(x: torch.Tensor) -> bool:
+    return x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _integer_bounds(support: constraints.Constraint) -> tuple[int, int] | None:
+    """``(low, high)`` of a support that is exactly the integers ``low..high``, else ``None``."""
+    if support is constraints.boolean:
+        return 0, 1
+    if isinstance(support, constraints.integer_interval):
+        low, high = support.lower_bound, support.upper_bound
+        if isinstance(low, int) and isinstance(high, int):
+            return low, high
+    return None
 
 
 def float32_at_least(params: torch.Tensor) -> torch.Tensor:
