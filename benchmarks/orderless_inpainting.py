@@ -46,12 +46,7 @@ import torch
 
 import densitykit as dk
 from densitykit.checkpoint import write_json
-from densitykit.orderless import (
-    OrderlessConfig,
-    OrderlessModel,
-    load_orderless,
-    save_orderless,
-)
+from densitykit.orderless import OrderlessConfig, OrderlessModel
 from densitykit.runs import RunConfig, load_run
 from densitykit.train import TrainConfig, fit
 
@@ -141,7 +136,7 @@ def train_orderless(
                 f"{folder} holds an orderless model; pass --reuse (same settings) or --overwrite"
             )
         print(f"reusing the orderless model in {folder}", file=sys.stderr, flush=True)
-        return load_orderless(folder / "model.pt", map_location="cpu"), saved
+        return dk.load_checkpoint(folder / "model.pt", map_location="cpu"), saved
     torch.manual_seed(args.seed)
     model = OrderlessModel(config)
 
@@ -154,7 +149,7 @@ def train_orderless(
     )
     folder.mkdir(parents=True, exist_ok=True)
     model = model.cpu()
-    save_orderless(folder / "model.pt", model)
+    dk.save_checkpoint(folder / "model.pt", model)
     saved = {
         "settings": settings,
         "history": result.history,

@@ -258,6 +258,23 @@ class DensityModel(nn.Module):
             )
         return self.log_prob(x, validate=False, context=context)
 
+    def query_mixture(
+        self, num_masks: int | None = None, draw: int | None = None, seed: int = 0
+    ) -> Any:
+        """What a query mixes, passed to the queries as ``connectivities=``: the first
+        ``num_masks`` members of the model's own mixture, or ``draw`` members drawn at
+        inference with ``seed`` (``None``: the model's only member).
+
+        Raises:
+            ValueError: If the family has no mixture to choose from.
+        """
+        if num_masks not in (None, 1) or draw is not None:
+            raise ValueError(
+                f"a {self.family or type(self).__name__} model has no mixture of orderings "
+                "to choose from or draw"
+            )
+        return None
+
     # -- queries -------------------------------------------------------------------------
     def log_prob(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Log-likelihood of ``x`` in nats."""

@@ -773,6 +773,33 @@ class AutoregressiveModel(DensityModel):
             )
         return log_mean_exp(per_member)
 
+    def query_mixture(
+        self, num_masks: int | None = None, draw: int | None = None, seed: int = 0
+    ) -> list[Connectivity] | None:
+        """The connectivities a query mixes: the model's first ``num_masks`` (all for
+        ``None``), or ``draw`` seeded ones drawn at inference
+        ([`draw_orderings`][densitykit.model.AutoregressiveModel.draw_orderings]);
+        ``None`` for a head without a backbone (independent variables). Pass the result
+        to the queries as ``connectivities=``.
+
+        Raises:
+            ValueError: If both counts are given, ``num_masks`` is outside
+                ``1..num_masks``, or orderings are drawn for a model with a fixed stack.
+        """
+        if draw is not None:
+            if num_masks is not None:
+                raise ValueError(
+                    "give num_masks (the model's own first orderings) or draw_orderings "
+                    "(orderings drawn at inference), not both"
+                )
+            return self.draw_orderings(draw, seed=seed)
+        count = self.num_masks if num_masks is None else num_masks
+        if not isinstance(count, int) or not 1 <= count <= self.num_masks:
+            raise ValueError(f"num_masks must be in 1..{self.num_masks} for this run, got {count}")
+        if self.backbone is None:
+            return None
+        return [self.backbone.connectivity(k) for k in range(count)]
+
     # -- sampling ------------------------------------------------------------------------
     @torch.no_grad()
     def sample(

@@ -792,15 +792,15 @@ def mixture_size(model: AutoregressiveModel, num_masks: int | None) -> int:
 
 
 def query_orderings(
-    model: AutoregressiveModel,
+    model: DensityModel,
     num_masks: int | None = None,
     draw_orderings: int | None = None,
     ordering_seed: int = 0,
 ) -> list[Connectivity] | None:
-    """The connectivities a query of a run mixes: the model's first ``num_masks`` (all
-    for ``None``), or ``draw_orderings`` seeded ones drawn at inference
-    ([`draw_orderings`][densitykit.model.AutoregressiveModel.draw_orderings]); ``None``
-    for a head without a backbone (independent variables).
+    """What a query of a run mixes (the model's
+    [`query_mixture`][densitykit.family.DensityModel.query_mixture]): the model's first
+    ``num_masks`` connectivities or orderings (all for ``None``), or ``draw_orderings``
+    seeded ones drawn at inference; ``None`` for a MADE head without a backbone.
 
     Args:
         model: A run's model.
@@ -821,17 +821,7 @@ def query_orderings(
         >>> len(query_orderings(model, draw_orderings=10, ordering_seed=1))
         10
     """
-    if draw_orderings is not None:
-        if num_masks is not None:
-            raise ValueError(
-                "give num_masks (the model's own first orderings) or draw_orderings "
-                "(orderings drawn at inference), not both"
-            )
-        return model.draw_orderings(draw_orderings, seed=ordering_seed)
-    count = mixture_size(model, num_masks)
-    if model.backbone is None:
-        return None
-    return [model.backbone.connectivity(k) for k in range(count)]
+    return model.query_mixture(num_masks, draw_orderings, ordering_seed)
 
 
 def evaluate_run(

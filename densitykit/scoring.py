@@ -33,7 +33,7 @@ from densitykit.checks import check_int, check_output_file
 from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import check_values, is_data_file, read_arrays, read_npy_header
 from densitykit.errors import DataError
-from densitykit.model import AutoregressiveModel
+from densitykit.family import DensityModel
 from densitykit.plugins import import_plugins, require_registered
 from densitykit.runfolder import CHECKPOINT_FILE
 from densitykit.runs import read_run_config, require_finished
@@ -132,7 +132,7 @@ def _flat(array: np.ndarray, dim: int, where: str) -> np.ndarray:
 
 
 def score(
-    model: AutoregressiveModel,
+    model: DensityModel,
     data: Any,
     *,
     batch_size: int = 1000,
@@ -195,10 +195,7 @@ def score(
                 if not batch.flags.writeable:  # a memory-mapped file's rows
                     batch = batch.copy()
                 values = torch.from_numpy(batch).to(model.device)
-                per_mask = model.log_prob_per_mask(
-                    values, mask_indices=range(count), validate=False
-                )
-                log_prob = torch.logsumexp(per_mask, dim=0) - math.log(count)
+                log_prob = model.evaluation_log_prob(values, num_masks=count)
                 out[start : start + len(batch)] = log_prob.double().cpu().numpy()
                 if on_batch is not None:
                     on_batch(start + len(batch), len(data))
@@ -209,7 +206,7 @@ def score(
 
 def load_model(
     run_dir: str | os.PathLike[str], *, device: str = "cpu", plugins: Sequence[str] = ()
-) -> AutoregressiveModel:
+) -> DensityModel:
     """Load a run folder's best model only (not its data set), as safely as
     [`load_run`][densitykit.runs.load_run]: nothing from the folder is imported."""
     path = Path(run_dir)

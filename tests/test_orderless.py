@@ -13,12 +13,7 @@ from helpers import every_value, frequencies_match
 import densitykit as dk
 from densitykit.errors import CheckpointError
 from densitykit.masks import ConnectivitySampler
-from densitykit.orderless import (
-    OrderlessConfig,
-    OrderlessModel,
-    load_orderless,
-    save_orderless,
-)
+from densitykit.orderless import OrderlessConfig, OrderlessModel
 from densitykit.train import Callback, TrainConfig, fit
 
 # Tiny models of every head with parameters per variable: (head, D, K, head options).
@@ -353,18 +348,35 @@ def test_fit_refuses_settings_that_do_not_apply() -> None:
 def test_save_and_load_give_the_same_model(tmp_path) -> None:
     model = tiny("logistic-mixture", 3, 3, {"num_components": 2, "one_hot": False}).float()
     path = tmp_path / "model.pt"
-    save_orderless(path, model)
-    loaded = load_orderless(path)
-    assert loaded.config == model.config
+    dk.save_checkpoint(path, model)
+    loaded = dk.load_checkpoint(path)
+    assert isinstance(loaded, OrderlessModel) and loaded.config == model.config
     values = every_value(3, 3)
     torch.testing.assert_close(loaded.log_prob(values), model.log_prob(values))
 
 
-def test_load_refuses_other_files_and_code(tmp_path, capsys) -> None:
-    made = dk.create_model("bernoulli", 3, hidden_sizes=(4,))
-    dk.checkpoint.save_checkpoint(tmp_path / "made.pt", made)
-    with pytest.raises(CheckpointError, match="not an orderless model"):
-        load_orderless(tmp_path / "made.pt")
+def test_a_file_of_the_former_orderless_format_loads(tmp_path) -> None:
+    """``save_orderless`` wrote {"format": "densitykit-orderless", "config", "state_dict"}."""
+    model = tiny("bernoulli", 4, None, {}).float()
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    path = tmp_path / "old.pt"
+    torch.save(
+        {"format": "densitykit-orderless", "config": model.config.to_dict(), "state_dict": state},
+        path,
+    )
+    loaded = dk.load_checkpoint(path)
+    values = every_value(4, 2)
+    torch.testing.assert_close(loaded.log_prob(values), model.log_prob(values))
+
+
+def test_load_refuses_unknown_families_and_code(tmp_path, capsys) -> None:
+    model = tiny("bernoulli", 3, None, {})
+    dk.save_checkpoint(tmp_path / "model.pt", model)
+    data = torch.load(tmp_path / "model.pt", weights_only=True)
+    data["family"] = "not-registered"
+    torch.save(data, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="'not-registered' is not registered"):
+        dk.load_checkpoint(tmp_path / "other.pt")
 
     class Trap:
         def __reduce__(self):
@@ -372,10 +384,10 @@ def test_load_refuses_other_files_and_code(tmp_path, capsys) -> None:
 
     (tmp_path / "trap.pt").write_bytes(pickle.dumps({"format": Trap()}))
     with pytest.raises(CheckpointError):
-        load_orderless(tmp_path / "trap.pt")
+        dk.load_checkpoint(tmp_path / "trap.pt")
     torch.save({"format": Trap()}, tmp_path / "trap2.pt")
     with pytest.raises(CheckpointError, match="run code"):
-        load_orderless(tmp_path / "trap2.pt")
+        dk.load_checkpoint(tmp_path / "trap2.pt")
     assert "ran" not in capsys.readouterr().out
 
 
