@@ -35,10 +35,9 @@ from densitykit.distributed import launch_environment, session
 from densitykit.errors import DensitykitError, printable
 from densitykit.family import FAMILIES
 from densitykit.heads import HEADS
-from densitykit.masks import MASKS, Connectivity, ConnectivityWarning
-from densitykit.model import DEFAULT_HIDDEN_SIZES, ModelConfig
+from densitykit.model import DEFAULT_HIDDEN_SIZES, ConnectivityWarning, ModelConfig
 from densitykit.optim import OPTIMIZERS
-from densitykit.plugins import import_plugins
+from densitykit.plugins import REGISTRIES, import_plugins
 from densitykit.runfolder import METRICS_LOG
 from densitykit.train import Callback, TrainConfig, TrainResult, TrainState
 
@@ -598,7 +597,7 @@ def fit(
         },
         head_option,
     )
-    MASKS.get(masks)
+    REGISTRIES["mask builder"].get(masks)
     mask_options = _parse_pairs(mask_option, "--mask-option")
     if ordering is not None:
         if "ordering" in mask_options:
@@ -700,8 +699,8 @@ def _other_family_config(family: str, options: dict[str, Any]) -> Any:
     The orderless family takes the head and its options, the hidden sizes and direct
     connections; its training orderings come from ``--mask-option orderings=...`` (and
     their options), its query mixture from ``--num-masks`` orderings seeded by
-    ``--seed``. A plug-in family's config takes ``head``, ``hidden_sizes`` and
-    ``head_options`` if its fields say so.
+    ``--seed``. Any family takes those of these fields its config has; an option given
+    for a field it lacks is refused, and so are the MADE's own options.
     """
     given = [name for name in _MADE_ONLY if _given(name)]
     if given:
@@ -720,20 +719,24 @@ def _other_family_config(family: str, options: dict[str, Any]) -> Any:
         "num_orderings": options["num_masks"] or 1,
         "ordering_seed": options["seed"],
     }
-    unused = [
-        flag
-        for key, flag in (
-            ("orderings", "--mask-option orderings"),
-            ("ordering_options", "--mask-option"),
-            ("num_orderings", "--num-masks"),
-        )
-        if key not in fields and (key != "orderings" or values[key] != "uniform")
-        and (key != "ordering_options" or values[key])
-        and (key != "num_orderings" or options["num_masks"] is not None)
-    ]  # fmt: skip
-    if unused:
-        raise ValueError(f"{', '.join(unused)} does not apply to --family {family}")
+    for param, field in _FAMILY_FIELDS.items():
+        if _given(param) and field not in fields:
+            flag = "--" + param.replace("_", "-")
+            raise ValueError(f"{flag} does not apply to --family {family}")
     return config_class(**{key: value for key, value in values.items() if key in fields})
+
+
+# CLI parameter -> the field of another family's config it sets.
+_FAMILY_FIELDS = {
+    "head": "head",
+    "hidden_sizes": "hidden_sizes",
+    "direct": "direct_connections",
+    "num_components": "head_options",
+    "one_hot": "head_options",
+    "head_option": "head_options",
+    "mask_option": "orderings",
+    "num_masks": "num_orderings",
+}
 
 
 # CLI parameter -> the config field it sets, for the settings a preset may fill.
@@ -829,6 +832,7 @@ def resume(
     main = launch is None or launch[0] == 0
     quiet = quiet or not main
     progress = _progress(quiet)
+    import_plugins(plugin)  # first: a plug-in family's config is read by its class
     config = runs.read_run_config(run_dir)
     total = epochs if epochs is not None else config.train.epochs
     try:
@@ -976,7 +980,7 @@ def _conditional_nll(
     data: torch.Tensor,
     pattern: torch.Tensor,
     labels: torch.Tensor | None,
-    connectivities: list[Connectivity] | None,
+    connectivities: Any,
 ) -> torch.Tensor:
     """``-log p(x_missing | x_observed)`` per example ``(N,)``, in chunks of 1,000."""
     parts = []
@@ -1008,6 +1012,7 @@ def _eval_observed(
 ) -> None:
     """The conditional NLL of the missing part of a split, given a named observed pattern."""
     run = runs.load_run(run_dir, device=device, plugins=plugins)
+    runs.require_capability(run.model, "conditional_log_prob", "eval --observed")
     connectivities = runs.query_orderings(run.model, num_masks, draw_orderings, ordering_seed)
     count = run.model.num_masks if connectivities is None else len(connectivities)
     splits = run.dataset.splits()
@@ -1091,6 +1096,7 @@ def inpaint(
             raise ValueError(f"{name} must be a positive integer, got {value}")
     check_output_file(out, [".png", ".npy"], overwrite=overwrite)
     run = runs.load_run(run_dir, device=device, plugins=plugin)
+    runs.require_capability(run.model, "complete", "inpaint")
     connectivities = runs.query_orderings(run.model, None, draw_orderings, ordering_seed)
     shape = _image_shape(run)
     images = run.dataset.splits()["test"][:num_images].long()
@@ -1313,7 +1319,7 @@ def families_command(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:
 @_guard
 def masks_command(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
     """List the mask builders."""
-    _listing(MASKS, plugin)
+    _listing(REGISTRIES["mask builder"], plugin)
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ from densitykit.family import (
 )
 from densitykit.heads import HEADS, Head, default_num_values
 from densitykit.made import LAYOUTS, MADE
-from densitykit.masks import Connectivity, ConnectivitySampler
+from densitykit.masks import Connectivity, ConnectivitySampler, ConnectivityWarning
 from densitykit.numerics import log_mean_exp
 from densitykit.sampling import check_parts, sample_fast, sample_reference
 
@@ -63,6 +63,7 @@ __all__ = [
     "CHUNK_ROWS",
     "DEFAULT_HIDDEN_SIZES",
     "AutoregressiveModel",
+    "ConnectivityWarning",
     "ModelConfig",
     "build_model",
     "create_model",

@@ -43,7 +43,6 @@ from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError, PluginError, ResourceError
 from densitykit.family import FAMILIES, DataFacts, DensityModel
 from densitykit.family import default_head as family_default_head
-from densitykit.masks import Connectivity
 from densitykit.memory import check_allocation, format_bytes
 from densitykit.model import (
     AutoregressiveModel,
@@ -88,6 +87,7 @@ __all__ = [
     "mixture_size",
     "query_orderings",
     "read_run_config",
+    "require_capability",
     "require_finished",
     "resume_run",
     "sample_run",
@@ -600,7 +600,8 @@ def _metrics(
     entropy = dataset.true_entropy_nats
     return {
         "dataset": dataset.name,
-        "head": model.config.head if model.config else type(model.head).__name__,
+        "family": model.family,
+        "head": getattr(model.config, "head", None),
         "dim": dataset.dim,
         "num_values": dataset.num_values,
         "condition": "label" if model.num_labels else None,
@@ -655,7 +656,8 @@ def draw_pictures(
                         path / "samples.png",
                         num_values=dataset.num_values,
                         columns=8,
-                        title=f"{model.config.head} {model.family} samples",
+                        title=f"{getattr(model.config, 'head', None) or ''} {model.family} "
+                        "samples",
                     )
                 )
             written.append(
@@ -791,12 +793,26 @@ def mixture_size(model: AutoregressiveModel, num_masks: int | None) -> int:
     return count
 
 
+def require_capability(model: DensityModel, capability: str, what: str) -> None:
+    """Refuse, in one line, a query the model's family does not answer.
+
+    Raises:
+        ValueError: If ``model`` lacks ``capability`` (its family and what it offers named).
+    """
+    if not model.can(capability):
+        offered = ", ".join(sorted(model.capabilities)) or "none"
+        raise ValueError(
+            f"{what} needs {capability}, which a {model.family} model does not answer "
+            f"(its optional queries: {offered})"
+        )
+
+
 def query_orderings(
     model: DensityModel,
     num_masks: int | None = None,
     draw_orderings: int | None = None,
     ordering_seed: int = 0,
-) -> list[Connectivity] | None:
+) -> Any:
     """What a query of a run mixes (the model's
     [`query_mixture`][densitykit.family.DensityModel.query_mixture]): the model's first
     ``num_masks`` connectivities or orderings (all for ``None``), or ``draw_orderings``

@@ -210,8 +210,8 @@ def load_model(
     """Load a run folder's best model only (not its data set), as safely as
     [`load_run`][densitykit.runs.load_run]: nothing from the folder is imported."""
     path = Path(run_dir)
+    import_plugins(plugins)  # first: a plug-in family's config is read by its class
     config = read_run_config(path)
-    import_plugins(plugins)
     require_registered(config.needed_names(), config.plugins, where=str(path))
     require_finished(path)
     return load_checkpoint(path / CHECKPOINT_FILE, map_location=resolve_device(device))
