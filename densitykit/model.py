@@ -48,6 +48,7 @@ from densitykit.checks import (
 from densitykit.heads import HEADS, Head, default_num_values
 from densitykit.made import LAYOUTS, MADE
 from densitykit.masks import Connectivity, ConnectivitySampler
+from densitykit.memory import check_allocation
 from densitykit.numerics import log_mean_exp
 from densitykit.sampling import check_parts, sample_fast, sample_reference
 
@@ -57,6 +58,7 @@ __all__ = [
     "AutoregressiveModel",
     "ModelConfig",
     "build_model",
+    "check_model_size",
     "create_model",
     "parameter_count",
     "resolved_num_masks",
@@ -933,6 +935,7 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
         raise ValueError(
             f"a model is built from a complete ModelConfig; {', '.join(missing)} not set"
         )
+    check_model_size(config)
     head = HEADS.create(
         config.head, dim=config.dim, num_values=config.num_values, **config.head_options
     )
@@ -1051,6 +1054,7 @@ def create_model(
         dropout=dropout,
         layout=layout,
     )
+    check_model_size(config)  # before the mask builder is probed for its default count
     return build_model(replace(config, num_masks=resolved_num_masks(config)))
 
 
@@ -1084,9 +1088,10 @@ def parameter_count(config: ModelConfig) -> int:
         >>> sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
         31
     """
-    head = HEADS.create(
-        config.head, dim=config.dim, num_values=config.num_values, **config.head_options
-    )
+    with torch.device("meta"):  # the head's own parameters are counted, not allocated
+        head = HEADS.create(
+            config.head, dim=config.dim, num_values=config.num_values, **config.head_options
+        )
     own = sum(p.numel() for p in head.parameters())
     if head.params_per_variable == 0:
         return own
@@ -1099,3 +1104,31 @@ def parameter_count(config: ModelConfig) -> int:
     if config.mask_input:
         count += dim * (widths[1] + (widths[-1] if config.hidden_sizes else 0))
     return own + count
+
+
+MASK_OVERHEAD = 4096
+"""Bytes assumed per mask besides its mask tensors (its degrees and Python objects)."""
+
+
+def check_model_size(config: ModelConfig) -> None:
+    """Refuse a config whose model cannot fit in memory, before anything is built.
+
+    A model holds its fp32 weights and, per mask, a bool and a float mask of the
+    same size; ``num_masks=None`` counts one mask (a builder's default is small).
+
+    Raises:
+        ResourceError: If the model would need more than the machine's memory allows.
+
+    Example:
+        >>> check_model_size(ModelConfig("bernoulli", dim=3, num_values=2, hidden_sizes=(4,)))
+        >>> check_model_size(ModelConfig("bernoulli", dim=3, num_values=2, hidden_sizes=(10**12,)))
+        Traceback (most recent call last):
+        ...
+        densitykit.errors.ResourceError: a model of 7,000,000,000,003 weights would need ...
+    """
+    weights = parameter_count(config)
+    num_masks = config.num_masks or 1
+    check_allocation(
+        weights * (4 + 5 * num_masks) + MASK_OVERHEAD * num_masks,
+        f"a model of {weights:,} weights" + (f" with {num_masks:,} masks" if num_masks > 1 else ""),
+    )

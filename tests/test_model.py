@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import densitykit as dk
+from densitykit.errors import ResourceError
 from densitykit.heads.base import Head, inverse_cdf, uniform
 
 
@@ -469,3 +470,26 @@ def test_an_any_order_checkpoint_keeps_its_source_state(tmp_path) -> None:
     assert torch.equal(
         loaded.draw_connectivity().input_degrees, model.draw_connectivity().input_degrees
     )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"head": "bernoulli", "dim": 3, "hidden_sizes": (10**12,)},
+        {"head": "bernoulli", "dim": 10**9, "hidden_sizes": (16,)},
+        {"head": "categorical", "dim": 3, "num_values": 10**9},
+        {"head": "logistic-mixture", "dim": 3, "num_values": 256, "num_components": 10**9},
+        {"head": "histogram", "dim": 3, "num_values": 10**11},
+        {"head": "bernoulli", "dim": 3, "masks": "multi-ordering", "num_masks": 10**9},
+    ],
+)
+def test_absurd_model_sizes_are_refused_with_the_size_before_allocating(options) -> None:
+    with pytest.raises(ResourceError, match=r"a model of [\d,]+ weights.* would need"):
+        dk.create_model(**options)
+    options = {"num_values": 2, **options}
+    head_options = (
+        {"num_components": options.pop("num_components")} if "num_components" in options else {}
+    )
+    config = dk.ModelConfig(**options, head_options=head_options)
+    with pytest.raises(ResourceError, match="would need"):
+        dk.build_model(config)
