@@ -716,9 +716,34 @@ def load_orderless(
     if data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an orderless model (format {data.get('format')!r})")
     try:
-        model = OrderlessModel(OrderlessConfig.from_dict(data["config"]))
+        config = OrderlessConfig.from_dict(data["config"])
+        _check_shapes(path, config, data["state_dict"])
+        model = OrderlessModel(config)
         model.load_state_dict(data["state_dict"])
+    except CheckpointError:
+        raise
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: cannot rebuild the orderless model ({detail})") from None
     return model.to(map_location)
+
+
+def _check_shapes(path: str | os.PathLike, config: OrderlessConfig, state: Any) -> None:
+    """Refuse a file whose config asks for other weights than it holds, before building.
+
+    The config's model is built on the meta device (shapes, no memory), so a small
+    file cannot make the loader allocate a large model.
+    """
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: the state_dict is not a dict of tensors")
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in OrderlessModel(config).state_dict().items()}
+    stored = {k: v.shape for k, v in state.items()}
+    if stored != expected:
+        wanted = sum(math.prod(shape) for shape in expected.values())
+        held = sum(math.prod(shape) for shape in stored.values())
+        held_text = f"{held:,}" if held != wanted else "tensors of other names or shapes"
+        raise CheckpointError(
+            f"{path}: its config describes a model of {wanted:,} weights, but the file holds "
+            f"{held_text}; the config or the weights were changed"
+        )

@@ -380,6 +380,19 @@ def test_load_refuses_other_files_and_code(tmp_path, capsys) -> None:
     assert "ran" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("hidden_sizes", [[300_000], [10**12]])
+def test_load_checks_the_config_against_the_weights_before_building(tmp_path, hidden_sizes) -> None:
+    """A 3 kB file whose config asks for a huge model is refused with the sizes, unbuilt."""
+    path = tmp_path / "model.pt"
+    save_orderless(path, OrderlessModel(OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,))))
+    data = torch.load(path, weights_only=True)
+    data["config"]["hidden_sizes"] = hidden_sizes
+    torch.save(data, path)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(CheckpointError, match=r"describes a model of [\d,]+ weights, but the file"):
+        load_orderless(path)
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 

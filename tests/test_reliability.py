@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import Zeros, run_cli, write_inflating
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -129,6 +130,38 @@ def test_checkpoint_of_another_shape_or_format(tmp_path) -> None:
     checkpoint.save_object(path, data)
     with pytest.raises(dk.CheckpointError, match="do not fit the saved config"):
         checkpoint.load_checkpoint(path)
+
+
+@pytest.mark.slow
+def test_a_small_checkpoint_that_inflates_to_a_gigabyte_is_refused_in_bounded_memory(
+    tmp_path,
+) -> None:
+    out = tmp_path / "run"
+    runs.fit_run(small_config(), out)
+    data = torch.load(out / "checkpoint.pt", weights_only=True)
+    key = next(k for k, v in data["state_dict"].items() if v.is_floating_point())
+    data["state_dict"][key] = Zeros(2**14, 2**14)  # 1 GiB
+    write_inflating(out / "checkpoint.pt", data)
+    assert (out / "checkpoint.pt").stat().st_size < 2_000_000
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    outcome = run_cli(["eval", str(out)], env=env)
+    # Importing torch and densitykit alone takes about 700 MB here; inflating, 1.7 GB.
+    assert outcome.max_rss_mb < 1100, outcome.max_rss_mb
+    assert outcome.one_line_error(), outcome.stderr
+    assert "inflate to 1.1 GB" in outcome.stderr
+
+
+def test_an_inflating_train_state_is_refused_before_resuming(tmp_path) -> None:
+    out = tmp_path / "run"
+    runs.fit_run(small_config(), out)
+    data = torch.load(out / "train_state.pt", weights_only=True)
+    key = next(k for k, v in data["model"].items() if v.is_floating_point())
+    data["model"][key] = Zeros(2**12, 2**12)  # 64 MiB
+    write_inflating(out / "train_state.pt", data)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(dk.CheckpointError, match="inflate to 67.1 MB"):
+        runs.resume_run(out, epochs=3)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_run_whose_config_does_not_match_its_data(tmp_path) -> None:
