@@ -466,6 +466,7 @@ def resume_run(
     # must not import the recorded ones, but config.json keeps recording them.
     dataset, model = _build(replace(config, train=train, plugins=[]))
     _check_model_fits(path / CONFIG_FILE, model.config, dataset)
+    _check_state_fits(path, state, model, train)
     saved = replace(config, train=train, model=model.config)
 
     def prepare() -> None:
@@ -496,6 +497,18 @@ def _check_resumable(
                 f"give --patience N with N > {waited} (or 0 for no early stopping)"
             )
         state.stopped_early = False
+
+
+def _check_state_fits(
+    path: Path, state: TrainState | None, model: AutoregressiveModel, train: TrainConfig
+) -> None:
+    """Refuse to resume if config.json (edited since) no longer builds the saved state's model."""
+    problem = None if state is None else state.mismatch(model, train.optimizer)
+    if problem is not None:
+        raise CheckpointError(
+            f"{path / CONFIG_FILE} no longer matches the saved training state "
+            f"{path / STATE_FILE} ({problem}); undo the edit of the config (nothing was written)"
+        )
 
 
 def _check_model_fits(where: Path, config: ModelConfig | None, dataset: Dataset) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -275,6 +276,43 @@ def test_a_run_folder_written_before_the_levers_loads_and_resumes(tmp_path) -> N
     checkpoint.save_object(out / "train_state.pt", state)
     assert runs.load_run(out).config.train.optimizer == "adam"
     assert runs.resume_run(out, epochs=3)["epochs_run"] == 3
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "names"),
+    [
+        ("model", "hidden_sizes", [9], "hidden_degrees_0"),
+        ("model", "direct_connections", True, "backbone.direct.weight"),
+        ("train", "optimizer", "adagrad", "adagrad needs ['step', 'sum']"),
+    ],
+)
+def test_resume_after_an_edit_of_the_config_refuses_in_one_line_and_writes_nothing(
+    tmp_path, section, key, value, names
+) -> None:
+    out = tmp_path / "run"
+    runs.fit_run(small_config(), out)
+    saved = json.loads((out / "config.json").read_text())
+    saved[section][key] = value
+    (out / "config.json").write_text(json.dumps(saved))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = runner.invoke(app, ["resume", str(out), "--epochs", "3"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "no longer matches the saved training state" in lines[0] and names in lines[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_resume_with_adagrad_is_bit_identical(tmp_path) -> None:
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    runs.fit_run(small_config(optimizer="adagrad", lr=0.01), whole)
+    config = small_config(optimizer="adagrad", lr=0.01)
+    runs.fit_run(replace(config, train=replace(config.train, epochs=1)), split)
+    runs.resume_run(split, epochs=2)
+    for name in ("checkpoint.pt", "train_state.pt"):
+        a, b = (torch.load(run / name, weights_only=True) for run in (whole, split))
+        for key, value in a["state_dict" if name == "checkpoint.pt" else "model"].items():
+            other = b["state_dict" if name == "checkpoint.pt" else "model"][key]
+            assert torch.equal(value, other), key
 
 
 # -- non-finite loss -------------------------------------------------------------------------
