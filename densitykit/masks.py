@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from densitykit.checks import check_int, check_positive_int
+from densitykit.checks import check_int, check_positive_int, check_seed
 from densitykit.registry import Registry
 
 __all__ = [
@@ -256,7 +256,7 @@ def _generator(seed: int | None) -> torch.Generator:
     if seed is None:
         generator.seed()
     else:
-        generator.manual_seed(int(seed))
+        generator.manual_seed(check_seed(seed))
     return generator
 
 

@@ -44,6 +44,7 @@ from densitykit.checks import (
     check_index,
     check_int,
     check_positive_int,
+    check_seed,
 )
 from densitykit.heads import HEADS, Head, default_num_values
 from densitykit.made import LAYOUTS, MADE
@@ -140,6 +141,8 @@ class ModelConfig:
             )
         if self.num_labels == 1:
             raise ValueError("num_labels must be 0 (no label) or at least 2, got 1")
+        if self.seed is not None:
+            self.seed = check_seed(self.seed)
         for name in ("dim", "num_values", "num_masks"):
             if getattr(self, name) is not None:
                 setattr(self, name, check_int(getattr(self, name), name, minimum=1))
@@ -370,7 +373,10 @@ class AutoregressiveModel(nn.Module):
                 f"(masks='any-order'); this model has a fixed stack of {self.num_masks} "
                 "mask(s), whose answers hold for its own orderings only"
             )
-        drawer = source.reseeded(check_int(seed, "seed"))
+        seed = check_seed(seed)
+        per_draw = 8 * (self.dim + sum(self.backbone.hidden_sizes)) + MASK_OVERHEAD
+        check_allocation(count * per_draw, f"{count:,} orderings drawn at inference")
+        drawer = source.reseeded(seed)
         return [drawer.draw().to(self.device) for _ in range(count)]
 
     # -- validation ----------------------------------------------------------------------
@@ -630,6 +636,8 @@ class AutoregressiveModel(nn.Module):
             if mask_indices is None
             else [self._check_mask(k) for k in mask_indices]
         )
+        if not indices:
+            raise ValueError("mask_indices must name at least one mask, got none")
         chunks = [
             torch.stack([self._log_prob(rows, k, features) for k in indices])
             for rows, features in self._rows(x, validate, context)
@@ -689,7 +697,9 @@ class AutoregressiveModel(nn.Module):
         """
         shape = _sample_shape(sample_shape)
         num_samples = math.prod(shape)
+        check_generator(generator)
         mask = self._check_mask(mask)
+        self.check_sample_size(num_samples)
         features = self.encode_context(context, shape)
         if mask is None and self.num_masks > 1:
             source = generator.device if generator is not None else self.device
@@ -706,6 +716,31 @@ class AutoregressiveModel(nn.Module):
                     rows.numel(), k, generator, None if features is None else features[rows]
                 )
         return out.reshape(*shape, self.dim)
+
+    def check_sample_size(self, num_samples: int) -> None:
+        """Refuse to draw (or complete) ``num_samples`` rows at once if they cannot fit.
+
+        Each row holds its long values and the sampler's float inputs, hidden units and
+        parameters, about twice over while they are updated.
+
+        Raises:
+            ResourceError: If they would need more than the machine's memory allows.
+
+        Example:
+            >>> model = create_model("bernoulli", 4, hidden_sizes=(8,))
+            >>> model.check_sample_size(10**12)
+            Traceback (most recent call last):
+            ...
+            densitykit.errors.ResourceError: 1,000,000,000,000 samples of 4 variables would need ...
+        """
+        row = 16 * self.dim  # the long values and the long inputs beside them
+        if self.backbone is not None:
+            backbone = self.backbone
+            row += 4 * (
+                self.dim * (backbone.input_width + backbone.params_per_variable)
+                + sum(backbone.hidden_sizes)
+            )
+        check_allocation(2 * num_samples * row, f"{num_samples:,} samples of {self.dim} variables")
 
     def _sample_mask(
         self,
@@ -737,6 +772,8 @@ class AutoregressiveModel(nn.Module):
         """
         num_samples = check_int(num_samples, "num_samples", minimum=0)
         mask = check_index(mask, self.num_masks, "mask")
+        check_generator(generator)
+        self.check_sample_size(num_samples)
         return sample_reference(
             self.backbone,
             self.head,
@@ -897,8 +934,11 @@ class AutoregressiveModel(nn.Module):
             TypeError: As ``conditional_log_prob``, or ``generator`` is not a
                 ``torch.Generator``.
             ValueError: On wrong shapes or observed values outside the support.
+            ResourceError: If the completions of ``x`` cannot fit in memory.
         """
         check_generator(generator)
+        if isinstance(x, torch.Tensor) and x.ndim == 2:
+            self.check_sample_size(x.shape[0])
         x, observed, features = self._query_values(x, observed, validate, context, scored=False)
         return queries.complete(
             self.backbone,

@@ -35,7 +35,7 @@ from densitykit.checkpoint import (
     save_object,
     write_json,
 )
-from densitykit.checks import check_int, check_output_file
+from densitykit.checks import check_int, check_output_file, check_seed
 from densitykit.data import Dataset, load_dataset
 from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
@@ -855,6 +855,7 @@ def sample_run(
     """
     out = check_output_file(out, [".npy", ".png"], overwrite=overwrite)
     num_samples = _check_count(num_samples)
+    seed = check_seed(seed)
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name ending in {out.suffix}")
     run = load_run(run_dir, device=device, plugins=plugins)

@@ -23,7 +23,13 @@ from typing import Any
 
 import torch
 
-from densitykit.checks import check_choice, check_int, check_optional_int, check_positive_int
+from densitykit.checks import (
+    check_choice,
+    check_int,
+    check_optional_int,
+    check_positive_int,
+    check_seed,
+)
 from densitykit.devices import PRECISIONS, autocast, resolve_device
 from densitykit.distributed import (
     BatchLogProb,
@@ -117,7 +123,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             setattr(self, name, check_positive_int(getattr(self, name), name))
-        self.seed = check_int(self.seed, "seed")
+        self.seed = check_seed(self.seed)
         self.patience = check_optional_int(self.patience, "patience", minimum=1)
         self.mask_every = check_int(self.mask_every, "mask_every", minimum=0)
         self.eval_masks = check_optional_int(self.eval_masks, "eval_masks", minimum=1)

@@ -431,3 +431,14 @@ def test_bad_configs_are_refused() -> None:
     config = OrderlessConfig("bernoulli", 4, hidden_sizes=(4,), orderings="regions",
                              ordering_options={"image_shape": (2, 2)})  # fmt: skip
     assert OrderlessConfig.from_dict(config.to_dict()) == config
+
+
+def test_orderings_beyond_memory_are_refused_with_the_size() -> None:
+    with pytest.raises(dk.errors.ResourceError, match="num_orderings=1,000,000,000 orderings"):
+        OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,), num_orderings=10**9)
+    model = OrderlessModel(OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,)))
+    for draw in (model.orderings, model.draw_orderings):
+        with pytest.raises(dk.errors.ResourceError, match="1,000,000,000 orderings of 4 variables"):
+            draw(10**9)
+    with pytest.raises(ValueError, match=r"ordering_seed must be an integer in 0\.\."):
+        OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,), ordering_seed=2**70)
