@@ -57,11 +57,12 @@ import torch
 from torch import nn
 
 from densitykit.checkpoint import load_object, save_object
-from densitykit.checks import check_int, check_positive_int
+from densitykit.checks import check_positive_int, check_seed
 from densitykit.devices import resolve_device
 from densitykit.errors import CheckpointError, TrainingError
 from densitykit.heads import HEADS, default_num_values
 from densitykit.masks import ConnectivitySampler
+from densitykit.memory import check_allocation
 from densitykit.numerics import log_mean_exp
 from densitykit.optim import WeightAverage, make_optimizer, scheduled_lr
 from densitykit.queries import check_observed, group_by_pattern
@@ -127,7 +128,11 @@ class OrderlessConfig:
         object.__setattr__(self, "hidden_sizes", sizes)
         object.__setattr__(self, "head_options", dict(self.head_options))
         check_positive_int(self.num_orderings, "num_orderings")
-        check_int(self.ordering_seed, "ordering_seed")
+        check_allocation(
+            self.num_orderings * self.dim * 16,
+            f"num_orderings={self.num_orderings:,} orderings of {self.dim} variables",
+        )
+        check_seed(self.ordering_seed, "ordering_seed")
         options = dict(self.ordering_options)
         if "image_shape" in options and not isinstance(options["image_shape"], str):
             options["image_shape"] = [int(size) for size in options["image_shape"]]
@@ -360,6 +365,12 @@ class OrderlessModel(nn.Module):
             out += (rows[:, :, dim * width :][:, :, steps] * earlier[:, None]).sum(2)
         return head._log_prob(out, x[:, steps]).double().sum(1)
 
+    def _check_count(self, count: int) -> int:
+        """``count`` orderings, if they fit: each is ``D`` longs (and a draw's floats)."""
+        count = check_positive_int(count, "count")
+        check_allocation(count * self.dim * 16, f"{count:,} orderings of {self.dim} variables")
+        return count
+
     def draw_orderings(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``count`` orderings ``(count, D)`` of the config's distribution, from ``generator``.
 
@@ -368,7 +379,7 @@ class OrderlessModel(nn.Module):
             >>> model.draw_orderings(3, torch.Generator().manual_seed(0)).shape
             torch.Size([3, 5])
         """
-        count = check_positive_int(count, "count")
+        count = self._check_count(count)
         if self.config.orderings == "uniform":  # the same law, drawn in one call
             return torch.rand(count, self.dim, generator=generator).argsort(1)
         source = self.config.ordering_source()
@@ -383,7 +394,7 @@ class OrderlessModel(nn.Module):
             >>> torch.equal(model.orderings(2, seed=1), model.orderings(2, seed=1))
             True
         """
-        count = check_positive_int(self.config.num_orderings if count is None else count, "count")
+        count = self._check_count(self.config.num_orderings if count is None else count)
         source = self.config.ordering_source(seed)
         return torch.stack([source.draw_ordering() for _ in range(count)])
 
@@ -722,9 +733,34 @@ def load_orderless(
     if data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an orderless model (format {data.get('format')!r})")
     try:
-        model = OrderlessModel(OrderlessConfig.from_dict(data["config"]))
+        config = OrderlessConfig.from_dict(data["config"])
+        _check_shapes(path, config, data["state_dict"])
+        model = OrderlessModel(config)
         model.load_state_dict(data["state_dict"])
+    except CheckpointError:
+        raise
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path}: cannot rebuild the orderless model ({detail})") from None
     return model.to(map_location)
+
+
+def _check_shapes(path: str | os.PathLike, config: OrderlessConfig, state: Any) -> None:
+    """Refuse a file whose config asks for other weights than it holds, before building.
+
+    The config's model is built on the meta device (shapes, no memory), so a small
+    file cannot make the loader allocate a large model.
+    """
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: the state_dict is not a dict of tensors")
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in OrderlessModel(config).state_dict().items()}
+    stored = {k: v.shape for k, v in state.items()}
+    if stored != expected:
+        wanted = sum(math.prod(shape) for shape in expected.values())
+        held = sum(math.prod(shape) for shape in stored.values())
+        held_text = f"{held:,}" if held != wanted else "tensors of other names or shapes"
+        raise CheckpointError(
+            f"{path}: its config describes a model of {wanted:,} weights, but the file holds "
+            f"{held_text}; the config or the weights were changed"
+        )
