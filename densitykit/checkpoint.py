@@ -24,6 +24,7 @@ import torch
 from densitykit.atomic import FILE_MODE, atomic_write
 from densitykit.errors import CheckpointError
 from densitykit.family import FAMILIES, DensityModel
+from densitykit.memory import format_bytes
 
 __all__ = [
     "FILE_MODE",
@@ -118,8 +119,11 @@ def load_object(path: str | os.PathLike, map_location: str | torch.device = "cpu
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    mapped = _check_records(path)
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        # Mapped, the tensors take memory only when read: their sizes can be checked
+        # against a config before anything that large is allocated.
+        data = torch.load(path, map_location=map_location, weights_only=True, mmap=mapped)
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
         if "weights_only" in str(error) or "Unsupported global" in str(error):
@@ -131,6 +135,29 @@ def load_object(path: str | os.PathLike, map_location: str | torch.device = "cpu
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")
     return data
+
+
+def _check_records(path: Path) -> bool:
+    """Refuse a zip whose records would inflate to more than the file holds.
+
+    ``torch.save`` stores its records uncompressed, so a record compressed in the zip
+    (a 2 MB file that inflates to gigabytes) was not written by it. Returns whether
+    the file is a zip of stored records (so ``torch.load`` can map it).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return False  # not a zip: torch.load reports what it is
+    inflated = sum(record.file_size for record in records)
+    compressed = [record for record in records if record.compress_type != zipfile.ZIP_STORED]
+    size = path.stat().st_size
+    if compressed or inflated > size:
+        raise CheckpointError(
+            f"{path}: refused to load: its records would inflate to {format_bytes(inflated)} "
+            f"from a file of {format_bytes(size)} (torch.save writes them uncompressed)"
+        )
+    return True
 
 
 def save_checkpoint(path: str | os.PathLike, model: DensityModel) -> None:
@@ -163,7 +190,8 @@ def _check_size(path: str | os.PathLike, family: type[DensityModel], config: Any
     expected = family.parameter_count(config)
     if expected != stored:
         raise CheckpointError(
-            f"{path}: its config describes a model of {expected:,} weights, but the file holds "
+            f"{path}: the weights do not fit the saved config: it describes a model of "
+            f"{expected:,} weights, but the file holds "
             f"{stored:,}; the config or the weights were changed"
         )
 
@@ -219,6 +247,8 @@ def load_checkpoint(
         _check_size(path, family, config, data["state_dict"])
         model = family.from_config(config)
         model.load_state_dict(data["state_dict"])
+    except CheckpointError:
+        raise
     except (ValueError, TypeError, RuntimeError, KeyError) as error:
         detail = str(error).strip().splitlines()[0]
         raise CheckpointError(

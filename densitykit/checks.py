@@ -34,7 +34,11 @@ __all__ = [
     "check_optional_int",
     "check_output_file",
     "check_positive_int",
+    "check_seed",
 ]
+
+SEED_MAX = 2**63 - 1
+"""The largest seed: seeds are integers in ``0..SEED_MAX`` (torch takes no more than 64 bits)."""
 
 
 def check_int(
@@ -110,6 +114,18 @@ def check_positive_int(value: Any, name: str) -> int:
         ValueError: dim must be a positive integer, got -2
     """
     return check_int(value, name, minimum=1)
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """Return ``value`` as an ``int`` if it is a seed, an integer in ``0..SEED_MAX``.
+
+    Example:
+        >>> check_seed(2**70)
+        Traceback (most recent call last):
+        ...
+        ValueError: seed must be an integer in 0..9223372036854775807, got 1180591620717411303424
+    """
+    return check_int(value, name, minimum=0, maximum=SEED_MAX)
 
 
 def check_index(value: Any, size: int, name: str) -> int:

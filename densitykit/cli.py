@@ -28,11 +28,11 @@ from typer.core import TyperGroup
 import densitykit
 from densitykit import plots, presets, queries, runs, scoring
 from densitykit.checkpoint import atomic_write
-from densitykit.checks import check_output_file, check_positive_int
+from densitykit.checks import check_output_file, check_positive_int, check_seed
 from densitykit.data import DATASETS, load_dataset
 from densitykit.data.files import is_data_file
 from densitykit.distributed import launch_environment, session
-from densitykit.errors import DensitykitError, printable
+from densitykit.errors import DensitykitError, ResourceError, printable
 from densitykit.family import FAMILIES
 from densitykit.heads import HEADS
 from densitykit.model import DEFAULT_HIDDEN_SIZES, ConnectivityWarning, ModelConfig
@@ -1049,6 +1049,11 @@ def _eval_observed(
     )
 
 
+MAX_COMPLETIONS = 65_536
+"""The most completions ``inpaint`` draws in one call (images times ``-n``): a few GB
+for 784 variables, held at once with the images they complete."""
+
+
 @app.command()
 @_guard
 def inpaint(
@@ -1070,7 +1075,12 @@ def inpaint(
         ),
     ] = "top-half",
     num_samples: Annotated[
-        int, typer.Option("-n", "--num-samples", help="Completions per image.")
+        int,
+        typer.Option(
+            "-n",
+            "--num-samples",
+            help=f"Completions per image (at most {MAX_COMPLETIONS:,} in all, over the images).",
+        ),
     ] = 4,
     num_images: Annotated[int, typer.Option(help="Test images to complete.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the pattern and the completions.")] = 0,
@@ -1094,12 +1104,19 @@ def inpaint(
     for name, value in (("num_samples", num_samples), ("num_images", num_images)):
         if value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
+    check_seed(seed)
+    if num_images * num_samples > MAX_COMPLETIONS:
+        raise ResourceError(
+            f"inpaint draws at most {MAX_COMPLETIONS:,} completions at once, got {num_images:,} "
+            f"images x {num_samples:,} = {num_images * num_samples:,}; ask for fewer"
+        )
     check_output_file(out, [".png", ".npy"], overwrite=overwrite)
     run = runs.load_run(run_dir, device=device, plugins=plugin)
     runs.require_capability(run.model, "complete", "inpaint")
     connectivities = runs.query_orderings(run.model, None, draw_orderings, ordering_seed)
     shape = _image_shape(run)
     images = run.dataset.splits()["test"][:num_images].long()
+    run.model.check_sample_size(images.shape[0] * num_samples)  # before repeating the images
     labels = runs.split_context(run.model, run.dataset, "test")
     pattern = _observed_pattern(
         observed, shape, images.shape[0], torch.Generator().manual_seed(seed)

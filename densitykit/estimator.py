@@ -25,14 +25,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from densitykit.checks import check_seed
 from densitykit.data.files import check_values
 from densitykit.data.splits import SPLIT_STREAM, carve_validation, generator
-from densitykit.errors import DataError
-from densitykit.model import AutoregressiveModel, ModelConfig, build_model
+from densitykit.errors import DataError, ResourceError
+from densitykit.memory import check_allocation
+from densitykit.model import AutoregressiveModel, ModelConfig, build_model, parameter_count
 from densitykit.scoring import score as score_examples
 from densitykit.train import TrainConfig, fit
 
-__all__ = ["MADEEstimator"]
+__all__ = ["MAX_INFERRED_VALUES", "MADEEstimator"]
 
 try:  # scikit-learn is optional: the estimator then has scikit-learn's own base classes
     from sklearn.base import BaseEstimator as _Base
@@ -58,6 +60,21 @@ except ImportError:  # pragma: no cover - exercised only without scikit-learn
         _estimator_type = "DensityEstimator"
 
 
+MAX_INFERRED_VALUES = 2**16
+"""The largest ``num_values`` that [`MADEEstimator`][densitykit.estimator.MADEEstimator]
+infers from its data (16-bit values); pass ``num_values`` for more."""
+
+
+def _check_training_size(config: ModelConfig, batch_size: int) -> None:
+    """Refuse to train a model whose weights, Adam state and batch outputs cannot fit."""
+    weights = parameter_count(config)
+    outputs = batch_size * config.dim * config.num_values * 4 * 3  # logits, log-probs, grads
+    check_allocation(
+        weights * (16 + 5 * (config.num_masks or 1)) + outputs,
+        f"training a model of {weights:,} weights on batches of {batch_size:,}",
+    )
+
+
 class MADEEstimator(_Density, _Base):
     """A MADE fitted to discrete data, with scikit-learn's density-estimator methods.
 
@@ -66,7 +83,9 @@ class MADEEstimator(_Density, _Base):
     Args:
         hidden_sizes: Units per hidden layer.
         head: Head name; ``None`` picks ``bernoulli`` for binary data, else ``categorical``.
-        num_values: $K$; ``None`` takes ``max + 1`` of the training data.
+        num_values: $K$; ``None`` takes ``max + 1`` of the training data, at most
+            [`MAX_INFERRED_VALUES`][densitykit.estimator.MAX_INFERRED_VALUES] (a larger
+            value in ``X`` is refused unless ``num_values`` says it is meant).
         masks: Mask builder name (``natural``, ``multi-ordering``, ...).
         num_masks: Number of masks; ``None`` takes the builder's default.
         direct_connections: Masked input-to-output weights.
@@ -166,7 +185,13 @@ class MADEEstimator(_Density, _Base):
         num_values = self.num_values if self.num_values is not None else max(largest + 1, 2)
         if largest >= num_values:
             raise DataError(f"X: num_values={num_values} means 0..{num_values - 1}, got {largest}")
-        seed = int(self.random_state or 0)
+        if self.num_values is None and num_values > MAX_INFERRED_VALUES:
+            raise ResourceError(
+                f"X holds the value {largest:,}, so num_values would be {num_values:,} (a "
+                f"categorical over that many values per variable); values above "
+                f"{MAX_INFERRED_VALUES - 1:,} are refused unless num_values is given"
+            )
+        seed = check_seed(self.random_state or 0, "random_state")
         if self.validation_fraction and len(X) >= 2:
             train, val = carve_validation(
                 X, val_fraction=self.validation_fraction, rng=generator(seed, SPLIT_STREAM)
@@ -185,6 +210,7 @@ class MADEEstimator(_Density, _Base):
             direct_connections=self.direct_connections,
             head_options=dict(self.head_options or {}),
         )
+        _check_training_size(config, int(self.batch_size))
         torch.manual_seed(seed)
         model = build_model(config)
         result = fit(
@@ -242,7 +268,7 @@ class MADEEstimator(_Density, _Base):
         if random_state is None:
             generator_.seed()  # fresh entropy for this generator only, not torch's global one
         else:
-            generator_.manual_seed(int(random_state))
+            generator_.manual_seed(check_seed(random_state, "random_state"))
         return model.sample(int(n_samples), generator=generator_).cpu().numpy()
 
     def bits_per_dim(self, X: Any) -> float:

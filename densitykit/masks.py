@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from densitykit.checks import check_int, check_positive_int
+from densitykit.checks import check_int, check_positive_int, check_seed
 from densitykit.registry import Registry
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "explicit_ordering",
     "hidden_degrees",
     "missing_connections",
+    "missing_per_output",
     "multi_ordering",
     "names",
     "natural",
@@ -255,7 +256,7 @@ def _generator(seed: int | None) -> torch.Generator:
     if seed is None:
         generator.seed()
     else:
-        generator.manual_seed(int(seed))
+        generator.manual_seed(check_seed(seed))
     return generator
 
 
@@ -842,6 +843,51 @@ def missing_connections(connectivity: Connectivity, *, direct: bool = False) -> 
     return allowed & ~reachability(connectivity, direct=direct)
 
 
+def missing_per_output(connectivity: Connectivity, *, direct: bool = False) -> torch.Tensor:
+    r"""How many allowed dependencies each output misses, from the degrees alone.
+
+    The same counts as ``missing_connections(connectivity, direct=direct).sum(-1)``,
+    computed in $O((D + H) \log(D + H))$ memory and time instead of a ``(D, D)``
+    matrix, so it stays cheap for any ``D``. A unit of degree ``m`` reaches through
+    the masks the inputs of degree at most a threshold ``R(m)``: ``m`` itself in the
+    first hidden layer, the largest threshold of the units of degree ``<= m`` below
+    it in a higher one; an output of degree ``k`` reaches the inputs of degree at
+    most the largest threshold of the units of degree ``< k`` in the last layer, and
+    misses the other ``k - 1 - T(k)`` of its ``k - 1`` predecessors.
+
+    Returns:
+        A ``(D,)`` long tensor: entry ``d`` counts the inputs before output ``d`` in
+        the ordering that no path reaches.
+
+    Example:
+        >>> c = Connectivity.from_ordering([0, 1, 2, 3], [[1, 1], [2, 3]])
+        >>> missing_per_output(c).tolist()
+        [0, 1, 1, 2]
+    """
+    degrees = connectivity.input_degrees
+    if direct or not connectivity.hidden_degrees:
+        return torch.zeros_like(degrees)
+    below = connectivity.hidden_degrees[0]
+    reach = below  # inputs are a permutation of 1..D: a first-layer unit of degree m sees m
+    for layer in connectivity.hidden_degrees[1:]:
+        reach = _largest_reach(below, reach, layer, strict=False)
+        below = layer
+    top = _largest_reach(below, reach, degrees, strict=True)
+    return (degrees - 1 - top).clamp(min=0)
+
+
+def _largest_reach(
+    degrees: torch.Tensor, reach: torch.Tensor, queries: torch.Tensor, *, strict: bool
+) -> torch.Tensor:
+    """For each query degree, the largest ``reach`` of the units of degree ``<= q`` (``< q``
+    if ``strict``), 0 where there is none."""
+    order = torch.argsort(degrees)
+    best = torch.cummax(reach[order], dim=0).values
+    count = torch.searchsorted(degrees[order], queries, right=not strict)
+    padded = torch.cat([best.new_zeros(1), best])
+    return padded[count]
+
+
 def check_connectivity(
     connectivities: Sequence[Connectivity], *, direct: bool = False, warn: bool = True
 ) -> list[str]:
@@ -861,7 +907,8 @@ def check_connectivity(
     """
     problems = []
     for index, conn in enumerate(connectivities):
-        missing = missing_connections(conn, direct=direct)
+        # Counted from the degrees: a (D, D) reachability matrix grows with D^2.
+        missing = missing_per_output(conn, direct=direct)
         if bool(missing.any()):
             narrow = [
                 f"layer {layer} has {h.numel()} units"
@@ -872,7 +919,7 @@ def check_connectivity(
                 f" ({'; '.join(narrow)} but {conn.dim - 1} degrees are needed)" if narrow else ""
             )
             problems.append(
-                f"mask {index}: {int(missing.sum())} of {int(conn.direct_mask().sum())} allowed "
+                f"mask {index}: {int(missing.sum())} of {conn.dim * (conn.dim - 1) // 2} allowed "
                 f"input->output dependencies are unreachable{reason}"
             )
     if problems and warn:

@@ -43,6 +43,7 @@ from densitykit.checks import (
     check_index,
     check_int,
     check_positive_int,
+    check_seed,
 )
 from densitykit.errors import DensitykitError
 from densitykit.family import (
@@ -56,6 +57,7 @@ from densitykit.family import (
 from densitykit.heads import HEADS, Head, default_num_values
 from densitykit.made import LAYOUTS, MADE
 from densitykit.masks import Connectivity, ConnectivitySampler, ConnectivityWarning
+from densitykit.memory import check_allocation
 from densitykit.numerics import log_mean_exp
 from densitykit.sampling import check_parts, sample_fast, sample_reference
 
@@ -66,6 +68,7 @@ __all__ = [
     "ConnectivityWarning",
     "ModelConfig",
     "build_model",
+    "check_model_size",
     "create_model",
     "parameter_count",
     "resolved_num_masks",
@@ -147,6 +150,8 @@ class ModelConfig:
             )
         if self.num_labels == 1:
             raise ValueError("num_labels must be 0 (no label) or at least 2, got 1")
+        if self.seed is not None:
+            self.seed = check_seed(self.seed)
         for name in ("dim", "num_values", "num_masks"):
             if getattr(self, name) is not None:
                 # num_values 0: a head over real values (the head checks its own K).
@@ -418,7 +423,10 @@ class AutoregressiveModel(DensityModel):
                 f"(masks='any-order'); this model has a fixed stack of {self.num_masks} "
                 "mask(s), whose answers hold for its own orderings only"
             )
-        drawer = source.reseeded(check_int(seed, "seed"))
+        seed = check_seed(seed)
+        per_draw = 8 * (self.dim + sum(self.backbone.hidden_sizes)) + MASK_OVERHEAD
+        check_allocation(count * per_draw, f"{count:,} orderings drawn at inference")
+        drawer = source.reseeded(seed)
         return [drawer.draw().to(self.device) for _ in range(count)]
 
     # -- validation ----------------------------------------------------------------------
@@ -678,6 +686,8 @@ class AutoregressiveModel(DensityModel):
             if mask_indices is None
             else [self._check_mask(k) for k in mask_indices]
         )
+        if not indices:
+            raise ValueError("mask_indices must name at least one mask, got none")
         chunks = [
             torch.stack([self._log_prob(rows, k, features) for k in indices])
             for rows, features in self._rows(x, validate, context)
@@ -842,7 +852,9 @@ class AutoregressiveModel(DensityModel):
         """
         shape = _sample_shape(sample_shape)
         num_samples = math.prod(shape)
+        check_generator(generator)
         mask = self._check_mask(mask)
+        self.check_sample_size(num_samples)
         features = self.encode_context(context, shape)
         if mask is None and self.num_masks > 1:
             source = generator.device if generator is not None else self.device
@@ -859,6 +871,31 @@ class AutoregressiveModel(DensityModel):
                     rows.numel(), k, generator, None if features is None else features[rows]
                 )
         return out.reshape(*shape, self.dim)
+
+    def check_sample_size(self, num_samples: int) -> None:
+        """Refuse to draw (or complete) ``num_samples`` rows at once if they cannot fit.
+
+        Each row holds its long values and the sampler's float inputs, hidden units and
+        parameters, about twice over while they are updated.
+
+        Raises:
+            ResourceError: If they would need more than the machine's memory allows.
+
+        Example:
+            >>> model = create_model("bernoulli", 4, hidden_sizes=(8,))
+            >>> model.check_sample_size(10**12)
+            Traceback (most recent call last):
+            ...
+            densitykit.errors.ResourceError: 1,000,000,000,000 samples of 4 variables would need ...
+        """
+        row = 16 * self.dim  # the long values and the long inputs beside them
+        if self.backbone is not None:
+            backbone = self.backbone
+            row += 4 * (
+                self.dim * (backbone.input_width + backbone.params_per_variable)
+                + sum(backbone.hidden_sizes)
+            )
+        check_allocation(2 * num_samples * row, f"{num_samples:,} samples of {self.dim} variables")
 
     def _sample_mask(
         self,
@@ -890,6 +927,8 @@ class AutoregressiveModel(DensityModel):
         """
         num_samples = check_int(num_samples, "num_samples", minimum=0)
         mask = check_index(mask, self.num_masks, "mask")
+        check_generator(generator)
+        self.check_sample_size(num_samples)
         return sample_reference(
             self.backbone,
             self.head,
@@ -1055,8 +1094,11 @@ class AutoregressiveModel(DensityModel):
             TypeError: As ``conditional_log_prob``, or ``generator`` is not a
                 ``torch.Generator``.
             ValueError: On wrong shapes or observed values outside the support.
+            ResourceError: If the completions of ``x`` cannot fit in memory.
         """
         check_generator(generator)
+        if isinstance(x, torch.Tensor) and x.ndim == 2:
+            self.check_sample_size(x.shape[0])
         x, observed, features = self._query_values(x, observed, validate, context, scored=False)
         return queries.complete(
             self.backbone,
@@ -1093,6 +1135,7 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
         raise ValueError(
             f"a model is built from a complete ModelConfig; {', '.join(missing)} not set"
         )
+    check_model_size(config)
     head = HEADS.create(
         config.head, dim=config.dim, num_values=config.num_values, **config.head_options
     )
@@ -1211,6 +1254,7 @@ def create_model(
         dropout=dropout,
         layout=layout,
     )
+    check_model_size(config)  # before the mask builder is probed for its default count
     return build_model(replace(config, num_masks=resolved_num_masks(config)))
 
 
@@ -1244,9 +1288,10 @@ def parameter_count(config: ModelConfig) -> int:
         >>> sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
         31
     """
-    head = HEADS.create(
-        config.head, dim=config.dim, num_values=config.num_values, **config.head_options
-    )
+    with torch.device("meta"):  # the head's own parameters are counted, not allocated
+        head = HEADS.create(
+            config.head, dim=config.dim, num_values=config.num_values, **config.head_options
+        )
     own = sum(p.numel() for p in head.parameters())
     if head.params_per_variable == 0:
         return own
@@ -1300,6 +1345,34 @@ def _complete_config(config: ModelConfig, data: DataFacts) -> ModelConfig:
     )
     check_head_fits(complete.head, complete.dim, complete.num_values, complete.head_options, data)
     return complete
+
+
+MASK_OVERHEAD = 4096
+"""Bytes assumed per mask besides its mask tensors (its degrees and Python objects)."""
+
+
+def check_model_size(config: ModelConfig) -> None:
+    """Refuse a config whose model cannot fit in memory, before anything is built.
+
+    A model holds its fp32 weights and, per mask, a bool and a float mask of the
+    same size; ``num_masks=None`` counts one mask (a builder's default is small).
+
+    Raises:
+        ResourceError: If the model would need more than the machine's memory allows.
+
+    Example:
+        >>> check_model_size(ModelConfig("bernoulli", dim=3, num_values=2, hidden_sizes=(4,)))
+        >>> check_model_size(ModelConfig("bernoulli", dim=3, num_values=2, hidden_sizes=(10**12,)))
+        Traceback (most recent call last):
+        ...
+        densitykit.errors.ResourceError: a model of 7,000,000,000,003 weights would need ...
+    """
+    weights = parameter_count(config)
+    num_masks = config.num_masks or 1
+    check_allocation(
+        weights * (4 + 5 * num_masks) + MASK_OVERHEAD * num_masks,
+        f"a model of {weights:,} weights" + (f" with {num_masks:,} masks" if num_masks > 1 else ""),
+    )
 
 
 FAMILIES.register("made", AutoregressiveModel)

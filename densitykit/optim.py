@@ -13,7 +13,7 @@ run continues exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +21,14 @@ import torch
 
 from densitykit.checks import check_choice
 
-__all__ = ["LR_SCHEDULES", "OPTIMIZERS", "WeightAverage", "make_optimizer", "scheduled_lr"]
+__all__ = [
+    "LR_SCHEDULES",
+    "OPTIMIZERS",
+    "WeightAverage",
+    "make_optimizer",
+    "optimizer_state_mismatch",
+    "scheduled_lr",
+]
 
 _Factory = Callable[..., torch.optim.Optimizer]
 _FACTORIES: dict[str, _Factory] = {
@@ -84,6 +91,65 @@ def make_optimizer(
         return factory(params, lr=lr, weight_decay=weight_decay, fused=True)
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device/dtype
         return factory(params, lr=lr, weight_decay=weight_decay)
+
+
+def _state_keys(name: str) -> tuple[set[str], set[str]]:
+    """The per-tensor state keys of optimizer ``name`` before its first step and after."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = make_optimizer([weight], name=name)
+    before = set(optimizer.state.get(weight, {}))  # Adagrad fills its state when built
+    weight.grad = torch.zeros(1)
+    optimizer.step()
+    return before, set(optimizer.state[weight])
+
+
+def optimizer_state_mismatch(state: Any, params: Sequence[torch.Tensor], name: str) -> str | None:
+    """Why a saved optimizer state cannot continue optimizer ``name`` over ``params``.
+
+    ``Optimizer.load_state_dict`` takes the state of another optimizer, or of tensors
+    of other shapes, without a word, and the first step then fails (Adagrad's
+    ``missing 'sum'`` for an Adam state); this says what differs first.
+
+    Args:
+        state: A saved ``optimizer.state_dict()``.
+        params: The parameters, in the order the optimizer is given them.
+        name: One of [`OPTIMIZERS`][densitykit.optim.OPTIMIZERS].
+
+    Returns:
+        ``None`` if the state fits, else what does not fit (one line).
+
+    Example:
+        >>> weight = torch.nn.Parameter(torch.zeros(3))
+        >>> adam = make_optimizer([weight])
+        >>> weight.sum().backward(); adam.step()
+        >>> optimizer_state_mismatch(adam.state_dict(), [weight], "adam") is None
+        True
+        >>> optimizer_state_mismatch(adam.state_dict(), [weight], "adagrad")
+        "it holds ['exp_avg', 'exp_avg_sq', 'step'] per tensor, adagrad needs ['step', 'sum']"
+    """
+    try:
+        per_tensor = state["state"]
+        indices = [index for group in state["param_groups"] for index in group["params"]]
+    except (KeyError, TypeError):
+        return "it is not an optimizer state"
+    if len(indices) != len(params):
+        return f"it optimises {len(indices)} tensors, the model has {len(params)}"
+    eager, needed = _state_keys(name)
+    for index, param in zip(indices, params, strict=True):
+        saved = per_tensor.get(index)
+        if saved is None:
+            if eager:
+                return f"tensor {index} has no state, {name} needs {sorted(eager)}"
+            continue  # a tensor no step has reached yet
+        if set(saved) != needed:
+            return f"it holds {sorted(saved)} per tensor, {name} needs {sorted(needed)}"
+        for key, value in saved.items():
+            if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape != param.shape:
+                return (
+                    f"its {key} of tensor {index} has shape {tuple(value.shape)}, the model's "
+                    f"tensor has {tuple(param.shape)}"
+                )
+    return None
 
 
 def scheduled_lr(lr: float, schedule: str, step: int, total_steps: int) -> float:

@@ -53,7 +53,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from densitykit.checks import check_int, check_positive_int
+from densitykit.checks import check_int, check_positive_int, check_seed
 from densitykit.errors import DensitykitError
 from densitykit.family import (
     CAPABILITIES,
@@ -65,6 +65,7 @@ from densitykit.family import (
 )
 from densitykit.heads import HEADS, default_num_values
 from densitykit.masks import IMAGE_ORDERINGS, ConnectivitySampler
+from densitykit.memory import check_allocation
 from densitykit.numerics import log_mean_exp
 from densitykit.queries import check_observed, group_by_pattern
 
@@ -72,7 +73,6 @@ __all__ = [
     "OrderlessConfig",
     "OrderlessModel",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,11 @@ class OrderlessConfig:
         object.__setattr__(self, "hidden_sizes", sizes)
         object.__setattr__(self, "head_options", dict(self.head_options))
         check_positive_int(self.num_orderings, "num_orderings")
-        check_int(self.ordering_seed, "ordering_seed")
+        check_allocation(
+            self.num_orderings * self.dim * 16,
+            f"num_orderings={self.num_orderings:,} orderings of {self.dim} variables",
+        )
+        check_seed(self.ordering_seed, "ordering_seed")
         options = dict(self.ordering_options)
         if "image_shape" in options and not isinstance(options["image_shape"], str):
             options["image_shape"] = [int(size) for size in options["image_shape"]]
@@ -495,6 +499,12 @@ class OrderlessModel(DensityModel):
             out += (rows[:, :, dim * width :][:, :, steps] * earlier[:, None]).sum(2)
         return head._log_prob(out, x[:, steps]).double().sum(1)
 
+    def _check_count(self, count: int) -> int:
+        """``count`` orderings, if they fit: each is ``D`` longs (and a draw's floats)."""
+        count = check_positive_int(count, "count")
+        check_allocation(count * self.dim * 16, f"{count:,} orderings of {self.dim} variables")
+        return count
+
     def draw_orderings(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``count`` orderings ``(count, D)`` of the config's distribution, from ``generator``.
 
@@ -503,7 +513,7 @@ class OrderlessModel(DensityModel):
             >>> model.draw_orderings(3, torch.Generator().manual_seed(0)).shape
             torch.Size([3, 5])
         """
-        count = check_positive_int(count, "count")
+        count = self._check_count(count)
         if self.config.orderings == "uniform":  # the same law, drawn in one call
             return torch.rand(count, self.dim, generator=generator).argsort(1)
         source = self.config.ordering_source()
@@ -518,7 +528,7 @@ class OrderlessModel(DensityModel):
             >>> torch.equal(model.orderings(2, seed=1), model.orderings(2, seed=1))
             True
         """
-        count = check_positive_int(self.config.num_orderings if count is None else count, "count")
+        count = self._check_count(self.config.num_orderings if count is None else count)
         source = self.config.ordering_source(seed)
         return torch.stack([source.draw_ordering() for _ in range(count)])
 

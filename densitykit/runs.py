@@ -36,7 +36,7 @@ from densitykit.checkpoint import (
     save_object,
     write_json,
 )
-from densitykit.checks import check_int, check_output_file
+from densitykit.checks import check_int, check_output_file, check_seed
 from densitykit.data import Dataset, load_dataset
 from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
@@ -500,6 +500,7 @@ def _resume_locked(
     # must not import the recorded ones, but config.json keeps recording them.
     dataset, model = _build(replace(config, train=train, plugins=[]))
     _check_model_fits(path / CONFIG_FILE, model.config, dataset)
+    _check_state_fits(path, state, model, train)
     saved = replace(config, train=train, model=model.config)
 
     def prepare() -> None:
@@ -545,6 +546,18 @@ def _check_resumable(
                 f"give --patience N with N > {waited} (or 0 for no early stopping)"
             )
         state.stopped_early = False
+
+
+def _check_state_fits(
+    path: Path, state: TrainState | None, model: DensityModel, train: TrainConfig
+) -> None:
+    """Refuse to resume if config.json (edited since) no longer builds the saved state's model."""
+    problem = None if state is None else state.mismatch(model, train.optimizer)
+    if problem is not None:
+        raise CheckpointError(
+            f"{path / CONFIG_FILE} no longer matches the saved training state "
+            f"{path / STATE_FILE} ({problem}); undo the edit of the config (nothing was written)"
+        )
 
 
 def _check_model_fits(where: Path, config: Any, dataset: Dataset) -> None:
@@ -656,8 +669,7 @@ def draw_pictures(
                         path / "samples.png",
                         num_values=dataset.num_values,
                         columns=8,
-                        title=f"{getattr(model.config, 'head', None) or ''} {model.family} "
-                        "samples",
+                        title=f"{getattr(model.config, 'head', None) or ''} {model.family} samples",
                     )
                 )
             written.append(
@@ -913,6 +925,7 @@ def sample_run(
     """
     out = check_output_file(out, [".npy", ".png"], overwrite=overwrite)
     num_samples = _check_count(num_samples)
+    seed = check_seed(seed)
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name ending in {out.suffix}")
     run = load_run(run_dir, device=device, plugins=plugins)

@@ -23,7 +23,13 @@ from typing import Any
 
 import torch
 
-from densitykit.checks import check_choice, check_int, check_optional_int, check_positive_int
+from densitykit.checks import (
+    check_choice,
+    check_int,
+    check_optional_int,
+    check_positive_int,
+    check_seed,
+)
 from densitykit.devices import PRECISIONS, autocast, check_device_name, resolve_device
 from densitykit.distributed import (
     BatchLogProb,
@@ -40,7 +46,14 @@ from densitykit.distributed import (
 )
 from densitykit.errors import TrainingError
 from densitykit.family import DensityModel
-from densitykit.optim import LR_SCHEDULES, OPTIMIZERS, WeightAverage, make_optimizer, scheduled_lr
+from densitykit.optim import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    WeightAverage,
+    make_optimizer,
+    optimizer_state_mismatch,
+    scheduled_lr,
+)
 
 __all__ = [
     "Callback",
@@ -108,7 +121,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             setattr(self, name, check_positive_int(getattr(self, name), name))
-        self.seed = check_int(self.seed, "seed")
+        self.seed = check_seed(self.seed)
         self.patience = check_optional_int(self.patience, "patience", minimum=1)
         self.mask_every = check_int(self.mask_every, "mask_every", minimum=0)
         self.eval_masks = check_optional_int(self.eval_masks, "eval_masks", minimum=1)
@@ -198,6 +211,34 @@ class TrainState:
     def to_dict(self) -> dict[str, Any]:
         """A dict of tensors and plain values, loadable with ``torch.load(weights_only=True)``."""
         return asdict(self)
+
+    def mismatch(self, model: torch.nn.Module, optimizer: str) -> str | None:
+        """What of this state cannot continue ``model`` trained with ``optimizer``.
+
+        A state saved by another model (its config edited since) would fail deep in
+        ``load_state_dict`` or at the first step; this says what differs, before.
+
+        Returns:
+            ``None`` if the weights and the optimizer state fit, else one line.
+        """
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        for label, weights in (("weights", self.model), ("best weights", self.best_state)):
+            if weights is None:
+                continue
+            if not isinstance(weights, dict):
+                return f"its {label} are not a dict of tensors"
+            for key in sorted(expected.keys() | weights.keys()):
+                saved = weights.get(key)
+                shape = tuple(saved.shape) if isinstance(saved, torch.Tensor) else None
+                if shape != expected.get(key):
+                    held = "no" if saved is None else f"a {shape}"
+                    wanted = "none" if key not in expected else f"{expected[key]}"
+                    return f"its {label} hold {held} {key!r} where the model has {wanted}"
+        if self.optimizer is not None:
+            problem = optimizer_state_mismatch(self.optimizer, list(model.parameters()), optimizer)
+            if problem is not None:
+                return f"its {optimizer} optimizer state does not fit: {problem}"
+        return None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainState:

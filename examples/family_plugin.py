@@ -127,4 +127,6 @@ class IndependentModel(DensityModel):
         count = math.prod(shape)
         draws = torch.multinomial(probs, count, replacement=True, generator=generator)
         return draws.t().reshape(*shape, self.dim).to(self.logits.device)
+
+
 # --8<-- [end:family]

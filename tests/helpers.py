@@ -155,3 +155,92 @@ def write_gzip_bomb(path: Path, head: bytes, inflated_mb: int) -> Path:
         for _ in range(inflated_mb):
             handle.write(zeros)
     return path
+
+
+# -- a small file that inflates: torch.save's format with a deflated record ----------------
+class _Stored:
+    """A tensor as ``torch.save`` pickles it: a storage record, its dtype and a shape."""
+
+    def __init__(self, key: str, shape: tuple[int, ...], dtype, data: bytes | None) -> None:
+        self.key, self.shape, self.dtype, self.data = key, tuple(shape), dtype, data
+
+    def __reduce__(self):
+        import collections
+
+        import torch
+
+        stride = torch.empty(self.shape, device="meta").stride()
+        return (
+            torch._utils._rebuild_tensor_v2,
+            (_StorageRef(self), 0, self.shape, stride, False, collections.OrderedDict()),
+        )
+
+
+class _StorageRef:
+    def __init__(self, tensor: _Stored) -> None:
+        self.tensor = tensor
+
+
+class Zeros:
+    """Stands in ``write_inflating``'s data for a float32 tensor of zeros of ``shape``."""
+
+    def __init__(self, *shape: int) -> None:
+        self.shape = shape
+
+
+def write_inflating(path: Path, data: object) -> None:
+    """Write ``data`` in ``torch.save``'s zip format, every [`Zeros`] in it a tensor whose
+    record is deflated: a file of a few MB that ``torch.load`` inflates to gigabytes."""
+    import io
+    import math
+    import pickle
+    import zipfile
+
+    import torch
+
+    storages = {
+        torch.float32: torch.FloatStorage,
+        torch.int64: torch.LongStorage,
+        torch.bool: torch.BoolStorage,
+        torch.uint8: torch.ByteStorage,
+    }
+    records: list[_Stored] = []
+
+    def stand_in(value):
+        if isinstance(value, dict):
+            return {k: stand_in(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(stand_in(v) for v in value)
+        if isinstance(value, Zeros):
+            records.append(_Stored(str(len(records)), value.shape, torch.float32, None))
+            return records[-1]
+        if isinstance(value, torch.Tensor):
+            value = value.contiguous()
+            data = value.numpy().tobytes()
+            records.append(_Stored(str(len(records)), value.shape, value.dtype, data))
+            return records[-1]
+        return value
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, _StorageRef):
+                tensor = obj.tensor
+                numel = math.prod(tensor.shape)
+                return ("storage", storages[tensor.dtype], tensor.key, "cpu", numel)
+            return None
+
+    buffer = io.BytesIO()
+    Pickler(buffer, protocol=2).dump(stand_in(data))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", buffer.getvalue())
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr("archive/version", "3\n")
+        for tensor in records:
+            with archive.open(f"archive/data/{tensor.key}", "w", force_zip64=True) as record:
+                if tensor.data is not None:
+                    record.write(tensor.data)
+                    continue
+                left, chunk = 4 * math.prod(tensor.shape), bytes(1 << 24)
+                while left:
+                    record.write(chunk[: min(left, len(chunk))])
+                    left -= min(left, len(chunk))

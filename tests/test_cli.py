@@ -485,3 +485,92 @@ def test_a_presets_narrow_layers_get_no_note(tmp_path: Path, narrow_data: Path) 
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["model"]["hidden_sizes"] == [3]
     assert "note:" not in result.output and "connectivity" not in result.output
+
+
+# -- every size and seed option refuses what makes no sense, in one line ----------------------
+_FIT = ["fit", "--data", "shapes", "--max-train", "100", "--epochs", "1", "--hidden-sizes", "8"]
+_FIT += ["--masks", "any-order", "--num-masks", "2", "--batch-size", "50", "--quiet"]
+_BIG_SEED = str(2**70)
+# (command and options up to the run folder, options after it); RUN stands for the run folder.
+# Zero is meaningful for --patience and --mask-every (off, as documented), --hidden-sizes
+# (no hidden layer) and sample -n (an empty array); score --batch-size is tested elsewhere.
+_REFUSED = [
+    *[
+        (["fit", *opts], [])
+        for opts in (
+            ["--num-masks", "0"], ["--num-masks", "-1"], ["--epochs", "0"], ["--epochs", "-1"],
+            ["--batch-size", "0"], ["--batch-size", "-1"], ["--patience", "-1"],
+            ["--mask-every", "-1"], ["--eval-masks", "0"], ["--eval-masks", "-1"],
+            ["--num-components", "0"], ["--num-components", "-1"], ["--grid-size", "0"],
+            ["--grid-size", "-1"], ["--max-train", "0"], ["--max-train", "-1"],
+            ["--hidden-sizes", "-1"], ["--hidden-sizes", "8,0"],
+            ["--seed", "-1"], ["--seed", _BIG_SEED], ["--data-seed", "-1"],
+            ["--data-seed", _BIG_SEED],
+        )
+    ],
+    *[
+        (["eval", "RUN"], opts)
+        for opts in (
+            ["--num-masks", "0"], ["--num-masks", "-1"], ["--draw-orderings", "0"],
+            ["--draw-orderings", "-1"], ["--draw-orderings", str(10**9)],
+            ["--draw-orderings", "2", "--ordering-seed", "-1"],
+            ["--draw-orderings", "2", "--ordering-seed", _BIG_SEED],
+        )
+    ],
+    *[
+        (["inpaint", "RUN"], ["--out", "OUT.png", *opts])
+        for opts in (
+            ["-n", "0"], ["-n", "-1"], ["-n", "40000"], ["--num-images", "0"],
+            ["--num-images", "-1"], ["--seed", "-1"], ["--seed", _BIG_SEED],
+            ["--draw-orderings", "0"], ["--draw-orderings", "-1"],
+            ["--draw-orderings", "2", "--ordering-seed", _BIG_SEED],
+        )
+    ],
+    *[
+        (["sample", "RUN"], ["--out", "OUT.npy", *opts])
+        for opts in (["-n", "-1"], ["-n", str(10**13)], ["--seed", "-1"],
+                     ["--seed", _BIG_SEED], ["--label", "-1"])
+    ],
+    *[(["score", "RUN", "DATA"], ["--num-masks", value]) for value in ("0", "-1")],
+    *[
+        (["resume", "RUN"], opts)
+        for opts in (["--epochs", "0"], ["--epochs", "-1"], ["--patience", "-1"])
+    ],
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_image_run(tmp_path_factory) -> Path:
+    """A tiny run on image data over all orderings (every command applies to it)."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    result = runner.invoke(app, [*_FIT, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(("before", "after"), _REFUSED, ids=lambda args: " ".join(args))
+def test_every_size_and_seed_option_refuses_nonsense_in_one_line_and_writes_nothing(
+    finished_image_run, tmp_path, monkeypatch, before, after
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = finished_image_run
+    data = tmp_path / "data.npy"
+    if before[0] == "score":
+        dim = json.loads((run / "config.json").read_text())["model"]["dim"]
+        np.save(data, np.zeros((3, dim), dtype=np.int64))
+    if before[0] == "fit":  # the option given last wins
+        before, after = ["fit", *_FIT[1:], *before[1:]], ["--out", str(tmp_path / "new")]
+    args = [{"RUN": str(run), "DATA": str(data)}.get(a, a) for a in before + after]
+    args = [str(tmp_path / a) if a.startswith("OUT.") else a for a in args]
+    run_before, here_before = _files(run), _files(tmp_path)
+    result = runner.invoke(app, args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    assert _files(run) == run_before and _files(tmp_path) == here_before
+    assert not (tmp_path / "new").exists()

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from densitykit.errors import DataError
+from densitykit.errors import DataError, ResourceError
 from densitykit.estimator import MADEEstimator
 
 sklearn = pytest.importorskip("sklearn")  # an optional extra: densitykit[sklearn]
@@ -129,3 +129,14 @@ def test_unseeded_sampling_leaves_torchs_global_generator_alone() -> None:
     torch.manual_seed(123)
     est.sample(5)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_one_huge_value_is_refused_before_building_a_model_for_it() -> None:
+    X = np.array([[0, 1], [1, 0], [5_000_000, 1]])
+    with pytest.raises(ResourceError, match=r"X holds the value 5,000,000.*num_values is given"):
+        MADEEstimator(epochs=1).fit(X)
+    with pytest.raises(ResourceError, match="would need"):  # asked for: the size is checked
+        MADEEstimator(epochs=1, num_values=10**9).fit(X)
+    fitted = MADEEstimator(epochs=1).fit(np.array([[0, 1], [1, 0]]))
+    with pytest.raises(ValueError, match=r"random_state must be an integer in 0\.\."):
+        fitted.sample(2, random_state=2**70)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_cli
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import mask_options
@@ -464,3 +467,49 @@ def test_a_random_region_refuses_a_bad_image_shape() -> None:
     for bad in ([4], [0, 3], (2, 2.5), "four"):
         with pytest.raises(ValueError, match=r"image_shape must be two positive sizes \(H, W\)"):
             dk.masks.random_region(bad)
+
+
+@given(
+    dim=st.integers(1, 8),
+    hidden=st.lists(st.integers(1, 7), max_size=3),
+    direct=st.booleans(),
+    data=st.data(),
+)
+def test_missing_per_output_counts_what_the_mask_product_misses(
+    dim: int, hidden: list[int], direct: bool, data: st.DataObject
+) -> None:
+    """The degree-only count (no D x D matrix) equals the mask product's."""
+    ordering = data.draw(st.permutations(range(dim)))
+    top = max(dim - 1, 1)
+    degrees = [data.draw(st.lists(st.integers(1, top), min_size=h, max_size=h)) for h in hidden]
+    conn = Connectivity.from_ordering(ordering, degrees)
+    expected = dk.masks.missing_connections(conn, direct=direct).sum(-1)
+    assert torch.equal(dk.masks.missing_per_output(conn, direct=direct), expected)
+
+
+@pytest.mark.slow
+def test_fitting_wide_data_checks_connectivity_in_bounded_memory(tmp_path) -> None:
+    """30,000 variables: a (D, D) reachability matrix alone would take about 1 GB more."""
+    import numpy as np
+
+    np.save(tmp_path / "wide.npy", np.random.default_rng(0).integers(0, 2, (10, 30_000), np.uint8))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    outcome = run_cli(
+        [
+            "fit",
+            "--data",
+            "wide.npy",
+            "--hidden-sizes",
+            "16",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            "run",
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert outcome.returncode == 0, outcome.stderr
+    # Importing torch and densitykit alone takes about 700 MB here.
+    assert outcome.max_rss_mb < 1200, outcome.max_rss_mb

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import densitykit as dk
+from densitykit.errors import ResourceError
 from densitykit.heads.base import Head, inverse_cdf, uniform
 
 
@@ -469,3 +470,58 @@ def test_an_any_order_checkpoint_keeps_its_source_state(tmp_path) -> None:
     assert torch.equal(
         loaded.draw_connectivity().input_degrees, model.draw_connectivity().input_degrees
     )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"head": "bernoulli", "dim": 3, "hidden_sizes": (10**12,)},
+        {"head": "bernoulli", "dim": 10**9, "hidden_sizes": (16,)},
+        {"head": "categorical", "dim": 3, "num_values": 10**9},
+        {"head": "logistic-mixture", "dim": 3, "num_values": 256, "num_components": 10**9},
+        {"head": "histogram", "dim": 3, "num_values": 10**11},
+        {"head": "bernoulli", "dim": 3, "masks": "multi-ordering", "num_masks": 10**9},
+    ],
+)
+def test_absurd_model_sizes_are_refused_with_the_size_before_allocating(options) -> None:
+    with pytest.raises(ResourceError, match=r"a model of [\d,]+ weights.* would need"):
+        dk.create_model(**options)
+    options = {"num_values": 2, **options}
+    head_options = (
+        {"num_components": options.pop("num_components")} if "num_components" in options else {}
+    )
+    config = dk.ModelConfig(**options, head_options=head_options)
+    with pytest.raises(ResourceError, match="would need"):
+        dk.build_model(config)
+
+
+def test_sampling_and_scoring_arguments_raise_only_documented_errors() -> None:
+    model = dk.create_model("bernoulli", 4, hidden_sizes=(8,))
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
+        model.sample(2, generator=3)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        model.sample_naive(2, generator=3)
+    for draw in (model.sample, model.sample_naive):
+        with pytest.raises(ResourceError, match=r"1,000,000,000,000 samples of 4 variables"):
+            draw(10**12)
+    with pytest.raises(ResourceError, match="samples of 4 variables would need"):
+        model.complete(torch.zeros(1, 4, dtype=torch.long).expand(10**11, 4), torch.zeros(4) > 0)
+    with pytest.raises(ValueError, match="mask_indices must name at least one mask"):
+        model.log_prob_per_mask(torch.zeros(3, 4, dtype=torch.long), mask_indices=[])
+
+
+def test_seeds_outside_what_torch_takes_are_refused_with_the_range() -> None:
+    any_order = dk.create_model("bernoulli", 4, hidden_sizes=(8,), masks="any-order", num_masks=2)
+    calls = [
+        lambda seed: dk.create_model("bernoulli", 4, seed=seed),
+        lambda seed: dk.train.TrainConfig(seed=seed),
+        lambda seed: any_order.draw_orderings(2, seed=seed),
+    ]
+    for call in calls:
+        for seed in (-1, 2**63, 2**70):
+            with pytest.raises(
+                ValueError, match=r"seed must be an integer in 0\.\.9223372036854775807"
+            ):
+                call(seed)
+    with pytest.raises(ResourceError, match="1,000,000,000 orderings drawn at inference"):
+        any_order.draw_orderings(10**9)

@@ -391,6 +391,19 @@ def test_load_refuses_unknown_families_and_code(tmp_path, capsys) -> None:
     assert "ran" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("hidden_sizes", [[300_000], [10**12]])
+def test_load_checks_the_config_against_the_weights_before_building(tmp_path, hidden_sizes) -> None:
+    """A 3 kB file whose config asks for a huge model is refused with the sizes, unbuilt."""
+    path = tmp_path / "model.pt"
+    dk.save_checkpoint(path, OrderlessModel(OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,))))
+    data = torch.load(path, weights_only=True)
+    data["model_config"]["hidden_sizes"] = hidden_sizes
+    torch.save(data, path)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(CheckpointError, match=r"describes a model of [\d,]+ weights, but the file"):
+        dk.load_checkpoint(path)
+
+
 # -- bad input ------------------------------------------------------------------------------
 
 
@@ -429,3 +442,14 @@ def test_bad_configs_are_refused() -> None:
     config = OrderlessConfig("bernoulli", 4, hidden_sizes=(4,), orderings="regions",
                              ordering_options={"image_shape": (2, 2)})  # fmt: skip
     assert OrderlessConfig.from_dict(config.to_dict()) == config
+
+
+def test_orderings_beyond_memory_are_refused_with_the_size() -> None:
+    with pytest.raises(dk.errors.ResourceError, match="num_orderings=1,000,000,000 orderings"):
+        OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,), num_orderings=10**9)
+    model = OrderlessModel(OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,)))
+    for draw in (model.orderings, model.draw_orderings):
+        with pytest.raises(dk.errors.ResourceError, match="1,000,000,000 orderings of 4 variables"):
+            draw(10**9)
+    with pytest.raises(ValueError, match=r"ordering_seed must be an integer in 0\.\."):
+        OrderlessConfig("bernoulli", dim=4, hidden_sizes=(8,), ordering_seed=2**70)

@@ -9,11 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import Zeros, run_cli, write_inflating
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -131,6 +133,38 @@ def test_checkpoint_of_another_shape_or_format(tmp_path) -> None:
         checkpoint.load_checkpoint(path)
 
 
+@pytest.mark.slow
+def test_a_small_checkpoint_that_inflates_to_a_gigabyte_is_refused_in_bounded_memory(
+    tmp_path,
+) -> None:
+    out = tmp_path / "run"
+    runs.fit_run(small_config(), out)
+    data = torch.load(out / "checkpoint.pt", weights_only=True)
+    key = next(k for k, v in data["state_dict"].items() if v.is_floating_point())
+    data["state_dict"][key] = Zeros(2**14, 2**14)  # 1 GiB
+    write_inflating(out / "checkpoint.pt", data)
+    assert (out / "checkpoint.pt").stat().st_size < 2_000_000
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    outcome = run_cli(["eval", str(out)], env=env)
+    # Importing torch and densitykit alone takes about 700 MB here; inflating, 1.7 GB.
+    assert outcome.max_rss_mb < 1100, outcome.max_rss_mb
+    assert outcome.one_line_error(), outcome.stderr
+    assert "inflate to 1.1 GB" in outcome.stderr
+
+
+def test_an_inflating_train_state_is_refused_before_resuming(tmp_path) -> None:
+    out = tmp_path / "run"
+    runs.fit_run(small_config(), out)
+    data = torch.load(out / "train_state.pt", weights_only=True)
+    key = next(k for k, v in data["model"].items() if v.is_floating_point())
+    data["model"][key] = Zeros(2**12, 2**12)  # 64 MiB
+    write_inflating(out / "train_state.pt", data)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(dk.CheckpointError, match="inflate to 67.1 MB"):
+        runs.resume_run(out, epochs=3)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_run_whose_config_does_not_match_its_data(tmp_path) -> None:
     out = tmp_path / "run"
     runs.fit_run(small_config(), out)
@@ -242,6 +276,43 @@ def test_a_run_folder_written_before_the_levers_loads_and_resumes(tmp_path) -> N
     checkpoint.save_object(out / "train_state.pt", state)
     assert runs.load_run(out).config.train.optimizer == "adam"
     assert runs.resume_run(out, epochs=3)["epochs_run"] == 3
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "names"),
+    [
+        ("model", "hidden_sizes", [9], "hidden_degrees_0"),
+        ("model", "direct_connections", True, "backbone.direct.weight"),
+        ("train", "optimizer", "adagrad", "adagrad needs ['step', 'sum']"),
+    ],
+)
+def test_resume_after_an_edit_of_the_config_refuses_in_one_line_and_writes_nothing(
+    tmp_path, section, key, value, names
+) -> None:
+    out = tmp_path / "run"
+    runs.fit_run(small_config(), out)
+    saved = json.loads((out / "config.json").read_text())
+    saved[section][key] = value
+    (out / "config.json").write_text(json.dumps(saved))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = runner.invoke(app, ["resume", str(out), "--epochs", "3"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "no longer matches the saved training state" in lines[0] and names in lines[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_resume_with_adagrad_is_bit_identical(tmp_path) -> None:
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    runs.fit_run(small_config(optimizer="adagrad", lr=0.01), whole)
+    config = small_config(optimizer="adagrad", lr=0.01)
+    runs.fit_run(replace(config, train=replace(config.train, epochs=1)), split)
+    runs.resume_run(split, epochs=2)
+    for name in ("checkpoint.pt", "train_state.pt"):
+        a, b = (torch.load(run / name, weights_only=True) for run in (whole, split))
+        for key, value in a["state_dict" if name == "checkpoint.pt" else "model"].items():
+            other = b["state_dict" if name == "checkpoint.pt" else "model"][key]
+            assert torch.equal(value, other), key
 
 
 # -- non-finite loss -------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from densitykit.checks import check_fraction, check_int, check_optional_int
+from densitykit.checks import check_fraction, check_optional_int, check_seed
 from densitykit.data.dataset import Dataset, as_examples
 from densitykit.data.registry import register
 from densitykit.data.splits import SPLIT_STREAM, carve_validation, generator
@@ -526,7 +526,7 @@ def _build(
     test_fraction = check_fraction(test_fraction, f"{name}: test_fraction")
     max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
     num_values = check_optional_int(num_values, f"{name}: num_values", minimum=2)
-    seed = check_int(seed, f"{name}: seed", minimum=0)
+    seed = check_seed(seed, f"{name}: seed")
     example_shape = _example_shape(next(iter(arrays.values())), image_shape, where)
     largest = max(int(array.max()) for array in arrays.values())
     if num_values is None:

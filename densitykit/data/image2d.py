@@ -19,6 +19,7 @@ from densitykit.checks import (
     check_fraction,
     check_int,
     check_optional_int,
+    check_seed,
 )
 from densitykit.data.dataset import Dataset
 from densitykit.data.pmf import known_pmf_dataset, normalize, sample_cells
@@ -156,7 +157,7 @@ def image_2d(
     )
     num_samples = check_int(num_samples, f"{name}: num_samples", minimum=10)
     val_fraction = check_fraction(val_fraction, f"{name}: val_fraction")
-    seed = check_int(seed, f"{name}: seed", minimum=0)
+    seed = check_seed(seed, f"{name}: seed")
     check_allocation(num_samples * 64, f"{name} with num_samples={num_samples:,}")
 
     probs = image_probs(path, mass=mass, grid_size=grid_size)

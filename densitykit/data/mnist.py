@@ -40,6 +40,7 @@ from densitykit.checks import (
     check_fraction,
     check_int,
     check_optional_int,
+    check_seed,
 )
 from densitykit.data.dataset import Dataset, as_examples
 from densitykit.data.idx import read_idx
@@ -328,7 +329,7 @@ def _build(
     binarize = check_choice(binarize, f"{name}: binarize", BINARIZE_MODES)
     val_fraction = check_fraction(val_fraction, f"{name}: val_fraction")
     max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
-    seed = check_int(seed, f"{name}: seed", minimum=0)
+    seed = check_seed(seed, f"{name}: seed")
     download = check_bool(download, f"{name}: download")
 
     train_images, test_images, train_labels, test_labels = load_labelled_images(
@@ -514,7 +515,7 @@ def binarized_mnist(
             f"{name}: data_dir must be a folder path or None, "
             f"got {type(data_dir).__name__} {data_dir!r}"
         )
-    seed = check_int(seed, f"{name}: seed", minimum=0)
+    seed = check_seed(seed, f"{name}: seed")
     num_val = check_int(num_val, f"{name}: num_val", minimum=1)
     max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
     download = check_bool(download, f"{name}: download")

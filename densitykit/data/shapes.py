@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from densitykit.checks import check_fraction, check_int, check_optional_int
+from densitykit.checks import check_fraction, check_int, check_optional_int, check_seed
 from densitykit.data.dataset import Dataset, as_examples
 from densitykit.data.registry import register
 from densitykit.data.splits import (
@@ -214,7 +214,7 @@ def shapes(
     num_samples = check_int(num_samples, f"{name}: num_samples", minimum=10)
     val_fraction = check_fraction(val_fraction, f"{name}: val_fraction")
     max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
-    seed = check_int(seed, f"{name}: seed", minimum=0)
+    seed = check_seed(seed, f"{name}: seed")
     check_allocation(num_samples * size * size * 24, f"{name} with num_samples={num_samples:,}")
 
     images, kinds = _draw(num_samples, size, generator(seed, SAMPLE_STREAM))

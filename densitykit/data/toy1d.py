@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from densitykit.checks import check_fraction, check_int
+from densitykit.checks import check_fraction, check_seed
 from densitykit.data.dataset import Dataset
 from densitykit.data.pmf import known_pmf_dataset
 from densitykit.data.registry import register
@@ -95,7 +95,7 @@ def course_samples(which: int) -> tuple[np.ndarray, int, np.ndarray]:
 
 def _build(name: str, which: int, val_fraction: float, seed: int) -> Dataset:
     val_fraction = check_fraction(val_fraction, f"{name}: val_fraction")
-    seed = check_int(seed, f"{name}: seed", minimum=0)
+    seed = check_seed(seed, f"{name}: seed")
     values, _, probs = course_samples(which)
     return known_pmf_dataset(
         name,
