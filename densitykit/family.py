@@ -45,6 +45,7 @@ from torch import nn
 
 from densitykit.errors import DensitykitError
 from densitykit.heads import HEADS
+from densitykit.memory import check_allocation
 from densitykit.registry import Registry
 
 __all__ = [
@@ -283,6 +284,17 @@ class DensityModel(nn.Module):
     def sample(self, sample_shape: int | Sequence[int] = (), **kwargs: Any) -> torch.Tensor:
         """Exact samples ``(*sample_shape, D)``."""
         raise NotImplementedError
+
+    def check_sample_size(self, num_samples: int) -> None:
+        """Refuse to draw (or complete) ``num_samples`` rows at once if they cannot fit
+        (by default a row costs its values and a few float copies of them).
+
+        Raises:
+            ResourceError: If they would need more than the machine's memory allows.
+        """
+        check_allocation(
+            2 * num_samples * 64 * self.dim, f"{num_samples:,} samples of {self.dim} variables"
+        )
 
     def can(self, capability: str) -> bool:
         """Whether this model answers the optional query ``capability``.

@@ -129,8 +129,8 @@ class OrderlessConfig:
         object.__setattr__(self, "head_options", dict(self.head_options))
         check_positive_int(self.num_orderings, "num_orderings")
         check_allocation(
-            self.num_orderings * self.dim * 16,
-            f"num_orderings={self.num_orderings:,} orderings of {self.dim} variables",
+            self.num_orderings * (self.dim or 1) * 16,
+            f"num_orderings={self.num_orderings:,} orderings of {self.dim or 1} variables",
         )
         check_seed(self.ordering_seed, "ordering_seed")
         options = dict(self.ordering_options)
@@ -706,6 +706,7 @@ class OrderlessModel(DensityModel):
         shape = _sample_shape(sample_shape)
         orderings = self._members(orderings, connectivities, context)
         count = math.prod(shape)
+        self.check_sample_size(count)
         blank = self.head.blank(count, self.device)
         nothing = torch.zeros(self.dim, dtype=torch.bool, device=self.device)
         if count == 0:
@@ -728,6 +729,17 @@ class OrderlessModel(DensityModel):
         if isinstance(connectivities, torch.Tensor):
             return connectivities
         return torch.stack([torch.as_tensor(o) for o in connectivities])
+
+    def check_sample_size(self, num_samples: int) -> None:
+        """Refuse to draw (or complete) ``num_samples`` rows at once if they cannot fit:
+        each holds its values, the network's inputs and hidden units and its outputs.
+
+        Raises:
+            ResourceError: If they would need more than the machine's memory allows.
+        """
+        inputs = self.first.in_features
+        row = 16 * self.dim + 4 * (inputs + sum(self.config.hidden_sizes) + self.out.out_features)
+        check_allocation(2 * num_samples * row, f"{num_samples:,} samples of {self.dim} variables")
 
     @property
     def num_values(self) -> int:

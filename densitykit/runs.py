@@ -828,7 +828,7 @@ def query_orderings(
     """What a query of a run mixes (the model's
     [`query_mixture`][densitykit.family.DensityModel.query_mixture]): the model's first
     ``num_masks`` connectivities or orderings (all for ``None``), or ``draw_orderings``
-    seeded ones drawn at inference; ``None`` for a MADE head without a backbone.
+    seeded ones drawn at inference; ``None`` for a MADE head with no network.
 
     Args:
         model: A run's model.
