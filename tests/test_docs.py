@@ -245,7 +245,10 @@ CODE_PAGES = [
 ]
 
 # Files a page says it runs beside (extending.md: "from the repository root").
-PAGE_FILES = {"extending.md": ["examples/binomial_plugin.py"]}
+PAGE_FILES = {
+    "extending.md": ["examples/binomial_plugin.py"],
+    "families.md": ["examples/family_plugin.py"],
+}
 # What a page's code prints, as its comments and transcripts say.
 PAGE_OUTPUT = {
     "getting-started.md": [
@@ -256,12 +259,19 @@ PAGE_OUTPUT = {
         "wrote 5000 samples to samples.png",
     ],
     "extending.md": ["'binomial'", "[0, 3, 6, 1, 4, 7, 2, 5, 8]", "2d-checkerboard"],
+    "families.md": ["OrderlessModel orderless True", "independent  Independent categoricals"],
     "datasets.md": ["Dataset('2d-smiley', kind='2d', shape=(32, 32)"],
 }
 # What a page's code writes into its folder.
 PAGE_FILES_WRITTEN = {
     "getting-started.md": ["runs/smiley/checkpoint.pt", "samples.png", "smiley-copy.pt"],
     "extending.md": ["runs/binomial/metrics.json", "binomial.pt"],
+    "families.md": [
+        "runs/orderless/metrics.json",
+        "completions.png",
+        "runs/independent/metrics.json",
+        "independent.npy",
+    ],
 }
 
 
