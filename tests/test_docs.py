@@ -866,3 +866,26 @@ def test_every_orderless_recipe_is_compared_with_specialists_of_its_size(
         config = bench.orderless_config(recipe, (28, 28), quick=False)
         assert config.hidden_sizes == recipe.hidden_sizes and config.direct_connections
         assert config.orderings == recipe.orderings
+
+
+def test_every_test_the_reliability_page_names_exists() -> None:
+    """Each guarantee on the Reliability page names its test: a name without a file is in
+    tests/test_runfolder.py, or in the file named before it in the same row."""
+    tests: dict[str, set[str]] = {}
+    for path in (ROOT / "tests").glob("test_*.py"):
+        for name in re.findall(r"^def (test_\w+)", path.read_text(), re.MULTILINE):
+            tests.setdefault(name, set()).add(f"tests/{path.name}")
+    missing, named = [], 0
+    for row in (DOCS / "reliability.md").read_text().splitlines():
+        if not row.startswith("|"):
+            continue
+        current = "tests/test_runfolder.py"
+        for reference in re.findall(r"`((?:tests/\w+\.py::)?test_\w+)`", row):
+            if "::" in reference:
+                current, name = reference.split("::")
+            else:
+                name = reference
+            named += 1
+            if current not in tests.get(name, set()):
+                missing.append(f"{current}::{name}")
+    assert named > 50 and missing == [], missing
