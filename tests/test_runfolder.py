@@ -423,7 +423,15 @@ OPTION_VALUES = {
     "--epochs": st.one_of(MARKUP, st.sampled_from(["0", "-3", "1", "2", "x"])),
     "--batch-size": st.one_of(HUGE, MARKUP, st.sampled_from(["1", "7", "100"])),
     "--lr": st.one_of(HUGE, MARKUP, st.sampled_from(["0.01", "inf"])),
-    "--data": st.one_of(MARKUP, st.sampled_from(["2d-smiley", "1d-bimodal", "nope"])),
+    # Hostile inputs (made in the work folder by hostile_inputs): a FIFO, a link to
+    # /dev/zero, a gzipped IDX bomb in an MNIST folder, a 9,000 x 9,000 PNG, a wide .npy.
+    "--data": st.one_of(
+        MARKUP,
+        st.sampled_from(
+            ["2d-smiley", "1d-bimodal", "nope", "fifo.csv", "zero.csv", "big-png", "wide.npy"]
+        ),
+    ),
+    "--family": st.sampled_from(["made", "orderless", "nope"]),
     "--head": st.one_of(MARKUP, st.sampled_from(["categorical", "histogram", "bernoulli"])),
     "--masks": st.one_of(MARKUP, st.sampled_from(["random", "multi-ordering", "ordering"])),
     "--num-masks": st.one_of(HUGE, st.sampled_from(["2", "3"])),
@@ -437,10 +445,25 @@ OPTION_VALUES = {
     "--mask-option": st.sampled_from(["ordering=abc", "ordering=[1,0]", "spread=even"]),
     "--plugin": st.one_of(MARKUP, st.sampled_from(["no_such_module", "sentinel/notes.txt"])),
     "--out": st.one_of(
-        st.sampled_from([".", "..", "sentinel", "sentinel/..", "runs/ok"]),
+        st.sampled_from(
+            [".", "..", "sentinel", "sentinel/..", "runs/ok", "to-sentinel", "dangling"]
+        ),
         MARKUP.map(lambda m: f"runs/r{m}"),
     ),
 }
+
+
+def hostile_inputs(work: Path) -> None:
+    """The files the fuzz's hostile option values name, in the work folder."""
+    os.mkfifo(work / "fifo.csv")
+    (work / "zero.csv").symlink_to("/dev/zero")
+    (work / "to-sentinel").symlink_to(work / "sentinel")
+    (work / "dangling").symlink_to(work / "sentinel" / "nowhere")
+    (work / "big-png").mkdir()
+    from PIL import Image
+
+    Image.new("L", (9000, 9000)).save(work / "big-png" / "a.png")
+    np.save(work / "wide.npy", np.zeros((4, 3000), dtype=np.uint8))
 
 
 @pytest.mark.slow
@@ -457,6 +480,7 @@ def test_fuzzed_command_lines_exit_0_or_1_and_touch_nothing_outside_the_run(
 ) -> None:
     work = tmp_path_factory.mktemp("fuzz")
     sentinel = user_folder(work / "sentinel")
+    hostile_inputs(work)
     before = snapshot(sentinel)
     args = ["fit", *TINY]
     out = "runs/default"
