@@ -436,3 +436,22 @@ def test_bombs_end_in_one_line_with_bounded_memory(tmp_path: Path, big_pngs: Pat
         assert outcome.one_line_error(), outcome.stderr[-2000:]
         assert outcome.max_rss_mb < 1500, (args, outcome.max_rss_mb)
         assert not (tmp_path / "run").exists()
+
+
+def test_fit_says_when_it_took_a_first_row_as_a_header(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from densitykit.cli import app
+
+    rows = "\n".join(",".join(map(str, row)) for row in CODES)
+    named = _csv(tmp_path / "named.csv", "a,b,c\n" + rows)
+    plain = _csv(tmp_path / "plain.csv", rows)
+    said = []
+    for path in (named, plain):
+        result = CliRunner().invoke(
+            app, ["fit", "--data", str(path), "--hidden-sizes", "8", "--epochs", "1", "--quiet",
+                  "--out", str(tmp_path / path.stem)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        said.append("taken as a header" in result.output)
+    assert said == [True, False]

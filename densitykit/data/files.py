@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import stat
@@ -58,6 +59,8 @@ from densitykit.data.registry import register
 from densitykit.data.splits import SPLIT_STREAM, carve_validation, generator
 from densitykit.errors import DataError
 from densitykit.memory import check_allocation
+
+_LOG = logging.getLogger("densitykit")
 
 __all__ = [
     "BYTES_PER_VALUE",
@@ -621,7 +624,13 @@ def file(
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"file: path must be a file path, got {type(path).__name__} {path!r}")
     absolute = Path(path).expanduser().resolve()
+    detect = header is None
     arrays, header = _read(absolute, header)
+    if detect and header:
+        _LOG.info(
+            f"the first row of {absolute} is a row of names: it was taken as a header "
+            "(--data-option header=false reads it as data)"
+        )
     return _build(
         "file",
         arrays,
