@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -55,6 +56,7 @@ __all__ = [
     "DensityModel",
     "check_head_fits",
     "default_head",
+    "encode_labels",
     "names",
 ]
 
@@ -93,6 +95,59 @@ def check_head_fits(
             f"head {head!r} does not fit data set {data.name!r}: {error} "
             "(choose another with --head; `densitykit heads` lists them)"
         ) from None
+
+
+def encode_labels(
+    context: Any,
+    batch_shape: Sequence[int],
+    num_labels: int,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Check class labels for a batch of shape ``batch_shape`` and encode them one-hot,
+    as a label-conditional model's ``encode_context`` does.
+
+    Args:
+        context: Integer labels of shape ``batch_shape`` (one per example) or ``()``
+            (one for all), in ``0..num_labels-1``.
+        batch_shape: The batch shape of the values they condition.
+        num_labels: The classes ``L``.
+        device: Where the encoding goes.
+        dtype: Its floating dtype.
+
+    Returns:
+        ``(prod(batch_shape), L)`` one-hot rows.
+
+    Raises:
+        TypeError: If the labels are not a tensor or not of an integer dtype.
+        ValueError: If they are missing, of another shape, or outside ``0..L-1``.
+
+    Example:
+        >>> import torch
+        >>> encode_labels(torch.tensor(1), (2,), 3).tolist()
+        [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]
+    """
+    batch_shape = tuple(int(size) for size in batch_shape)
+    what = f"a label tensor of shape {batch_shape} or () in 0..{num_labels - 1}"
+    if context is None:
+        raise ValueError(f"this model is conditional; pass context= {what}")
+    if not isinstance(context, torch.Tensor):
+        raise TypeError(f"context must be {what}, got {type(context).__name__}")
+    if context.dtype not in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64):
+        raise TypeError(f"context must be {what} with an integer dtype, got {context.dtype}")
+    if tuple(context.shape) not in (batch_shape, ()):
+        raise ValueError(f"context must be {what}, got shape {tuple(context.shape)}")
+    if context.numel():
+        low, high = torch.aminmax(context)
+        if low < 0 or high >= num_labels:
+            raise ValueError(
+                f"context labels must lie in 0..{num_labels - 1}, got labels in "
+                f"{int(low)}..{int(high)}"
+            )
+    labels = context.to(device=device, dtype=torch.long).expand(batch_shape)
+    labels = labels.reshape(math.prod(batch_shape))
+    return nn.functional.one_hot(labels, num_labels).to(dtype)
 
 
 def names() -> list[str]:

@@ -62,6 +62,7 @@ from densitykit.family import (
     DensityModel,
     check_head_fits,
     default_head,
+    encode_labels,
 )
 from densitykit.heads import HEADS, default_num_values
 from densitykit.masks import IMAGE_ORDERINGS, ConnectivitySampler
@@ -77,7 +78,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class OrderlessConfig:
-    """Everything that builds an [`OrderlessModel`][densitykit.orderless.OrderlessModel]
+    r"""Everything that builds an [`OrderlessModel`][densitykit.orderless.OrderlessModel]
     (saved beside its weights).
 
     ``head`` and ``dim`` may be left ``None`` in a run's config: the data set fills
@@ -100,6 +101,9 @@ class OrderlessConfig:
             left columns and the like).
         ordering_options: ``image_shape`` and ``region_share`` / ``scan_share`` of
             those orderings (see [`ConnectivitySampler`][densitykit.masks.ConnectivitySampler]).
+        num_labels: Classes ``L`` of a class-conditional model $p(x \mid y)$ (0: none,
+            else at least 2): the one-hot label is an extra input of the first layer
+            and of the direct connections.
     """
 
     head: str | None = None
@@ -112,6 +116,7 @@ class OrderlessConfig:
     ordering_seed: int = 0
     orderings: str = "uniform"
     ordering_options: dict[str, Any] = field(default_factory=dict)
+    num_labels: int = 0
 
     def __post_init__(self) -> None:
         if self.head is not None and not isinstance(self.head, str):
@@ -133,6 +138,9 @@ class OrderlessConfig:
             f"num_orderings={self.num_orderings:,} orderings of {self.dim or 1} variables",
         )
         check_seed(self.ordering_seed, "ordering_seed")
+        check_int(self.num_labels, "num_labels", minimum=0)
+        if self.num_labels == 1:
+            raise ValueError("num_labels must be 0 (no label) or at least 2, got 1")
         options = dict(self.ordering_options)
         if "image_shape" in options and not isinstance(options["image_shape"], str):
             options["image_shape"] = [int(size) for size in options["image_shape"]]
@@ -196,12 +204,13 @@ class OrderlessModel(DensityModel):
 
     @classmethod
     def complete_config(cls, config: OrderlessConfig, data: DataFacts) -> OrderlessConfig:
-        """Fill in D, K, the head (Bernoulli for two values, else categorical) and the
-        image shape of region and scan orderings; check the head fits.
+        """Fill in D, K, the head (Bernoulli for two values, else categorical), the
+        labels the run conditions on and the image shape of region and scan orderings;
+        check the head fits.
 
         Raises:
-            DensitykitError: If the config does not fit the data, or the run conditions
-                on labels (the orderless family does not take a context).
+            DensitykitError: If the config does not fit the data (its ``num_labels``
+                included: a conditional config for a run that conditions on nothing).
         """
         for name, actual in (("dim", data.dim), ("num_values", data.num_values)):
             given = getattr(config, name)
@@ -210,10 +219,15 @@ class OrderlessModel(DensityModel):
                     f"the orderless config says {name}={given}, but data set {data.name!r} "
                     f"has {name}={actual}; leave it unset to take the data's"
                 )
-        if data.num_labels:
+        if config.num_labels not in (0, data.num_labels):
+            if data.num_labels:
+                raise DensitykitError(
+                    f"the orderless config says num_labels={config.num_labels}, but data "
+                    f"set {data.name!r} has {data.num_labels} labels"
+                )
             raise DensitykitError(
-                "the orderless family does not condition on labels; train a MADE "
-                "(--family made) for --condition label"
+                "the orderless config is conditional, but the run conditions on nothing; "
+                "pass --condition label (or leave num_labels at 0)"
             )
         options = dict(config.ordering_options)
         if config.orderings in IMAGE_ORDERINGS and "image_shape" not in options:
@@ -229,6 +243,7 @@ class OrderlessModel(DensityModel):
             dim=data.dim,
             num_values=data.num_values,
             ordering_options=options,
+            num_labels=data.num_labels,
         )
         check_head_fits(complete.head, data.dim, data.num_values, complete.head_options, data)
         return complete
@@ -248,7 +263,7 @@ class OrderlessModel(DensityModel):
             config.head, dim=config.dim, num_values=num_values, **config.head_options
         )
         dim = int(config.dim)
-        inputs = dim * head.input_width + dim
+        inputs = dim * head.input_width + dim + config.num_labels
         outputs = dim * head.params_per_variable
         widths = [inputs, *config.hidden_sizes, outputs]
         count = sum(a * b + b for a, b in itertools.pairwise(widths))
@@ -276,8 +291,10 @@ class OrderlessModel(DensityModel):
             )
         self.config = config
         self.head = head
+        self.num_labels = config.num_labels
         dim, width, params = head.dim, head.input_width, head.params_per_variable
-        inputs = dim * width + dim  # the masked values, then the observed indicator
+        # The masked values, the observed indicator, then the one-hot label (if any).
+        inputs = dim * width + dim + config.num_labels
         sizes = config.hidden_sizes
         self.first = nn.Linear(inputs, sizes[0])
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
@@ -298,18 +315,65 @@ class OrderlessModel(DensityModel):
         return self.out.weight.device
 
     @property
+    def is_conditional(self) -> bool:
+        """Whether the model conditions on a class label (``num_labels > 0``)."""
+        return self.num_labels > 0
+
+    def encode_context(
+        self, context: torch.Tensor | None, batch_shape: Sequence[int]
+    ) -> torch.Tensor | None:
+        """Check a context for a batch of shape ``batch_shape``: integer labels of shape
+        ``batch_shape`` (one per example) or ``()`` (one for all), in ``0..L-1``, encoded
+        one-hot; ``None`` for an unconditional model.
+
+        Returns:
+            ``(prod(batch_shape), L)`` one-hot labels in the model's dtype and device, or
+            ``None`` for an unconditional model.
+
+        Raises:
+            TypeError: If the labels are not a tensor of an integer dtype.
+            ValueError: If the context is missing, unexpected, of the wrong shape, or
+                holds labels outside ``0..L-1``.
+
+        Example:
+            >>> model = OrderlessModel(OrderlessConfig("bernoulli", dim=3, hidden_sizes=(4,),
+            ...                                        num_labels=3))
+            >>> model.encode_context(torch.tensor([2, 0]), (2,)).tolist()
+            [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+        """
+        if not self.is_conditional:
+            return super().encode_context(context, batch_shape)
+        return encode_labels(
+            context, batch_shape, self.num_labels, device=self.device, dtype=self.dtype
+        )
+
+    @property
     def dtype(self) -> torch.dtype:
         """The parameters' dtype."""
         return self.out.weight.dtype
 
     # -- the network -----------------------------------------------------------------------
-    def inputs(self, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """The network's input ``(B, D * input_width + D)``: the encoded values with the
-        missing ones zeroed, then the observed indicator (``observed`` ``(B, D)`` bool)."""
+    def inputs(
+        self, x: torch.Tensor, observed: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The network's input ``(B, D * input_width + D + L)``: the encoded values with
+        the missing ones zeroed, the observed indicator (``observed`` ``(B, D)`` bool),
+        then a conditional model's one-hot ``labels`` ``(B, L)`` (``encode_context``)."""
         width = self.head.input_width
         encoded = self.head.encode(x, self.dtype)
         shown = observed.to(self.dtype)
-        return torch.cat([encoded * shown.repeat_interleave(width, dim=1), shown], dim=1)
+        parts = [encoded * shown.repeat_interleave(width, dim=1), shown]
+        if self.num_labels:
+            if labels is None or labels.shape != (x.shape[0], self.num_labels):
+                raise ValueError(
+                    f"a model of {self.num_labels} labels needs one-hot labels of shape "
+                    f"({x.shape[0]}, {self.num_labels}) (encode_context), got "
+                    f"{None if labels is None else tuple(labels.shape)}"
+                )
+            parts.append(labels.to(self.dtype))
+        elif labels is not None:
+            raise ValueError("this orderless model is not conditional; give no labels")
+        return torch.cat(parts, dim=1)
 
     def _hidden(self, pre: torch.Tensor) -> torch.Tensor:
         h = torch.relu(pre)
@@ -317,13 +381,16 @@ class OrderlessModel(DensityModel):
             h = torch.relu(layer(h))
         return h
 
-    def forward(self, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """The parameters ``(B, D, P)`` of every variable given the observed ones.
+    def forward(
+        self, x: torch.Tensor, observed: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The parameters ``(B, D, P)`` of every variable given the observed ones (and a
+        conditional model's one-hot ``labels`` ``(B, L)``, from ``encode_context``).
 
         The missing values of ``x`` ``(B, D)`` (in the support) do not change the
         result; an observed variable's own parameters are computed too but mean nothing.
         """
-        inputs = self.inputs(x, observed)
+        inputs = self.inputs(x, observed, labels)
         out = self.out(self._hidden(self.first(inputs)))
         if self.direct is not None:
             out = out + self.direct(inputs)
@@ -373,13 +440,16 @@ class OrderlessModel(DensityModel):
             1, orderings, torch.arange(dim).expand(batch, dim)
         )
         observed = (ranks < cut).to(x.device)
-        params = self(x, observed)
+        params = self(x, observed, self.encode_context(context, (batch,)))
         nll = -self.head._log_prob(params, x).masked_fill(observed, 0).sum(1)
         weight = (dim / (dim - cut)).to(device=x.device, dtype=nll.dtype)[:, 0]
         return -nll * weight
 
     def training_loss(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        context: torch.Tensor | None = None,
     ) -> torch.Tensor:
         r"""The training objective, per example: with uniform orderings, an unbiased
         estimate of the mean over orderings of the joint NLL.
@@ -392,12 +462,13 @@ class OrderlessModel(DensityModel):
         Args:
             x: ``(B, D)`` values in the support.
             generator: The source of the orderings and cuts.
+            context: A conditional model's labels ``(B,)`` (or one for all).
 
         Returns:
             A scalar in nats per example.
         """
         draw = self.training_draw(x.shape[0], generator)
-        return -self.training_log_prob(x, draw).mean()
+        return -self.training_log_prob(x, draw, context).mean()
 
     def evaluation_log_prob(
         self,
@@ -412,15 +483,16 @@ class OrderlessModel(DensityModel):
         orderings).
 
         Raises:
-            ValueError: If both are given, ``num_masks`` is out of range, or a context is
-                given (it is not conditional).
+            ValueError: If both are given, ``num_masks`` is out of range, or the context
+                does not fit (``encode_context``).
         """
-        orderings = self._members(None, connectivities, context)
+        orderings = self._members(None, connectivities)
         if orderings is None and num_masks is not None:
             orderings = self.query_mixture(num_masks)
         elif num_masks is not None:
             raise ValueError("give num_masks or connectivities, not both")
-        return self.log_prob(x.reshape(-1, self.dim), orderings)
+        labels = self.encode_context(context, x.shape[:-1])
+        return self._log_prob(self._check(x.reshape(-1, self.dim)), orderings, labels)
 
     # -- exact chains ----------------------------------------------------------------------
     def _complete(
@@ -429,15 +501,17 @@ class OrderlessModel(DensityModel):
         start: torch.Tensor,
         steps: torch.Tensor,
         generator: torch.Generator | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw ``steps`` (variables, in order) into ``x`` ``(B, D)`` in place, from the
-        observed set ``start`` ``(D,)``; returns ``x``.
+        observed set ``start`` ``(D,)`` (and one-hot ``labels`` ``(B, L)``); returns ``x``.
 
-        Revealing a variable adds its first-layer columns to the pre-activations, and
-        only the next variable's parameters are computed.
+        Revealing a variable adds its first-layer columns to the pre-activations (which
+        start from the observed values and the label), and only the next variable's
+        parameters are computed.
         """
         head, dim, width = self.head, self.dim, self.head.input_width
-        inputs = self.inputs(x, start.expand(x.shape[0], dim))
+        inputs = self.inputs(x, start.expand(x.shape[0], dim), labels)
         pre = self.first(inputs)
         values, shown, out_weight, out_bias = self._step_weights()
         params = self.head.params_per_variable
@@ -462,26 +536,32 @@ class OrderlessModel(DensityModel):
         values = weight[:, : dim * width].reshape(-1, dim, width).permute(1, 2, 0)
         return (
             values,
-            weight[:, dim * width :].t(),
+            weight[:, dim * width : dim * width + dim].t(),
             self.out.weight.reshape(dim, params, -1),
             self.out.bias.reshape(dim, params),
         )
 
-    def _score(self, x: torch.Tensor, start: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    def _score(
+        self,
+        x: torch.Tensor,
+        start: torch.Tensor,
+        steps: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``(B,)`` log-probabilities of ``x`` along ``steps`` (variables, in order) from
-        the observed set ``start`` ``(D,)``.
+        the observed set ``start`` ``(D,)``, given one-hot ``labels`` ``(B, L)`` if any.
 
         Every value is known when scoring, so the direct connections of all steps are
-        two products (the inputs observed at the start, and the earlier steps through a
-        strictly lower-triangular map), and each step only updates the first layer's
-        pre-activations in place and computes its own variable's outputs.
+        two products (the inputs at the start, label included, and the earlier steps
+        through a strictly lower-triangular map), and each step only updates the first
+        layer's pre-activations in place and computes its own variable's outputs.
         """
         head, dim = self.head, self.dim
         width, params = head.input_width, head.params_per_variable
         batch, length = x.shape[0], len(steps)
         steps = steps.to(x.device)
         encoded = head.encode(x, self.dtype).reshape(batch, dim, width)
-        inputs = self.inputs(x, start.expand(batch, dim))
+        inputs = self.inputs(x, start.expand(batch, dim), labels)
         pre = self.first(inputs)
         values, shown, out_weight, out_bias = self._step_weights()
         out = torch.empty(batch, length, params, dtype=pre.dtype, device=x.device)
@@ -496,7 +576,8 @@ class OrderlessModel(DensityModel):
             cross = cross * earlier[:, None, :, None]  # step l reads the steps before it
             out += torch.einsum("bi,lpi->blp", inputs, rows)
             out += torch.einsum("bsw,lpsw->blp", encoded[:, steps], cross)
-            out += (rows[:, :, dim * width :][:, :, steps] * earlier[:, None]).sum(2)
+            shown = rows[:, :, dim * width : dim * width + dim]
+            out += (shown[:, :, steps] * earlier[:, None]).sum(2)
         return head._log_prob(out, x[:, steps]).double().sum(1)
 
     def _check_count(self, count: int) -> int:
@@ -552,12 +633,13 @@ class OrderlessModel(DensityModel):
         x: torch.Tensor,
         observed: torch.Tensor,
         orderings: torch.Tensor | None,
+        labels: torch.Tensor | None,
         *,
         missing: bool,
     ) -> torch.Tensor:
         """``(K, B)`` log-probabilities, under each ordering with the observed variables
         moved first, of the missing values given the observed ones (``missing``) or of
-        the observed values."""
+        the observed values (given the one-hot ``labels`` of a conditional model)."""
         orderings = self._mixture(orderings)
         result = torch.zeros(len(orderings), x.shape[0], dtype=torch.float64, device=x.device)
         nothing = torch.zeros(self.dim, dtype=torch.bool, device=x.device)
@@ -569,7 +651,8 @@ class OrderlessModel(DensityModel):
                         steps, start = ordering[~shown[ordering]], pattern
                     else:
                         steps, start = ordering[shown[ordering]], nothing
-                    result[k, rows] = self._score(x[rows], start, steps)
+                    given = None if labels is None else labels[rows]
+                    result[k, rows] = self._score(x[rows], start, steps, given)
         return result
 
     # -- queries ---------------------------------------------------------------------------
@@ -587,16 +670,29 @@ class OrderlessModel(DensityModel):
         Args:
             x: ``(B, D)`` values in the support.
             orderings: ``(K, D)`` orderings of the mixture (the model's own by default).
+            context: A conditional model's labels: ``(B,)`` integers (one per example)
+                or ``()`` (one for all), in ``0..num_labels-1``; ``None`` otherwise.
 
         Returns:
             ``(B,)`` float64 log-probabilities in nats.
+
+        Raises:
+            TypeError: On a context of the wrong type or dtype (``encode_context``).
+            ValueError: On values outside the support, bad orderings, or a context that
+                is missing, unexpected, of the wrong shape or out of range.
         """
-        orderings = self._members(orderings, connectivities, context)
+        orderings = self._members(orderings, connectivities)
         x = self._check(x)
+        return self._log_prob(x, orderings, self.encode_context(context, x.shape[:1]))
+
+    def _log_prob(
+        self, x: torch.Tensor, orderings: torch.Tensor | None, labels: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``log_prob`` of checked values and encoded labels."""
         nothing = torch.zeros(self.dim, dtype=torch.bool, device=x.device)
         with torch.no_grad():
             per = torch.stack(
-                [self._score(x, nothing, order) for order in self._mixture(orderings)]
+                [self._score(x, nothing, order, labels) for order in self._mixture(orderings)]
             )
         return log_mean_exp(per)
 
@@ -616,14 +712,17 @@ class OrderlessModel(DensityModel):
             observed: ``(B, D)`` or ``(D,)`` bool; every example must miss a variable.
             orderings: ``(K, D)`` base orderings (the model's own by default); each
                 moves the observed variables first.
+            context: A conditional model's labels: ``(B,)`` integers (one per example)
+                or ``()`` (one for all), in ``0..num_labels-1``; ``None`` otherwise.
 
         Returns:
             ``(B,)`` float64 log-probabilities in nats.
         """
-        orderings = self._members(orderings, connectivities, context)
+        orderings = self._members(orderings, connectivities)
         x = self._check(x)
         observed = check_observed(x, observed, self.dim, need_missing=True)
-        return log_mean_exp(self._part(x, observed, orderings, missing=True))
+        labels = self.encode_context(context, x.shape[:1])
+        return log_mean_exp(self._part(x, observed, orderings, labels, missing=True))
 
     def marginal_log_prob(
         self,
@@ -640,14 +739,17 @@ class OrderlessModel(DensityModel):
             x: ``(B, D)`` values; the missing ones are not read.
             observed: ``(B, D)`` or ``(D,)`` bool; every example must observe a variable.
             orderings: ``(K, D)`` base orderings (the model's own by default).
+            context: A conditional model's labels: ``(B,)`` integers (one per example)
+                or ``()`` (one for all), in ``0..num_labels-1``; ``None`` otherwise.
 
         Returns:
             ``(B,)`` float64 log-probabilities in nats.
         """
-        orderings = self._members(orderings, connectivities, context)
+        orderings = self._members(orderings, connectivities)
         observed = check_observed(x, observed, self.dim, need_observed=True)
         x = self._check(x.masked_fill(~observed, self.head.placeholder))
-        return log_mean_exp(self._part(x, observed, orderings, missing=False))
+        labels = self.encode_context(context, x.shape[:1])
+        return log_mean_exp(self._part(x, observed, orderings, labels, missing=False))
 
     def complete(
         self,
@@ -667,13 +769,28 @@ class OrderlessModel(DensityModel):
             observed: ``(B, D)`` or ``(D,)`` bool; every example must miss a variable.
             orderings: ``(K, D)`` base orderings (the model's own by default).
             generator: The source of the draws (on the CPU).
+            context: A conditional model's labels: ``(B,)`` integers (one per example)
+                or ``()`` (one for all), in ``0..num_labels-1``; ``None`` otherwise.
 
         Returns:
             ``(B, D)`` values (``value_dtype``): the observed values kept, the missing ones drawn.
         """
-        orderings = self._mixture(self._members(orderings, connectivities, context))
+        orderings = self._mixture(self._members(orderings, connectivities))
         observed = check_observed(x, observed, self.dim, need_missing=True)
         x = self._check(x.masked_fill(~observed, self.head.placeholder)).clone()
+        labels = self.encode_context(context, x.shape[:1])
+        return self._complete_rows(x, observed, orderings, generator, labels)
+
+    def _complete_rows(
+        self,
+        x: torch.Tensor,
+        observed: torch.Tensor,
+        orderings: torch.Tensor,
+        generator: torch.Generator | None,
+        labels: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``complete`` of checked values (a copy, drawn into in place), a checked
+        ``(B, D)`` pattern and encoded labels."""
         pick = torch.randint(0, len(orderings), (x.shape[0],), generator=generator)
         keys = torch.cat([observed.cpu(), pick[:, None]], dim=1)
         groups, inverse = torch.unique(keys, dim=0, return_inverse=True)
@@ -682,7 +799,8 @@ class OrderlessModel(DensityModel):
                 rows = (inverse == g).nonzero().squeeze(1).to(x.device)
                 pattern, ordering = key[:-1].bool(), orderings[int(key[-1])]
                 unseen = ordering[~pattern[ordering]]
-                x[rows] = self._complete(x[rows], pattern.to(x.device), unseen, generator)
+                given = None if labels is None else labels[rows]
+                x[rows] = self._complete(x[rows], pattern.to(x.device), unseen, generator, given)
         return x
 
     def sample(
@@ -698,30 +816,38 @@ class OrderlessModel(DensityModel):
         one of the orderings uniformly, then every variable in that ordering (a
         completion with nothing observed).
 
+        Args:
+            sample_shape: The samples' batch shape.
+            orderings: ``(K, D)`` orderings of the mixture (the model's own by default).
+            generator: The source of the draws (on the CPU).
+            connectivities: Another name of ``orderings``.
+            context: A conditional model's labels: of shape ``sample_shape`` (one per
+                sample) or ``()`` (one for all).
+
         Example:
             >>> model = OrderlessModel(OrderlessConfig("bernoulli", dim=5, hidden_sizes=(4,)))
             >>> model.sample(3, generator=torch.Generator().manual_seed(0)).shape
             torch.Size([3, 5])
         """
         shape = _sample_shape(sample_shape)
-        orderings = self._members(orderings, connectivities, context)
+        orderings = self._mixture(self._members(orderings, connectivities))
         count = math.prod(shape)
         self.check_sample_size(count)
+        labels = self.encode_context(context, shape)
         blank = self.head.blank(count, self.device)
-        nothing = torch.zeros(self.dim, dtype=torch.bool, device=self.device)
         if count == 0:
             return blank.reshape(*shape, self.dim)
-        return self.complete(blank, nothing, orderings, generator).reshape(*shape, self.dim)
+        nothing = torch.zeros(count, self.dim, dtype=torch.bool, device=self.device)
+        samples = self._complete_rows(blank, nothing, orderings, generator, labels)
+        return samples.reshape(*shape, self.dim)
 
     def _members(
         self,
         orderings: torch.Tensor | None,
         connectivities: Sequence[torch.Tensor] | torch.Tensor | None,
-        context: torch.Tensor | None,
     ) -> torch.Tensor | None:
         """The orderings of a query, given by either name (``connectivities`` is the name
-        every family's queries share); a context is refused."""
-        self.encode_context(context, ())
+        every family's queries share)."""
         if connectivities is None:
             return orderings
         if orderings is not None:

@@ -309,7 +309,7 @@ def data_facts(config: RunConfig, dataset: Dataset) -> DataFacts:
     )
 
 
-def split_context(model: AutoregressiveModel, dataset: Dataset, split: str) -> torch.Tensor | None:
+def split_context(model: DensityModel, dataset: Dataset, split: str) -> torch.Tensor | None:
     """The context of ``split``'s examples for ``model``: the labels for a label model.
 
     Args:

@@ -166,7 +166,6 @@ def test_orderless_resume_continues(tmp_path) -> None:
         (["--dropout", "0.1"], "--dropout set MADE settings"),
         (["--masks", "natural"], "--masks set MADE settings"),
         (["--preset", "shapes"], "--preset does not apply"),
-        (["--condition", "label"], "does not condition on labels"),
     ],
 )
 def test_orderless_refuses_what_does_not_apply(tmp_path, args, message) -> None:
