@@ -53,6 +53,7 @@ from densitykit.family import (
     DensityModel,
     check_head_fits,
     default_head,
+    encode_labels,
 )
 from densitykit.heads import HEADS, Head, default_num_values
 from densitykit.made import LAYOUTS, MADE
@@ -509,31 +510,15 @@ class AutoregressiveModel(DensityModel):
                     "context_size); call it without a context"
                 )
             return None
-        what = (
-            f"a label tensor of shape {batch_shape} or () in 0..{self.num_labels - 1}"
-            if self.num_labels
-            else f"features of shape {(*batch_shape, self.context_size)} or ({self.context_size},)"
-        )
+        if self.num_labels:
+            return encode_labels(
+                context, batch_shape, self.num_labels, device=self.device, dtype=self.dtype
+            )
+        what = f"features of shape {(*batch_shape, self.context_size)} or ({self.context_size},)"
         if context is None:
             raise ValueError(f"this model is conditional; pass context= {what}")
         if not isinstance(context, torch.Tensor):
             raise TypeError(f"context must be {what}, got {type(context).__name__}")
-        if self.num_labels:
-            if not _is_integer(context):
-                raise TypeError(
-                    f"context must be {what} with an integer dtype, got {context.dtype}"
-                )
-            if tuple(context.shape) not in (batch_shape, ()):
-                raise ValueError(f"context must be {what}, got shape {tuple(context.shape)}")
-            if context.numel():
-                low, high = torch.aminmax(context)
-                if low < 0 or high >= self.num_labels:
-                    raise ValueError(
-                        f"context labels must lie in 0..{self.num_labels - 1}, got labels in "
-                        f"{int(low)}..{int(high)}"
-                    )
-            labels = context.to(self.device, torch.long).expand(batch_shape).reshape(count)
-            return torch.nn.functional.one_hot(labels, self.num_labels).to(self.dtype)
         if not context.is_floating_point():
             raise TypeError(f"context must be {what} with a floating dtype, got {context.dtype}")
         size = self.context_size
