@@ -1096,10 +1096,6 @@ class AutoregressiveModel(DensityModel):
         )
 
 
-def _is_integer(x: torch.Tensor) -> bool:
-    return x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-
-
 def _sample_shape(sample_shape: int | Sequence[int]) -> tuple[int, ...]:
     """``sample_shape`` as a tuple of non-negative ints (an integer ``n`` is ``(n,)``)."""
     try:
