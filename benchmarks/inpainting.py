@@ -380,13 +380,8 @@ def conditional_nll(
     """Mean ``-log p(x_missing | x_observed)`` in nats per image, and the seconds it took;
     with ``connectivities`` (else the model's own mixture)."""
     started = time.perf_counter()
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, data.shape[0], 1000):
-            chunk = data[start : start + 1000]
-            scores = model.conditional_log_prob(chunk, observed, connectivities=connectivities)
-            total -= float(scores.sum())
-    return total / data.shape[0], time.perf_counter() - started
+    nll = dk.inpainting.conditional_nll(model, data, observed, connectivities=connectivities)
+    return float(nll.sum()) / data.shape[0], time.perf_counter() - started
 
 
 def inference_figures(

@@ -175,14 +175,16 @@ def orderless_figures(
         orderings = model.orderings(count, seed=inpainting.INFERENCE_SEED)
         started = time.perf_counter()
         joint = 0.0
-        conditional = dict.fromkeys(observed, 0.0)
         for rows in torch.arange(len(test)).split(2000):
-            chunk = test[rows]
-            joint -= float(model.log_prob(chunk, orderings).sum())
-            for pattern, seen in observed.items():
-                conditional[pattern] -= float(
-                    model.conditional_log_prob(chunk, seen, orderings).sum()
-                )
+            joint -= float(model.log_prob(test[rows], orderings).sum())
+        conditional = {
+            pattern: float(
+                dk.inpainting.conditional_nll(
+                    model, test, seen, connectivities=orderings, batch_size=2000
+                ).sum()
+            )
+            for pattern, seen in observed.items()
+        }
         figures[str(count)] = {
             "joint_test_nll_nats": joint / len(test),
             "conditional_nll_nats": {k: v / len(test) for k, v in conditional.items()},
@@ -215,13 +217,14 @@ def write_pictures(
     for name in inpainting.PATTERNS:
         generator = torch.Generator().manual_seed(0)
         pattern = dk.queries.observed_pattern(name, shape, len(images), generator=generator)
-        completed = model.complete(
-            images.repeat_interleave(samples, 0),
-            pattern.repeat_interleave(samples, 0),
-            orderings,
+        _, rows = dk.inpainting.complete_images(
+            model,
+            images,
+            pattern,
+            samples,
             generator=torch.Generator().manual_seed(0),
+            connectivities=orderings,
         )
-        rows = dk.plots.completion_rows(images, pattern, completed)
         path = folder / f"orderless-completions-{name.replace(':', '-').replace('.', '-')}.png"
         paths.append(dk.plots.sample_grid(rows, shape, path, columns=samples + 2))
     return paths

@@ -6,8 +6,8 @@
 (``dk.fit_run``, ``dk.load_run``, ``dk.RunConfig``), checkpoints
 (``dk.save_checkpoint``, ``dk.load_checkpoint``), sampling (``model.sample``,
 ``dk.sampling``) and queries with some variables observed (``model.complete``,
-``model.conditional_log_prob``, ``dk.queries``; ``dk.orderless``, one network for every
-conditional).
+``model.conditional_log_prob``, ``dk.queries``, ``dk.inpainting``; ``dk.orderless``, one
+network for every conditional).
 
 Example:
     >>> import torch, densitykit as dk
@@ -24,6 +24,7 @@ from densitykit import (
     distributed,
     family,
     heads,
+    inpainting,
     masks,
     orderless,
     plots,
@@ -87,6 +88,7 @@ __all__ = [
     "fit",
     "fit_run",
     "heads",
+    "inpainting",
     "load_checkpoint",
     "load_dataset",
     "load_run",

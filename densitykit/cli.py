@@ -19,14 +19,13 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 import typer
-from PIL import Image, UnidentifiedImageError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 from typer.core import TyperGroup
 
 import densitykit
-from densitykit import plots, presets, queries, runs, scoring
+from densitykit import inpainting, plots, presets, runs, scoring
 from densitykit.checkpoint import atomic_write
 from densitykit.checks import check_output_file, check_positive_int, check_seed
 from densitykit.data import DATASETS, load_dataset
@@ -90,7 +89,6 @@ app = typer.Typer(
 )
 console = Console(stderr=False)
 errors = Console(stderr=True)
-_state: dict[str, Any] = {"debug": False}
 
 
 def _version(value: bool) -> None:
@@ -101,6 +99,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[
         bool | None,
         typer.Option(
@@ -110,7 +109,9 @@ def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
 ) -> None:
     """densitykit: MADE density estimation from the command line."""
-    _state["debug"] = debug
+    # The invocation's settings live in the object of click's context, which every
+    # command's context inherits: nothing is kept in this module between invocations.
+    ctx.ensure_object(dict)["debug"] = debug
     _show_library_notes()
 
 
@@ -131,8 +132,14 @@ def _show_library_notes() -> None:
     logger.propagate = False
 
 
-def _fail(error: BaseException) -> None:
-    if _state["debug"]:
+def _settings(ctx: typer.Context) -> dict[str, Any]:
+    """The invocation's settings in click's context: ``debug`` (set by ``--debug``) and
+    ``warnings`` (those the running command raised, see `_guard`)."""
+    return ctx.ensure_object(dict)
+
+
+def _fail(error: BaseException, ctx: typer.Context) -> None:
+    if _settings(ctx).get("debug", False):
         raise error
     message = str(error).strip() or type(error).__name__
     if isinstance(error, KeyError) and message.startswith("'"):
@@ -162,32 +169,44 @@ def _echo(line: str) -> None:
     typer.echo(printable(line))
 
 
-def _caught(category: type[Warning]) -> list[str]:
+def _caught(ctx: typer.Context, category: type[Warning]) -> list[str]:
     """The distinct messages of the ``category`` warnings the running command raised."""
-    caught = _state.get("warnings", [])
+    caught = _settings(ctx).get("warnings", [])
     return list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, category)))
 
 
 def _guard(function: Any) -> Any:
-    """Turn library and input errors into one-line messages."""
+    """Turn library and input errors into one-line messages.
+
+    The command receives click's context as typer passes it (a ``ctx`` parameter, added
+    to the signature typer reads when the command does not declare one).
+    """
+    signature = inspect.signature(function)
+    takes_context = "ctx" in signature.parameters
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs["ctx"] if takes_context else kwargs.pop("ctx")
         # Warnings are the library's word to a Python caller; on the command line, a
         # command reports (once, in its report) the few a user can act on, see `_caught`,
         # and the others (a library's internals, a run already trained) are dropped.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default")
-            _state["warnings"] = caught
+            _settings(ctx)["warnings"] = caught
             try:
                 return function(*args, **kwargs)
             except typer.Exit:
                 raise
             except (DensitykitError, ValueError, TypeError, OSError, KeyError) as error:
-                _fail(error)
+                _fail(error, ctx)
             finally:
-                _state["warnings"] = []
+                _settings(ctx)["warnings"] = []
 
-    wrapper.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
+    if not takes_context:
+        context = inspect.Parameter(
+            "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+        )
+        signature = signature.replace(parameters=[context, *signature.parameters.values()])
+    wrapper.__signature__ = signature  # type: ignore[attr-defined]
     wrapper.__doc__ = function.__doc__
     wrapper.__name__ = function.__name__
     return wrapper
@@ -225,15 +244,17 @@ def _accepted(factory: Any) -> set[str]:
     return set(inspect.signature(factory).parameters)
 
 
-def _filter_options(kind: str, name: str, factory: Any, given: dict[str, tuple[str, Any]]) -> dict:
-    """Keep the options the factory takes; refuse explicit ones it does not."""
+def _filter_options(
+    kind: str, name: str, factory: Any, named: dict[str, tuple[str, Any]], given: set[str]
+) -> dict:
+    """Keep the options the factory takes; refuse explicit ones (in ``given``) it does not."""
     accepted = _accepted(factory)
     options = {}
-    for key, (flag, value) in given.items():
+    for key, (flag, value) in named.items():
         if value is None:
             continue
         if key not in accepted:
-            if not _given(flag.lstrip("-").replace("-", "_")):
+            if flag.lstrip("-").replace("-", "_") not in given:
                 continue  # a default the factory does not take
             takes = sorted(k for k in accepted if k not in ("dim", "num_values"))
             raise ValueError(
@@ -348,36 +369,380 @@ def _interrupted(out: Path) -> None:
 
 _TRAIN = TrainConfig()
 _MODEL = ModelConfig()
-_PLUGIN_HELP = "Module or .py file to import first (user heads/masks/data); repeatable."
+_HIDDEN_SIZES = ",".join(map(str, DEFAULT_HIDDEN_SIZES))
+MAX_COMPLETIONS = 65_536
+"""The most completions ``inpaint`` draws in one call (images times ``-n``): a few GB
+for 784 variables, held at once with the images they complete."""
 
 
-def _use_threads(threads: int | None) -> int | None:
+def _use_threads(ctx: typer.Context, threads: int | None) -> int | None:
     """Have torch compute with ``threads`` intra-op threads (``None``: torch's default)."""
     if threads is not None:
         try:
             torch.set_num_threads(check_positive_int(threads, "--threads"))
         except ValueError as error:
-            _fail(error)
+            _fail(error, ctx)
     return threads
 
 
-# The option of every command that computes, declared once; it acts as it is parsed.
+def _names(registry: Any) -> str:
+    """The names registered when the app is built, for an option's help."""
+    return ", ".join(registry.names()) + " (a --plugin may register more)"
+
+
+# -- the options, each declared once and used by every command that takes it -------------
+# The panels group `fit --help` (and the other commands' help) by what an option sets.
+_DATA, _MODEL_PANEL, _TRAINING, _OUTPUT, _RUNTIME = "Data", "Model", "Training", "Output", "Runtime"
+
+_RunDir = Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")]
 _Threads = Annotated[
     int | None,
     typer.Option(
         callback=_use_threads,
         help="Torch threads to compute with, a positive integer (default: torch's own choice).",
+        rich_help_panel=_RUNTIME,
+    ),
+]
+_Plugins = Annotated[
+    list[str],
+    typer.Option(
+        help="Module or .py file to import first (user heads/masks/data); repeatable.",
+        rich_help_panel=_RUNTIME,
+    ),
+]
+_Device = Annotated[str, typer.Option(help="auto, cpu or cuda[:N].", rich_help_panel=_RUNTIME)]
+_Seed = Annotated[
+    int,
+    typer.Option(
+        help="Seed of the command's random draws: fit's weights, masks and shuffling; "
+        "sample's samples; inpaint's pattern and completions.",
+        rich_help_panel=_RUNTIME,
+    ),
+]
+_Quiet = Annotated[
+    bool,
+    typer.Option(
+        help="No progress bar (nor, for fit and resume, per-epoch lines).",
+        rich_help_panel=_OUTPUT,
+    ),
+]
+_Overwrite = Annotated[
+    bool,
+    typer.Option(
+        help="Replace the output if it exists (fit: only a densitykit run folder).",
+        rich_help_panel=_OUTPUT,
+    ),
+]
+_Json = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=_OUTPUT)
+]
+_OUT_HELP = (
+    "Where to write: fit's run folder (default: runs/<data>-<time>); sample's and inpaint's "
+    "picture (.png) or array (.npy); score's scores (.csv with a header, or .npy)."
+)
+_Out = Annotated[Path, typer.Option("--out", "-o", help=_OUT_HELP, rich_help_panel=_OUTPUT)]
+_OptionalOut = Annotated[Path | None, _Out.__metadata__[0]]
+_NumSamples = Annotated[
+    int,
+    typer.Option(
+        "-n",
+        "--num-samples",
+        help=f"How many samples (inpaint: completions per image, at most {MAX_COMPLETIONS:,} "
+        "in all over the images).",
+        rich_help_panel=_OUTPUT,
+    ),
+]
+_Observed = Annotated[
+    str,
+    typer.Option(
+        help="The observed part: top-half, bottom-half, left-half, right-half, random:F, or a "
+        "PNG of the images' size whose light pixels are observed (eval: report the "
+        "conditional NLL of the missing part given it; its random:F is drawn with seed 0).",
+        rich_help_panel=_DATA,
+    ),
+]
+_OptionalObserved = Annotated[str | None, _Observed.__metadata__[0]]
+_DrawOrderings = Annotated[
+    int | None,
+    typer.Option(
+        help="Ask a model trained over all orderings (--masks any-order) with this many "
+        "seeded orderings drawn at inference instead of its own mixture.",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_OrderingSeed = Annotated[
+    int, typer.Option(help="Seed of --draw-orderings.", rich_help_panel=_MODEL_PANEL)
+]
+_NumMasks = Annotated[
+    int | None,
+    typer.Option(
+        help="Number of masks (orderings/connectivities): fit trains this many; eval and "
+        "score mix this many of the model's (default: all).",
+        rich_help_panel=_MODEL_PANEL,
     ),
 ]
 
+# Data.
+_Split = Annotated[
+    str | None,
+    typer.Option(
+        help="A data set's split: train, val or test (default test); score: or an .npz "
+        "file's array.",
+        rich_help_panel=_DATA,
+    ),
+]
+_DataName = Annotated[
+    str,
+    typer.Option(
+        help="Data set name: "
+        + _names(DATASETS)
+        + "; see `densitykit datasets`. Or a data file: .npy, .npz, .csv, .tsv or a folder "
+        "of PNG images.",
+        rich_help_panel=_DATA,
+    ),
+]
+_Condition = Annotated[
+    str | None,
+    typer.Option(
+        help="Train a conditional model: 'label' for p(x | label), with the data set's "
+        "labels (mnist, fashion-mnist, binarized-mnist, shapes).",
+        rich_help_panel=_DATA,
+    ),
+]
+_DataDir = Annotated[
+    Path | None,
+    typer.Option(help="Folder with the data set's files (MNIST IDX files).", rich_help_panel=_DATA),
+]
+_Binarize = Annotated[
+    str | None, typer.Option(help="MNIST: threshold, stochastic or none.", rich_help_panel=_DATA)
+]
+_GridSize = Annotated[
+    int | None, typer.Option(help="2-D data: grid side K.", rich_help_panel=_DATA)
+]
+_Image = Annotated[
+    Path | None, typer.Option(help="2d-image: the picture file.", rich_help_panel=_DATA)
+]
+_MaxTrain = Annotated[
+    int | None,
+    typer.Option(help="Keep only this many training examples.", rich_help_panel=_DATA),
+]
+_DataSeed = Annotated[
+    int, typer.Option(help="Seed of the data set's draws and splits.", rich_help_panel=_DATA)
+]
+_DataOption = Annotated[
+    list[str],
+    typer.Option(help="Extra data set option key=value (repeatable).", rich_help_panel=_DATA),
+]
 
-def _data_options(data: str, named: dict[str, tuple[str, Any]], pairs: list[str]) -> dict[str, Any]:
+_EvalSplit = Annotated[str, _Split.__metadata__[0]]
+_DataArgument = Annotated[
+    str,
+    typer.Argument(
+        help="A data file (.npy, .npz, .csv, .tsv, a folder of PNG images) or a data set name."
+    ),
+]
+_NumImages = Annotated[int, typer.Option(help="Test images to complete.", rich_help_panel=_DATA)]
+_Label = Annotated[
+    int | None,
+    typer.Option(
+        help="For a class-conditional run: draw this class. Without it, a picture has "
+        "one row of -n samples per class.",
+        rich_help_panel=_DATA,
+    ),
+]
+
+# Model.
+_Family = Annotated[
+    str,
+    typer.Option(
+        help="Model family: " + _names(FAMILIES) + "; see `densitykit families` (orderless: "
+        "one network for every conditional).",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_Preset = Annotated[
+    str | None,
+    typer.Option(
+        help="Recommended settings by name (default: the data set's for its head; "
+        "'none' for the library defaults). Options given here win.",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_Head = Annotated[
+    str | None,
+    typer.Option(
+        help="Head: " + _names(HEADS) + "; see `densitykit heads`. Default: one that suits "
+        "the data.",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_Masks = Annotated[
+    str,
+    typer.Option(
+        help="Mask builder: " + _names(REGISTRIES["mask builder"]) + "; see `densitykit masks`.",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_HiddenSizes = Annotated[
+    str,
+    typer.Option(
+        help="Hidden layer widths, comma-separated (empty for none).",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_Activation = Annotated[
+    str,
+    typer.Option(
+        help="Hidden activation: " + _names(REGISTRIES["activation"]) + ".",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_Direct = Annotated[
+    bool, typer.Option(help="Direct input-to-output connections.", rich_help_panel=_MODEL_PANEL)
+]
+_Dropout = Annotated[
+    float,
+    typer.Option(
+        help="Dropout probability of the hidden units in training.", rich_help_panel=_MODEL_PANEL
+    ),
+]
+_MaskInput = Annotated[
+    bool,
+    typer.Option(
+        help="Tell the first hidden layer and the outputs which variables they see "
+        "(the mask as an input; for --masks any-order).",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_Layout = Annotated[
+    str,
+    typer.Option(
+        help="How the masked weights are stored: auto, dense, or packed (only the "
+        "weights a single natural-order mask can use).",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_NumComponents = Annotated[
+    int | None,
+    typer.Option(help="Mixture components (logistic-mixture head).", rich_help_panel=_MODEL_PANEL),
+]
+_OneHot = Annotated[
+    bool | None,
+    typer.Option(
+        "--one-hot/--no-one-hot",
+        help="One-hot inputs (if the head allows).",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_Ordering = Annotated[
+    str | None,
+    typer.Option(
+        help="Explicit ordering for --masks ordering, e.g. 2,0,1.", rich_help_panel=_MODEL_PANEL
+    ),
+]
+_HeadOption = Annotated[
+    list[str],
+    typer.Option(help="Extra head option key=value (repeatable).", rich_help_panel=_MODEL_PANEL),
+]
+_MaskOption = Annotated[
+    list[str],
+    typer.Option(
+        help="Extra mask builder option key=value (repeatable), e.g. spread=even "
+        "or orderings=regions (or scans).",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+
+# Training.
+_Epochs = Annotated[
+    int,
+    typer.Option(
+        help="Maximum epochs (resume: a new maximum, more than already run).",
+        rich_help_panel=_TRAINING,
+    ),
+]
+_OptionalEpochs = Annotated[int | None, _Epochs.__metadata__[0]]
+_BatchSize = Annotated[
+    int,
+    typer.Option(
+        help="Examples per batch (fit: per optimizer step; score: per forward pass).",
+        rich_help_panel=_TRAINING,
+    ),
+]
+_Optimizer = Annotated[
+    str, typer.Option(help=f"Optimizer: {', '.join(OPTIMIZERS)}.", rich_help_panel=_TRAINING)
+]
+_Lr = Annotated[
+    float,
+    typer.Option(
+        help="Learning rate (fit: the starting one; resume: a new one).",
+        rich_help_panel=_TRAINING,
+    ),
+]
+_OptionalLr = Annotated[float | None, _Lr.__metadata__[0]]
+_LrSchedule = Annotated[
+    str,
+    typer.Option(
+        help="Learning-rate schedule: constant, or cosine (to 0 over --epochs).",
+        rich_help_panel=_TRAINING,
+    ),
+]
+_WeightDecay = Annotated[
+    float,
+    typer.Option(help="Weight decay (L2; decoupled for adamw).", rich_help_panel=_TRAINING),
+]
+_EmaDecay = Annotated[
+    float | None,
+    typer.Option(
+        help="Weight averaging (EMA) decay, e.g. 0.999: evaluate and save the average.",
+        rich_help_panel=_TRAINING,
+    ),
+]
+_TimeBudget = Annotated[
+    float | None,
+    typer.Option(
+        "--time-budget",
+        help="Stop after the first epoch that ends past this many minutes.",
+        rich_help_panel=_TRAINING,
+    ),
+]
+_Patience = Annotated[
+    int,
+    typer.Option(
+        help="Early-stopping patience in epochs (0 disables; resume: a new one, which "
+        "continues an early stop).",
+        rich_help_panel=_TRAINING,
+    ),
+]
+_OptionalPatience = Annotated[int | None, _Patience.__metadata__[0]]
+_GradClip = Annotated[
+    float | None,
+    typer.Option(help="Clip the gradient norm to this value.", rich_help_panel=_TRAINING),
+]
+_Precision = Annotated[
+    str, typer.Option(help="fp32, or bf16/fp16 autocast on CUDA.", rich_help_panel=_TRAINING)
+]
+_MaskEvery = Annotated[
+    int, typer.Option(help="Steps between mask changes (0: never).", rich_help_panel=_TRAINING)
+]
+_EvalMasks = Annotated[
+    int | None,
+    typer.Option(help="Masks in the evaluation mixture (default: all).", rich_help_panel=_TRAINING),
+]
+_Resume = Annotated[
+    Path | None, typer.Option(hidden=True, help="Replaced by `densitykit resume RUN`.")
+]
+
+
+def _data_options(
+    data: str, named: dict[str, tuple[str, Any]], pairs: list[str], given: set[str]
+) -> dict[str, Any]:
     """The data set's options from its named flags and ``--data-option``; conflicts refused."""
-    options = _filter_options("data set", data, DATASETS.get(data), named)
+    options = _filter_options("data set", data, DATASETS.get(data), named, given)
     extra = _parse_pairs(pairs, "--data-option")
     flags = {key: flag for key, (flag, _) in named.items()}
     for key, value in extra.items():
-        if key in options and _given(flags[key].lstrip("-").replace("-", "_")):
+        if key in options and flags[key].lstrip("-").replace("-", "_") in given:
             raise ValueError(
                 f"--data-option {key}={value!r} conflicts with {flags[key]} {options[key]!r}; "
                 "give it once"
@@ -387,10 +752,10 @@ def _data_options(data: str, named: dict[str, tuple[str, Any]], pairs: list[str]
 
 
 def _head_options(
-    head: str | None, named: dict[str, tuple[str, Any]], pairs: list[str]
+    head: str | None, named: dict[str, tuple[str, Any]], pairs: list[str], given: set[str]
 ) -> dict[str, Any]:
     if head is not None:
-        options = _filter_options("head", head, HEADS.get(head), named)
+        options = _filter_options("head", head, HEADS.get(head), named, given)
     else:
         options = {key: value for key, (_, value) in named.items() if value is not None}
     for key, value in _parse_pairs(pairs, "--head-option").items():
@@ -406,199 +771,112 @@ def _head_options(
 @_guard
 def fit(
     ctx: typer.Context,
-    data: Annotated[
-        str,
-        typer.Option(
-            help="Data set name (see `densitykit datasets`), or a data file: .npy, .npz, "
-            ".csv, .tsv or a folder of PNG images."
-        ),
-    ] = runs.DataConfig.name,
-    family: Annotated[
-        str,
-        typer.Option(
-            help="Model family (see `densitykit families`): made, or orderless (one "
-            "network for every conditional).",
-        ),
-    ] = "made",
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            help="Recommended settings by name (default: the data set's for its head; "
-            "'none' for the library defaults). Options given here win."
-        ),
-    ] = None,
-    head: Annotated[
-        str | None,
-        typer.Option(help="Head name (see `densitykit heads`); default suits the data."),
-    ] = None,
-    condition: Annotated[
-        str | None,
-        typer.Option(
-            help="Train a conditional model: 'label' for p(x | label), with the data set's "
-            "labels (mnist, fashion-mnist, binarized-mnist, shapes)."
-        ),
-    ] = None,
-    masks: Annotated[
-        str, typer.Option(help="Mask builder (see `densitykit masks`).")
-    ] = _MODEL.masks,
-    num_masks: Annotated[
-        int | None, typer.Option(help="Number of masks (orderings/connectivities).")
-    ] = None,
-    hidden_sizes: Annotated[
-        str, typer.Option(help="Hidden layer widths, comma-separated (empty for none).")
-    ] = ",".join(map(str, DEFAULT_HIDDEN_SIZES)),
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = _TRAIN.epochs,
-    batch_size: Annotated[
-        int, typer.Option(help="Examples per optimizer step.")
-    ] = _TRAIN.batch_size,
-    optimizer: Annotated[
-        str, typer.Option(help=f"Optimizer: {', '.join(OPTIMIZERS)}.")
-    ] = _TRAIN.optimizer,
-    lr: Annotated[float, typer.Option(help="Learning rate (the starting one).")] = _TRAIN.lr,
-    lr_schedule: Annotated[
-        str,
-        typer.Option(help="Learning-rate schedule: constant, or cosine (to 0 over --epochs)."),
-    ] = _TRAIN.lr_schedule,
-    weight_decay: Annotated[
-        float, typer.Option(help="Weight decay (L2; decoupled for adamw).")
-    ] = _TRAIN.weight_decay,
-    ema_decay: Annotated[
-        float | None,
-        typer.Option(
-            help="Weight averaging (EMA) decay, e.g. 0.999: evaluate and save the average."
-        ),
-    ] = None,
-    time_budget_minutes: Annotated[
-        float | None,
-        typer.Option(
-            "--time-budget", help="Stop after the first epoch that ends past this many minutes."
-        ),
-    ] = None,
-    patience: Annotated[
-        int, typer.Option(help="Early-stopping patience in epochs (0 disables).")
-    ] = _TRAIN.patience or 0,
-    grad_clip: Annotated[
-        float | None, typer.Option(help="Clip the gradient norm to this value.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of weights, masks and shuffling.")] = _TRAIN.seed,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = _TRAIN.device,
-    precision: Annotated[
-        str, typer.Option(help="fp32, or bf16/fp16 autocast on CUDA.")
-    ] = _TRAIN.precision,
-    activation: Annotated[str, typer.Option(help="Hidden activation.")] = _MODEL.activation,
-    direct: Annotated[
-        bool, typer.Option(help="Direct input-to-output connections.")
-    ] = _MODEL.direct_connections,
-    dropout: Annotated[
-        float, typer.Option(help="Dropout probability of the hidden units in training.")
-    ] = _MODEL.dropout,
-    mask_input: Annotated[
-        bool,
-        typer.Option(
-            help="Tell the first hidden layer and the outputs which variables they see "
-            "(the mask as an input; for --masks any-order)."
-        ),
-    ] = _MODEL.mask_input,
-    layout: Annotated[
-        str,
-        typer.Option(
-            help="How the masked weights are stored: auto, dense, or packed (only the "
-            "weights a single natural-order mask can use)."
-        ),
-    ] = _MODEL.layout,
-    mask_every: Annotated[
-        int, typer.Option(help="Steps between mask changes (0: never).")
-    ] = _TRAIN.mask_every,
-    eval_masks: Annotated[
-        int | None, typer.Option(help="Masks in the evaluation mixture (default: all).")
-    ] = None,
-    num_components: Annotated[
-        int | None, typer.Option(help="Mixture components (logistic-mixture head).")
-    ] = None,
-    one_hot: Annotated[
-        bool | None,
-        typer.Option("--one-hot/--no-one-hot", help="One-hot inputs (if the head allows)."),
-    ] = None,
-    ordering: Annotated[
-        str | None, typer.Option(help="Explicit ordering for --masks ordering, e.g. 2,0,1.")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Folder with the data files (MNIST IDX files).")
-    ] = None,
-    binarize: Annotated[
-        str | None, typer.Option(help="MNIST: threshold, stochastic or none.")
-    ] = None,
-    grid_size: Annotated[int | None, typer.Option(help="2-D data: grid side K.")] = None,
-    image: Annotated[Path | None, typer.Option(help="2d-image: the picture file.")] = None,
-    max_train: Annotated[
-        int | None, typer.Option(help="Keep only this many training examples.")
-    ] = None,
-    data_seed: Annotated[int, typer.Option(help="Seed of the data set's draws and splits.")] = 0,
-    head_option: Annotated[
-        list[str], typer.Option(help="Extra head option key=value (repeatable).")
-    ] = [],  # noqa: B006 - typer needs a literal default
-    data_option: Annotated[
-        list[str], typer.Option(help="Extra data set option key=value (repeatable).")
-    ] = [],  # noqa: B006
-    mask_option: Annotated[
-        list[str],
-        typer.Option(
-            help="Extra mask builder option key=value (repeatable), e.g. spread=even "
-            "or orderings=regions (or scans)."
-        ),
-    ] = [],  # noqa: B006
-    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
-    out: Annotated[
-        Path | None, typer.Option(help="Run folder (default: runs/<data>-<time>).")
-    ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(help="Replace an existing run folder (only a densitykit run folder)."),
-    ] = False,
-    resume: Annotated[
-        Path | None, typer.Option(hidden=True, help="Replaced by `densitykit resume RUN`.")
-    ] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch lines.")] = False,
+    data: _DataName = runs.DataConfig.name,
+    condition: _Condition = None,
+    data_dir: _DataDir = None,
+    binarize: _Binarize = None,
+    grid_size: _GridSize = None,
+    image: _Image = None,
+    max_train: _MaxTrain = None,
+    data_seed: _DataSeed = 0,
+    data_option: _DataOption = [],  # noqa: B006 - typer needs a literal default
+    family: _Family = "made",
+    preset: _Preset = None,
+    head: _Head = None,
+    masks: _Masks = _MODEL.masks,
+    num_masks: _NumMasks = None,
+    hidden_sizes: _HiddenSizes = _HIDDEN_SIZES,
+    activation: _Activation = _MODEL.activation,
+    direct: _Direct = _MODEL.direct_connections,
+    dropout: _Dropout = _MODEL.dropout,
+    mask_input: _MaskInput = _MODEL.mask_input,
+    layout: _Layout = _MODEL.layout,
+    num_components: _NumComponents = None,
+    one_hot: _OneHot = None,
+    ordering: _Ordering = None,
+    head_option: _HeadOption = [],  # noqa: B006
+    mask_option: _MaskOption = [],  # noqa: B006
+    epochs: _Epochs = _TRAIN.epochs,
+    batch_size: _BatchSize = _TRAIN.batch_size,
+    optimizer: _Optimizer = _TRAIN.optimizer,
+    lr: _Lr = _TRAIN.lr,
+    lr_schedule: _LrSchedule = _TRAIN.lr_schedule,
+    weight_decay: _WeightDecay = _TRAIN.weight_decay,
+    ema_decay: _EmaDecay = None,
+    time_budget_minutes: _TimeBudget = None,
+    patience: _Patience = _TRAIN.patience or 0,
+    grad_clip: _GradClip = None,
+    precision: _Precision = _TRAIN.precision,
+    mask_every: _MaskEvery = _TRAIN.mask_every,
+    eval_masks: _EvalMasks = None,
+    out: _OptionalOut = None,
+    overwrite: _Overwrite = False,
+    quiet: _Quiet = False,
+    seed: _Seed = _TRAIN.seed,
+    device: _Device = _TRAIN.device,
+    plugin: _Plugins = [],  # noqa: B006
     threads: _Threads = None,
+    resume: _Resume = None,
 ) -> None:
     """Train a model (a MADE, or another family) on a data set and write a run folder
-    (model, metrics, pictures)."""
-    _state["context"] = ctx
+    (model, metrics, pictures): by default runs/<data>-<time>."""
     if resume is not None:
         raise ValueError(
             f"--resume is now its own command: densitykit resume {resume} [--epochs N]"
         )
+    # The parsed options, by parameter name, for the helpers that build the run's config,
+    # and the names of those typed on the command line (not left at their defaults).
+    options = dict(locals())
+    given = _typed(ctx)
     # Under torchrun every process runs this command; only rank 0 shows and reports.
     launch = launch_environment()
     main = launch is None or launch[0] == 0
-    quiet = quiet or not main
-    progress = _progress(quiet)
     import_plugins(plugin)
+    data_config, data_option = _fit_data_config(options, given)
+    config = runs.RunConfig(
+        data=data_config,
+        model=_fit_model_config(options, given),
+        train=_fit_train_config(options),
+        plugins=list(plugin),
+        family=family,
+    )
+    if family == "made":
+        config = _with_preset(config, preset, data_option, given, quiet=quiet or not main)
+    elif preset not in (None, "none"):
+        raise ValueError(f"presets are MADE settings; --preset does not apply to --family {family}")
+    _fit_and_report(ctx, config, out, overwrite=overwrite, quiet=quiet or not main, launch=launch)
+
+
+def _fit_data_config(options: dict[str, Any], given: set[str]) -> tuple[runs.DataConfig, list[str]]:
+    """The data set of `fit`, and its ``--data-option`` pairs (a data file's path added)."""
+    data, data_option = options["data"], list(options["data_option"])
     if data not in DATASETS and (is_data_file(data) or Path(data).exists()):
         data_option = [*data_option, f"path={json.dumps(str(Path(data).resolve()))}"]
         data = "file"
-    data_options = _data_options(
-        data,
-        {
-            "data_dir": ("--data-dir", str(data_dir) if data_dir else None),
-            "binarize": ("--binarize", binarize),
-            "grid_size": ("--grid-size", grid_size),
-            "path": ("--image", str(image) if image else None),
-            "max_train": ("--max-train", max_train),
-            "seed": ("--data-seed", data_seed),
-        },
-        data_option,
-    )
-    head_options = _head_options(
-        head,
-        {
-            "num_components": ("--num-components", num_components),
-            "one_hot": ("--one-hot", one_hot),
-        },
-        head_option,
-    )
-    REGISTRIES["mask builder"].get(masks)
-    mask_options = _parse_pairs(mask_option, "--mask-option")
+    data_dir, image = options["data_dir"], options["image"]
+    named = {
+        "data_dir": ("--data-dir", str(data_dir) if data_dir else None),
+        "binarize": ("--binarize", options["binarize"]),
+        "grid_size": ("--grid-size", options["grid_size"]),
+        "path": ("--image", str(image) if image else None),
+        "max_train": ("--max-train", options["max_train"]),
+        "seed": ("--data-seed", options["data_seed"]),
+    }
+    data_options = _data_options(data, named, data_option, given)
+    return runs.DataConfig(data, data_options, options["condition"]), data_option
+
+
+def _fit_model_config(options: dict[str, Any], given: set[str]) -> Any:
+    """The model config of `fit`: a MADE's, or another family's from the options that apply."""
+    head = options["head"]
+    named_head = {
+        "num_components": ("--num-components", options["num_components"]),
+        "one_hot": ("--one-hot", options["one_hot"]),
+    }
+    head_options = _head_options(head, named_head, options["head_option"], given)
+    REGISTRIES["mask builder"].get(options["masks"])
+    mask_options = _parse_pairs(options["mask_option"], "--mask-option")
+    ordering = options["ordering"]
     if ordering is not None:
         if "ordering" in mask_options:
             raise ValueError("--mask-option ordering=... conflicts with --ordering; give it once")
@@ -608,81 +886,71 @@ def fit(
             raise ValueError(
                 f"--ordering must be comma-separated integers, got {ordering!r}"
             ) from None
-    FAMILIES.get(family)  # an unknown family lists the registered ones
-    model_options = {
+    FAMILIES.get(options["family"])  # an unknown family lists the registered ones
+    common = {
         "head": head,
-        "hidden_sizes": _parse_sizes(hidden_sizes),
-        "direct_connections": direct,
+        "hidden_sizes": _parse_sizes(options["hidden_sizes"]),
         "head_options": head_options,
         "mask_options": mask_options,
-        "num_masks": num_masks,
-        "seed": seed,
+        "num_masks": options["num_masks"],
+        "seed": options["seed"],
     }
-    config = runs.RunConfig(
-        data=runs.DataConfig(data, data_options, condition),
-        model=_other_family_config(family, model_options)
-        if family != "made"
-        else ModelConfig(
-            head=head,
-            hidden_sizes=_parse_sizes(hidden_sizes),
-            masks=masks,
-            num_masks=num_masks,
-            seed=seed,
-            activation=activation,
-            direct_connections=direct,
-            dropout=dropout,
-            mask_input=mask_input,
-            layout=layout,
-            head_options=head_options,
-            mask_options=mask_options,
-        ),
-        train=TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            patience=patience or None,
-            seed=seed,
-            device=device,
-            precision=precision,
-            mask_every=mask_every,
-            eval_masks=eval_masks,
-            grad_clip=grad_clip,
-            optimizer=optimizer,
-            lr_schedule=lr_schedule,
-            ema_decay=ema_decay,
-            time_budget_minutes=time_budget_minutes,
-        ),
-        plugins=list(plugin),
-        family=family,
+    if options["family"] != "made":
+        return _other_family_config(
+            options["family"], {**common, "direct_connections": options["direct"]}, given
+        )
+    return ModelConfig(
+        **common,
+        masks=options["masks"],
+        activation=options["activation"],
+        direct_connections=options["direct"],
+        dropout=options["dropout"],
+        mask_input=options["mask_input"],
+        layout=options["layout"],
     )
-    if family == "made":
-        config = _with_preset(config, preset, data_option, quiet=quiet or not main)
-    elif preset not in (None, "none"):
-        raise ValueError(f"presets are MADE settings; --preset does not apply to --family {family}")
-    epochs = config.train.epochs
-    name = (
-        Path(str(data_options["path"])).stem if data == "file" and "path" in data_options else data
+
+
+def _fit_train_config(options: dict[str, Any]) -> TrainConfig:
+    """The training settings of `fit` (a patience of 0 disables early stopping)."""
+    same = (
+        "epochs", "batch_size", "lr", "weight_decay", "seed", "device", "precision",
+        "mask_every", "eval_masks", "grad_clip", "optimizer", "lr_schedule", "ema_decay",
+        "time_budget_minutes",
+    )  # fmt: skip
+    return TrainConfig(
+        **{name: options[name] for name in same}, patience=options["patience"] or None
     )
+
+
+def _fit_and_report(
+    ctx: typer.Context,
+    config: runs.RunConfig,
+    out: Path | None,
+    *,
+    overwrite: bool,
+    quiet: bool,
+    launch: tuple[int, int] | None,
+) -> None:
+    """Train into ``out`` (default runs/<data>-<time>) with a progress bar, then report."""
+    data = config.data.name
+    path = config.data.options.get("path")
+    name = Path(str(path)).stem if data == "file" and path is not None else data
     out = out or Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     message = f"training on {data} into {out}/"
     if launch is not None:
         message += f" with {launch[1]} processes"
+    progress = _progress(quiet)
+    callbacks = [] if quiet else [_ProgressCallback(progress, config.train.epochs, message)]
     try:
-        with progress, session(device):
-            metrics = runs.fit_run(
-                config,
-                out,
-                overwrite=overwrite,
-                callbacks=[] if quiet else [_ProgressCallback(progress, epochs, message)],
-            )
+        with progress, session(config.train.device):
+            metrics = runs.fit_run(config, out, overwrite=overwrite, callbacks=callbacks)
     except KeyboardInterrupt:
         _interrupted(out)
-    if main:
+    if launch is None or launch[0] == 0:
         _report(metrics, out)
         # Narrow layers lose dependencies: worth a line when the user chose the sizes
         # (a preset's are deliberate; the Python API warns either way).
-        for note in _caught(ConnectivityWarning)[:1] if _given("hidden_sizes") else []:
+        for note in _caught(ctx, ConnectivityWarning)[:1] if "hidden_sizes" in _typed(ctx) else []:
             _say(f"note: {note}")
 
 
@@ -693,7 +961,7 @@ _MADE_ONLY = (
 )  # fmt: skip
 
 
-def _other_family_config(family: str, options: dict[str, Any]) -> Any:
+def _other_family_config(family: str, options: dict[str, Any], given: set[str]) -> Any:
     """The config of a family other than the MADE from the options of `fit` that apply.
 
     The orderless family takes the head and its options, the hidden sizes and direct
@@ -702,9 +970,9 @@ def _other_family_config(family: str, options: dict[str, Any]) -> Any:
     ``--seed``. Any family takes those of these fields its config has; an option given
     for a field it lacks is refused, and so are the MADE's own options.
     """
-    given = [name for name in _MADE_ONLY if _given(name)]
-    if given:
-        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+    made_only = [name for name in _MADE_ONLY if name in given]
+    if made_only:
+        flags = ", ".join("--" + name.replace("_", "-") for name in made_only)
         raise ValueError(f"{flags} set MADE settings; they do not apply to --family {family}")
     config_class = FAMILIES.get(family).config_class
     fields = set(getattr(config_class, "__dataclass_fields__", ()))
@@ -720,7 +988,7 @@ def _other_family_config(family: str, options: dict[str, Any]) -> Any:
         "ordering_seed": options["seed"],
     }
     for param, field in _FAMILY_FIELDS.items():
-        if _given(param) and field not in fields:
+        if param in given and field not in fields:
             flag = "--" + param.replace("_", "-")
             raise ValueError(f"{flag} does not apply to --family {family}")
     return config_class(**{key: value for key, value in values.items() if key in fields})
@@ -784,7 +1052,12 @@ def _preset_key(config: runs.RunConfig) -> tuple[str, str | None]:
 
 
 def _with_preset(
-    config: runs.RunConfig, name: str | None, data_option: list[str], *, quiet: bool
+    config: runs.RunConfig,
+    name: str | None,
+    data_option: list[str],
+    typed: set[str],
+    *,
+    quiet: bool,
 ) -> runs.RunConfig:
     """Fill the settings the user did not give from the preset (named, or the default)."""
     if name is not None and name.lower() == "none":
@@ -794,9 +1067,9 @@ def _with_preset(
         if name is None:
             return config
     settings = presets.get_preset(name)
-    given = {field for param, field in _FIELDS.items() if _given(param)}
+    given = {field for param, field in _FIELDS.items() if param in typed}
     given_data = {key for key, _ in (p.partition("=")[::2] for p in data_option)}
-    given_data |= {key for param, key in _NAMED_DATA_OPTIONS.items() if _given(param)}
+    given_data |= {key for param, key in _NAMED_DATA_OPTIONS.items() if param in typed}
     updated = presets.apply_preset(config, settings, given=given, given_data_options=given_data)
     if not quiet:
         used = {key: value for key, value in settings.items() if key not in given}
@@ -810,17 +1083,12 @@ def _with_preset(
 @app.command()
 @_guard
 def resume(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
-    epochs: Annotated[
-        int | None, typer.Option(help="A new maximum number of epochs (more than already run).")
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help="A new learning rate.")] = None,
-    patience: Annotated[
-        int | None,
-        typer.Option(help="A new early-stopping patience (0 disables); continues an early stop."),
-    ] = None,
-    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
-    quiet: Annotated[bool, typer.Option(help="No progress bar or per-epoch lines.")] = False,
+    run_dir: _RunDir,
+    epochs: _OptionalEpochs = None,
+    lr: _OptionalLr = None,
+    patience: _OptionalPatience = None,
+    quiet: _Quiet = False,
+    plugin: _Plugins = [],  # noqa: B006
     threads: _Threads = None,
 ) -> None:
     """Continue a run from its last completed epoch, exactly as if it had not stopped.
@@ -851,46 +1119,28 @@ def resume(
         _report(metrics, run_dir)
 
 
-def _given(name: str) -> bool:
-    """Whether an option was typed on the command line (not left at its default)."""
-    context = _state.get("context")
-    if context is None:
-        return False
-    source = context.get_parameter_source(name)
-    return source is not None and source.name == "COMMANDLINE"
-
-
-_DrawOrderings = Annotated[
-    int | None,
-    typer.Option(
-        help="Ask a model trained over all orderings (--masks any-order) with this many "
-        "seeded orderings drawn at inference instead of its own mixture.",
-    ),
-]
-_OrderingSeed = Annotated[int, typer.Option(help="Seed of --draw-orderings.")]
+def _typed(ctx: typer.Context) -> set[str]:
+    """The parameters of a command typed on the command line (not left at their defaults),
+    as click's context records them."""
+    return {
+        name
+        for name in ctx.params
+        if (source := ctx.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"
+    }
 
 
 @app.command("eval")
 @_guard
 def eval_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
-    num_masks: Annotated[
-        int | None, typer.Option(help="Masks in the mixture (default: all the model's).")
-    ] = None,
-    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
-    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    observed: Annotated[
-        str | None,
-        typer.Option(
-            help="Report the conditional NLL of the missing part given this observed part: "
-            "top-half, bottom-half, left-half, right-half, random:F (seed 0) or a PNG of the "
-            "images' size whose light pixels are observed."
-        ),
-    ] = None,
+    run_dir: _RunDir,
+    split: _EvalSplit = "test",
+    observed: _OptionalObserved = None,
+    num_masks: _NumMasks = None,
     draw_orderings: _DrawOrderings = None,
     ordering_seed: _OrderingSeed = 0,
+    as_json: _Json = False,
+    device: _Device = "cpu",
+    plugin: _Plugins = [],  # noqa: B006
     threads: _Threads = None,
 ) -> None:
     """Evaluate a run's model: NLL in nats per example, per dimension and bits per dimension."""
@@ -944,60 +1194,6 @@ def _image_shape(run: runs.Run) -> tuple[int, ...]:
     return shape
 
 
-def _observed_pattern(
-    spec: str, shape: tuple[int, ...], num_examples: int, generator: torch.Generator
-) -> torch.Tensor:
-    """A named pattern (see `queries.observed_pattern`), or a PNG of the images' size whose
-    light pixels (grey level 128 or more) are the observed ones, the same for every image."""
-    if not spec.lower().endswith(".png"):
-        return queries.observed_pattern(spec, shape, num_examples, generator=generator)
-    path = Path(spec)
-    if len(shape) != 2:
-        raise ValueError(f"a pattern picture needs image data (height, width), got {shape}")
-    if not path.is_file():
-        raise FileNotFoundError(f"no pattern picture at {path}")
-    try:
-        with Image.open(path) as picture:  # the header first: no decoding of a huge file
-            width, height = picture.size
-            if (height, width) != tuple(shape):
-                raise ValueError(
-                    f"the pattern picture {path} is {height} x {width} pixels (height x width), "
-                    f"but the images are {shape[0]} x {shape[1]}"
-                )
-            grey = np.asarray(picture.convert("L"))
-    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
-        raise ValueError(f"cannot read {path} as a picture ({error})") from None
-    observed = torch.from_numpy(grey >= 128).reshape(1, -1)
-    if bool(observed.all()) or not bool(observed.any()):
-        raise ValueError(
-            f"the pattern picture {path} must have light (observed) and dark (missing) pixels"
-        )
-    return observed.expand(num_examples, -1)
-
-
-def _conditional_nll(
-    model: densitykit.AutoregressiveModel,
-    data: torch.Tensor,
-    pattern: torch.Tensor,
-    labels: torch.Tensor | None,
-    connectivities: Any,
-) -> torch.Tensor:
-    """``-log p(x_missing | x_observed)`` per example ``(N,)``, in chunks of 1,000."""
-    parts = []
-    with torch.no_grad():
-        for start in range(0, data.shape[0], 1000):
-            chunk = slice(start, start + 1000)
-            parts.append(
-                -model.conditional_log_prob(
-                    data[chunk],
-                    pattern[chunk],
-                    connectivities=connectivities,
-                    context=None if labels is None else labels[chunk],
-                ).cpu()
-            )
-    return torch.cat(parts)
-
-
 def _eval_observed(
     run_dir: Path,
     observed: str,
@@ -1020,10 +1216,12 @@ def _eval_observed(
         raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
     data = splits[split]
     labels = runs.split_context(run.model, run.dataset, split)
-    pattern = _observed_pattern(
+    pattern = inpainting.observed_pattern_from_spec(
         observed, _image_shape(run), data.shape[0], torch.Generator().manual_seed(0)
     )
-    nll = _conditional_nll(run.model, data, pattern, labels, connectivities)
+    nll = inpainting.conditional_nll(
+        run.model, data, pattern, context=labels, connectivities=connectivities
+    )
     missing = (~pattern).sum(1).double()
     result = {
         "split": split,
@@ -1049,58 +1247,30 @@ def _eval_observed(
     )
 
 
-MAX_COMPLETIONS = 65_536
-"""The most completions ``inpaint`` draws in one call (images times ``-n``): a few GB
-for 784 variables, held at once with the images they complete."""
-
-
 @app.command()
 @_guard
 def inpaint(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out",
-            "-o",
-            help="A .png picture, or a .npy array of the numbers: (images, N + 2, D) integers, "
-            "per image the observed part (-1 where missing), the N completions and the original.",
-        ),
-    ],
-    observed: Annotated[
-        str,
-        typer.Option(
-            help="top-half, bottom-half, left-half, right-half, random:F, or a PNG of the "
-            "images' size whose light pixels are observed."
-        ),
-    ] = "top-half",
-    num_samples: Annotated[
-        int,
-        typer.Option(
-            "-n",
-            "--num-samples",
-            help=f"Completions per image (at most {MAX_COMPLETIONS:,} in all, over the images).",
-        ),
-    ] = 4,
-    num_images: Annotated[int, typer.Option(help="Test images to complete.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed of the pattern and the completions.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
-    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
-    overwrite: Annotated[bool, typer.Option(help="Replace the output file if it exists.")] = False,
-    as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help="Print the numbers as JSON: the pattern, each image's missing variables and "
-            "conditional NLL of its missing part (nats).",
-        ),
-    ] = False,
+    run_dir: _RunDir,
+    out: _Out,
+    observed: _Observed = "top-half",
+    num_samples: _NumSamples = 4,
+    num_images: _NumImages = 8,
     draw_orderings: _DrawOrderings = None,
     ordering_seed: _OrderingSeed = 0,
+    overwrite: _Overwrite = False,
+    as_json: _Json = False,
+    seed: _Seed = 0,
+    device: _Device = "cpu",
+    plugin: _Plugins = [],  # noqa: B006
     threads: _Threads = None,
 ) -> None:
     """Complete the missing part of test images: per image, the observed part (missing in
-    grey), the completions and the original."""
+    grey), the completions and the original.
+
+    A .npy output holds the numbers: (images, N + 2, D) integers, per image the observed
+    part (-1 where missing), the N completions and the original. With --json, the pattern,
+    each image's missing variables and the conditional NLL of its missing part (nats).
+    """
     for name, value in (("num_samples", num_samples), ("num_images", num_images)):
         if value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
@@ -1118,73 +1288,61 @@ def inpaint(
     images = run.dataset.splits()["test"][:num_images].long()
     run.model.check_sample_size(images.shape[0] * num_samples)  # before repeating the images
     labels = runs.split_context(run.model, run.dataset, "test")
-    pattern = _observed_pattern(
+    labels = None if labels is None else labels[: images.shape[0]]
+    pattern = inpainting.observed_pattern_from_spec(
         observed, shape, images.shape[0], torch.Generator().manual_seed(seed)
     )
-    completed = run.model.complete(
-        images.repeat_interleave(num_samples, 0),
-        pattern.repeat_interleave(num_samples, 0),
+    completed, rows = inpainting.complete_images(
+        run.model,
+        images,
+        pattern,
+        num_samples,
         generator=torch.Generator().manual_seed(seed),
-        context=None
-        if labels is None
-        else labels[: images.shape[0]].repeat_interleave(num_samples, 0),
+        context=labels,
         connectivities=connectivities,
-    ).cpu()
-    rows = plots.completion_rows(images, pattern, completed)
-    if out.suffix == ".npy":
-        array = rows.nan_to_num(-1.0).long().reshape(images.shape[0], -1, images.shape[1])
-        atomic_write(out, lambda file: np.save(file, array.numpy()))
-        path = out
-    else:
-        path = plots.sample_grid(
-            rows,
-            shape,
-            out,
-            num_values=run.dataset.num_values,
-            columns=num_samples + 2,
-        )
-    if as_json:
-        nll = _conditional_nll(
-            run.model,
-            images,
-            pattern,
-            None if labels is None else labels[: images.shape[0]],
-            connectivities,
-        )
-        result = {
-            "out": str(path),
-            "observed": observed,
-            "num_images": images.shape[0],
-            "num_samples": num_samples,
-            "num_masks": run.model.num_masks if connectivities is None else len(connectivities),
-            "drawn_orderings_seed": None if draw_orderings is None else ordering_seed,
-            "missing_variables": (~pattern).sum(1).tolist(),
-            "conditional_nll_nats": nll.tolist(),
-        }
-        typer.echo(json.dumps(result))
+    )
+    path = _write_completions(rows, out, shape, run.dataset.num_values, num_samples)
+    if not as_json:
+        _say(f"wrote {completed.shape[0]} completions of {images.shape[0]} images to {path}")
         return
-    _say(f"wrote {completed.shape[0]} completions of {images.shape[0]} images to {path}")
+    nll = inpainting.conditional_nll(
+        run.model, images, pattern, context=labels, connectivities=connectivities
+    )
+    result = {
+        "out": str(path),
+        "observed": observed,
+        "num_images": images.shape[0],
+        "num_samples": num_samples,
+        "num_masks": run.model.num_masks if connectivities is None else len(connectivities),
+        "drawn_orderings_seed": None if draw_orderings is None else ordering_seed,
+        "missing_variables": (~pattern).sum(1).tolist(),
+        "conditional_nll_nats": nll.tolist(),
+    }
+    typer.echo(json.dumps(result))
+
+
+def _write_completions(
+    rows: torch.Tensor, out: Path, shape: tuple[int, ...], num_values: int, num_samples: int
+) -> Path:
+    """Write inpaint's rows: a picture, or a .npy array (-1 where missing)."""
+    if out.suffix != ".npy":
+        return plots.sample_grid(rows, shape, out, num_values=num_values, columns=num_samples + 2)
+    array = rows.nan_to_num(-1.0).long().reshape(-1, num_samples + 2, rows.shape[1])
+    atomic_write(out, lambda file: np.save(file, array.numpy()))
+    return out
 
 
 @app.command()
 @_guard
 def sample(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
-    out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output file: .png picture or .npy array.")
-    ],
-    num_samples: Annotated[int, typer.Option("-n", "--num-samples", help="How many samples.")] = 64,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
-    overwrite: Annotated[bool, typer.Option(help="Replace the output file if it exists.")] = False,
-    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
-    label: Annotated[
-        int | None,
-        typer.Option(
-            help="For a class-conditional run: draw this class. Without it, a picture has "
-            "one row of -n samples per class."
-        ),
-    ] = None,
+    run_dir: _RunDir,
+    out: _Out,
+    num_samples: _NumSamples = 64,
+    label: _Label = None,
+    overwrite: _Overwrite = False,
+    seed: _Seed = 0,
+    device: _Device = "cpu",
+    plugin: _Plugins = [],  # noqa: B006
     threads: _Threads = None,
 ) -> None:
     """Draw samples from a run's model into a picture or an array (.npy: in chunks)."""
@@ -1209,38 +1367,19 @@ def sample(
 @app.command()
 @_guard
 def score(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `densitykit fit`.")],
-    data: Annotated[
-        str,
-        typer.Argument(
-            help="A data file (.npy, .npz, .csv, .tsv, a folder of PNG images) or a data set name."
-        ),
-    ],
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Write the scores: .csv (with a header) or .npy."),
-    ] = None,
-    split: Annotated[
-        str | None,
-        typer.Option(help="A data set's split (default test), or an .npz file's array."),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Folder with the data set's files (MNIST IDX files).")
-    ] = None,
-    binarize: Annotated[
-        str | None, typer.Option(help="MNIST: threshold, stochastic or none.")
-    ] = None,
-    data_option: Annotated[
-        list[str], typer.Option(help="Extra data set option key=value (repeatable).")
-    ] = [],  # noqa: B006
-    num_masks: Annotated[
-        int | None, typer.Option(help="Masks in the mixture (default: all the model's).")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 1000,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
-    overwrite: Annotated[bool, typer.Option(help="Replace the output file if it exists.")] = False,
-    plugin: Annotated[list[str], typer.Option(help=_PLUGIN_HELP)] = [],  # noqa: B006
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    run_dir: _RunDir,
+    data: _DataArgument,
+    split: _Split = None,
+    data_dir: _DataDir = None,
+    binarize: _Binarize = None,
+    data_option: _DataOption = [],  # noqa: B006
+    num_masks: _NumMasks = None,
+    batch_size: _BatchSize = 1000,
+    out: _OptionalOut = None,
+    overwrite: _Overwrite = False,
+    quiet: _Quiet = False,
+    device: _Device = "cpu",
+    plugin: _Plugins = [],  # noqa: B006
     threads: _Threads = None,
 ) -> None:
     """Score every example of a data file or data set under a run's model (log-likelihood).
@@ -1289,12 +1428,9 @@ def _listing(registry: Any, plugin: list[str]) -> None:
         _echo(f"{entry.name:<{width}}  {entry.description}")
 
 
-_PLUGIN_OPTION = typer.Option(help=_PLUGIN_HELP)
-
-
 @app.command()
 @_guard
-def datasets(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
+def datasets(plugin: _Plugins = []) -> None:  # noqa: B006
     """List the data sets, each with its recommended settings by head (its presets)."""
     import_plugins(plugin)
     width = max((len(name) for name in DATASETS.names()), default=0)
@@ -1320,21 +1456,21 @@ def datasets(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa
 
 @app.command()
 @_guard
-def heads(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
+def heads(plugin: _Plugins = []) -> None:  # noqa: B006
     """List the output heads."""
     _listing(HEADS, plugin)
 
 
 @app.command("families")
 @_guard
-def families_command(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
+def families_command(plugin: _Plugins = []) -> None:  # noqa: B006
     """List the model families (`fit --family`)."""
     _listing(FAMILIES, plugin)
 
 
 @app.command("masks")
 @_guard
-def masks_command(plugin: Annotated[list[str], _PLUGIN_OPTION] = []) -> None:  # noqa: B006
+def masks_command(plugin: _Plugins = []) -> None:  # noqa: B006
     """List the mask builders."""
     _listing(REGISTRIES["mask builder"], plugin)
 
