@@ -7,7 +7,7 @@
 (``dk.save_checkpoint``, ``dk.load_checkpoint``), sampling (``model.sample``,
 ``dk.sampling``) and queries with some variables observed (``model.complete``,
 ``model.conditional_log_prob``, ``dk.queries``; ``dk.orderless``, one network for every
-conditional).
+conditional; ``dk.histogram``, the independent baseline).
 
 Example:
     >>> import torch, densitykit as dk
@@ -24,6 +24,7 @@ from densitykit import (
     distributed,
     family,
     heads,
+    histogram,
     masks,
     orderless,
     plots,
@@ -45,6 +46,7 @@ from densitykit.errors import (
 )
 from densitykit.family import DensityModel
 from densitykit.heads import Head
+from densitykit.histogram import HistogramConfig, HistogramModel
 from densitykit.layers import MaskedLinear, PackedLinear
 from densitykit.made import MADE
 from densitykit.masks import Connectivity
@@ -66,6 +68,8 @@ __all__ = [
     "DensitykitError",
     "DuplicateNameError",
     "Head",
+    "HistogramConfig",
+    "HistogramModel",
     "MaskedLinear",
     "ModelConfig",
     "PackedLinear",
@@ -87,6 +91,7 @@ __all__ = [
     "fit",
     "fit_run",
     "heads",
+    "histogram",
     "load_checkpoint",
     "load_dataset",
     "load_run",
