@@ -7,7 +7,7 @@
 (``dk.save_checkpoint``, ``dk.load_checkpoint``), sampling (``model.sample``,
 ``dk.sampling``) and queries with some variables observed (``model.complete``,
 ``model.conditional_log_prob``, ``dk.queries``, ``dk.inpainting``; ``dk.orderless``, one
-network for every conditional).
+network for every conditional; ``dk.histogram``, the independent baseline).
 
 Example:
     >>> import torch, densitykit as dk
@@ -24,6 +24,7 @@ from densitykit import (
     distributed,
     family,
     heads,
+    histogram,
     inpainting,
     masks,
     orderless,
@@ -46,6 +47,7 @@ from densitykit.errors import (
 )
 from densitykit.family import DensityModel
 from densitykit.heads import Head
+from densitykit.histogram import HistogramConfig, HistogramModel
 from densitykit.layers import MaskedLinear, PackedLinear
 from densitykit.made import MADE
 from densitykit.masks import Connectivity
@@ -67,6 +69,8 @@ __all__ = [
     "DensitykitError",
     "DuplicateNameError",
     "Head",
+    "HistogramConfig",
+    "HistogramModel",
     "MaskedLinear",
     "ModelConfig",
     "PackedLinear",
@@ -88,6 +92,7 @@ __all__ = [
     "fit",
     "fit_run",
     "heads",
+    "histogram",
     "inpainting",
     "load_checkpoint",
     "load_dataset",

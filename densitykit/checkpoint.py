@@ -24,6 +24,7 @@ import torch
 from densitykit.atomic import FILE_MODE, atomic_write
 from densitykit.errors import CheckpointError
 from densitykit.family import FAMILIES, DensityModel
+from densitykit.histogram import resolve_family
 from densitykit.memory import format_bytes
 
 __all__ = [
@@ -198,7 +199,8 @@ def _check_size(path: str | os.PathLike, family: type[DensityModel], config: Any
 
 def _family_of(path: str | os.PathLike, data: dict[str, Any]) -> tuple[str, Any]:
     """The family and config dict of a loaded checkpoint (files of earlier versions: a
-    MADE checkpoint without a family, or an orderless model's own format)."""
+    MADE checkpoint without a family, a MADE with the histogram head (the histogram
+    family), or an orderless model's own format)."""
     if data.get("format") == ORDERLESS_FORMAT and "config" in data and "state_dict" in data:
         return "orderless", data["config"]
     if data.get("format") != FORMAT or "state_dict" not in data or "model_config" not in data:
@@ -210,6 +212,12 @@ def _family_of(path: str | os.PathLike, data: dict[str, Any]) -> tuple[str, Any]
             f"{path}: checkpoint version {data.get('version')!r}, expected {VERSION}"
         )
     family = data.get("family", "made")
+    if family == "made":
+        try:
+            family, config = resolve_family(family, data["model_config"])
+        except ValueError as error:
+            raise CheckpointError(f"{path}: malformed model config ({error})") from None
+        return family, config
     if not isinstance(family, str) or family not in FAMILIES:
         raise CheckpointError(
             f"{path}: its model family {family!r} is not registered (registered: "

@@ -7,6 +7,7 @@ as an escape sequence or a line break. Python warnings are caught: a command say
 what the user can act on, in its report, and drops the rest.
 """
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -556,7 +557,8 @@ _Family = Annotated[
     str,
     typer.Option(
         help="Model family: " + _names(FAMILIES) + "; see `densitykit families` (orderless: "
-        "one network for every conditional).",
+        "one network for every conditional; histogram: independent variables, also "
+        "--head histogram).",
         rich_help_panel=_MODEL_PANEL,
     ),
 ]
@@ -840,7 +842,9 @@ def fit(
         plugins=list(plugin),
         family=family,
     )
-    if family == "made":
+    # The histogram's presets (looked up by its head, as for --head histogram) hold
+    # training settings only.
+    if config.family in ("made", "histogram"):
         config = _with_preset(config, preset, data_option, given, quiet=quiet or not main)
     elif preset not in (None, "none"):
         raise ValueError(f"presets are MADE settings; --preset does not apply to --family {family}")
@@ -975,7 +979,8 @@ def _other_family_config(family: str, options: dict[str, Any], given: set[str]) 
         flags = ", ".join("--" + name.replace("_", "-") for name in made_only)
         raise ValueError(f"{flags} set MADE settings; they do not apply to --family {family}")
     config_class = FAMILIES.get(family).config_class
-    fields = set(getattr(config_class, "__dataclass_fields__", ()))
+    declared = dataclasses.fields(config_class) if dataclasses.is_dataclass(config_class) else ()
+    fields = {item.name for item in declared}  # not class variables (the histogram's head)
     ordering_options = dict(options["mask_options"])
     values = {
         "head": options["head"],

@@ -29,8 +29,10 @@ from densitykit.checks import check_seed
 from densitykit.data.files import check_values
 from densitykit.data.splits import SPLIT_STREAM, carve_validation, generator
 from densitykit.errors import DataError, ResourceError
+from densitykit.family import FAMILIES, DensityModel
+from densitykit.histogram import resolve_family
 from densitykit.memory import check_allocation
-from densitykit.model import AutoregressiveModel, ModelConfig, build_model, parameter_count
+from densitykit.model import ModelConfig
 from densitykit.scoring import score as score_examples
 from densitykit.train import TrainConfig, fit
 
@@ -65,9 +67,18 @@ MAX_INFERRED_VALUES = 2**16
 infers from its data (16-bit values); pass ``num_values`` for more."""
 
 
+def _family_config(config: ModelConfig) -> tuple[type[DensityModel], Any]:
+    """The family and family config ``config`` describes: the MADE, or for the
+    ``histogram`` head the histogram family."""
+    name, data = resolve_family("made", config.to_dict())
+    family = FAMILIES.get(name)
+    return family, family.config_class.from_dict(data)
+
+
 def _check_training_size(config: ModelConfig, batch_size: int) -> None:
     """Refuse to train a model whose weights, Adam state and batch outputs cannot fit."""
-    weights = parameter_count(config)
+    family, family_config = _family_config(config)
+    weights = family.parameter_count(family_config)
     outputs = batch_size * config.dim * config.num_values * 4 * 3  # logits, log-probs, grads
     check_allocation(
         weights * (16 + 5 * (config.num_masks or 1)) + outputs,
@@ -102,7 +113,8 @@ class MADEEstimator(_Density, _Base):
         device: ``cpu``, ``cuda`` or ``auto``.
 
     Attributes:
-        model_: The trained [`AutoregressiveModel`][densitykit.model.AutoregressiveModel].
+        model_: The trained [`AutoregressiveModel`][densitykit.model.AutoregressiveModel]
+            (a [`HistogramModel`][densitykit.histogram.HistogramModel] for ``head="histogram"``).
         n_features_in_: $D$.
         num_values_: $K$ used.
         history_: The per-epoch records of training.
@@ -212,7 +224,8 @@ class MADEEstimator(_Density, _Base):
         )
         _check_training_size(config, int(self.batch_size))
         torch.manual_seed(seed)
-        model = build_model(config)
+        family, family_config = _family_config(config)
+        model = family.from_config(family_config)
         result = fit(
             model,
             torch.from_numpy(train),
@@ -227,13 +240,13 @@ class MADEEstimator(_Density, _Base):
                 device=self.device,
             ),
         )
-        self.model_: AutoregressiveModel = model.eval()
+        self.model_: DensityModel = model.eval()
         self.n_features_in_ = X.shape[1]
         self.num_values_ = num_values
         self.history_ = result.history
         return self
 
-    def _fitted(self) -> AutoregressiveModel:
+    def _fitted(self) -> DensityModel:
         if not hasattr(self, "model_"):
             try:
                 from sklearn.exceptions import NotFittedError
@@ -282,6 +295,7 @@ class MADEEstimator(_Density, _Base):
         model = state.pop("model_", None)
         if model is not None:
             state["_model_state"] = {
+                "family": model.family,
                 "config": model.config.to_dict(),
                 "weights": {k: v.cpu() for k, v in model.state_dict().items()},
             }
@@ -296,7 +310,9 @@ class MADEEstimator(_Density, _Base):
         else:  # pragma: no cover - without scikit-learn
             self.__dict__.update(state)
         if saved is not None:
-            model = build_model(ModelConfig.from_dict(saved["config"]))
+            name, data = resolve_family(saved.get("family", "made"), saved["config"])
+            family = FAMILIES.get(name)
+            model = family.from_config(family.config_class.from_dict(data))
             model.load_state_dict(saved["weights"])
             self.model_ = model.eval()
 

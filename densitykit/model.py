@@ -31,7 +31,7 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -56,6 +56,7 @@ from densitykit.family import (
     encode_labels,
 )
 from densitykit.heads import HEADS, Head, default_num_values
+from densitykit.histogram import HistogramConfig, HistogramModel
 from densitykit.made import LAYOUTS, MADE
 from densitykit.masks import Connectivity, ConnectivitySampler, ConnectivityWarning
 from densitykit.memory import check_allocation
@@ -69,6 +70,7 @@ __all__ = [
     "ConnectivityWarning",
     "ModelConfig",
     "build_model",
+    "check_made_head",
     "check_model_size",
     "create_model",
     "parameter_count",
@@ -201,8 +203,9 @@ class AutoregressiveModel(DensityModel):
     The ``made`` model family (see [`densitykit.family`][densitykit.family]).
 
     Args:
-        backbone: The [`MADE`][densitykit.made.MADE]; ``None`` for heads that take no
-            parameters from a backbone (``head.params_per_variable == 0``).
+        backbone: The [`MADE`][densitykit.made.MADE] (the histogram, which takes no
+            parameters from one, is a family of its own:
+            [`HistogramModel`][densitykit.histogram.HistogramModel]).
         head: The output distribution.
         config: The config that built the model, if any (kept for checkpoints).
         validate_args: Check inputs in ``log_prob`` (shape, dtype, support), as
@@ -263,15 +266,11 @@ class AutoregressiveModel(DensityModel):
     @classmethod
     def training_bytes(cls, config: ModelConfig) -> int:
         """Weights, gradients and two Adam moments, plus a bool and a float mask per mask."""
-        head = HEADS.create(
-            config.head, dim=config.dim, num_values=config.num_values, **config.head_options
-        )
-        num_masks = resolved_num_masks(config) if head.params_per_variable else 1
-        return parameter_count(config) * (16 + 5 * num_masks)
+        return parameter_count(config) * (16 + 5 * resolved_num_masks(config))
 
     def __init__(
         self,
-        backbone: MADE | None,
+        backbone: MADE,
         head: Head,
         config: ModelConfig | None = None,
         *,
@@ -282,7 +281,7 @@ class AutoregressiveModel(DensityModel):
         super().__init__()
         check_parts(backbone, head)
         self.num_labels = check_int(num_labels, "num_labels", minimum=0)
-        width = backbone.context_size if backbone is not None else 0
+        width = backbone.context_size
         if self.num_labels and width != self.num_labels:
             raise ValueError(
                 f"a model of {self.num_labels} labels needs a backbone with context_size="
@@ -299,13 +298,13 @@ class AutoregressiveModel(DensityModel):
                     "connectivity_source must be a ConnectivitySampler, got "
                     f"{type(connectivity_source).__name__}"
                 )
-            if backbone is None or (connectivity_source.dim, connectivity_source.hidden_sizes) != (
+            if (connectivity_source.dim, connectivity_source.hidden_sizes) != (
                 backbone.dim,
                 backbone.hidden_sizes,
             ):
                 raise ValueError(
                     "connectivity_source must draw the backbone's D and hidden sizes "
-                    f"{(head.dim, getattr(backbone, 'hidden_sizes', None))}, got "
+                    f"{(backbone.dim, backbone.hidden_sizes)}, got "
                     f"{(connectivity_source.dim, connectivity_source.hidden_sizes)}"
                 )
             # The buffer is the truth (saved, resumed, moved with the model); the
@@ -327,13 +326,13 @@ class AutoregressiveModel(DensityModel):
 
     @property
     def num_masks(self) -> int:
-        """How many masks the mixture averages over (1 without a backbone)."""
-        return self.backbone.num_masks if self.backbone is not None else 1
+        """How many masks the mixture averages over."""
+        return self.backbone.num_masks
 
     @property
     def context_size(self) -> int:
         """Real context features ``C`` the backbone takes (``L`` for ``L`` labels; 0: none)."""
-        return self.backbone.context_size if self.backbone is not None else 0
+        return self.backbone.context_size
 
     @property
     def is_conditional(self) -> bool:
@@ -353,9 +352,7 @@ class AutoregressiveModel(DensityModel):
     def _first_parameter(self) -> torch.Tensor:
         # The backbone's first bias directly (a packed layer's full weight is assembled
         # on read): walking the modules costs more than a small forward pass's arithmetic.
-        if self.backbone is not None:
-            return self.backbone.layers[0].bias
-        return next(self.parameters())
+        return self.backbone.layers[0].bias
 
     # -- connectivities ------------------------------------------------------------------
     def draw_connectivity(self) -> Connectivity:
@@ -573,7 +570,7 @@ class AutoregressiveModel(DensityModel):
                 the checks (``False``) only for values known to be in the support.
             connectivity: Score under this connectivity instead of the masks (any
                 ordering, one the backbone was never built with included); not with
-                ``mask``, and not for a head without a backbone.
+                ``mask``.
             context: A conditional model's context for each row of ``x`` (see
                 [`encode_context`][densitykit.model.AutoregressiveModel.encode_context]);
                 ``None`` for an unconditional model.
@@ -593,10 +590,6 @@ class AutoregressiveModel(DensityModel):
         if connectivity is not None:
             if mask is not None:
                 raise ValueError("pass a mask index or a connectivity, not both")
-            if self.backbone is None:
-                raise ValueError(
-                    f"the {type(self.head).__name__} has no backbone, hence no connectivity"
-                )
             chunks = [
                 self._log_prob_connectivity(rows, connectivity, features)
                 for rows, features in self._rows(x, validate, context)
@@ -613,10 +606,6 @@ class AutoregressiveModel(DensityModel):
     def _log_prob(
         self, x: torch.Tensor, mask: int | None, context: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if self.backbone is None:
-            return self.head._log_prob(
-                x.new_empty(x.shape[0], self.dim, 0, dtype=self.dtype), x
-            ).sum(-1)
         if mask is not None:
             return self._log_prob_mask(x, mask, context)
         if self.num_masks == 1:
@@ -628,7 +617,6 @@ class AutoregressiveModel(DensityModel):
     def _log_prob_mask(
         self, x: torch.Tensor, mask: int, context: torch.Tensor | None = None
     ) -> torch.Tensor:
-        assert self.backbone is not None  # internal invariant, not user input
         active = self.backbone.mask_index
         if mask == active:
             params = self.backbone(self.head.encode(x, self.dtype), context=context)
@@ -643,7 +631,6 @@ class AutoregressiveModel(DensityModel):
     def _log_prob_connectivity(
         self, x: torch.Tensor, connectivity: Connectivity, context: torch.Tensor | None = None
     ) -> torch.Tensor:
-        assert self.backbone is not None  # internal invariant, not user input
         params = self.backbone(
             self.head.encode(x, self.dtype), connectivity=connectivity, context=context
         )
@@ -699,7 +686,7 @@ class AutoregressiveModel(DensityModel):
         connectivity (from the source whose state is a buffer, so it resumes exactly)."""
         if self.connectivity_source is not None:
             return self.draw_connectivity()
-        return self.backbone.mask_index if self.backbone is not None else None
+        return self.backbone.mask_index
 
     def training_log_prob(
         self,
@@ -716,17 +703,16 @@ class AutoregressiveModel(DensityModel):
         """Move to the next mask every ``config.mask_every`` steps (connectivity-agnostic
         training)."""
         every = getattr(config, "mask_every", 0)
-        if self.backbone is not None and every and step % every == 0:
+        if every and step % every == 0:
             self.backbone.next_mask()
 
     def training_state(self) -> dict[str, Any]:
         """The active mask (an ``any-order`` model's source state is a buffer)."""
-        return {"mask_index": self.backbone.mask_index if self.backbone is not None else 0}
+        return {"mask_index": self.backbone.mask_index}
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Make the saved mask active again."""
-        if self.backbone is not None:
-            self.backbone.set_mask(int(state.get("mask_index", 0)) % self.num_masks)
+        self.backbone.set_mask(int(state.get("mask_index", 0)) % self.num_masks)
 
     def evaluation_log_prob(
         self,
@@ -774,9 +760,8 @@ class AutoregressiveModel(DensityModel):
     ) -> list[Connectivity] | None:
         """The connectivities a query mixes: the model's first ``num_masks`` (all for
         ``None``), or ``draw`` seeded ones drawn at inference
-        ([`draw_orderings`][densitykit.model.AutoregressiveModel.draw_orderings]);
-        ``None`` for a head without a backbone (independent variables). Pass the result
-        to the queries as ``connectivities=``.
+        ([`draw_orderings`][densitykit.model.AutoregressiveModel.draw_orderings]). Pass
+        the result to the queries as ``connectivities=``.
 
         Raises:
             ValueError: If both counts are given, ``num_masks`` is outside
@@ -792,8 +777,6 @@ class AutoregressiveModel(DensityModel):
         count = self.num_masks if num_masks is None else num_masks
         if not isinstance(count, int) or not 1 <= count <= self.num_masks:
             raise ValueError(f"num_masks must be in 1..{self.num_masks} for this run, got {count}")
-        if self.backbone is None:
-            return None
         return [self.backbone.connectivity(k) for k in range(count)]
 
     # -- sampling ------------------------------------------------------------------------
@@ -873,13 +856,12 @@ class AutoregressiveModel(DensityModel):
             ...
             densitykit.errors.ResourceError: 1,000,000,000,000 samples of 4 variables would need ...
         """
+        backbone = self.backbone
         row = 16 * self.dim  # the long values and the long inputs beside them
-        if self.backbone is not None:
-            backbone = self.backbone
-            row += 4 * (
-                self.dim * (backbone.input_width + backbone.params_per_variable)
-                + sum(backbone.hidden_sizes)
-            )
+        row += 4 * (
+            self.dim * (backbone.input_width + backbone.params_per_variable)
+            + sum(backbone.hidden_sizes)
+        )
         check_allocation(2 * num_samples * row, f"{num_samples:,} samples of {self.dim} variables")
 
     def _sample_mask(
@@ -975,8 +957,7 @@ class AutoregressiveModel(DensityModel):
             observed: ``(B, D)`` bool, true where observed (a different pattern per
                 example is allowed), or ``(D,)`` for all examples.
             connectivities: The orderings to use, as connectivities (moved to put
-                the observed variables first); the model's own by default. Ignored
-                by a head without a backbone (independent variables).
+                the observed variables first); the model's own by default.
             validate: Check ``x`` first; ``None`` follows ``self.validate_args``.
             context: A conditional model's context, one per example or one for all
                 (see [`encode_context`][densitykit.model.AutoregressiveModel.encode_context]):
@@ -1116,47 +1097,49 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
         raise ValueError(
             f"a model is built from a complete ModelConfig; {', '.join(missing)} not set"
         )
-    check_model_size(config)
+    check_model_size(config)  # refuses a head without parameters per variable too
     head = HEADS.create(
         config.head, dim=config.dim, num_values=config.num_values, **config.head_options
     )
-    context_size = config.num_labels or config.context_size
-    if context_size and head.params_per_variable == 0:
-        raise ValueError(
-            f"the {config.head!r} head takes no parameters from a backbone, so it cannot be "
-            "conditioned on a context; choose a head with a MADE backbone"
-        )
-    backbone = None
-    if head.params_per_variable > 0:
-        options = dict(config.mask_options)
-        if config.num_masks is not None:
-            options["num_masks"] = config.num_masks
-        connectivities = masks_module.MASKS.create(
-            config.masks,
-            dim=config.dim,
-            hidden_sizes=tuple(config.hidden_sizes),
-            seed=config.seed,
-            **options,
-        )
-        backbone = MADE(
-            connectivities,
-            params_per_variable=head.params_per_variable,
-            input_width=head.input_width,
-            activation=config.activation,
-            direct_connections=config.direct_connections,
-            context_size=context_size,
-            mask_input=config.mask_input,
-            dropout=config.dropout,
-            layout=config.layout,
-        )
-        source = getattr(connectivities, "source", None)
-    else:
-        source = None
+    options = dict(config.mask_options)
+    if config.num_masks is not None:
+        options["num_masks"] = config.num_masks
+    connectivities = masks_module.MASKS.create(
+        config.masks,
+        dim=config.dim,
+        hidden_sizes=tuple(config.hidden_sizes),
+        seed=config.seed,
+        **options,
+    )
+    backbone = MADE(
+        connectivities,
+        params_per_variable=head.params_per_variable,
+        input_width=head.input_width,
+        activation=config.activation,
+        direct_connections=config.direct_connections,
+        context_size=config.num_labels or config.context_size,
+        mask_input=config.mask_input,
+        dropout=config.dropout,
+        layout=config.layout,
+    )
+    source = getattr(connectivities, "source", None)
     # The layout the backbone took is recorded, so a saved config rebuilds the same.
-    config = replace(config, layout=backbone.layout if backbone is not None else "dense")
+    config = replace(config, layout=backbone.layout)
     return AutoregressiveModel(
         backbone, head, config, connectivity_source=source, num_labels=config.num_labels
     )
+
+
+@overload
+def create_model(
+    head: Literal["histogram"], dim: int, num_values: int | None = None, **options: Any
+) -> HistogramModel: ...
+
+
+@overload
+def create_model(
+    head: str, dim: int, num_values: int | None = None, **options: Any
+) -> AutoregressiveModel: ...
 
 
 def create_model(
@@ -1177,8 +1160,13 @@ def create_model(
     dropout: float = 0.0,
     layout: str = "auto",
     **head_options: Any,
-) -> AutoregressiveModel:
+) -> AutoregressiveModel | HistogramModel:
     r"""Compose a model from registered parts by name.
+
+    ``head="histogram"`` builds the [histogram family][densitykit.histogram]'s model
+    (independent per-variable histograms, with no network): a
+    [`HistogramModel`][densitykit.histogram.HistogramModel]. The other options are
+    checked as for any head and build nothing for it; a context is refused.
 
     Args:
         head: Head name (see ``densitykit.heads.names()``).
@@ -1202,7 +1190,9 @@ def create_model(
         **head_options: Extra options for the head (e.g. ``num_components=4``).
 
     Returns:
-        The model, with its [`ModelConfig`][densitykit.model.ModelConfig] in ``model.config``.
+        The model, with its [`ModelConfig`][densitykit.model.ModelConfig] in
+        ``model.config`` (a [`HistogramConfig`][densitykit.histogram.HistogramConfig] for
+        the histogram).
 
     Example:
         >>> import torch, densitykit as dk
@@ -1235,6 +1225,10 @@ def create_model(
         dropout=dropout,
         layout=layout,
     )
+    if head == "histogram":
+        # A family of its own: the settings above were checked as for any head, and
+        # (as when it was a MADE head without a backbone) the network's build nothing.
+        return HistogramModel.from_config(HistogramConfig.from_made_dict(config.to_dict()))
     check_model_size(config)  # before the mask builder is probed for its default count
     return build_model(replace(config, num_masks=resolved_num_masks(config)))
 
@@ -1274,8 +1268,7 @@ def parameter_count(config: ModelConfig) -> int:
             config.head, dim=config.dim, num_values=config.num_values, **config.head_options
         )
     own = sum(p.numel() for p in head.parameters())
-    if head.params_per_variable == 0:
-        return own
+    check_made_head(config.head, head)
     dim = int(config.dim)  # type: ignore[arg-type]
     widths = [dim * head.input_width, *config.hidden_sizes, dim * head.params_per_variable]
     count = sum(a * b + b for a, b in itertools.pairwise(widths))
@@ -1285,6 +1278,32 @@ def parameter_count(config: ModelConfig) -> int:
     if config.mask_input:
         count += dim * (widths[1] + (widths[-1] if config.hidden_sizes else 0))
     return own + count
+
+
+def check_made_head(name: str | None, head: Head) -> None:
+    """Refuse a head that takes no parameters from a MADE.
+
+    Raises:
+        ValueError: If ``head.params_per_variable`` is 0; for ``histogram``, the message
+            names the histogram family, which models it.
+
+    Example:
+        >>> check_made_head("histogram", HEADS.create("histogram", dim=2, num_values=3))
+        Traceback (most recent call last):
+        ...
+        ValueError: the 'histogram' head takes no parameters from a MADE: ...
+    """
+    if head.params_per_variable > 0:
+        return
+    if name == "histogram":
+        raise ValueError(
+            "the 'histogram' head takes no parameters from a MADE: the histogram is a model "
+            "family of its own (dk.create_model('histogram', dim, num_values), "
+            "densitykit.histogram.HistogramModel, or fit --family histogram)"
+        )
+    raise ValueError(
+        f"a MADE needs a head with parameters per variable, got {name!r} (params_per_variable=0)"
+    )
 
 
 def _complete_config(config: ModelConfig, data: DataFacts) -> ModelConfig:

@@ -28,10 +28,9 @@ With $K$ base connectivities the answers are uniform mixtures:
 
 Each example may have its own observed pattern; examples are grouped by pattern,
 one forward pass per pattern and base connectivity (for completion, one run of
-the fast sampler, started after the observed prefix). Without a backbone (the
-histogram head) the variables are independent: the marginal and the conditional
-are sums of the per-variable log-probabilities of the observed and of the missing
-variables, and completion draws the missing ones.
+the fast sampler, started after the observed prefix). The histogram, whose
+variables are independent, answers these queries itself (see
+[`densitykit.histogram`][densitykit.histogram]).
 
 Example:
     >>> import torch, densitykit as dk
@@ -201,16 +200,15 @@ def _bases(backbone: MADE, connectivities: Sequence[Connectivity] | None) -> lis
     return bases
 
 
-def _dtype(backbone: MADE | None, head: Head) -> torch.dtype:
+def _dtype(backbone: MADE, head: Head) -> torch.dtype:
     for module in (backbone, head):
-        if module is not None:
-            for parameter in module.parameters():
-                return parameter.dtype
+        for parameter in module.parameters():
+            return parameter.dtype
     return torch.get_default_dtype()
 
 
 def _split_log_probs(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     x: torch.Tensor,
     observed: torch.Tensor,
@@ -219,11 +217,6 @@ def _split_log_probs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(K, B)`` log-marginals of the observed and log-conditionals of the missing values."""
     dtype = _dtype(backbone, head)
-    if backbone is None:
-        per_variable = head._log_prob(x.new_empty(x.shape[0], head.dim, 0, dtype=dtype), x)
-        marginal = per_variable.masked_fill(~observed, 0).sum(-1)
-        conditional = per_variable.masked_fill(observed, 0).sum(-1)
-        return marginal[None], conditional[None]
     bases = _bases(backbone, connectivities)
     marginal = torch.zeros(len(bases), x.shape[0], dtype=torch.float64, device=x.device)
     conditional = torch.zeros_like(marginal)
@@ -241,7 +234,7 @@ def _split_log_probs(
 
 
 def conditional_log_prob(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     x: torch.Tensor,
     observed: torch.Tensor,
@@ -256,7 +249,7 @@ def conditional_log_prob(
     the joint mixture.
 
     Args:
-        backbone: The MADE (``None`` for the histogram head).
+        backbone: The MADE.
         head: The output distribution.
         x: ``(B, D)`` values in the support (``head.value_dtype``), missing ones
             included (scored).
@@ -273,7 +266,7 @@ def conditional_log_prob(
 
 
 def marginal_log_prob(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     x: torch.Tensor,
     observed: torch.Tensor,
@@ -284,7 +277,7 @@ def marginal_log_prob(
     r"""$\log \frac1K \sum_k p_k(x_\text{observed})$ per example (missing values ignored).
 
     Args:
-        backbone: The MADE (``None`` for the histogram head).
+        backbone: The MADE.
         head: The output distribution.
         x: ``(B, D)`` values (``head.value_dtype``); the missing ones are not read (the
             observed-first ordering never conditions on them).
@@ -301,7 +294,7 @@ def marginal_log_prob(
 
 
 def complete(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     x: torch.Tensor,
     observed: torch.Tensor,
@@ -320,7 +313,7 @@ def complete(
     the observed prefix.
 
     Args:
-        backbone: The MADE (``None`` for the histogram head).
+        backbone: The MADE.
         head: The output distribution.
         x: ``(B, D)`` values (``head.value_dtype``); the missing entries are ignored.
         observed: ``(B, D)`` or ``(D,)`` bool.
@@ -349,7 +342,7 @@ def complete(
 
 
 def complete_reference(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     x: torch.Tensor,
     observed: torch.Tensor,
@@ -369,7 +362,7 @@ def complete_reference(
 
 @torch.no_grad()
 def _complete(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     x: torch.Tensor,
     observed: torch.Tensor,
@@ -381,12 +374,6 @@ def _complete(
     """Complete with ``sampler`` (a ``complete_fast``-like function) per pattern and base."""
     observed = check_observed(x, observed, head.dim)
     out = x.masked_fill(~observed, head.placeholder).to(head.value_dtype)
-    if backbone is None:
-        empty = torch.empty(x.shape[0], 0, dtype=_dtype(backbone, head), device=x.device)
-        for variable in range(head.dim):
-            drawn = head.sample(empty, variable, generator)
-            out[:, variable] = torch.where(observed[:, variable], out[:, variable], drawn)
-        return out
     bases = _bases(backbone, connectivities)
     source = generator.device if generator is not None else x.device
     choice = torch.randint(len(bases), (x.shape[0],), generator=generator, device=source)

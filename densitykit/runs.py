@@ -43,6 +43,7 @@ from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError, PluginError, ResourceError
 from densitykit.family import FAMILIES, DataFacts, DensityModel
 from densitykit.family import default_head as family_default_head
+from densitykit.histogram import HistogramConfig, resolve_family
 from densitykit.memory import check_allocation, format_bytes
 from densitykit.model import (
     AutoregressiveModel,
@@ -138,6 +139,11 @@ class RunConfig:
     ``model.seed`` seeds the masks; ``train.seed`` seeds the initial weights and the
     shuffling.
 
+    A MADE config whose head is ``histogram`` is read as the
+    [histogram family][densitykit.histogram]'s config (``family="histogram"``), here
+    and in [`from_dict`][densitykit.runs.RunConfig.from_dict]: ``--head histogram``, and
+    the run folders written when the histogram was a MADE head, are histogram runs.
+
     Attributes:
         data: The data set.
         model: The model.
@@ -161,6 +167,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.family, str):
             raise TypeError(f"family must be a registered family name, got {self.family!r}")
+        if isinstance(self.model, ModelConfig) and self.model.head == "histogram":
+            self.family = "histogram"
+            self.model = HistogramConfig.from_made_dict(self.model.to_dict())
 
     def family_class(self) -> type[DensityModel]:
         """The run's [model family][densitykit.family] (registered by its name).
@@ -204,12 +213,13 @@ class RunConfig:
             family = data.get("family", "made")  # configs written before families: MADE
             if not isinstance(family, str):
                 raise TypeError(f"family must be a name, got {family!r}")
+            family, model = resolve_family(family, dict(data["model"]))
             config_class = ModelConfig if family == "made" else _family(family).config_class
             return cls(
                 data=DataConfig(
                     str(section["name"]), dict(section["options"]), section.get("condition")
                 ),
-                model=config_class.from_dict(dict(data["model"])),
+                model=config_class.from_dict(model),
                 train=TrainConfig.from_dict(dict(data["train"])),
                 plugins=list(plugins),
                 family=family,
@@ -828,7 +838,8 @@ def query_orderings(
     """What a query of a run mixes (the model's
     [`query_mixture`][densitykit.family.DensityModel.query_mixture]): the model's first
     ``num_masks`` connectivities or orderings (all for ``None``), or ``draw_orderings``
-    seeded ones drawn at inference; ``None`` for a MADE head with no network.
+    seeded ones drawn at inference; ``None`` for a model with no orderings to mix (the
+    histogram).
 
     Args:
         model: A run's model.

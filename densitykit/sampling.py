@@ -123,22 +123,22 @@ __all__ = [
 
 
 def check_parts(backbone: object, head: object) -> None:
-    """Check that ``backbone`` can feed ``head``: a MADE of the head's shape, or ``None``.
+    """Check that ``backbone`` can feed ``head``: a MADE of the head's shape.
 
     Raises:
-        TypeError: If ``head`` is not a ``Head``, or ``backbone`` not a ``MADE`` for a
-            head that takes parameters from one.
-        ValueError: If a head without parameters from a backbone is given one, or the
-            backbone's ``(dim, params_per_variable, input_width)`` differ from the head's.
+        TypeError: If ``head`` is not a ``Head``, or ``backbone`` not a ``MADE``.
+        ValueError: If the head takes no parameters from a backbone (the histogram, a
+            model family of its own), or the backbone's ``(dim, params_per_variable,
+            input_width)`` differ from the head's.
     """
     if not isinstance(head, Head):
         raise TypeError(f"head must be a densitykit Head, got {type(head).__name__}")
     if head.params_per_variable == 0:
-        if backbone is not None:
-            raise ValueError(
-                f"{type(head).__name__} takes no parameters from a backbone; pass backbone=None"
-            )
-        return
+        raise ValueError(
+            f"{type(head).__name__} takes no parameters from a backbone, so there is nothing "
+            "to sample it with (the histogram is a model family of its own: "
+            "densitykit.histogram.HistogramModel)"
+        )
     if not isinstance(backbone, MADE):
         raise TypeError(
             f"{type(head).__name__} needs a MADE backbone, got {type(backbone).__name__}"
@@ -153,7 +153,7 @@ def check_parts(backbone: object, head: object) -> None:
 
 
 def _check_arguments(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     num_samples: object,
     mask: object,
@@ -162,14 +162,14 @@ def _check_arguments(
 ) -> None:
     check_parts(backbone, head)
     num_samples = check_int(num_samples, "num_samples", minimum=0)
-    check_index(mask, backbone.num_masks if backbone is not None else 1, "mask")
+    check_index(mask, backbone.num_masks, "mask")
     check_generator(generator)
     _check_context(backbone, context, num_samples)
 
 
-def _check_context(backbone: MADE | None, context: object, num_samples: int) -> None:
+def _check_context(backbone: MADE, context: object, num_samples: int) -> None:
     """A conditional backbone needs a floating-point context ``(N, C)``; others none."""
-    context_size = backbone.context_size if backbone is not None else 0
+    context_size = backbone.context_size
     if context_size == 0:
         if context is not None:
             raise ValueError("this model takes no context (context_size=0); got a context")
@@ -186,17 +186,16 @@ def _check_context(backbone: MADE | None, context: object, num_samples: int) -> 
         )
 
 
-def _dtype_and_device(backbone: MADE | None, head: Head) -> tuple[torch.dtype, torch.device]:
+def _dtype_and_device(backbone: MADE, head: Head) -> tuple[torch.dtype, torch.device]:
     """The floating dtype and device of the parameters (the backbone's first)."""
     for module in (backbone, head):
-        if module is not None:
-            for parameter in module.parameters():
-                return parameter.dtype, parameter.device
+        for parameter in module.parameters():
+            return parameter.dtype, parameter.device
     return torch.get_default_dtype(), torch.device("cpu")
 
 
 def sample_fast(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     num_samples: int,
     *,
@@ -210,12 +209,10 @@ def sample_fast(
     given the same generator state: the heads are called identically, and only the
     order of floating-point summation differs (in float64 the samples agree in
     practice; in lower precision a draw landing within rounding error of a decision
-    boundary can differ, which leaves the distribution exact). Heads without a
-    backbone (the histogram head) use the reference sampler, which is already $O(D)$.
+    boundary can differ, which leaves the distribution exact).
 
     Args:
-        backbone: The [`MADE`][densitykit.made.MADE]; ``None`` for a head that takes
-            no parameters from a backbone.
+        backbone: The [`MADE`][densitykit.made.MADE].
         head: The output distribution.
         num_samples: How many samples ``N``.
         mask: Which mask's autoregressive model to sample.
@@ -228,10 +225,11 @@ def sample_fast(
         ``0..K-1`` for the discrete heads).
 
     Raises:
-        TypeError: If ``head`` is not a ``Head``, ``backbone`` not a ``MADE`` (or not
-            ``None`` for a head without parameters), ``generator`` not a
-            ``torch.Generator``, or a needed context not a floating-point tensor.
-        ValueError: If ``num_samples`` is negative, ``mask`` out of range, or the
+        TypeError: If ``head`` is not a ``Head``, ``backbone`` not a ``MADE``,
+            ``generator`` not a ``torch.Generator``, or a needed context not a
+            floating-point tensor.
+        ValueError: If the head takes no parameters from a backbone, the backbone does
+            not fit it, ``num_samples`` is negative, ``mask`` out of range, or the
             context missing, unexpected or not ``(N, C)``.
 
     Example:
@@ -247,7 +245,7 @@ def sample_fast(
 
 
 def sample_reference(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     num_samples: int,
     *,
@@ -266,7 +264,7 @@ def sample_reference(
 
 @torch.no_grad()
 def _sample_reference(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     num_samples: int,
     mask: int,
@@ -275,11 +273,6 @@ def _sample_reference(
 ) -> torch.Tensor:
     dtype, device = _dtype_and_device(backbone, head)
     x = head.blank(num_samples, device)
-    if backbone is None:
-        empty = torch.empty(num_samples, 0, dtype=dtype, device=device)
-        for variable in range(head.dim):
-            x[:, variable] = head.sample(empty, variable, generator)
-        return x
     active = backbone.mask_index
     backbone.set_mask(mask)
     try:
@@ -388,11 +381,6 @@ def _check_completion(
 ) -> torch.Tensor:
     """Check the arguments of a completion; return ``x``'s given values, zeros elsewhere."""
     check_parts(backbone, head)
-    if backbone is None:
-        raise TypeError(
-            f"completion needs a MADE backbone; {type(head).__name__} takes no parameters "
-            "from one (its variables are independent: draw them with head.sample)"
-        )
     backbone.check_fit(connectivity)
     real = head.value_dtype.is_floating_point
     if not isinstance(x, torch.Tensor) or x.is_complex() or (x.is_floating_point() and not real):
@@ -552,15 +540,13 @@ def _accumulate(out: torch.Tensor, weight: torch.Tensor, source: torch.Tensor) -
 
 @torch.no_grad()
 def _sample_fast(
-    backbone: MADE | None,
+    backbone: MADE,
     head: Head,
     num_samples: int,
     mask: int,
     generator: torch.Generator | None,
     context: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    if backbone is None:
-        return _sample_reference(backbone, head, num_samples, mask, generator)
     plan = mask_plan(backbone, mask)
     if not plan.consistent:
         return _sample_reference(backbone, head, num_samples, mask, generator, context)

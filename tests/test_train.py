@@ -17,14 +17,14 @@ class Recorder(Callback):
     """Keeps what the loop shows: the active mask and the gradient norm after each step,
     and the model's weights after each epoch."""
 
-    def __init__(self, model: dk.AutoregressiveModel) -> None:
+    def __init__(self, model: dk.DensityModel) -> None:
         self.model = model
         self.masks: list[int] = []
         self.grad_norms: list[float] = []
         self.weights: list[dict[str, torch.Tensor]] = []
 
     def on_batch_end(self, state: TrainState, loss: float) -> None:
-        if self.model.backbone is not None:
+        if self.model.family == "made":  # a histogram has no masks
             self.masks.append(self.model.backbone.mask_index)
         grads = [p.grad.detach().flatten() for p in self.model.parameters() if p.grad is not None]
         self.grad_norms.append(float(torch.cat(grads).norm()))
@@ -33,7 +33,7 @@ class Recorder(Callback):
         self.weights.append({k: v.clone() for k, v in self.model.state_dict().items()})
 
 
-def diverging_histogram() -> tuple[dk.AutoregressiveModel, torch.Tensor, torch.Tensor]:
+def diverging_histogram() -> tuple[dk.HistogramModel, torch.Tensor, torch.Tensor]:
     """A histogram trained on ones and validated on zeros: the validation NLL gets worse
     after every step, so only epoch 1 improves on the starting point (infinity)."""
     model = dk.create_model("histogram", 1, 2)

@@ -88,8 +88,9 @@ class Head(nn.Module, abc.ABC):
 
     Subclasses set ``params_per_variable`` and ``input_width`` in ``__init__`` and
     implement ``encode``, ``_log_prob`` and ``sample``. A head whose
-    ``params_per_variable`` is 0 has parameters of its own and ignores the backbone
-    (the histogram baseline).
+    ``params_per_variable`` is 0 has parameters of its own and takes none from a
+    network: the MADE and the orderless model refuse it (the histogram head is used by
+    its own family, [`densitykit.histogram`][densitykit.histogram]).
 
     Args:
         dim: The number of variables D.

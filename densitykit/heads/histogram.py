@@ -21,7 +21,9 @@ class HistogramHead(Head):
     Each variable has its own K logits $\theta_i$, initialised to zero (the uniform
     distribution), and no dependence on any other variable; the head takes no
     parameters from a backbone (``params_per_variable = 0``). For ``D = 1`` this is
-    exactly the histogram model $p(x) = \mathrm{softmax}(\theta)_x$.
+    exactly the histogram model $p(x) = \mathrm{softmax}(\theta)_x$. The
+    [histogram family][densitykit.histogram] is this head's maths as a model (no MADE
+    takes it).
 
     Args:
         dim: The number of variables D.
