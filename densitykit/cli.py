@@ -971,8 +971,9 @@ def _other_family_config(family: str, options: dict[str, Any], given: set[str]) 
     The orderless family takes the head and its options, the hidden sizes and direct
     connections; its training orderings come from ``--mask-option orderings=...`` (and
     their options), its query mixture from ``--num-masks`` orderings seeded by
-    ``--seed``. Any family takes those of these fields its config has; an option given
-    for a field it lacks is refused, and so are the MADE's own options.
+    ``--seed``. Any family takes those of these fields its config has, and only those
+    the user gave (its config's defaults hold for the others); an option given for a
+    field it lacks is refused, and so are the MADE's own options.
     """
     made_only = [name for name in _MADE_ONLY if name in given]
     if made_only:
@@ -982,16 +983,21 @@ def _other_family_config(family: str, options: dict[str, Any], given: set[str]) 
     declared = dataclasses.fields(config_class) if dataclasses.is_dataclass(config_class) else ()
     fields = {item.name for item in declared}  # not class variables (the histogram's head)
     ordering_options = dict(options["mask_options"])
-    values = {
-        "head": options["head"],
-        "hidden_sizes": options["hidden_sizes"],
-        "direct_connections": options["direct_connections"],
-        "head_options": options["head_options"],
-        "orderings": ordering_options.pop("orderings", "uniform"),
-        "ordering_options": ordering_options,
-        "num_orderings": options["num_masks"] or 1,
-        "ordering_seed": options["seed"],
-    }
+    # What the user gave, and nothing else: the family's own defaults hold otherwise
+    # (the orderless model's 500 hidden units with direct connections, say, not the
+    # MADE's 256,256 without).
+    values = {"head": options["head"], "head_options": options["head_options"]}
+    if "hidden_sizes" in given:
+        values["hidden_sizes"] = options["hidden_sizes"]
+    if "direct" in given:
+        values["direct_connections"] = options["direct_connections"]
+    if "mask_option" in given:
+        values["orderings"] = ordering_options.pop("orderings", "uniform")
+        values["ordering_options"] = ordering_options
+    if "num_masks" in given:
+        values["num_orderings"] = options["num_masks"]
+    if "seed" in given:
+        values["ordering_seed"] = options["seed"]
     for param, field in _FAMILY_FIELDS.items():
         if param in given and field not in fields:
             flag = "--" + param.replace("_", "-")

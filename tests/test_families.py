@@ -288,3 +288,17 @@ def test_a_plugin_family_learns(forget_plugin_family) -> None:
     before = dk.evaluate(model, data.val)
     result = dk.fit(model, data.train, data.val, dk.TrainConfig(epochs=3, lr=0.05))
     assert result.best_val_nll < before - 1.0
+
+
+def test_options_not_given_keep_the_familys_own_defaults(tmp_path) -> None:
+    """`fit --family orderless` without --hidden-sizes or --direct builds the orderless
+    model's defaults (500 units, direct connections), not the MADE's 256,256."""
+    out = tmp_path / "run"
+    result = invoke("fit", *IMAGES, "--family", "orderless", "--epochs", "1", "--quiet",
+                    "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model = read_json(out / "config.json")["model"]
+    defaults = OrderlessConfig()
+    assert model["hidden_sizes"] == list(defaults.hidden_sizes)
+    assert model["direct_connections"] is defaults.direct_connections is True
+    assert model["num_orderings"] == defaults.num_orderings
