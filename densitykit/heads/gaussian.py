@@ -116,8 +116,10 @@ class GaussianHead(_RealHead):
 
 @register("gaussian-mixture")
 class GaussianMixtureHead(_RealHead):
-    r"""A mixture of M Gaussians per variable over the reals (the MoG MADE of
-    Papamakarios et al. 2017, "Masked Autoregressive Flow for Density Estimation").
+    r"""A mixture of M Gaussians per variable over the reals: the MADE MoG.
+
+    The MADE MoG of Papamakarios et al. (2017), "Masked Autoregressive Flow for
+    Density Estimation":
 
     $$p(x_d \mid x_{<d}) = \sum_{m=1}^M \pi_{d,m}\,\mathcal{N}(x_d;\ \mu_{d,m},\ s_{d,m}^2),
     \qquad \pi_d = \operatorname{softmax}(\ell_d),\quad
