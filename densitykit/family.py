@@ -83,9 +83,22 @@ def check_head_fits(
 ) -> None:
     """Refuse a head that cannot model the data, in one line that says how to choose.
 
+    A head over real values (``gaussian``, ``gaussian-mixture``) is refused on the data
+    sets, which hold integers ``0..K-1``: the integers are codes of bins, pixels or
+    categories, and a density over them would be neither the data's model nor
+    comparable with the discrete heads' log-likelihoods. Such heads are used from
+    Python, on real-valued tensors.
+
     Raises:
-        DensitykitError: If the head's factory refuses the data's D or K or the options.
+        DensitykitError: If the head is over real values, or its factory refuses the
+            data's D or K or the options.
     """
+    if getattr(HEADS.get(head), "value_dtype", torch.long).is_floating_point:
+        raise DensitykitError(
+            f"head {head!r} models real values, but data set {data.name!r} holds the "
+            f"integers 0..{num_values - 1} and the data readers read integer data only "
+            "(choose a discrete head with --head; `densitykit heads` lists them)"
+        )
     try:
         HEADS.create(head, dim=dim, num_values=num_values, **options)
     except (ValueError, TypeError) as error:

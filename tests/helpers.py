@@ -244,3 +244,37 @@ def write_inflating(path: Path, data: object) -> None:
                 while left:
                     record.write(chunk[: min(left, len(chunk))])
                     left -= min(left, len(chunk))
+
+
+def is_real_head(name: str) -> bool:
+    """Whether the registered head ``name`` holds real values (a floating ``value_dtype``)
+    rather than the integers ``0..K-1``.
+
+    Tests about integer data (enumerating every value, frequencies of values, one-hot
+    inputs, the integer data readers) do not apply to a real head, which has no finite
+    set of values: they skip it by this, and say so.
+    """
+    import densitykit as dk
+
+    factory = dk.heads.get(name)
+    return bool(getattr(factory, "value_dtype", torch.long).is_floating_point)
+
+
+REAL_HEAD_SKIP = "a head over real values has no finite set of values to enumerate or count"
+
+
+def head_num_values(name: str, discrete: int = 5) -> int:
+    """The K a test gives head ``name``: 0 (real), 2 (the Bernoulli), else ``discrete``."""
+    if is_real_head(name):
+        return 0
+    return 2 if name == "bernoulli" else discrete
+
+
+def head_values(
+    name: str, shape: tuple[int, ...], num_values: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Random values of the support of head ``name``: standard normals for a real head,
+    uniform integers ``0..num_values-1`` for a discrete one."""
+    if is_real_head(name):
+        return torch.randn(shape, generator=generator)
+    return torch.randint(0, num_values, shape, generator=generator)

@@ -196,6 +196,23 @@ def test_mnist_from_local_folder_draws_digits(tmp_path: Path) -> None:
     assert "Traceback" not in bad.output
 
 
+@pytest.mark.parametrize("head", ["gaussian", "gaussian-mixture"])
+@pytest.mark.parametrize("family", ["made", "orderless"])
+def test_a_real_head_on_integer_data_is_refused_in_one_line(
+    head: str, family: str, tmp_path: Path
+) -> None:
+    # The data sets hold integer codes 0..K-1: a density over the reals is refused, not fitted.
+    out = tmp_path / "run"
+    args = ["fit", "--data", "2d-smiley", "--family", family, "--head", head, "--out", str(out)]
+    result = runner.invoke(app, [*args, *TINY])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert f"head {head!r} models real values" in lines[0]
+    assert "holds the integers 0..24" in lines[0] and "--head" in lines[0]
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from helpers import head_num_values, head_values
 from typer.testing import CliRunner
 
 import densitykit
@@ -86,13 +87,13 @@ def test_weighted_shard_losses_average_to_the_global_batch_gradient(
     head: str, batch_size: int, world_size: int
 ) -> None:
     """DDP's gradient average over ranks equals the single-process gradient of the mean."""
-    num_values = 2 if head == "bernoulli" else 8
+    num_values = head_num_values(head, 8)
     torch.manual_seed(0)
     model = densitykit.create_model(
         head, 3, num_values, hidden_sizes=(16,), masks="random", num_masks=2, seed=0
     )
     generator = torch.Generator().manual_seed(0)
-    train = torch.randint(0, num_values, (batch_size + 5, 3), generator=generator)
+    train = head_values(head, (batch_size + 5, 3), num_values, generator=generator)
     indices = torch.randperm(train.shape[0], generator=generator)[:batch_size]
     mask = 1 if model.family == "made" else None  # the histogram has no masks
 

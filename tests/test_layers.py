@@ -8,19 +8,18 @@ import pytest
 import strategies
 import torch
 import torch.nn.functional as F
+from helpers import head_num_values, head_values
 
 import densitykit as dk
 from densitykit import layers
 from densitykit.layers import MaskedLinear, grouped_linear, grouping
 from densitykit.made import MADE, PRODUCTS
 
-NUM_VALUES = {"bernoulli": 2}
-
 # Heads that take their parameters from a backbone (the histogram has its own).
 BACKBONE_HEADS = [
     name
     for name in dk.heads.names()
-    if dk.heads.create(name, dim=2, num_values=2).params_per_variable > 0
+    if dk.heads.create(name, dim=2, num_values=head_num_values(name)).params_per_variable > 0
 ]
 
 
@@ -160,7 +159,7 @@ def build(
         model = dk.create_model(
             head,
             7,
-            options.pop("num_values", NUM_VALUES.get(head, 5)),
+            options.pop("num_values", head_num_values(head)),
             hidden_sizes=hidden_sizes,
             masks=masks,
             num_masks=3,
@@ -175,8 +174,11 @@ def build(
 
 def assert_paths_agree(model: dk.AutoregressiveModel, num_rows: int = 13) -> None:
     """Dense and grouped products give the same log-likelihoods and gradients, per mask."""
-    x = torch.randint(
-        0, model.num_values, (num_rows, model.dim), generator=torch.Generator().manual_seed(2)
+    x = head_values(
+        model.config.head,
+        (num_rows, model.dim),
+        model.num_values,
+        generator=torch.Generator().manual_seed(2),
     )
     for mask in range(model.num_masks):
         results = {}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import strategies
 import torch
+from helpers import head_num_values, head_values
 
 import densitykit as dk
 from densitykit import layers
@@ -19,11 +20,10 @@ from densitykit.made import LAYOUTS
 from densitykit.model import ModelConfig, build_model
 from densitykit.train import TrainConfig, TrainState, fit
 
-NUM_VALUES = {"bernoulli": 2}
 BACKBONE_HEADS = [
     name
     for name in dk.heads.names()
-    if dk.heads.create(name, dim=2, num_values=2).params_per_variable > 0
+    if dk.heads.create(name, dim=2, num_values=head_num_values(name)).params_per_variable > 0
 ]
 
 
@@ -137,7 +137,7 @@ def build(
         model = dk.create_model(
             head,
             7,
-            options.pop("num_values", NUM_VALUES.get(head, 5)),
+            options.pop("num_values", head_num_values(head)),
             hidden_sizes=hidden_sizes,
             seed=5,
             layout=layout,
@@ -154,7 +154,7 @@ def assert_layouts_agree(head: str, hidden_sizes: tuple[int, ...], **options) ->
     assert packed.backbone.layout == "packed" and dense.backbone.layout == "dense"
     strategies.sharpen(dense, 2.0, seed=1)
     packed.load_state_dict(dense.state_dict())
-    x = torch.randint(0, dense.num_values, (11, 7), generator=torch.Generator().manual_seed(2))
+    x = head_values(head, (11, 7), dense.num_values, generator=torch.Generator().manual_seed(2))
     context = {"context": torch.arange(11) % 3} if options.get("num_labels") else {}
     torch.testing.assert_close(packed.log_prob(x, **context), dense.log_prob(x, **context))
     packed.backbone.products = "dense"  # the full weight, as off the CPU

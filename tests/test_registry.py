@@ -37,7 +37,7 @@ def test_duplicate_names_are_refused() -> None:
 
 def test_unknown_name_lists_the_registered_ones() -> None:
     with pytest.raises(dk.UnknownNameError) as info:
-        dk.heads.create("gaussian", dim=1, num_values=2)
+        dk.heads.create("student-t", dim=1, num_values=2)
     message = str(info.value)
     for name in dk.heads.names():
         assert repr(name) in message

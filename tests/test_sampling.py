@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import strategies
 import torch
+from helpers import head_num_values, head_values, is_real_head
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import ModelSpec, model_specs
@@ -24,13 +25,12 @@ from densitykit.sampling import (
     sample_reference,
 )
 
-NUM_VALUES = {"bernoulli": 2}
-
-# Heads that take their parameters from a backbone (the histogram is a family of its own).
+# Heads that take their parameters from a backbone (the histogram is a family of its own),
+# the heads over real values included.
 BACKBONE_HEADS = [
     name
     for name in dk.heads.names()
-    if dk.heads.create(name, dim=2, num_values=2).params_per_variable > 0
+    if dk.heads.create(name, dim=2, num_values=head_num_values(name)).params_per_variable > 0
 ]
 
 
@@ -47,7 +47,7 @@ def build(
     model = dk.create_model(
         head,
         dim,
-        options.pop("num_values", NUM_VALUES.get(head, 5)),
+        options.pop("num_values", head_num_values(head)),
         hidden_sizes=hidden_sizes,
         masks="multi-ordering",
         num_masks=num_masks,
@@ -55,7 +55,8 @@ def build(
         direct_connections=direct,
         **options,
     ).double()
-    randomize(model)
+    # Real values are fed back as they are: moderate weights keep the draws moderate.
+    randomize(model, 0.7 if is_real_head(head) else 4.0)
     return model
 
 
@@ -69,8 +70,9 @@ def assert_fast_equals_naive(model: dk.AutoregressiveModel, num_samples: int = 2
         parts = model.backbone, model.head
         fast = sample_fast(*parts, num_samples, mask=mask, generator=seeded(mask))
         naive = sample_reference(*parts, num_samples, mask=mask, generator=seeded(mask))
-        assert fast.dtype == torch.long and fast.shape == (num_samples, model.dim)
+        assert fast.dtype == model.head.value_dtype and fast.shape == (num_samples, model.dim)
         assert torch.equal(fast, naive), f"mask {mask}: {int((fast != naive).sum())} values differ"
+        assert bool(torch.isfinite(fast.double()).all())
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -148,7 +150,7 @@ def test_mixture_sampling_matches_the_reference_mixture(head: str) -> None:
         choice = torch.randint(model.num_masks, (num_samples,), generator=generator)
     else:
         choice = torch.zeros(num_samples, dtype=torch.long)
-    expected = torch.zeros(num_samples, model.dim, dtype=torch.long)
+    expected = model.head.blank(num_samples)
     for mask in range(model.num_masks):
         rows = (choice == mask).nonzero().squeeze(-1)
         if rows.numel():
@@ -192,7 +194,7 @@ def test_heads_whose_encoding_depends_on_the_index_are_re_encoded() -> None:
 def test_built_in_heads_encode_per_variable(head: str) -> None:
     for options in ({}, {"one_hot": True}, {"one_hot": False}):
         try:
-            instance = dk.heads.create(head, dim=4, num_values=NUM_VALUES.get(head, 5), **options)
+            instance = dk.heads.create(head, dim=4, num_values=head_num_values(head), **options)
         except TypeError:
             continue  # the head has no one_hot option
         assert encodes_per_variable(instance)
@@ -325,7 +327,7 @@ def assert_completion_equals_reference(
             fast = complete_fast(*parts, conn, x, count, generator=seeded(count))
             slow = complete_reference(*parts, conn, x, count, generator=seeded(count))
             kept = conn.ordering[:count]
-            assert fast.dtype == torch.long and fast.shape == x.shape
+            assert fast.dtype == model.head.value_dtype and fast.shape == x.shape
             assert torch.equal(fast[:, kept], x[:, kept])
             assert torch.equal(fast, slow), (
                 f"connectivity {index}, {count} given: {int((fast != slow).sum())} values differ"
@@ -452,7 +454,8 @@ def test_global_generator_gives_the_reference_samples(head: str) -> None:
 def test_sample_is_sample_from_uniforms(head: str) -> None:
     """The promise ``uniforms_per_sample`` makes, which the fast sampler relies on."""
     model = build(head)
-    params = model.backbone(model.head.encode(torch.zeros(11, 7, dtype=torch.long), torch.float64))
+    x = model.head.blank(11)
+    params = model.backbone(model.head.encode(x, torch.float64))
     k = model.head.uniforms_per_sample
     assert k > 0
     for variable in range(7):
@@ -493,7 +496,7 @@ def test_a_head_that_draws_its_own_numbers_is_asked_per_step(
 @pytest.mark.parametrize("head", BACKBONE_HEADS)
 def test_encode_into_writes_what_encode_gives(head: str) -> None:
     model = build(head)
-    values = torch.randint(0, model.num_values, (13,))
+    values = head_values(head, (13,), model.num_values)
     out = torch.zeros(model.head.input_width, 13, dtype=torch.float64)
     model.head.encode_into(values, out)
     expected = model.head.encode(values[:, None], torch.float64).t()

@@ -3,12 +3,13 @@
 Example:
     >>> import densitykit as dk
     >>> dk.heads.names()
-    ['bernoulli', 'categorical', 'histogram', 'logistic-mixture']
+    ['bernoulli', 'categorical', 'gaussian', 'gaussian-mixture', 'histogram', 'logistic-mixture']
 """
 
 from densitykit.heads.base import Head
 from densitykit.heads.bernoulli import BernoulliHead
 from densitykit.heads.categorical import CategoricalHead
+from densitykit.heads.gaussian import GaussianHead, GaussianMixtureHead
 from densitykit.heads.histogram import HistogramHead
 from densitykit.heads.logistic_mixture import (
     DiscretizedLogisticMixture,
@@ -22,6 +23,8 @@ __all__ = [
     "BernoulliHead",
     "CategoricalHead",
     "DiscretizedLogisticMixture",
+    "GaussianHead",
+    "GaussianMixtureHead",
     "Head",
     "HistogramHead",
     "LogisticMixtureHead",

@@ -79,12 +79,14 @@ class Head(nn.Module, abc.ABC):
     ``_log_prob`` (the model calls it on values it has already checked, with
     [`check_values`][densitykit.heads.Head.check_values]).
 
-    *Discrete heads* (the built-in ones) hold ``torch.long`` values ``0..K-1``: the
+    *Discrete heads* (``bernoulli``, ``categorical``, ``logistic-mixture``,
+    ``histogram``) hold ``torch.long`` values ``0..K-1``: the
     default support is ``integer_interval(0, num_values - 1)`` and ``num_values`` K is
     at least 2. *A head over real values* sets ``value_dtype`` to a floating dtype,
     declares its own ``support`` (e.g. ``constraints.real``) and ``distribution``,
     encodes values as it likes (e.g. the value itself, ``input_width = 1``) and has no
-    finite number of values: its ``num_values`` is 0.
+    finite number of values: its ``num_values`` is 0 (the built-in ``gaussian`` and
+    ``gaussian-mixture``).
 
     Subclasses set ``params_per_variable`` and ``input_width`` in ``__init__`` and
     implement ``encode``, ``_log_prob`` and ``sample``. A head whose
