@@ -44,6 +44,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from densitykit.checks import check_int
 from densitykit.errors import DensitykitError
 from densitykit.heads import HEADS
 from densitykit.memory import check_allocation
@@ -55,6 +56,7 @@ __all__ = [
     "DataFacts",
     "DensityModel",
     "check_head_fits",
+    "check_sample_shape",
     "default_head",
     "encode_labels",
     "names",
@@ -161,6 +163,29 @@ def encode_labels(
     labels = context.to(device=device, dtype=torch.long).expand(batch_shape)
     labels = labels.reshape(math.prod(batch_shape))
     return nn.functional.one_hot(labels, num_labels).to(dtype)
+
+
+def check_sample_shape(sample_shape: int | Sequence[int]) -> tuple[int, ...]:
+    """``sample_shape`` as a tuple of non-negative ints (an integer ``n`` is ``(n,)``), as
+    every family's ``sample`` reads it.
+
+    Raises:
+        TypeError: If it is not an integer or a sequence of integers.
+        ValueError: If a size is negative.
+
+    Example:
+        >>> check_sample_shape(3), check_sample_shape((2, 5)), check_sample_shape(())
+        ((3,), (2, 5), ())
+    """
+    try:
+        return (check_int(sample_shape, "sample_shape", minimum=0),)
+    except TypeError:
+        if isinstance(sample_shape, (str, bytes)) or not isinstance(sample_shape, Sequence):
+            raise TypeError(
+                "sample_shape must be an integer or a sequence of integers (a tuple or "
+                f"torch.Size), got {type(sample_shape).__name__} {sample_shape!r}"
+            ) from None
+    return tuple(check_int(size, "sample_shape sizes", minimum=0) for size in sample_shape)
 
 
 def names() -> list[str]:

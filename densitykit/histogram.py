@@ -42,7 +42,14 @@ import torch
 
 from densitykit.checks import check_generator, check_int
 from densitykit.errors import DensitykitError
-from densitykit.family import CAPABILITIES, FAMILIES, DataFacts, DensityModel, check_head_fits
+from densitykit.family import (
+    CAPABILITIES,
+    FAMILIES,
+    DataFacts,
+    DensityModel,
+    check_head_fits,
+    check_sample_shape,
+)
 from densitykit.heads import HistogramHead
 from densitykit.memory import check_allocation
 from densitykit.queries import check_observed
@@ -341,7 +348,7 @@ class HistogramModel(DensityModel):
             ValueError: On a negative size or a context.
             ResourceError: If the samples cannot fit in memory.
         """
-        shape = _sample_shape(sample_shape)
+        shape = check_sample_shape(sample_shape)
         check_generator(generator)
         count = math.prod(shape)
         self.check_sample_size(count)
@@ -470,17 +477,6 @@ class HistogramModel(DensityModel):
         out = x.clone()
         self._draw(out, observed, generator)
         return out
-
-
-def _sample_shape(sample_shape: int | Sequence[int]) -> tuple[int, ...]:
-    """``sample_shape`` as a tuple of non-negative ints (an integer ``n`` is ``(n,)``)."""
-    if isinstance(sample_shape, (str, bytes)) or not isinstance(sample_shape, (int, Sequence)):
-        raise TypeError(
-            "sample_shape must be an integer or a sequence of integers (a tuple or "
-            f"torch.Size), got {type(sample_shape).__name__} {sample_shape!r}"
-        )
-    shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
-    return tuple(check_int(size, "sample_shape sizes", minimum=0) for size in shape)
 
 
 FAMILIES.register("histogram", HistogramModel)

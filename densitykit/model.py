@@ -52,6 +52,7 @@ from densitykit.family import (
     DataFacts,
     DensityModel,
     check_head_fits,
+    check_sample_shape,
     default_head,
     encode_labels,
 )
@@ -818,7 +819,7 @@ class AutoregressiveModel(DensityModel):
             >>> model.sample(5, context=torch.tensor(2)).shape  # five samples of label 2
             torch.Size([5, 4])
         """
-        shape = _sample_shape(sample_shape)
+        shape = check_sample_shape(sample_shape)
         num_samples = math.prod(shape)
         check_generator(generator)
         mask = self._check_mask(mask)
@@ -1075,19 +1076,6 @@ class AutoregressiveModel(DensityModel):
             generator=generator,
             context=features,
         )
-
-
-def _sample_shape(sample_shape: int | Sequence[int]) -> tuple[int, ...]:
-    """``sample_shape`` as a tuple of non-negative ints (an integer ``n`` is ``(n,)``)."""
-    try:
-        return (check_int(sample_shape, "sample_shape", minimum=0),)
-    except TypeError:
-        if isinstance(sample_shape, (str, bytes)) or not isinstance(sample_shape, Sequence):
-            raise TypeError(
-                "sample_shape must be an integer or a sequence of integers (a tuple or "
-                f"torch.Size), got {type(sample_shape).__name__} {sample_shape!r}"
-            ) from None
-    return tuple(check_int(size, "sample_shape sizes", minimum=0) for size in sample_shape)
 
 
 def build_model(config: ModelConfig) -> AutoregressiveModel:

@@ -61,6 +61,7 @@ from densitykit.family import (
     DataFacts,
     DensityModel,
     check_head_fits,
+    check_sample_shape,
     default_head,
     encode_labels,
 )
@@ -829,7 +830,7 @@ class OrderlessModel(DensityModel):
             >>> model.sample(3, generator=torch.Generator().manual_seed(0)).shape
             torch.Size([3, 5])
         """
-        shape = _sample_shape(sample_shape)
+        shape = check_sample_shape(sample_shape)
         orderings = self._mixture(self._members(orderings, connectivities))
         count = math.prod(shape)
         self.check_sample_size(count)
@@ -895,13 +896,6 @@ class OrderlessModel(DensityModel):
         if not isinstance(count, int) or not 1 <= count <= len(own):
             raise ValueError(f"num_masks must be in 1..{len(own)} for this model, got {count!r}")
         return own[:count]
-
-
-def _sample_shape(sample_shape: int | Sequence[int]) -> tuple[int, ...]:
-    shape = (sample_shape,) if isinstance(sample_shape, int) else tuple(sample_shape)
-    for size in shape:
-        check_int(size, "a sample size", minimum=0)
-    return shape
 
 
 def _check_orderings(orderings: torch.Tensor, dim: int) -> torch.Tensor:
