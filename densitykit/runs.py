@@ -214,7 +214,7 @@ class RunConfig:
             if not isinstance(family, str):
                 raise TypeError(f"family must be a name, got {family!r}")
             family, model = resolve_family(family, dict(data["model"]))
-            config_class = ModelConfig if family == "made" else _family(family).config_class
+            config_class = _family(family).config_class
             return cls(
                 data=DataConfig(
                     str(section["name"]), dict(section["options"]), section.get("condition")

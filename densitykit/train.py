@@ -322,6 +322,7 @@ def evaluate(
     distributed: bool = False,
     context: torch.Tensor | None = None,
     connectivities: Sequence[Any] | None = None,
+    validate: bool = True,
 ) -> float:
     r"""Mean negative log-likelihood (nats per example) of ``data`` under the model.
 
@@ -344,6 +345,8 @@ def evaluate(
             instead of the model's masks (log-mean-exp of each one's likelihood), e.g.
             orderings drawn at inference
             ([`draw_orderings`][densitykit.model.AutoregressiveModel.draw_orderings]).
+        validate: Check ``data`` against the model's support first (``fit`` checks
+            its validation set once and skips this every epoch).
 
     Raises:
         ValueError: If ``num_masks`` exceeds the model's masks, ``num_masks`` and
@@ -352,7 +355,8 @@ def evaluate(
     """
     if data.shape[0] == 0:
         raise ValueError("cannot evaluate on an empty data set")
-    model.check_values(data)
+    if validate:
+        model.check_values(data)
     if model.is_conditional and (context is None or len(context) != len(data)):
         raise ValueError(
             f"a conditional model is evaluated with one context per example ({len(data)}), "
@@ -670,6 +674,7 @@ def _end_epoch(
             model,
             loop.val,
             batch_size=config.eval_batch_size,
+            validate=False,  # checked once, before the first epoch
             num_masks=config.eval_masks,
             distributed=loop.context is not None,
             context=loop.val_context,
