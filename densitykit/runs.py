@@ -596,6 +596,7 @@ def _train_and_report(
         state=state,
         train_context=split_context(model, dataset, "train"),
         val_context=split_context(model, dataset, "val"),
+        train_draws=dataset.train_draws,
     )
     on_main(lambda: save_checkpoint(path / CHECKPOINT_FILE, model))
     metrics = _metrics(model, dataset, train_config, result)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -394,6 +394,7 @@ def fit(
     state: TrainState | None = None,
     train_context: torch.Tensor | None = None,
     val_context: torch.Tensor | None = None,
+    train_draws: Callable[[int], torch.Tensor] | None = None,
 ) -> TrainResult:
     r"""Train ``model`` by maximum likelihood.
 
@@ -420,6 +421,11 @@ def fit(
         train_context: A conditional model's context per training example (labels
             ``(N,)`` or features ``(N, C)``); the loss is then $-\log p(x \mid c)$.
         val_context: The same for the validation examples ``(M,)`` / ``(M, C)``.
+        train_draws: Training examples drawn afresh every epoch (dynamic
+            binarization; a data set's ``train_draws``): the epoch's index (0 for the
+            first) to its ``(N, D)`` examples, of ``train``'s shape. Each epoch then
+            trains on its own draw (``train`` only sets the shape); the draw must
+            depend on the index alone, so a resumed run trains on the same examples.
 
     Returns:
         The [`TrainResult`][densitykit.train.TrainResult].
@@ -449,6 +455,8 @@ def fit(
     out_of_time = False
     while state.epoch < config.epochs and not state.stopped_early and not out_of_time:
         epoch_started = time.perf_counter()
+        if train_draws is not None:
+            loop.train = _epoch_examples(loop, train_draws, state.epoch)
         model.train()
         order = torch.randperm(loop.train.shape[0], generator=loop.shuffle)
         total = 0.0
@@ -494,6 +502,21 @@ class _Loop:
     @property
     def num_batches(self) -> int:
         return math.ceil(self.train.shape[0] / self.config.batch_size)
+
+
+def _epoch_examples(
+    loop: _Loop, train_draws: Callable[[int], torch.Tensor], epoch: int
+) -> torch.Tensor:
+    """The epoch's own training examples, checked like ``train`` (shape, support)."""
+    examples = train_draws(epoch)
+    if not isinstance(examples, torch.Tensor) or examples.shape != loop.train.shape:
+        got = examples.shape if isinstance(examples, torch.Tensor) else type(examples).__name__
+        raise ValueError(
+            f"train_draws({epoch}) must give a tensor of the training set's shape "
+            f"{tuple(loop.train.shape)}, got {got}"
+        )
+    loop.model.check_values(examples)
+    return examples.cpu()
 
 
 def _setup(

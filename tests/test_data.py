@@ -735,6 +735,7 @@ def test_binarized_mnist_defaults_to_the_benchmark(tmp_path: Path) -> None:
         "num_val": 10_000,
         "max_train": None,
         "download": True,
+        "resample": False,
     }
 
 
@@ -880,3 +881,27 @@ def test_no_download_when_forbidden() -> None:
     with pytest.raises(DataError, match="download=False") as caught:
         load_dataset("mnist", download=False)  # _NoNetwork would fail the test if called
     assert "data_dir= (--data-dir on the command line)" in str(caught.value)
+
+
+def test_binarized_mnist_resample_draws_each_epoch_afresh_from_grey(tmp_path: Path) -> None:
+    folder = tmp_path / "grey"
+    folder.mkdir()
+    train = np.full((40, 28, 28), 51, dtype=np.uint8)  # on with probability 0.2
+    train[:, 0, :] = 0
+    train[:, 1, :] = 255
+    write_idx(train, folder / "train-images-idx3-ubyte.gz")
+    write_idx(train[:5], folder / "t10k-images-idx3-ubyte.gz")
+    fixed = load_dataset("binarized-mnist", data_dir=str(folder), num_val=10)
+    dynamic = load_dataset("binarized-mnist", data_dir=str(folder), num_val=10, resample=True)
+    assert fixed.train_draws is None and dynamic.options["resample"] is True
+    # The validation and test sets, and the fixed training draw, are the benchmark's.
+    assert _same(fixed, dynamic)
+    first, second = dynamic.train_draws(0), dynamic.train_draws(1)
+    assert first.shape == fixed.train.shape and first.dtype == torch.int64
+    assert torch.equal(first, dynamic.train_draws(0))  # a function of the epoch alone
+    assert not torch.equal(first, second) and not torch.equal(first, fixed.train)
+    pixels = torch.stack([first, second]).reshape(2, 30, 28, 28)
+    assert bool((pixels[:, :, 0] == 0).all()) and bool((pixels[:, :, 1] == 1).all())
+    assert float(pixels[:, :, 2:].float().mean()) == pytest.approx(0.2, abs=0.01)
+    with pytest.raises(ValueError, match="epoch"):
+        dynamic.train_draws(-1)

@@ -324,3 +324,45 @@ def test_dropout_acts_in_training_only_and_resumes_bit_identically() -> None:
     snapshot.state.device_rng = None  # without the saved draws, the run goes elsewhere
     elsewhere = run(state=snapshot.state).state_dict()
     assert any(not torch.equal(v, elsewhere[k]) for k, v in straight.state_dict().items())
+
+
+class Draws:
+    """Training examples drawn afresh per epoch, as a function of the epoch alone."""
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def __call__(self, epoch: int) -> torch.Tensor:
+        self.asked.append(epoch)
+        return torch.randint(0, 2, (48, 4), generator=torch.Generator().manual_seed(100 + epoch))
+
+
+def test_each_epoch_trains_on_its_own_draw_and_a_resumed_run_on_the_same_ones() -> None:
+    def run(state: TrainState | None = None, callbacks=(), draws=None) -> dk.AutoregressiveModel:
+        torch.manual_seed(0)
+        net = dk.create_model("bernoulli", 4, hidden_sizes=(16,))
+        data = torch.randint(0, 2, (48, 4), generator=torch.Generator().manual_seed(1))
+        config = TrainConfig(epochs=3, batch_size=16, patience=None, device="cpu")
+        fit(net, data, data[:16], config, state=state, callbacks=callbacks, train_draws=draws)
+        return net
+
+    draws, snapshot = Draws(), Snapshot(epoch=1)
+    straight = run(callbacks=[snapshot], draws=draws)
+    assert draws.asked == [0, 1, 2]
+    again = Draws()
+    resumed = run(state=copy.deepcopy(snapshot.state), draws=again)
+    assert again.asked == [1, 2]
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    fixed = run().state_dict()  # the fixed training set gives another model
+    assert any(not torch.equal(v, fixed[k]) for k, v in straight.state_dict().items())
+
+
+def test_an_epoch_draw_of_the_wrong_shape_or_values_is_refused() -> None:
+    model = dk.create_model("bernoulli", 4, hidden_sizes=(8,))
+    data = torch.randint(0, 2, (48, 4), generator=torch.Generator().manual_seed(1))
+    config = TrainConfig(epochs=1, batch_size=16, device="cpu")
+    with pytest.raises(ValueError, match=r"train_draws\(0\) must give .* \(48, 4\), got"):
+        fit(model, data, data[:16], config, train_draws=lambda epoch: data[:10])
+    with pytest.raises(ValueError):
+        fit(model, data, data[:16], config, train_draws=lambda epoch: data + 2)

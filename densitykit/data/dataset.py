@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,12 @@ class Dataset:
         test_labels: ``(N_test,)`` labels of the test examples, or ``None``.
         label_names: The ``L`` class names (``"0"`` to ``"9"`` for MNIST digits),
             given with the labels.
+        train_draws: For a data set whose training examples are drawn afresh every
+            epoch (``binarized-mnist`` with ``resample=True``, dynamic binarization):
+            the epoch's index (0 for the first) to that epoch's ``(N_train, D)``
+            examples, the same draw for the same index (so a resumed run trains on the
+            same examples). ``None``: ``train`` serves every epoch. ``train`` is kept
+            either way (one fixed draw, for pictures and the training-set NLL).
 
     Raises:
         TypeError: If a field has the wrong type.
@@ -103,6 +110,7 @@ class Dataset:
     val_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
     label_names: tuple[str, ...] | None = None
+    train_draws: Callable[[int], torch.Tensor] | None = None
 
     @property
     def dim(self) -> int:

@@ -45,7 +45,13 @@ from densitykit.checks import (
 from densitykit.data.dataset import Dataset, as_examples
 from densitykit.data.idx import read_idx
 from densitykit.data.registry import register
-from densitykit.data.splits import NOISE_STREAM, SPLIT_STREAM, carve_validation, generator
+from densitykit.data.splits import (
+    EPOCH_STREAM,
+    NOISE_STREAM,
+    SPLIT_STREAM,
+    carve_validation,
+    generator,
+)
 from densitykit.errors import DataError
 
 __all__ = [
@@ -482,6 +488,7 @@ def binarized_mnist(
     num_val: int = BINARIZED_MNIST_VAL,
     max_train: int | None = None,
     download: bool = True,
+    resample: bool = False,
 ) -> Dataset:
     """The binarized MNIST benchmark: 50,000 / 10,000 / 10,000 images, one fixed Bernoulli draw.
 
@@ -501,6 +508,13 @@ def binarized_mnist(
         max_train: Keep only the first ``max_train`` training images, for quick runs;
             ``None`` keeps all 50,000.
         download: Without ``data_dir``, download with torchvision if needed.
+        resample: Dynamic binarization: train each epoch on a fresh Bernoulli(grey / 255)
+            draw of the training images (``Dataset.train_draws``; epoch ``e`` draws from
+            its own seeded stream, so a resumed run sees the same images). The
+            validation and test images stay the benchmark's fixed draw. This trains on
+            more than the fixed binary training set (the grey levels, through their
+            draws): figures trained so are not comparable with models trained on one
+            fixed draw (the MADE paper's), and the benchmark pages say which is which.
 
     Returns:
         An ``"image"`` data set of 0/1 values with ``shape=(28, 28)``.
@@ -519,6 +533,7 @@ def binarized_mnist(
     num_val = check_int(num_val, f"{name}: num_val", minimum=1)
     max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
     download = check_bool(download, f"{name}: download")
+    resample = check_bool(resample, f"{name}: resample")
 
     train_images, test_images, train_labels, test_labels = load_labelled_images(
         "mnist", data_dir, download=download
@@ -550,5 +565,18 @@ def binarized_mnist(
             "num_val": num_val,
             "max_train": max_train,
             "download": download,
+            "resample": resample,
         },
+        train_draws=_EpochDraws(train_images[train_rows], seed) if resample else None,
     )
+
+
+class _EpochDraws:
+    """Each epoch's fresh Bernoulli(grey / 255) draw of the training images."""
+
+    def __init__(self, images: np.ndarray, seed: int) -> None:
+        self.images, self.seed = images, seed
+
+    def __call__(self, epoch: int) -> torch.Tensor:
+        noise = generator(self.seed, EPOCH_STREAM, check_int(epoch, "epoch", minimum=0))
+        return as_examples(binarize_images(self.images, "stochastic", noise))

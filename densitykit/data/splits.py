@@ -28,20 +28,24 @@ SPLIT_STREAM = 1
 """Stream of the validation split."""
 NOISE_STREAM = 2
 """Stream of fixed noise applied to data (stochastic binarization)."""
+EPOCH_STREAM = 3
+"""Stream of the training examples drawn afresh each epoch (``generator(seed, EPOCH_STREAM,
+epoch)``: dynamic binarization)."""
 
 
-def generator(seed: int, stream: int) -> np.random.Generator:
+def generator(seed: int, stream: int, *more: int) -> np.random.Generator:
     """Return a numpy generator for ``seed`` and one independent ``stream``.
 
     Separate streams keep the split from shifting when, say, the number of
-    samples changes the amount of randomness drawn before it.
+    samples changes the amount of randomness drawn before it. Further integers
+    (``more``, e.g. an epoch) pick independent sub-streams of one stream.
 
     Example:
         >>> a = generator(0, SPLIT_STREAM).permutation(5)
         >>> bool((a == generator(0, SPLIT_STREAM).permutation(5)).all())
         True
     """
-    return np.random.default_rng([stream, seed])
+    return np.random.default_rng([stream, seed, *more])
 
 
 def train_test_split(
