@@ -657,7 +657,7 @@ QUICK_RUNS = {
     ),
     "binarized_mnist.py": (
         lambda tmp: [
-            "paper-1hl",
+            "wide-resample",
             "--data-dir",
             str(write_fake_mnist(tmp / "m")),
             "--num-val",
