@@ -905,3 +905,16 @@ def test_binarized_mnist_resample_draws_each_epoch_afresh_from_grey(tmp_path: Pa
     assert float(pixels[:, :, 2:].float().mean()) == pytest.approx(0.2, abs=0.01)
     with pytest.raises(ValueError, match="epoch"):
         dynamic.train_draws(-1)
+
+
+def test_mnist_resample_needs_stochastic_binarization_and_draws_per_epoch(
+    mnist_dir: Path,
+) -> None:
+    with pytest.raises(ValueError, match="needs binarize='stochastic', got binarize='threshold'"):
+        load_dataset("mnist", data_dir=str(mnist_dir), resample=True)
+    fixed = load_dataset("mnist", data_dir=str(mnist_dir), binarize="stochastic")
+    dynamic = load_dataset("mnist", data_dir=str(mnist_dir), binarize="stochastic", resample=True)
+    assert _same(fixed, dynamic) and fixed.train_draws is None
+    draw = dynamic.train_draws(3)
+    assert draw.shape == fixed.train.shape and torch.equal(draw, dynamic.train_draws(3))
+    assert not torch.equal(draw, dynamic.train_draws(4))

@@ -326,6 +326,7 @@ def _build(
     max_train: int | None,
     seed: int,
     download: bool,
+    resample: bool = False,
 ) -> Dataset:
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
         raise TypeError(
@@ -337,6 +338,12 @@ def _build(
     max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
     seed = check_seed(seed, f"{name}: seed")
     download = check_bool(download, f"{name}: download")
+    resample = check_bool(resample, f"{name}: resample")
+    if resample and binarize != "stochastic":
+        raise ValueError(
+            f"{name}: resample draws each epoch's binary images afresh, so it needs "
+            f"binarize='stochastic', got binarize={binarize!r}"
+        )
 
     train_images, test_images, train_labels, test_labels = load_labelled_images(
         name, data_dir, download=download
@@ -367,7 +374,9 @@ def _build(
             "max_train": max_train,
             "seed": seed,
             "download": download,
+            "resample": resample,
         },
+        train_draws=_EpochDraws(train_images[train_rows], seed) if resample else None,
     )
 
 
@@ -416,6 +425,7 @@ def mnist(
     max_train: int | None = None,
     seed: int = 0,
     download: bool = True,
+    resample: bool = False,
 ) -> Dataset:
     """MNIST handwritten digits, 28x28, binarized at 127.5 by default (or 256 grey levels).
 
@@ -431,6 +441,9 @@ def mnist(
             validation split), for quick runs; ``None`` keeps all.
         seed: Seed of the validation split and of the stochastic binarization.
         download: Without ``data_dir``, download with torchvision if needed.
+        resample: With ``binarize="stochastic"``, dynamic binarization: every epoch
+            trains on a fresh seeded draw of the training images
+            (``Dataset.train_draws``); validation and test keep the fixed draw.
 
     Returns:
         An ``"image"`` data set with ``shape=(28, 28)``; the official test set is the
@@ -447,6 +460,7 @@ def mnist(
         max_train=max_train,
         seed=seed,
         download=download,
+        resample=resample,
     )
 
 
@@ -459,6 +473,7 @@ def fashion_mnist(
     max_train: int | None = None,
     seed: int = 0,
     download: bool = True,
+    resample: bool = False,
 ) -> Dataset:
     """Fashion-MNIST clothing images, 28x28, binarized at 127.5 by default (or 256 grey levels).
 
@@ -477,6 +492,7 @@ def fashion_mnist(
         max_train=max_train,
         seed=seed,
         download=download,
+        resample=resample,
     )
 
 
