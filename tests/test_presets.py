@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import json
 from pathlib import Path
 
@@ -100,3 +101,24 @@ def test_datasets_lists_each_sets_defaults() -> None:
     assert result.exit_code == 0
     assert "histogram: preset course-1d-histogram (epochs=300" in result.output
     assert "library defaults" in result.output
+
+
+def test_a_preset_data_option_the_data_set_does_not_take_is_left_out_with_a_note(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="densitykit"):
+        shapes = presets.recommended_config("shapes", preset="binarized-mnist-resample")
+    assert "resample" not in shapes.data.options
+    assert shapes.model.hidden_sizes == (16000,) and shapes.model.dropout == 0.2
+    assert "data set 'shapes' takes no 'resample'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="densitykit"):
+        grey = presets.recommended_config(
+            "mnist", preset="binarized-mnist-resample", data_options={"binarize": "stochastic"}
+        )
+    assert grey.data.options == {"binarize": "stochastic", "resample": True}
+    assert caplog.text == ""
+    mine = presets.recommended_config(
+        "binarized-mnist", preset="binarized-mnist-resample", data_options={"resample": False}
+    )
+    assert mine.data.options == {"resample": False}
