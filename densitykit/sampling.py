@@ -436,8 +436,9 @@ def encodes_per_variable(
     together = head.encode(probe, dtype)
     if tuple(together.shape) != (probe.shape[0], widths.num_inputs):
         return False
-    if not widths.is_uniform:
-        # Per-variable widths: what the sampler calls, one variable at a time.
+    if not widths.is_uniform or type(head).encode_variable_into is not Head.encode_variable_into:
+        # A head that encodes each variable its own way: what the sampler calls, one
+        # variable at a time.
         starts = widths.input_starts
         for variable in range(dim):
             out = together.new_empty(widths.inputs[variable], probe.shape[0])
