@@ -339,6 +339,32 @@ def test_the_orderless_joint_of_each_ordering_is_normalised() -> None:
         assert abs(total - 1.0) < 1e-3, ordering
 
 
+@pytest.mark.parametrize("direct", [False, True], ids=["", "direct"])
+def test_the_orderless_step_scorer_is_the_networks_own_conditionals(direct: bool) -> None:
+    """Scored one step at a time (per-variable widths), an ordering's joint is the sum
+    of the network's conditionals, each from a full forward pass given the variables
+    before it."""
+    kinds = ["categorical:3", "real", f"spike:{SPIKE}", "binary", "real"]
+    config = OrderlessConfig(
+        "mixed", dim=5, num_values=0, hidden_sizes=(12, 7), direct_connections=direct,
+        head_options={"kinds": kinds, "num_components": 2}, num_labels=2,
+    )  # fmt: skip
+    model = OrderlessModel(config).double()
+    strategies.sharpen(model, 1.5, seed=8)
+    x = build(kinds).sample(6, generator=seeded(3)).double()
+    labels = torch.tensor([0, 1, 1, 0, 1, 0])
+    ordering = torch.tensor([3, 0, 4, 2, 1])
+    got = model.log_prob(x, ordering[None], context=labels)
+    observed = torch.zeros(6, 5, dtype=torch.bool)
+    expected = torch.zeros(6, dtype=torch.float64)
+    with torch.no_grad():
+        for variable in ordering.tolist():
+            params = model(x, observed, model.encode_context(labels, (6,)))
+            expected += model.head._log_prob(params, x)[:, variable].double()
+            observed[:, variable] = True
+    torch.testing.assert_close(got, expected)
+
+
 def test_a_label_conditional_model_is_normalised_for_every_label() -> None:
     kinds = ["categorical:3", "real"]
     model = build(kinds, num_labels=3)
