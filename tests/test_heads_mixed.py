@@ -168,6 +168,19 @@ def test_check_values_refuses_bad_codes_and_non_finite_values_in_one_line() -> N
         model.head.check_values(good[:, :3])
 
 
+def test_the_orderless_model_checks_values_as_the_head_does() -> None:
+    kinds = ["real", "categorical:3"]
+    config = OrderlessConfig(
+        "mixed", dim=2, num_values=0, hidden_sizes=(4,), head_options={"kinds": kinds}
+    )
+    model = OrderlessModel(config)
+    for bad, message in (([math.inf, 1.0], "contains NaN or infinite"), ([0.0, 1.5], "non-int")):
+        with pytest.raises(ValueError, match=message):
+            model.log_prob(torch.tensor([bad]))
+        with pytest.raises(ValueError, match=message):
+            model.check_values(torch.tensor([bad]))
+
+
 def test_mixed_scores_each_variable_with_its_single_kind_head() -> None:
     """The composite adds nothing: variable i's log-probability is its kind's head's,
     on its own P_i parameters (the padding is never read)."""
