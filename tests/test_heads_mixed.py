@@ -425,13 +425,36 @@ def test_parameters_read_only_earlier_variables(masks: str) -> None:
     assert reached > 0
 
 
+KIND_CHOICES = ["real", "binary", "categorical:2", "categorical:4", f"spike:{SPIKE}"]
+
+
+@given(data=st.data())
+def test_parameters_read_only_earlier_variables_in_any_ordering(data: st.DataObject) -> None:
+    """The same zeros for random kinds, orderings, depths and one-hot or scalar inputs."""
+    kinds = data.draw(st.lists(st.sampled_from(KIND_CHOICES), min_size=1, max_size=6))
+    dim = len(kinds)
+    ordering = data.draw(st.permutations(list(range(dim))))
+    model = build(
+        kinds,
+        seed=data.draw(st.integers(0, 1000)),
+        hidden_sizes=tuple(data.draw(st.lists(st.integers(1, 10), max_size=2))),
+        direct_connections=data.draw(st.booleans()),
+        one_hot=data.draw(st.booleans()),
+        masks="ordering",
+        mask_options={"ordering": ordering},
+    )
+    widths, degrees = model.head.variable_widths, model.backbone.connectivity().input_degrees
+    encoded = model.head.encode(model.sample(1, generator=seeded(0)).double(), torch.float64)
+    jac = torch.autograd.functional.jacobian(model.backbone, encoded)[0, :, :, 0]
+    starts = widths.input_starts
+    for i, j in itertools.product(range(dim), range(dim)):
+        if degrees[j] >= degrees[i]:
+            assert torch.count_nonzero(jac[i, :, starts[j] : starts[j + 1]]) == 0, (i, j)
+
+
 # -- (4) exact sampling ----------------------------------------------------------------------
 @given(
-    kinds=st.lists(
-        st.sampled_from(["real", "binary", "categorical:2", "categorical:4", f"spike:{SPIKE}"]),
-        min_size=1,
-        max_size=7,
-    ),
+    kinds=st.lists(st.sampled_from(KIND_CHOICES), min_size=1, max_size=7),
     hidden_sizes=st.lists(st.integers(1, 12), max_size=2),
     direct=st.booleans(),
     one_hot=st.booleans(),
