@@ -124,6 +124,21 @@ def test_the_heads_are_registered_with_the_contract() -> None:
     assert dk.build_model(again).head.kinds == ["binary", "spike:0.25"]
 
 
+@pytest.mark.parametrize("family", ["made", "orderless"])
+def test_a_checkpoint_rebuilds_the_mixed_model(family: str, tmp_path) -> None:
+    kinds = ["categorical:3", "real", f"spike:{SPIKE}", "binary"]
+    if family == "made":
+        model = build(kinds, layout="packed").float()
+    else:
+        options = {"kinds": kinds, "num_components": 2}
+        model = OrderlessModel(OrderlessConfig("mixed", dim=4, num_values=0, head_options=options))
+    x = torch.tensor([[2.0, 0.3, SPIKE, 1.0], [0.0, -1.0, 2.5, 0.0]])
+    dk.save_checkpoint(tmp_path / "mixed.pt", model)
+    loaded = dk.load_checkpoint(tmp_path / "mixed.pt")
+    assert loaded.head.kinds == kinds
+    torch.testing.assert_close(loaded.log_prob(x), model.log_prob(x))
+
+
 @pytest.mark.parametrize(
     ("kinds", "error", "message"),
     [
@@ -313,7 +328,7 @@ def test_conditionals_and_marginals_are_normalised(family: str) -> None:
         strategies.sharpen(model, 1.5, seed=5)
         options: dict = {}
     else:
-        model = build(kinds, masks="any-order")
+        model = build(kinds, masks="any-order", mask_input=True)
         options = {"connectivities": model.draw_orderings(2, seed=1)}
     for observed_columns in ([0], [1], [2], [0, 2], [1, 2]):
         observed = torch.zeros(3, dtype=torch.bool)
@@ -323,7 +338,7 @@ def test_conditionals_and_marginals_are_normalised(family: str) -> None:
             lambda rows, o=observed: model.conditional_log_prob(rows, o, **options),
             kinds,
             fixed,
-            count=400,  # an even count: the grid misses the spike at 0.5
+            count=300,  # an even count: the grid misses the spike at 0.5
             half_width=10.0,
         )
         assert abs(conditional - 1.0) < 1e-3, observed_columns
@@ -332,10 +347,14 @@ def test_conditionals_and_marginals_are_normalised(family: str) -> None:
             lambda rows, o=observed: model.marginal_log_prob(rows, o, **options),
             kinds,
             free,  # the missing columns are not read: fix them, sum over the observed
-            count=400,  # an even count: the grid misses the spike at 0.5
+            count=300,  # an even count: the grid misses the spike at 0.5
             half_width=10.0,
         )
         assert abs(marginal - 1.0) < 1e-3, observed_columns
+        x = torch.tensor([[given[0], given[1], given[2]]]).repeat(20, 1)
+        done = model.complete(x, observed, generator=seeded(1), **options)
+        assert torch.equal(done[:, observed], x[:, observed].to(done.dtype))
+        model.check_values(done)
 
 
 def test_the_orderless_joint_of_each_ordering_is_normalised() -> None:
@@ -559,6 +578,7 @@ def test_mixed_sample_frequencies_and_moments_match_the_model() -> None:
 
 
 # -- (6) training ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_fit_learns_a_mixed_table() -> None:
     """A binary that sets the mean of a real, and a zero-inflated amount: fit lowers
     the validation NLL close to the truth's."""
