@@ -32,7 +32,7 @@ import torch
 from torch.distributions import Distribution, constraints
 
 from densitykit.checks import check_bool, check_positive_int
-from densitykit.heads.base import Head, uniform
+from densitykit.heads.base import Head, _is_integer, uniform
 from densitykit.heads.bernoulli import BernoulliHead
 from densitykit.heads.categorical import CategoricalHead
 from densitykit.heads.gaussian import _check_min_scale
@@ -381,9 +381,7 @@ class MixedHead(Head):
         """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor of mixed values, got {type(x).__name__}")
-        if x.is_complex() or not (
-            x.dtype == torch.bool or x.is_floating_point() or not x.dtype.is_floating_point
-        ):
+        if x.is_complex() or not (x.dtype == torch.bool or x.is_floating_point() or _is_integer(x)):
             raise TypeError(f"x must have a real dtype for the MixedHead, got {x.dtype}")
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (..., D) with D={self.dim}, got {tuple(x.shape)}")
