@@ -2,11 +2,14 @@
 
 [`MADEEstimator`][densitykit.estimator.MADEEstimator] is driven by ``fit(X)``,
 ``score_samples(X)`` (per-example log-likelihood in nats), ``score(X)`` (their mean),
-``sample(n)``, ``get_params`` / ``set_params``, on NumPy arrays of non-negative integers
-``(N, D)``. With scikit-learn installed (``pip install densitykit[sklearn]``) it is a
-real ``BaseEstimator`` and ``DensityMixin``, so ``GridSearchCV`` selects hidden sizes or
-masks by held-out log-likelihood, and it fits in a ``Pipeline``; without scikit-learn it
-works alone, with the same methods.
+``sample(n)``, ``get_params`` / ``set_params``, on NumPy arrays ``(N, D)`` of integer
+codes (a Bernoulli or categorical MADE) or of real numbers (a MADE with a mixture of
+Gaussians per variable, on columns standardised by the training data); see
+[`value_kind`][densitykit.estimator.value_kind] for which. With scikit-learn installed
+(``pip install densitykit[sklearn]``) it is a real ``BaseEstimator`` and
+``DensityMixin`` that passes every one of scikit-learn's ``check_estimator`` checks, so
+``GridSearchCV`` selects hidden sizes or masks by held-out log-likelihood, and it fits in
+a ``Pipeline``; without scikit-learn it works alone, with the same methods.
 
 Example:
     >>> import numpy as np
@@ -14,6 +17,10 @@ Example:
     >>> est = MADEEstimator(hidden_sizes=(16,), epochs=2).fit(X)
     >>> est.score_samples(X[:3]).shape, est.sample(5, random_state=0).shape
     ((3,), (5, 4))
+    >>> reals = np.random.default_rng(0).normal(50.0, 10.0, size=(200, 3))
+    >>> est = MADEEstimator(hidden_sizes=(16,), epochs=2).fit(reals)
+    >>> est.kind_, est.model_.config.head, est.sample(2, random_state=0).dtype
+    ('real', 'gaussian-mixture', dtype('float64'))
 """
 
 from __future__ import annotations
@@ -30,13 +37,14 @@ from densitykit.data.files import check_values
 from densitykit.data.splits import SPLIT_STREAM, carve_validation, generator
 from densitykit.errors import DataError, ResourceError
 from densitykit.family import FAMILIES, DensityModel
+from densitykit.heads import HEADS
 from densitykit.histogram import resolve_family
 from densitykit.memory import check_allocation
 from densitykit.model import ModelConfig
 from densitykit.scoring import score as score_examples
 from densitykit.train import TrainConfig, fit
 
-__all__ = ["MAX_INFERRED_VALUES", "MADEEstimator"]
+__all__ = ["MAX_INFERRED_VALUES", "VALUE_KINDS", "MADEEstimator", "value_kind"]
 
 try:  # scikit-learn is optional: the estimator then has scikit-learn's own base classes
     from sklearn.base import BaseEstimator as _Base
@@ -66,6 +74,79 @@ MAX_INFERRED_VALUES = 2**16
 """The largest ``num_values`` that [`MADEEstimator`][densitykit.estimator.MADEEstimator]
 infers from its data (16-bit values); pass ``num_values`` for more."""
 
+VALUE_KINDS: tuple[str, ...] = ("auto", "discrete", "real")
+"""The values of [`MADEEstimator`][densitykit.estimator.MADEEstimator]'s ``kinds``."""
+
+_DEFAULT_REAL_HEAD = "gaussian-mixture"
+_SCORE_ROWS = 1000  # rows per forward pass when scoring real values
+
+
+def value_kind(X: np.ndarray, kinds: str = "auto") -> str:
+    """Which model ``X`` gets: ``"discrete"`` (integer codes) or ``"real"``.
+
+    The rule of ``kinds="auto"``: ``X`` whose every value is a non-negative integer
+    (integer or boolean dtype, or floats that are all whole) is discrete codes
+    ``0..K-1``, as it always was; anything else (a fraction, a negative value) is real.
+    ``kinds="discrete"`` or ``"real"`` forces a path: integer-valued measurements (counts,
+    years) are real only when asked, and a fraction given as codes is refused.
+
+    Args:
+        X: A 2-D array of finite numbers.
+        kinds: One of [`VALUE_KINDS`][densitykit.estimator.VALUE_KINDS].
+
+    Returns:
+        ``"discrete"`` or ``"real"``.
+
+    Raises:
+        ValueError: If ``kinds`` is not one of ``VALUE_KINDS``.
+
+    Example:
+        >>> value_kind(np.array([[0, 1], [2, 1]])), value_kind(np.array([[0.5, 1.0]]))
+        ('discrete', 'real')
+        >>> value_kind(np.array([[-1, 2]])), value_kind(np.array([[0, 1]]), "real")
+        ('real', 'real')
+    """
+    if not isinstance(kinds, str) or kinds not in VALUE_KINDS:
+        raise ValueError(f"kinds must be one of {list(VALUE_KINDS)}, got {kinds!r}")
+    if kinds != "auto":
+        return kinds
+    if X.dtype.kind == "b" or X.size == 0:
+        return "discrete"
+    whole = X.dtype.kind in "iu" or bool(np.all(np.floor(X) == X))
+    return "discrete" if whole and X.min() >= 0 else "real"
+
+
+def _numbers(X: Any, where: str) -> np.ndarray:
+    """``X`` as a 2-D array of finite numbers (integers, booleans or floats), else say why.
+
+    The messages carry scikit-learn's own wording for the problems its checks feed in.
+    """
+    if hasattr(X, "toarray") and not isinstance(X, np.ndarray):
+        raise TypeError(f"{where}: expected a dense array of numbers, got a sparse matrix")
+    raw = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+    if raw.dtype.kind == "c":
+        raise ValueError(f"{where}: Complex data not supported; expected real numbers")
+    if raw.dtype == object:  # numbers stored as objects; a string or a dict raises here
+        raw = raw.astype(np.float64)
+    if raw.dtype.kind not in "biuf":
+        raise DataError(
+            f"{where}: expected an array of numbers, got dtype {raw.dtype} of shape {raw.shape}"
+        )
+    if raw.ndim != 2:
+        raise ValueError(
+            f"{where}: expected a 2-D array (n_samples, n_features), got shape {raw.shape}"
+        )
+    if raw.shape[1] == 0:
+        raise ValueError(
+            f"{where}: Found array with 0 feature(s) (shape={raw.shape}) while a minimum "
+            "of 1 is required."
+        )
+    if raw.shape[0] == 0:
+        raise DataError(f"{where}: expected at least one example, got shape {raw.shape}")
+    if raw.dtype.kind == "f" and not np.isfinite(raw).all():
+        raise ValueError(f"Input {where} contains NaN or infinity; expected finite numbers")
+    return raw
+
 
 def _family_config(config: ModelConfig) -> tuple[type[DensityModel], Any]:
     """The family and family config ``config`` describes: the MADE, or for the
@@ -79,24 +160,39 @@ def _check_training_size(config: ModelConfig, batch_size: int) -> None:
     """Refuse to train a model whose weights, Adam state and batch outputs cannot fit."""
     family, family_config = _family_config(config)
     weights = family.parameter_count(family_config)
-    outputs = batch_size * config.dim * config.num_values * 4 * 3  # logits, log-probs, grads
+    width = config.num_values or 3 * int(config.head_options.get("num_components", 5))
+    outputs = batch_size * config.dim * width * 4 * 3  # outputs, log-probs, gradients
     check_allocation(
         weights * (16 + 5 * (config.num_masks or 1)) + outputs,
         f"training a model of {weights:,} weights on batches of {batch_size:,}",
     )
 
 
+def _real_heads() -> list[str]:
+    return [name for name in HEADS.names() if HEADS.get(name).value_dtype.is_floating_point]
+
+
 class MADEEstimator(_Density, _Base):
-    """A MADE fitted to discrete data, with scikit-learn's density-estimator methods.
+    """A MADE fitted to discrete codes or real numbers, with scikit-learn's
+    density-estimator methods.
 
     Every argument is stored as given (scikit-learn's rule) and read by ``fit``.
+    Which model ``X`` gets follows ``kinds`` (see
+    [`value_kind`][densitykit.estimator.value_kind]): non-negative integers are codes
+    ``0..K-1`` of a Bernoulli or categorical MADE; other numbers are real, modelled by a
+    MADE with a mixture of Gaussians per variable on each column standardised by the
+    training data's mean and standard deviation (kept as ``loc_`` and ``scale_``).
+    ``score_samples`` of real data is the log-density in ``X``'s own units: the
+    standardisation's Jacobian, $-\\sum_d \\log \\sigma_d$, is included, and ``sample``
+    returns values in those units.
 
     Args:
         hidden_sizes: Units per hidden layer.
-        head: Head name; ``None`` picks ``bernoulli`` for binary data, else ``categorical``.
-        num_values: $K$; ``None`` takes ``max + 1`` of the training data, at most
-            [`MAX_INFERRED_VALUES`][densitykit.estimator.MAX_INFERRED_VALUES] (a larger
-            value in ``X`` is refused unless ``num_values`` says it is meant).
+        head: Head name; ``None`` picks ``bernoulli`` for binary codes, ``categorical``
+            for other codes, ``gaussian-mixture`` for real values.
+        num_values: $K$ of discrete codes; ``None`` takes ``max + 1`` of the training
+            data, at most [`MAX_INFERRED_VALUES`][densitykit.estimator.MAX_INFERRED_VALUES]
+            (a larger value in ``X`` is refused unless ``num_values`` says it is meant).
         masks: Mask builder name (``natural``, ``multi-ordering``, ...).
         num_masks: Number of masks; ``None`` takes the builder's default.
         direct_connections: Masked input-to-output weights.
@@ -111,12 +207,17 @@ class MADEEstimator(_Density, _Base):
             the training NLL decides).
         random_state: Seed (an int) of the weights, masks, shuffling and validation split.
         device: ``cpu``, ``cuda`` or ``auto``.
+        kinds: ``"auto"`` (codes if every value is a non-negative integer, else real),
+            ``"discrete"`` or ``"real"``.
 
     Attributes:
         model_: The trained [`AutoregressiveModel`][densitykit.model.AutoregressiveModel]
             (a [`HistogramModel`][densitykit.histogram.HistogramModel] for ``head="histogram"``).
         n_features_in_: $D$.
-        num_values_: $K$ used.
+        kind_: ``"discrete"`` or ``"real"``: the path ``X`` took.
+        num_values_: $K$ used (0 for real values).
+        loc_: ``(D,)`` the training columns' means (0 for codes).
+        scale_: ``(D,)`` their standard deviations, 1 for a constant column (1 for codes).
         history_: The per-epoch records of training.
     """
 
@@ -139,6 +240,7 @@ class MADEEstimator(_Density, _Base):
         validation_fraction: float = 0.1,
         random_state: int = 0,
         device: str = "cpu",
+        kinds: str = "auto",
     ) -> None:
         self.hidden_sizes = hidden_sizes
         self.head = head
@@ -156,43 +258,18 @@ class MADEEstimator(_Density, _Base):
         self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.device = device
+        self.kinds = kinds
 
-    def _examples(self, X: Any, where: str = "X") -> np.ndarray:
-        if hasattr(X, "toarray") and not isinstance(X, np.ndarray):
-            raise TypeError(f"{where}: expected a dense array of integers, got a sparse matrix")
-        raw = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
-        # scikit-learn's own wording for the problems its estimator checks feed in.
-        if raw.dtype.kind == "c":
-            raise ValueError(f"{where}: Complex data not supported; expected integers")
-        if raw.ndim == 2 and raw.shape[1] == 0:
-            raise ValueError(
-                f"{where}: Found array with 0 feature(s) (shape={raw.shape}) while a minimum "
-                "of 1 is required."
-            )
-        if raw.dtype.kind == "f" and not np.isfinite(raw).all():
-            raise ValueError(f"Input {where} contains NaN or infinity; expected integers")
-        if raw.dtype.kind in "if" and raw.size and raw.min() < 0:
+    def _codes(self, raw: np.ndarray, where: str) -> np.ndarray:
+        if raw.dtype.kind in "if" and raw.min() < 0:
             raise ValueError(
                 f"Negative values in data passed to {type(self).__name__}: {where} must hold "
                 f"integers 0..K-1, got {raw.min()}"
             )
-        array = check_values(raw, where)
-        if array.ndim != 2:
-            raise ValueError(
-                f"{where}: expected a 2-D array (n_samples, n_features), got shape {array.shape}"
-            )
-        return array
+        return check_values(raw, where)
 
-    def fit(self, X: Any, y: Any = None) -> MADEEstimator:
-        """Train on ``X`` ``(N, D)`` non-negative integers (``y`` is ignored).
-
-        Returns:
-            ``self``.
-
-        Raises:
-            DataError: If ``X`` holds anything but non-negative integers.
-        """
-        X = self._examples(X)
+    def _discrete_head(self, X: np.ndarray) -> tuple[str, int]:
+        """The head and $K$ of codes ``X``, refusing a $K$ that the data cannot mean."""
         largest = int(X.max())
         num_values = self.num_values if self.num_values is not None else max(largest + 1, 2)
         if largest >= num_values:
@@ -201,18 +278,57 @@ class MADEEstimator(_Density, _Base):
             raise ResourceError(
                 f"X holds the value {largest:,}, so num_values would be {num_values:,} (a "
                 f"categorical over that many values per variable); values above "
-                f"{MAX_INFERRED_VALUES - 1:,} are refused unless num_values is given"
+                f"{MAX_INFERRED_VALUES - 1:,} are refused unless num_values is given "
+                "(or kinds='real' models them as real numbers)"
             )
+        return self.head or ("bernoulli" if num_values == 2 else "categorical"), num_values
+
+    def _real_head(self) -> str:
+        if self.num_values is not None:
+            raise ValueError(
+                f"num_values={self.num_values} counts discrete codes, but X is real; leave "
+                "num_values=None, or pass kinds='discrete' for codes"
+            )
+        head = self.head or _DEFAULT_REAL_HEAD
+        if head in HEADS and not HEADS.get(head).value_dtype.is_floating_point:
+            raise ValueError(
+                f"head {head!r} models integer codes, but X is real; expected one of "
+                f"{_real_heads()} (or kinds='discrete' for codes)"
+            )
+        return head
+
+    def fit(self, X: Any, y: Any = None) -> MADEEstimator:
+        """Train on ``X`` ``(N, D)``: codes or real numbers (``y`` is ignored).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            DataError: If ``X`` holds anything but finite numbers, or codes out of range.
+        """
+        raw = _numbers(X, "X")
+        kind = value_kind(raw, self.kinds)
+        if kind == "discrete":
+            values = self._codes(raw, "X")
+            head, num_values = self._discrete_head(values)
+            loc, scale = np.zeros(raw.shape[1]), np.ones(raw.shape[1])
+            data = torch.from_numpy(values)
+        else:
+            head, num_values = self._real_head(), 0
+            loc = raw.mean(axis=0, dtype=np.float64)
+            scale = raw.std(axis=0, dtype=np.float64)
+            scale[~(scale > 0)] = 1.0  # a constant column keeps its units
+            data = torch.from_numpy(((raw - loc) / scale).astype(np.float32))
         seed = check_seed(self.random_state or 0, "random_state")
-        if self.validation_fraction and len(X) >= 2:
+        if self.validation_fraction and len(data) >= 2:
             train, val = carve_validation(
-                X, val_fraction=self.validation_fraction, rng=generator(seed, SPLIT_STREAM)
+                data, val_fraction=self.validation_fraction, rng=generator(seed, SPLIT_STREAM)
             )
         else:
-            train, val = X, X
+            train, val = data, data
         config = ModelConfig(
-            head=self.head or ("bernoulli" if num_values == 2 else "categorical"),
-            dim=X.shape[1],
+            head=head,
+            dim=raw.shape[1],
             num_values=num_values,
             hidden_sizes=tuple(self.hidden_sizes),
             masks=self.masks,
@@ -228,8 +344,8 @@ class MADEEstimator(_Density, _Base):
         model = family.from_config(family_config)
         result = fit(
             model,
-            torch.from_numpy(train),
-            torch.from_numpy(val),
+            torch.as_tensor(train),
+            torch.as_tensor(val),
             TrainConfig(
                 epochs=self.epochs,
                 batch_size=self.batch_size,
@@ -241,8 +357,11 @@ class MADEEstimator(_Density, _Base):
             ),
         )
         self.model_: DensityModel = model.eval()
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = raw.shape[1]
+        self.kind_ = kind
         self.num_values_ = num_values
+        self.loc_ = loc
+        self.scale_ = scale
         self.history_ = result.history
         return self
 
@@ -256,33 +375,47 @@ class MADEEstimator(_Density, _Base):
         return self.model_
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """Log-likelihood in nats of each example of ``X``: ``(N,)`` ``float64``.
+        """Log-likelihood in nats of each example of ``X``: ``(N,)`` ``float64``; for real
+        values the log-density in ``X``'s own units.
 
         Raises:
-            DataError: If ``X`` has another number of features or values out of ``0..K-1``.
+            ValueError: If ``X`` has another number of features than the training data.
+            DataError: If codes are out of ``0..K-1``.
         """
         model = self._fitted()
-        X = self._examples(X)
-        if X.shape[1] != self.n_features_in_:
+        raw = _numbers(X, "X")
+        if raw.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted with "
-                f"{self.n_features_in_} features"
+                f"X has {raw.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
             )
-        return score_examples(model, X, where="X")
+        if self.kind_ == "discrete":
+            return score_examples(model, self._codes(raw, "X"), where="X")
+        z = ((raw - self.loc_) / self.scale_).astype(np.float32)
+        out = np.empty(len(z), dtype=np.float64)
+        with torch.no_grad():
+            for start in range(0, len(z), _SCORE_ROWS):
+                rows = torch.from_numpy(z[start : start + _SCORE_ROWS])
+                out[start : start + len(rows)] = model.evaluation_log_prob(rows).double().cpu()
+        return out - float(np.log(self.scale_).sum())
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood per example of ``X`` in nats (higher is better)."""
         return float(np.mean(self.score_samples(X)))
 
     def sample(self, n_samples: int = 1, random_state: int | None = None) -> np.ndarray:
-        """Draw ``n_samples`` examples ``(n_samples, D)`` ``int64`` from the model."""
+        """Draw ``n_samples`` examples ``(n_samples, D)`` from the model: ``int64`` codes,
+        or ``float64`` real values in the training data's units."""
         model = self._fitted()
         generator_ = torch.Generator()
         if random_state is None:
             generator_.seed()  # fresh entropy for this generator only, not torch's global one
         else:
             generator_.manual_seed(check_seed(random_state, "random_state"))
-        return model.sample(int(n_samples), generator=generator_).cpu().numpy()
+        drawn = model.sample(int(n_samples), generator=generator_).cpu().numpy()
+        if self.kind_ == "discrete":
+            return drawn
+        return drawn.astype(np.float64) * self.scale_ + self.loc_
 
     def bits_per_dim(self, X: Any) -> float:
         """Mean negative log-likelihood of ``X`` in bits per variable."""
@@ -315,9 +448,10 @@ class MADEEstimator(_Density, _Base):
             model = family.from_config(family.config_class.from_dict(data))
             model.load_state_dict(saved["weights"])
             self.model_ = model.eval()
+        if "model_" in self.__dict__ and "kind_" not in self.__dict__:
+            self.kind_ = "discrete"  # pickled before real values were taken
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()  # type: ignore[misc]
-        tags.input_tags.positive_only = True
         tags.requires_fit = True
         return tags
