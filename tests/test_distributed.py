@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from helpers import head_num_values, head_values
+from helpers import head_num_values, head_options, head_values
 from typer.testing import CliRunner
 
 import densitykit
@@ -90,7 +90,14 @@ def test_weighted_shard_losses_average_to_the_global_batch_gradient(
     num_values = head_num_values(head, 8)
     torch.manual_seed(0)
     model = densitykit.create_model(
-        head, 3, num_values, hidden_sizes=(16,), masks="random", num_masks=2, seed=0
+        head,
+        3,
+        num_values,
+        hidden_sizes=(16,),
+        masks="random",
+        num_masks=2,
+        seed=0,
+        **head_options(head, 3),
     )
     generator = torch.Generator().manual_seed(0)
     train = head_values(head, (batch_size + 5, 3), num_values, generator=generator)
