@@ -39,6 +39,7 @@ from densitykit.checkpoint import (
 from densitykit.checks import check_int, check_output_file, check_seed
 from densitykit.data import Dataset, load_dataset
 from densitykit.data.files import write_table
+from densitykit.data.tables import DEFAULT_COMPONENTS
 from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError, PluginError, ResourceError
@@ -367,7 +368,8 @@ def table_head(config: RunConfig, dataset: Dataset) -> RunConfig:
 
     All real columns take ``gaussian-mixture`` (its default 5 components, or
     ``--num-components``); all discrete ones ``bernoulli`` or ``categorical`` as the
-    integer data do; any other mix the ``mixed`` head, with each column's kind. A head
+    integer data do; any other mix the ``mixed`` head, with each column's kind and 5
+    components for the real and spike columns (or ``--num-components``). A head
     over real values given for a table with discrete or spike columns is refused (it
     would model their codes as reals).
 
@@ -380,8 +382,11 @@ def table_head(config: RunConfig, dataset: Dataset) -> RunConfig:
         return config
     name, options = table.default_head()
     head = config.model.head or name
-    if head == "mixed":
-        options = {"kinds": [column.head_kind() for column in table.columns]}
+    if head == "mixed" and name != "mixed":
+        options = {
+            "kinds": [column.head_kind() for column in table.columns],
+            "num_components": DEFAULT_COMPONENTS,
+        }
     elif head != name:
         options = {}
     if head not in HEADS:

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from densitykit.cli import app
 from densitykit.data.files import read_table, write_table
-from densitykit.heads import HEADS
 from densitykit.model import ModelConfig
 from densitykit.runs import DataConfig, RunConfig, evaluate_run, fit_run, load_run
 from densitykit.scoring import score_data
@@ -148,23 +147,30 @@ def test_columns_that_change_between_fit_and_score_are_refused(
         assert result.output.count("\n") == 1 and not (tmp_path / "o.csv").exists()
 
 
-def test_a_table_needing_the_mixed_head_says_so_or_fits(tmp_path: Path) -> None:
+def test_a_mixed_table_fits_and_samples_give_the_levels_back(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    rows = np.column_stack([rng.normal(size=100), rng.integers(0, 2, 100)])
-    data = write_table(tmp_path / "mixed.csv", rows, ["x", "flag"])
+    amount = np.where(rng.random(200) < 0.3, 0.0, rng.gamma(2.0, 3.0, 200))
+    rows = np.column_stack(
+        [rng.normal(size=200), rng.integers(0, 2, 200), rng.choice([1.5, 2.5, 10.0], 200), amount]
+    )
+    data = write_table(tmp_path / "mixed.csv", rows, ["x", "flag", "grade", "amount"])
     config = RunConfig(
         DataConfig("file", {"path": str(data)}),
         ModelConfig(hidden_sizes=(8,)),
         TrainConfig(epochs=1, batch_size=50),
     )
-    if "mixed" not in HEADS:
-        with pytest.raises(Exception, match="need the 'mixed' head"):
-            fit_run(config, tmp_path / "run")
-        assert not (tmp_path / "run").exists()
-        return
     metrics = fit_run(config, tmp_path / "run")
-    assert metrics["head"] == "mixed" and metrics["column_kinds"] == ["real", "binary"]
+    assert metrics["head"] == "mixed" and metrics["spike_columns"] == ["amount"]
+    assert metrics["column_kinds"] == ["real", "binary", "categorical", "spike"]
     assert math.isfinite(evaluate_run(tmp_path / "run")["nll_nats"])
+    out = tmp_path / "samples.csv"
+    result = runner.invoke(app, ["sample", str(tmp_path / "run"), "-n", "400", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    samples = read_table(out)[0]["data"]
+    assert set(samples[:, 1]) == {0.0, 1.0} and set(samples[:, 2]) == {1.5, 2.5, 10.0}
+    assert (samples[:, 3] == 0.0).any() and (samples[:, 3] != 0.0).any()
+    eval_output = runner.invoke(app, ["eval", str(tmp_path / "run")]).output
+    assert "spike head (a probability at the spike, a density elsewhere): amount" in eval_output
 
 
 def test_a_real_head_on_discrete_columns_is_refused(tmp_path: Path) -> None:
