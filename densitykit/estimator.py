@@ -3,8 +3,10 @@
 [`MADEEstimator`][densitykit.estimator.MADEEstimator] is driven by ``fit(X)``,
 ``score_samples(X)`` (per-example log-likelihood in nats), ``score(X)`` (their mean),
 ``sample(n)``, ``get_params`` / ``set_params``, on NumPy arrays ``(N, D)`` of integer
-codes (a Bernoulli or categorical MADE) or of real numbers (a MADE with a mixture of
-Gaussians per variable, on columns standardised by the training data); see
+codes (a Bernoulli or categorical MADE), of real numbers (a MADE with a mixture of
+Gaussians per variable, on columns standardised by the training data), or of mixed
+columns (real, binary, categorical, zero-inflated: the ``mixed`` head over the columns
+of a [`Table`][densitykit.data.tables.Table]); see
 [`value_kind`][densitykit.estimator.value_kind] for which. With scikit-learn installed
 (``pip install densitykit[sklearn]``) it is a real ``BaseEstimator`` and
 ``DensityMixin`` that passes every one of scikit-learn's ``check_estimator`` checks, so
@@ -21,6 +23,11 @@ Example:
     >>> est = MADEEstimator(hidden_sizes=(16,), epochs=2).fit(reals)
     >>> est.kind_, est.model_.config.head, est.sample(2, random_state=0).dtype
     ('real', 'gaussian-mixture', dtype('float64'))
+    >>> amount = np.where(reals[:, 2] > 55, 0.0, reals[:, 2])  # zero-inflated
+    >>> rows = np.column_stack([reals[:, 0], reals[:, 1] > 50, amount])
+    >>> est = MADEEstimator(hidden_sizes=(16,), epochs=2).fit(rows)
+    >>> est.kind_, est.table_.kinds
+    ('mixed', ('real', 'binary', 'spike'))
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import torch
 from densitykit.checks import check_seed
 from densitykit.data.files import check_values
 from densitykit.data.splits import SPLIT_STREAM, carve_validation, generator
+from densitykit.data.tables import Table, infer_table, parse_columns
 from densitykit.errors import DataError, ResourceError
 from densitykit.family import FAMILIES, DensityModel
 from densitykit.heads import HEADS
@@ -44,7 +52,7 @@ from densitykit.model import ModelConfig
 from densitykit.scoring import score as score_examples
 from densitykit.train import TrainConfig, fit
 
-__all__ = ["MAX_INFERRED_VALUES", "VALUE_KINDS", "MADEEstimator", "value_kind"]
+__all__ = ["MAX_INFERRED_VALUES", "VALUE_KINDS", "MADEEstimator", "columns_of", "value_kind"]
 
 try:  # scikit-learn is optional: the estimator then has scikit-learn's own base classes
     from sklearn.base import BaseEstimator as _Base
@@ -75,45 +83,91 @@ MAX_INFERRED_VALUES = 2**16
 infers from its data (16-bit values); pass ``num_values`` for more."""
 
 VALUE_KINDS: tuple[str, ...] = ("auto", "discrete", "real")
-"""The values of [`MADEEstimator`][densitykit.estimator.MADEEstimator]'s ``kinds``."""
+"""The strings [`MADEEstimator`][densitykit.estimator.MADEEstimator]'s ``kinds`` takes
+besides a list of column kinds."""
 
-_DEFAULT_REAL_HEAD = "gaussian-mixture"
-_SCORE_ROWS = 1000  # rows per forward pass when scoring real values
+_SCORE_ROWS = 1000  # rows per forward pass when scoring a table
 
 
-def value_kind(X: np.ndarray, kinds: str = "auto") -> str:
-    """Which model ``X`` gets: ``"discrete"`` (integer codes) or ``"real"``.
+def _is_codes(X: np.ndarray) -> bool:
+    """Whether every value is a non-negative integer (integer dtype or whole floats)."""
+    if X.dtype.kind == "b" or X.size == 0:
+        return True
+    whole = X.dtype.kind in "iu" or bool(np.all(np.floor(X) == X))
+    return whole and X.min() >= 0
+
+
+def columns_of(X: np.ndarray, kinds: str | list[str] | tuple[str, ...] = "auto") -> Table | None:
+    """The columns ``X`` is modelled by: ``None`` for integer codes, else a
+    [`Table`][densitykit.data.tables.Table] (kinds, levels, means and scales of ``X``).
+
+    ``kinds`` is ``"auto"``, ``"discrete"``, ``"real"`` (see
+    [`value_kind`][densitykit.estimator.value_kind]) or one kind per column as the
+    tables take them: ``real``, ``binary``, ``categorical``, ``spike`` (at the most
+    common value), ``spike=V`` or ``auto`` (inferred), as a list or a comma-separated
+    string.
+
+    Raises:
+        ValueError: If ``kinds`` is none of these, or a table of ``X`` needs two rows
+            and ``X`` has one.
+        DataError: If the kinds do not fit ``X`` (a constant column, too many levels,
+            another number of kinds than columns).
+
+    Example:
+        >>> X = np.array([[0.5, 1.0], [1.5, 0.0], [2.5, 1.0], [3.5, 0.0]])
+        >>> columns_of(X).kinds, columns_of(X, "real").kinds, columns_of(X, "real,auto").kinds
+        (('real', 'binary'), ('real', 'real'), ('real', 'binary'))
+    """
+    if isinstance(kinds, str) and kinds in VALUE_KINDS:
+        if kinds == "discrete" or (kinds == "auto" and _is_codes(X)):
+            return None
+        specs = None if kinds == "auto" else parse_columns(",".join(["real"] * X.shape[1]))
+    elif isinstance(kinds, str) or (
+        isinstance(kinds, (list, tuple)) and kinds and all(isinstance(k, str) for k in kinds)
+    ):
+        specs = parse_columns(kinds if isinstance(kinds, str) else ",".join(kinds))
+    else:
+        raise ValueError(
+            f"kinds must be one of {list(VALUE_KINDS)} or a list of column kinds (real, "
+            f"binary, categorical, spike, spike=V, auto), got {kinds!r}"
+        )
+    if len(X) < 2:
+        raise ValueError(
+            f"X: a table of real or mixed columns needs at least 2 rows to read its columns' "
+            f"kinds and scales, got n_samples={len(X)}"
+        )
+    return infer_table(X, X, None, where="X", specs=specs)
+
+
+def value_kind(X: np.ndarray, kinds: str | list[str] | tuple[str, ...] = "auto") -> str:
+    """Which model ``X`` gets: ``"discrete"`` (integer codes), ``"real"`` or ``"mixed"``.
 
     The rule of ``kinds="auto"``: ``X`` whose every value is a non-negative integer
     (integer or boolean dtype, or floats that are all whole) is discrete codes
-    ``0..K-1``, as it always was; anything else (a fraction, a negative value) is real.
-    ``kinds="discrete"`` or ``"real"`` forces a path: integer-valued measurements (counts,
-    years) are real only when asked, and a fraction given as codes is refused.
-
-    Args:
-        X: A 2-D array of finite numbers.
-        kinds: One of [`VALUE_KINDS`][densitykit.estimator.VALUE_KINDS].
-
-    Returns:
-        ``"discrete"`` or ``"real"``.
+    ``0..K-1``, as it always was. Anything else (a fraction, a negative value) is a
+    table whose columns' kinds are inferred
+    ([`infer_table`][densitykit.data.tables.infer_table]: two values 0/1 binary, a few
+    values categorical, one value held by many rows a spike, the rest real): all real
+    is ``"real"``, any other mix ``"mixed"``. ``kinds="discrete"`` or ``"real"`` forces
+    a path (integer-valued measurements such as counts are real only when asked, and a
+    fraction given as codes is refused); a list of column kinds gives them (see
+    [`columns_of`][densitykit.estimator.columns_of]).
 
     Raises:
-        ValueError: If ``kinds`` is not one of ``VALUE_KINDS``.
+        ValueError: If ``kinds`` is not valid.
 
     Example:
-        >>> value_kind(np.array([[0, 1], [2, 1]])), value_kind(np.array([[0.5, 1.0]]))
+        >>> value_kind(np.array([[0, 1], [2, 1]])), value_kind(np.array([[0.5], [1.0]]))
         ('discrete', 'real')
-        >>> value_kind(np.array([[-1, 2]])), value_kind(np.array([[0, 1]]), "real")
+        >>> value_kind(np.array([[-1, 2], [0, 3]])), value_kind(np.array([[0], [1]]), "real")
         ('real', 'real')
+        >>> value_kind(np.array([[0.5, 1], [1.5, 0], [2.5, 1]]))
+        'mixed'
     """
-    if not isinstance(kinds, str) or kinds not in VALUE_KINDS:
-        raise ValueError(f"kinds must be one of {list(VALUE_KINDS)}, got {kinds!r}")
-    if kinds != "auto":
-        return kinds
-    if X.dtype.kind == "b" or X.size == 0:
+    table = columns_of(X, kinds)
+    if table is None:
         return "discrete"
-    whole = X.dtype.kind in "iu" or bool(np.all(np.floor(X) == X))
-    return "discrete" if whole and X.min() >= 0 else "real"
+    return "real" if set(table.kinds) == {"real"} else "mixed"
 
 
 def _numbers(X: Any, where: str) -> np.ndarray:
@@ -173,23 +227,28 @@ def _real_heads() -> list[str]:
 
 
 class MADEEstimator(_Density, _Base):
-    """A MADE fitted to discrete codes or real numbers, with scikit-learn's
-    density-estimator methods.
+    """A MADE fitted to discrete codes, real numbers or mixed columns, with
+    scikit-learn's density-estimator methods.
 
     Every argument is stored as given (scikit-learn's rule) and read by ``fit``.
     Which model ``X`` gets follows ``kinds`` (see
     [`value_kind`][densitykit.estimator.value_kind]): non-negative integers are codes
-    ``0..K-1`` of a Bernoulli or categorical MADE; other numbers are real, modelled by a
-    MADE with a mixture of Gaussians per variable on each column standardised by the
-    training data's mean and standard deviation (kept as ``loc_`` and ``scale_``).
-    ``score_samples`` of real data is the log-density in ``X``'s own units: the
-    standardisation's Jacobian, $-\\sum_d \\log \\sigma_d$, is included, and ``sample``
-    returns values in those units.
+    ``0..K-1`` of a Bernoulli or categorical MADE; other data are a
+    [`Table`][densitykit.data.tables.Table] of columns (``table_``), each real, binary,
+    categorical or spike (a real column with a point mass, as zero-inflated amounts
+    have). Real and spike columns are standardised by the training data's means and
+    standard deviations (``loc_`` and ``scale_``); discrete columns become codes. All
+    real columns get a mixture of Gaussians per variable (``gaussian-mixture``), any
+    other mix the ``mixed`` head. ``score_samples`` of a table is the log-likelihood in
+    ``X``'s own units (the standardisation's Jacobian, $-\\log \\sigma_d$ per real
+    value, included; a discrete value or a spike is a probability), and ``sample``
+    returns rows in those units, a categorical column's levels and a spike's exact value
+    included.
 
     Args:
         hidden_sizes: Units per hidden layer.
         head: Head name; ``None`` picks ``bernoulli`` for binary codes, ``categorical``
-            for other codes, ``gaussian-mixture`` for real values.
+            for other codes, ``gaussian-mixture`` for real columns, ``mixed`` for a mix.
         num_values: $K$ of discrete codes; ``None`` takes ``max + 1`` of the training
             data, at most [`MAX_INFERRED_VALUES`][densitykit.estimator.MAX_INFERRED_VALUES]
             (a larger value in ``X`` is refused unless ``num_values`` says it is meant).
@@ -207,17 +266,22 @@ class MADEEstimator(_Density, _Base):
             the training NLL decides).
         random_state: Seed (an int) of the weights, masks, shuffling and validation split.
         device: ``cpu``, ``cuda`` or ``auto``.
-        kinds: ``"auto"`` (codes if every value is a non-negative integer, else real),
-            ``"discrete"`` or ``"real"``.
+        kinds: ``"auto"`` (codes if every value is a non-negative integer, else a table
+            of columns whose kinds are inferred), ``"discrete"``, ``"real"`` (every
+            column), or one kind per column (``["real", "binary", "categorical",
+            "spike=0", "auto"]`` or the same comma-separated).
 
     Attributes:
         model_: The trained [`AutoregressiveModel`][densitykit.model.AutoregressiveModel]
             (a [`HistogramModel`][densitykit.histogram.HistogramModel] for ``head="histogram"``).
         n_features_in_: $D$.
-        kind_: ``"discrete"`` or ``"real"``: the path ``X`` took.
-        num_values_: $K$ used (0 for real values).
-        loc_: ``(D,)`` the training columns' means (0 for codes).
-        scale_: ``(D,)`` their standard deviations, 1 for a constant column (1 for codes).
+        kind_: ``"discrete"``, ``"real"`` or ``"mixed"``: the path ``X`` took.
+        table_: The [`Table`][densitykit.data.tables.Table] of ``X``'s columns
+            (``None`` for codes).
+        num_values_: $K$ used (0 for real or mixed columns).
+        loc_: ``(D,)`` the training columns' means (of the values other than the spike
+            for a spike column; 0 for a discrete column or codes).
+        scale_: ``(D,)`` their standard deviations (1 for a discrete column or codes).
         history_: The per-epoch records of training.
     """
 
@@ -283,19 +347,29 @@ class MADEEstimator(_Density, _Base):
             )
         return self.head or ("bernoulli" if num_values == 2 else "categorical"), num_values
 
-    def _real_head(self) -> str:
+    def _table_head(self, table: Table) -> tuple[str, dict[str, Any]]:
+        """The head of ``table``'s columns and its options: the table's own
+        ([`Table.default_head`][densitykit.data.tables.Table.default_head]), or the
+        ``head`` asked for where it can model them."""
         if self.num_values is not None:
             raise ValueError(
-                f"num_values={self.num_values} counts discrete codes, but X is real; leave "
-                "num_values=None, or pass kinds='discrete' for codes"
+                f"num_values={self.num_values} counts discrete codes, but X is a table "
+                f"({table.describe()}); leave num_values=None, or pass kinds='discrete' for codes"
             )
-        head = self.head or _DEFAULT_REAL_HEAD
-        if head in HEADS and not HEADS.get(head).value_dtype.is_floating_point:
-            raise ValueError(
-                f"head {head!r} models integer codes, but X is real; expected one of "
-                f"{_real_heads()} (or kinds='discrete' for codes)"
-            )
-        return head
+        name, options = table.default_head()
+        head = self.head or name
+        if head == "mixed" and name != "mixed":
+            options = {"kinds": [column.head_kind() for column in table.columns]}
+        elif head != name:
+            real = head in HEADS and HEADS.get(head).value_dtype.is_floating_point
+            if not (real and name == "gaussian-mixture") and table.value_dtype != torch.int64:
+                raise ValueError(
+                    f"head {head!r} cannot model the columns of X ({table.describe()}); "
+                    f"expected {name!r} (or 'mixed'), or one of {_real_heads()} when every "
+                    "column is real (or kinds='discrete' for codes)"
+                )
+            options = {}
+        return head, {**options, **dict(self.head_options or {})}
 
     def fit(self, X: Any, y: Any = None) -> MADEEstimator:
         """Train on ``X`` ``(N, D)``: codes or real numbers (``y`` is ignored).
@@ -307,18 +381,15 @@ class MADEEstimator(_Density, _Base):
             DataError: If ``X`` holds anything but finite numbers, or codes out of range.
         """
         raw = _numbers(X, "X")
-        kind = value_kind(raw, self.kinds)
-        if kind == "discrete":
+        table = columns_of(raw, self.kinds)
+        if table is None:
             values = self._codes(raw, "X")
             head, num_values = self._discrete_head(values)
-            loc, scale = np.zeros(raw.shape[1]), np.ones(raw.shape[1])
+            head_options = dict(self.head_options or {})
             data = torch.from_numpy(values)
         else:
-            head, num_values = self._real_head(), 0
-            loc = raw.mean(axis=0, dtype=np.float64)
-            scale = raw.std(axis=0, dtype=np.float64)
-            scale[~(scale > 0)] = 1.0  # a constant column keeps its units
-            data = torch.from_numpy(((raw - loc) / scale).astype(np.float32))
+            (head, head_options), num_values = self._table_head(table), table.num_values
+            data = table.encode(raw, where="X")
         seed = check_seed(self.random_state or 0, "random_state")
         if self.validation_fraction and len(data) >= 2:
             train, val = carve_validation(
@@ -336,7 +407,7 @@ class MADEEstimator(_Density, _Base):
             seed=seed,
             activation=self.activation,
             direct_connections=self.direct_connections,
-            head_options=dict(self.head_options or {}),
+            head_options=head_options,
         )
         _check_training_size(config, int(self.batch_size))
         torch.manual_seed(seed)
@@ -358,10 +429,14 @@ class MADEEstimator(_Density, _Base):
         )
         self.model_: DensityModel = model.eval()
         self.n_features_in_ = raw.shape[1]
-        self.kind_ = kind
+        self.table_ = table
+        self.kind_ = (
+            "discrete" if table is None else "real" if set(table.kinds) == {"real"} else "mixed"
+        )
         self.num_values_ = num_values
-        self.loc_ = loc
-        self.scale_ = scale
+        columns = table.columns if table is not None else ()
+        self.loc_ = np.array([c.mean for c in columns]) if columns else np.zeros(raw.shape[1])
+        self.scale_ = np.array([c.scale for c in columns]) if columns else np.ones(raw.shape[1])
         self.history_ = result.history
         return self
 
@@ -389,15 +464,15 @@ class MADEEstimator(_Density, _Base):
                 f"X has {raw.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_features_in_} features as input"
             )
-        if self.kind_ == "discrete":
+        if self.table_ is None:
             return score_examples(model, self._codes(raw, "X"), where="X")
-        z = ((raw - self.loc_) / self.scale_).astype(np.float32)
-        out = np.empty(len(z), dtype=np.float64)
+        values = self.table_.encode(raw, where="X")
+        out = np.empty(len(values), dtype=np.float64)
         with torch.no_grad():
-            for start in range(0, len(z), _SCORE_ROWS):
-                rows = torch.from_numpy(z[start : start + _SCORE_ROWS])
+            for start in range(0, len(values), _SCORE_ROWS):
+                rows = values[start : start + _SCORE_ROWS]
                 out[start : start + len(rows)] = model.evaluation_log_prob(rows).double().cpu()
-        return out - float(np.log(self.scale_).sum())
+        return out + self.table_.log_jacobian(values).numpy()
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood per example of ``X`` in nats (higher is better)."""
@@ -412,10 +487,8 @@ class MADEEstimator(_Density, _Base):
             generator_.seed()  # fresh entropy for this generator only, not torch's global one
         else:
             generator_.manual_seed(check_seed(random_state, "random_state"))
-        drawn = model.sample(int(n_samples), generator=generator_).cpu().numpy()
-        if self.kind_ == "discrete":
-            return drawn
-        return drawn.astype(np.float64) * self.scale_ + self.loc_
+        drawn = model.sample(int(n_samples), generator=generator_).cpu()
+        return drawn.numpy() if self.table_ is None else self.table_.decode(drawn)
 
     def bits_per_dim(self, X: Any) -> float:
         """Mean negative log-likelihood of ``X`` in bits per variable."""
@@ -448,8 +521,8 @@ class MADEEstimator(_Density, _Base):
             model = family.from_config(family.config_class.from_dict(data))
             model.load_state_dict(saved["weights"])
             self.model_ = model.eval()
-        if "model_" in self.__dict__ and "kind_" not in self.__dict__:
-            self.kind_ = "discrete"  # pickled before real values were taken
+        if "model_" in self.__dict__ and "table_" not in self.__dict__:
+            self.kind_, self.table_ = "discrete", None  # pickled before tables were taken
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()  # type: ignore[misc]

@@ -151,16 +151,37 @@ REALS = np.random.default_rng(2).normal(size=(240, 3)) @ np.array(
 )
 
 
+def mixed_rows(num_rows: int, seed: int) -> np.ndarray:
+    """A real, a binary it drives, a categorical (levels 2.5, 7, 9) and a zero-inflated
+    amount they drive."""
+    rng = np.random.default_rng(seed)
+    real = rng.normal(10.0, 3.0, size=num_rows)
+    flag = rng.random(num_rows) < 1.0 / (1.0 + np.exp(-(real - 10.0)))
+    level = np.array([2.5, 7.0, 9.0])[rng.integers(0, 3, size=num_rows)]
+    amount = np.where(flag, rng.exponential(level), 0.0)
+    return np.column_stack([real, flag, level, amount])
+
+
+MIXED = mixed_rows(300, 5)
+
+
 def test_which_path_x_takes() -> None:
     assert value_kind(np.array([[0, 3], [1, 2]])) == "discrete"
     assert value_kind(np.array([[0.0, 3.0], [1.0, 2.0]])) == "discrete"  # whole floats
     assert value_kind(np.array([[True, False]])) == "discrete"
-    assert value_kind(np.array([[0.0, 0.5]])) == "real"
-    assert value_kind(np.array([[0, -1]])) == "real"  # no code is negative
+    assert value_kind(np.array([[0.0, 0.5], [0.25, 1.5]])) == "real"
+    assert value_kind(np.array([[0, -1], [2, -5], [3, 4]])) == "real"  # no code is negative
     assert value_kind(np.array([[0.5]]), "discrete") == "discrete"  # forced: refused in fit
-    assert value_kind(np.array([[0, 1]]), "real") == "real"
+    assert value_kind(np.array([[0, 1], [1, 0]]), "real") == "real"
+    assert value_kind(MIXED) == "mixed"
+    assert value_kind(MIXED, ["real", "real", "real", "real"]) == "real"
+    assert value_kind(X, ["binary"] * 6) == "mixed"  # a table of codes (its own head)
     with pytest.raises(ValueError, match=r"kinds must be one of \['auto', 'discrete', 'real'\]"):
+        value_kind(np.array([[0, 1]]), 3)
+    with pytest.raises(DataError, match="the kind of 'mixed-up' must be one of"):
         value_kind(np.array([[0, 1]]), "mixed-up")
+    with pytest.raises(ValueError, match="n_samples=1"):
+        value_kind(np.array([[0.5, 1.5]]))
 
 
 def test_real_x_is_standardised_and_scored_in_its_own_units() -> None:
@@ -196,10 +217,11 @@ def test_forcing_a_path_and_its_errors() -> None:
     counts = MADEEstimator(**SMALL, kinds="real").fit(X)  # integer-valued, modelled as real
     assert counts.kind_ == "real" and counts.sample(3, random_state=0).dtype == np.float64
     constant = np.column_stack([REALS[:, 0], np.full(240, 2.5)])
-    assert MADEEstimator(**SMALL).fit(constant).scale_[1] == 1.0  # a constant column
-    with pytest.raises(ValueError, match="num_values=4 counts discrete codes, but X is real"):
+    with pytest.raises(DataError, match="column column2 is constant"):
+        MADEEstimator(**SMALL).fit(constant)
+    with pytest.raises(ValueError, match="num_values=4 counts discrete codes, but X is a table"):
         MADEEstimator(num_values=4).fit(REALS)
-    with pytest.raises(ValueError, match="head 'categorical' models integer codes.*gaussian"):
+    with pytest.raises(ValueError, match="head 'categorical' cannot model the columns.*gaussian"):
         MADEEstimator(head="categorical").fit(REALS)
     with pytest.raises(ValueError, match="contains NaN or infinity"):
         MADEEstimator(**SMALL).fit(REALS).score_samples(np.full((1, 3), np.nan))
@@ -213,3 +235,63 @@ def test_a_real_model_pickles_and_selects_by_grid_search() -> None:
     assert np.allclose(again.score_samples(REALS), est.score_samples(REALS))
     search = GridSearchCV(MADEEstimator(epochs=2), {"hidden_sizes": [(4,), (16,)]}, cv=2)
     assert np.isfinite(search.fit(REALS).cv_results_["mean_test_score"]).all()
+
+
+def test_mixed_columns_are_inferred_and_sampled_in_their_own_values() -> None:
+    est = MADEEstimator(**SMALL).fit(MIXED)
+    assert est.kind_ == "mixed" and est.num_values_ == 0
+    assert est.table_.kinds == ("real", "binary", "categorical", "spike")
+    config = est.model_.config
+    assert config.head == "mixed" and config.head_options["kinds"][:3] == [
+        "real", "binary", "categorical:3"
+    ]  # fmt: skip
+    assert np.allclose(est.loc_[[1, 2]], 0.0) and est.loc_[0] == pytest.approx(MIXED[:, 0].mean())
+    drawn = est.sample(400, random_state=0)
+    assert drawn.shape == (400, 4) and drawn.dtype == np.float64
+    assert set(np.unique(drawn[:, 1])) <= {0.0, 1.0}
+    assert set(np.unique(drawn[:, 2])) <= {2.5, 7.0, 9.0}  # levels, not codes
+    assert (drawn[:, 3] == 0.0).any() and (drawn[:, 3] != 0.0).any()  # exact spikes and slab
+    scores = est.score_samples(MIXED)
+    assert scores.shape == (300,) and np.isfinite(scores).all()
+    again = pickle.loads(pickle.dumps(est))
+    assert np.allclose(again.score_samples(MIXED), scores)
+    with pytest.raises(DataError, match="column column3 is categorical over the levels 2.5, 7, 9"):
+        est.score_samples(np.array([[10.0, 1.0, 3.0, 0.0]]))
+
+
+def test_a_mixed_likelihood_sums_and_integrates_to_one_in_the_datas_units() -> None:
+    # A binary and an amount in the hundreds, zero for a third of the rows: for each
+    # binary value, P(amount = 0) plus the density of the rest integrated over the
+    # amount's own units sums to P(binary value); the two add to one.
+    rng = np.random.default_rng(4)
+    flag = (rng.random(300) < 0.4).astype(float)
+    amount = np.where(rng.random(300) < 0.3, 0.0, rng.normal(300.0 + 100.0 * flag, 40.0))
+    est = MADEEstimator(**SMALL).fit(np.column_stack([flag, amount]))
+    assert est.table_.kinds == ("binary", "spike")
+    grid = np.linspace(-200.0, 900.0, 11001)
+    grid = grid[grid != 0.0]
+    total = 0.0
+    for value in (0.0, 1.0):
+        spike = np.exp(est.score_samples(np.array([[value, 0.0]])))[0]
+        rows = np.column_stack([np.full(len(grid), value), grid])
+        total += spike + np.exp(est.score_samples(rows)).sum() * (grid[1] - grid[0])
+    assert total == pytest.approx(1.0, abs=2e-3)
+
+
+def test_kinds_given_per_column_and_the_heads_they_allow() -> None:
+    est = MADEEstimator(**SMALL, kinds=["real", "auto", "categorical", "real"]).fit(MIXED)
+    assert est.table_.kinds == ("real", "binary", "categorical", "real")
+    assert est.kind_ == "mixed"
+    assert MADEEstimator(**SMALL, kinds="real,auto,auto,spike=0").fit(MIXED).table_.kinds[3] == (
+        "spike"
+    )
+    codes = MADEEstimator(**SMALL, kinds=["binary"] * 6).fit(X)  # codes as a table
+    assert codes.model_.config.head == "bernoulli" and codes.sample(3, random_state=0).dtype == (
+        np.float64
+    )
+    options = MADEEstimator(**SMALL, head_options={"num_components": 2}).fit(MIXED)
+    assert options.model_.config.head_options["num_components"] == 2
+    with pytest.raises(ValueError, match="head 'gaussian' cannot model the columns of X"):
+        MADEEstimator(**SMALL, head="gaussian").fit(MIXED)
+    with pytest.raises(DataError, match="gives 2 kinds, but the file has 4 columns"):
+        MADEEstimator(**SMALL, kinds=["real", "real"]).fit(MIXED)
