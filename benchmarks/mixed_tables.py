@@ -13,7 +13,7 @@ zero-inflated real) with a known dependence between each and earlier ones:
     channel   categorical, 3 levels   logits by member and by whether spend > 0
     returned  binary                  probability sigmoid(age / 10 - 4.5 + channel)
 
-(``e`` a standard normal draw), and fits three models to the training rows, each drawing
+(``e`` a standard normal draw), and fits four models to the training rows, each drawing
 as many rows as the held-out part has:
 
 - densitykit's MADE through ``MADEEstimator`` with the ``mixed`` head: each column
@@ -36,7 +36,7 @@ The test: held-out real rows (label 1) and the model's rows (label 0), a
 gives the mean and standard deviation over folds and seeds (the table is regenerated
 for every seed).
 
-Run ``python benchmarks/mixed_tables.py`` for the figures (a few minutes on 2 cores) or
+Run ``python benchmarks/mixed_tables.py`` for the figures (about 10 minutes on 2 shared cores) or
 ``--quick`` for a smoke run of a few seconds.
 """
 
