@@ -334,6 +334,9 @@ def _report(metrics: dict[str, Any], out: Path) -> None:
         else ""
     )
     given = " given the label" if metrics.get("condition") else ""
+    if "columns" in metrics:
+        _say_columns(metrics)
+        given += " in the data's units (log-density)"
     _say(
         f"test NLL{given} {metrics['test_nll_nats']:.4f} nats "
         f"({metrics['test_nats_per_dim']:.4f} nats/dim, "
@@ -439,7 +442,8 @@ _Json = Annotated[
 ]
 _OUT_HELP = (
     "Where to write: fit's run folder (default: runs/<data>-<time>); sample's and inpaint's "
-    "picture (.png) or array (.npy); score's scores (.csv with a header, or .npy)."
+    "picture (.png) or array (.npy), or a table run's samples as .csv; score's scores (.csv "
+    "with a header, or .npy); impute's completed table (.csv, .tsv or .npy)."
 )
 _Out = Annotated[Path, typer.Option("--out", "-o", help=_OUT_HELP, rich_help_panel=_OUTPUT)]
 _OptionalOut = Annotated[Path | None, _Out.__metadata__[0]]
@@ -529,6 +533,16 @@ _MaxTrain = Annotated[
 ]
 _DataSeed = Annotated[
     int, typer.Option(help="Seed of the data set's draws and splits.", rich_help_panel=_DATA)
+]
+_Columns = Annotated[
+    str | None,
+    typer.Option(
+        help="A data file's column kinds, making it a table of real or mixed columns: "
+        "name:kind,... (any columns, by header name) or kind,... (one per column); kinds "
+        "real, binary, categorical, spike, spike=V, auto. Default: a file with a "
+        "non-integer value is a table with inferred kinds; an integer file is discrete.",
+        rich_help_panel=_DATA,
+    ),
 ]
 _DataOption = Annotated[
     list[str],
@@ -626,7 +640,10 @@ _Layout = Annotated[
 ]
 _NumComponents = Annotated[
     int | None,
-    typer.Option(help="Mixture components (logistic-mixture head).", rich_help_panel=_MODEL_PANEL),
+    typer.Option(
+        help="Mixture components (logistic-mixture, gaussian-mixture and mixed heads).",
+        rich_help_panel=_MODEL_PANEL,
+    ),
 ]
 _OneHot = Annotated[
     bool | None,
@@ -781,6 +798,7 @@ def fit(
     image: _Image = None,
     max_train: _MaxTrain = None,
     data_seed: _DataSeed = 0,
+    columns: _Columns = None,
     data_option: _DataOption = [],  # noqa: B006 - typer needs a literal default
     family: _Family = "made",
     preset: _Preset = None,
@@ -865,6 +883,7 @@ def _fit_data_config(options: dict[str, Any], given: set[str]) -> tuple[runs.Dat
         "path": ("--image", str(image) if image else None),
         "max_train": ("--max-train", options["max_train"]),
         "seed": ("--data-seed", options["data_seed"]),
+        "columns": ("--columns", options["columns"]),
     }
     data_options = _data_options(data, named, data_option, given)
     return runs.DataConfig(data, data_options, options["condition"]), data_option
@@ -1051,6 +1070,7 @@ _NAMED_DATA_OPTIONS = {
     "image": "path",
     "max_train": "max_train",
     "data_seed": "seed",
+    "columns": "columns",
 }
 
 
@@ -1181,10 +1201,25 @@ def eval_command(
         typer.echo(json.dumps(result))
         return
     given = " given the label, -log p(x | label)," if result["condition"] else ""
+    if "columns" in result:
+        _say_columns(result)
+    units = " in the data's units (log-density)" if "columns" in result else ""
     _say(
-        f"{split} NLL{given} {result['nll_nats']:.4f} nats ({result['nats_per_dim']:.5f} "
+        f"{split} NLL{given}{units} {result['nll_nats']:.4f} nats ({result['nats_per_dim']:.5f} "
         f"nats/dim, {result['bits_per_dim']:.5f} bits/dim) with {result['num_masks']} mask(s)"
         + _drawn(result["drawn_orderings_seed"])
+    )
+
+
+def _say_columns(result: dict[str, Any]) -> None:
+    """A table run's columns, their kinds and which have a spike head."""
+    kinds = ", ".join(f"{n}:{k}" for n, k in zip(result["columns"], result["column_kinds"]))
+    _say(f"columns: {kinds}")
+    spikes = result.get("spike_columns") or []
+    _say(
+        f"spike head (a probability at the spike, a density elsewhere): {', '.join(spikes)}"
+        if spikes
+        else "no spike columns"
     )
 
 

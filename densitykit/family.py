@@ -85,21 +85,28 @@ def check_head_fits(
 ) -> None:
     """Refuse a head that cannot model the data, in one line that says how to choose.
 
-    A head over real values (``gaussian``, ``gaussian-mixture``) is refused on the data
-    sets, which hold integers ``0..K-1``: the integers are codes of bins, pixels or
-    categories, and a density over them would be neither the data's model nor
-    comparable with the discrete heads' log-likelihoods. Such heads are used from
-    Python, on real-valued tensors.
+    A head over real values (``gaussian``, ``gaussian-mixture``, ``mixed``) is refused on
+    discrete data sets, which hold integers ``0..K-1``: the integers are codes of bins,
+    pixels or categories, and a density over them would be neither the data's model nor
+    comparable with the discrete heads' log-likelihoods. A table of real or mixed
+    columns (``num_values`` 0) takes a head over real values only.
 
     Raises:
-        DensitykitError: If the head is over real values, or its factory refuses the
-            data's D or K or the options.
+        DensitykitError: If the head's values do not match the data's, or its factory
+            refuses the data's D or K or the options.
     """
-    if getattr(HEADS.get(head), "value_dtype", torch.long).is_floating_point:
+    real_head = getattr(HEADS.get(head), "value_dtype", torch.long).is_floating_point
+    if real_head and num_values:
         raise DensitykitError(
             f"head {head!r} models real values, but data set {data.name!r} holds the "
-            f"integers 0..{num_values - 1} and the data readers read integer data only "
-            "(choose a discrete head with --head; `densitykit heads` lists them)"
+            f"integers 0..{num_values - 1} (choose a discrete head with --head, or read a "
+            "file as a table of real columns with --columns; `densitykit heads` lists them)"
+        )
+    if not real_head and not num_values:
+        raise DensitykitError(
+            f"head {head!r} models integers 0..K-1, but data set {data.name!r} holds real "
+            "values (choose gaussian, gaussian-mixture or mixed with --head, or leave "
+            "--head out)"
         )
     try:
         HEADS.create(head, dim=dim, num_values=num_values, **options)

@@ -38,11 +38,14 @@ from densitykit.checkpoint import (
 )
 from densitykit.checks import check_int, check_output_file, check_seed
 from densitykit.data import Dataset, load_dataset
+from densitykit.data.files import write_table
+from densitykit.data.tables import DEFAULT_COMPONENTS
 from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError, PluginError, ResourceError
 from densitykit.family import FAMILIES, DataFacts, DensityModel
 from densitykit.family import default_head as family_default_head
+from densitykit.heads import HEADS
 from densitykit.histogram import HistogramConfig, resolve_family
 from densitykit.memory import check_allocation, format_bytes
 from densitykit.model import (
@@ -80,6 +83,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "default_head",
+    "describe_table",
     "draw_pictures",
     "evaluate_run",
     "fit_run",
@@ -93,6 +97,8 @@ __all__ = [
     "resume_run",
     "sample_run",
     "split_context",
+    "table_head",
+    "table_log_jacobian",
 ]
 
 _LOG = logging.getLogger("densitykit")
@@ -357,10 +363,77 @@ def _check_settings(config: RunConfig, model_config: Any) -> None:
     check_allocation(family.training_bytes(model_config), f"a model of {weights:,} weights")
 
 
+def table_head(config: RunConfig, dataset: Dataset) -> RunConfig:
+    """``config`` with the head a table's columns need, when the user left it out.
+
+    All real columns take ``gaussian-mixture`` (its default 5 components, or
+    ``--num-components``); all discrete ones ``bernoulli`` or ``categorical`` as the
+    integer data do; any other mix the ``mixed`` head, with each column's kind and 5
+    components for the real and spike columns (or ``--num-components``). A head
+    over real values given for a table with discrete or spike columns is refused (it
+    would model their codes as reals).
+
+    Raises:
+        DensitykitError: If the head the columns need is not registered, or the given
+            head cannot model the columns.
+    """
+    table = dataset.table
+    if table is None or not hasattr(config.model, "head"):
+        return config
+    name, options = table.default_head()
+    head = config.model.head or name
+    if head == "mixed" and name != "mixed":
+        options = {
+            "kinds": [column.head_kind() for column in table.columns],
+            "num_components": DEFAULT_COMPONENTS,
+        }
+    elif head != name:
+        options = {}
+    if head not in HEADS:
+        raise DensitykitError(
+            f"the columns of {dataset.name!r} ({table.describe()}) need the {head!r} head, "
+            "which is not registered here; give the other columns the kind real with "
+            "--columns NAME:real, or pass the plug-in that defines it with --plugin"
+        )
+    real = HEADS.get(head).value_dtype.is_floating_point
+    if real and head != "mixed" and set(table.kinds) != {"real"}:
+        others = [c.name for c in table.columns if c.kind != "real"]
+        raise DensitykitError(
+            f"head {head!r} models every column as real, but {', '.join(others)} "
+            f"{'is' if len(others) == 1 else 'are'} not ({table.describe()}); leave --head "
+            "out to take the mixed head, or give them the kind real with --columns"
+        )
+    model = replace(config.model, head=head, head_options={**options, **config.model.head_options})
+    return replace(config, model=model)
+
+
+def table_log_jacobian(dataset: Dataset, split: str) -> float:
+    """The mean log-Jacobian of a table's ``split`` (0 for other data): a mean NLL of
+    model values minus it is the mean NLL in the data's units
+    (see [`Table.log_jacobian`][densitykit.data.tables.Table.log_jacobian])."""
+    if dataset.table is None:
+        return 0.0
+    return float(dataset.table.log_jacobian(dataset.splits()[split]).mean())
+
+
+def describe_table(dataset: Dataset) -> dict[str, Any]:
+    """What a report says of a table's columns (empty for other data)."""
+    table = dataset.table
+    if table is None:
+        return {}
+    return {
+        "columns": list(table.names),
+        "column_kinds": list(table.kinds),
+        "spike_columns": list(table.spike_columns()),
+        "units": "data",
+    }
+
+
 def _build(config: RunConfig) -> tuple[Dataset, DensityModel]:
     import_plugins(config.plugins)
     with local_main_first():  # one download per machine in a distributed run
         dataset = load_dataset(config.data.name, **config.data.options)
+    config = table_head(config, dataset)
     family = config.family_class()
     model_config = family.complete_config(config.model, data_facts(config, dataset))
     _check_settings(config, model_config)
@@ -404,6 +477,10 @@ def fit_run(
     resolve_device(config.train.device)  # a device that is not here: refused before writing
     dataset, model = _build(config)
     saved = replace(config, model=model.config)
+    if dataset.table is not None:  # the columns and training statistics, for eval/score
+        table = dataset.options["table"]
+        options = {**config.data.options, "header": dataset.options["header"], "table": table}
+        saved = replace(saved, data=replace(config.data, options=options))
     replacement: list[Replacement | None] = [None]
     lock = RunLock(path)
 
@@ -620,6 +697,8 @@ def _metrics(
         distributed=True,
         context=split_context(model, dataset, "test"),
     )
+    model_units = test_nll
+    test_nll -= table_log_jacobian(dataset, "test")  # in the data's units
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
     entropy = dataset.true_entropy_nats
     return {
@@ -644,6 +723,8 @@ def _metrics(
         "stopped_early": result.stopped_early,
         "stop_reason": result.stop_reason,
         "train_seconds": sum(r["seconds"] for r in result.history),
+        **describe_table(dataset),
+        **({"test_nll_model_units_nats": model_units} if dataset.table is not None else {}),
     }
 
 
@@ -894,7 +975,9 @@ def evaluate_run(
         context=split_context(run.model, run.dataset, split),
         connectivities=drawn,
     )
+    nll -= table_log_jacobian(run.dataset, split)
     return {
+        **describe_table(run.dataset),
         "split": split,
         "condition": "label" if run.model.num_labels else None,
         "num_masks": count,
@@ -917,7 +1000,11 @@ def sample_run(
     plugins: Sequence[str] = (),
     label: int | None = None,
 ) -> Path:
-    """Draw samples from a saved run into a ``.npy`` array or a ``.png`` picture.
+    """Draw samples from a saved run into a ``.npy`` array, a ``.png`` picture, or (a
+    table's run) a ``.csv`` file with the columns' names.
+
+    A table's samples are in the data's own units: real columns un-standardised,
+    categorical codes given back as their levels (``.npy``: float64).
 
     A class-conditional run draws ``num_samples`` samples of class ``label``; without
     a label its picture has one row of ``num_samples`` samples per class, and a
@@ -935,16 +1022,26 @@ def sample_run(
         ResourceError: If the output cannot fit.
         FileExistsError: If ``out`` exists and ``overwrite`` is false.
     """
-    out = check_output_file(out, [".npy", ".png"], overwrite=overwrite)
+    out = check_output_file(out, [".npy", ".png", ".csv"], overwrite=overwrite)
     num_samples = _check_count(num_samples)
     seed = check_seed(seed)
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name ending in {out.suffix}")
     run = load_run(run_dir, device=device, plugins=plugins)
+    table = run.dataset.table
+    if out.suffix == ".csv" and table is None:
+        raise ValueError(f"a .csv file holds a table's samples; {run.path} is not a table's run")
     context = _label_context(run, label, out)
     dim = run.dataset.dim
     out.parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
+    if out.suffix == ".csv":
+        chunks = (
+            table.decode(run.model.sample(min(SAMPLE_CHUNK, num_samples - at), generator=generator))
+            for at in range(0, num_samples, SAMPLE_CHUNK)
+        )
+        write_table(out, chunks, table.names)
+        return out
     if out.suffix == ".npy":
         size = num_samples * dim * 8 + 128
         free = shutil.disk_usage(out.parent).free
@@ -953,7 +1050,8 @@ def sample_run(
                 f"{num_samples:,} samples of {dim} variables need {format_bytes(size)} in "
                 f"{out.name}, but the disk has {format_bytes(free)} free; ask for fewer"
             )
-        _write_samples_npy(run.model, num_samples, out, generator, context)
+        decode = None if table is None else table.decode
+        _write_samples_npy(run.model, num_samples, out, generator, context, decode)
         return out
     if num_samples > MAX_PICTURE_SAMPLES:
         raise ResourceError(
@@ -1007,21 +1105,28 @@ def _write_samples_npy(
     out: Path,
     generator: torch.Generator,
     context: torch.Tensor | None = None,
+    decode: Any = None,
 ) -> None:
+    """Samples into a ``.npy`` file (``decode``: a table's model values to its rows)."""
+
+    def draw(count: int) -> np.ndarray:
+        samples = model.sample(count, generator=generator, context=context)
+        return samples.cpu().numpy() if decode is None else decode(samples)
+
     with atomic_path(out) as tmp:
         if num_samples <= SAMPLE_CHUNK:  # one draw: the same samples as model.sample
-            samples = model.sample(num_samples, generator=generator, context=context)
             with open(tmp, "wb") as handle:
-                np.save(handle, samples.cpu().numpy())
+                np.save(handle, draw(num_samples))
         else:
             array = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.int64, shape=(num_samples, model.dim)
+                tmp,
+                mode="w+",
+                dtype=np.int64 if decode is None else np.float64,
+                shape=(num_samples, model.dim),
             )
             for start in range(0, num_samples, SAMPLE_CHUNK):
                 count = min(SAMPLE_CHUNK, num_samples - start)
-                array[start : start + count] = (
-                    model.sample(count, generator=generator, context=context).cpu().numpy()
-                )
+                array[start : start + count] = draw(count)
             array.flush()
             del array
 

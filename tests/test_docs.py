@@ -645,6 +645,13 @@ def check_sampling(stdout: str, tmp_path: Path) -> None:
         assert text in stdout, text
 
 
+def check_mixed_tables(stdout: str, tmp_path: Path) -> None:
+    for text in ("torch:", "command:", "densitykit MADE", "product of the marginals",
+                 "fresh rows from the generator", "accuracy (0.5 is perfect)"):  # fmt: skip
+        assert text in stdout, text
+    assert "zuko MAF" in stdout  # a row, or the note of why it was skipped
+
+
 # script -> (arguments after --quick, given the temporary folder; check of its output)
 QUICK_RUNS = {
     "reproductions.py": (
@@ -676,6 +683,7 @@ QUICK_RUNS = {
     ),
     "throughput.py": (lambda tmp: [], check_throughput),
     "sampling.py": (lambda tmp: [], check_sampling),
+    "mixed_tables.py": (lambda tmp: [], check_mixed_tables),
 }
 
 
