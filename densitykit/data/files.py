@@ -800,7 +800,7 @@ def table_dataset(
         shape=(recorded.dim,),
         table=recorded,
         true_log_density=true_log_density,
-        options={**options, "columns": columns, "table": recorded.to_dict()},
+        options={**options, "table": recorded.to_dict()},
     )
 
 
@@ -938,7 +938,8 @@ def file(
         return table_dataset(
             "file", splits, names, where=str(absolute), columns=columns, table=table,
             options={
-                "path": str(absolute), "header": header, "val_fraction": val_fraction,
+                "path": str(absolute), "header": header, "columns": columns,
+                "val_fraction": val_fraction,
                 "test_fraction": test_fraction, "max_train": max_train, "seed": seed,
             },
         )  # fmt: skip
