@@ -113,8 +113,8 @@ def check_head_fits(
     if not real_head and not num_values:
         raise DensitykitError(
             f"head {head!r} models integers 0..K-1, but data set {data.name!r} holds real "
-            "values (choose gaussian, gaussian-mixture or mixed with --head, or leave "
-            "--head out)"
+            "values: a head over real values models them (gaussian, gaussian-mixture or "
+            "mixed, which the made and orderless families take; leave --head out to choose)"
         )
     try:
         HEADS.create(head, dim=dim, num_values=num_values, **options)

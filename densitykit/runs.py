@@ -14,6 +14,7 @@ and the plug-ins a run was trained with are imported only when the caller passes
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -380,8 +381,9 @@ def table_head(config: RunConfig, dataset: Dataset) -> RunConfig:
             head cannot model the columns.
     """
     table = dataset.table
-    if table is None or not hasattr(config.model, "head"):
-        return config
+    fields = {item.name for item in dataclasses.fields(config.model)}
+    if table is None or not {"head", "head_options"} <= fields:
+        return config  # a family with a head of its own: its config checks the data
     name, options = table.default_head()
     head = config.model.head or name
     if head == "mixed" and name != "mixed":
