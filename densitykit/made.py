@@ -1,14 +1,16 @@
 r"""The MADE backbone: a masked MLP whose outputs respect an autoregressive ordering.
 
 Output layout: ``forward`` returns ``(B, D, P)``, parameter ``p`` of variable ``i``
-at ``[:, i, p]``; in the flat output layer that is unit ``i * P + p``. A backbone
-built with one parameter count $P_i$ per variable (``widths``, a
-[`VariableWidths`][densitykit.widths.VariableWidths]) has exactly $\sum_i P_i$ output
-units, variable ``i``'s at ``output_starts[i] + p``, each with its variable's degree;
-``forward`` returns them zero-padded to ``(B, D, max P_i)``. Inputs likewise: unit
-``input_starts[i] + w``.
+at ``[:, i, p]``; in the flat output layer that is unit ``i * P + p``.
 Input layout: ``(B, D * W)``, unit ``i * W + w`` belongs to variable ``i`` (for
 one-hot inputs ``W = K`` and all ``W`` units of a variable share its degree).
+
+Per-variable widths: a backbone built with one parameter count $P_i$ and input width
+$W_i$ per variable (``widths``, a [`VariableWidths`][densitykit.widths.VariableWidths];
+the ``mixed`` head's) has exactly $\sum_i P_i$ output units, variable ``i``'s at
+``output_starts[i] + p``, and $\sum_i W_i$ inputs, at ``input_starts[i] + w``, each
+unit with its variable's degree: nothing padded, in the dense and the packed layouts.
+``forward`` hands the outputs over zero-padded to ``(B, D, max P_i)``.
 
 Context (a conditional MADE, $p(x \mid c)$): a backbone built with
 ``context_size=C`` takes a context ``(B, C)`` of real features beside the inputs.

@@ -401,17 +401,18 @@ class OrderlessModel(DensityModel):
 
     # -- training --------------------------------------------------------------------------
     def check_values(self, x: torch.Tensor) -> None:
-        """Raise unless ``x`` ``(..., D)`` holds values in the head's support.
+        """Raise unless ``x`` ``(..., D)`` holds finite values in the head's support
+        ([`Head.check_values`][densitykit.heads.Head.check_values]).
 
         Raises:
             TypeError: If ``x`` is not a tensor.
-            ValueError: On another last dimension, or values outside the support.
+            ValueError: On another last dimension, NaN/inf, or values outside the support.
         """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor of values, got {type(x).__name__}")
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (..., D) with D={self.dim}, got {tuple(x.shape)}")
-        self.head.check_support(x.reshape(-1, self.dim))
+        self.head.check_values(x.reshape(-1, self.dim))
 
     def training_draw(
         self, batch_size: int, generator: torch.Generator | None = None
@@ -686,7 +687,7 @@ class OrderlessModel(DensityModel):
             raise TypeError(f"x must be a torch.Tensor of values, got {type(x).__name__}")
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (B, D) with D={self.dim}, got {tuple(x.shape)}")
-        self.head.check_support(x)
+        self.head.check_values(x)
         device = self.device if device is None else device
         return x.to(device=device, dtype=self.head.value_dtype)
 

@@ -74,9 +74,14 @@ Contract on heads: ``head.encode`` acts per variable, i.e. for values ``x`` ``(B
 and every variable ``i``,
 ``head.encode(x, dtype)[:, i*W:(i+1)*W] == head.encode(x[:, i:i+1], dtype)`` with
 ``W = head.input_width``, so the sampler encodes only the variable it has just drawn.
-Every built-in head satisfies it. A head whose encoding depends on the variable's
-index (or on other variables) is detected by a probe and sampled by re-encoding all
-values at each step instead, which is exact but costs $O(D)$ more encoding work.
+Every built-in head satisfies it. A head whose variables differ (per-variable widths,
+[`densitykit.widths`][densitykit.widths]: the ``mixed`` head) encodes a variable
+knowing which, ``head.encode_variable_into(values, out, i)`` writing what
+``head.encode(x, dtype)[:, input_starts[i]:input_starts[i+1]]`` holds, and draws it
+with ``head.sample_variable_from_uniforms``; the steps then read and write each
+variable's own units (``Plan.input_ends``, ``Plan.output_ends``). A head whose
+encoding depends on other variables is detected by a probe and sampled by re-encoding
+all values at each step instead, which is exact but costs $O(D)$ more encoding work.
 
 Example:
     >>> import torch, densitykit as dk
@@ -436,8 +441,9 @@ def encodes_per_variable(
     together = head.encode(probe, dtype)
     if tuple(together.shape) != (probe.shape[0], widths.num_inputs):
         return False
-    if not widths.is_uniform:
-        # Per-variable widths: what the sampler calls, one variable at a time.
+    if not widths.is_uniform or type(head).encode_variable_into is not Head.encode_variable_into:
+        # A head that encodes each variable its own way: what the sampler calls, one
+        # variable at a time.
         starts = widths.input_starts
         for variable in range(dim):
             out = together.new_empty(widths.inputs[variable], probe.shape[0])

@@ -32,7 +32,7 @@ import torch
 from torch.distributions import Distribution, constraints
 
 from densitykit.checks import check_bool, check_positive_int
-from densitykit.heads.base import Head, uniform
+from densitykit.heads.base import Head, _is_integer, uniform
 from densitykit.heads.bernoulli import BernoulliHead
 from densitykit.heads.categorical import CategoricalHead
 from densitykit.heads.gaussian import _check_min_scale
@@ -45,8 +45,8 @@ __all__ = ["KIND_FORMS", "MixedHead", "MixedSupport", "parse_kind"]
 KIND_FORMS = ("real", "binary", "categorical:N", "spike:V")
 """The forms a variable's kind takes (``N`` an integer >= 2, ``V`` a finite float)."""
 
-_CATEGORICAL = re.compile(r"categorical:(\S+)")
-_SPIKE = re.compile(r"spike:(\S+)")
+_CATEGORICAL = re.compile(r"categorical:(.*)")
+_SPIKE = re.compile(r"spike:(.*)")
 
 
 def parse_kind(kind: object) -> tuple[str, float | int | None]:
@@ -229,12 +229,16 @@ class MixedHead(Head):
         self._support = MixedSupport(upper, self.kinds)
         # Index tensors (moved with the head): the variables of each part, and the
         # permutations from the parts' concatenated outputs back to variable order.
+        # Computed on the CPU, then placed on the default device (index arithmetic on
+        # "meta", where parameter_count builds heads, would import torch._dynamo).
+        device = torch.empty(0).device  # the default (torch.get_default_device needs 2.3)
         for part, variables in enumerate(self.part_variables):
-            self.register_buffer(f"_variables_{part}", torch.tensor(variables), persistent=False)
-        order = torch.cat([torch.tensor(v) for v in self.part_variables])
-        self.register_buffer("_variable_order", torch.argsort(order), persistent=False)
+            index = torch.tensor(variables, device="cpu").to(device)
+            self.register_buffer(f"_variables_{part}", index, persistent=False)
+        order = torch.cat([torch.tensor(v, device="cpu") for v in self.part_variables])
+        self.register_buffer("_variable_order", torch.argsort(order).to(device), persistent=False)
         units = torch.cat([self._widths.input_units(v) for v in self.part_variables])
-        self.register_buffer("_input_order", torch.argsort(units), persistent=False)
+        self.register_buffer("_input_order", torch.argsort(units).to(device), persistent=False)
 
     def _part(self, key: tuple[str, float | int | None], count: int) -> Head:
         name, argument = key
@@ -377,9 +381,7 @@ class MixedHead(Head):
         """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor of mixed values, got {type(x).__name__}")
-        if x.is_complex() or not (
-            x.dtype == torch.bool or x.is_floating_point() or not x.dtype.is_floating_point
-        ):
+        if x.is_complex() or not (x.dtype == torch.bool or x.is_floating_point() or _is_integer(x)):
             raise TypeError(f"x must have a real dtype for the MixedHead, got {x.dtype}")
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (..., D) with D={self.dim}, got {tuple(x.shape)}")
