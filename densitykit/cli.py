@@ -26,7 +26,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 import densitykit
-from densitykit import inpainting, plots, presets, runs, scoring
+from densitykit import imputation, inpainting, plots, presets, runs, scoring
 from densitykit.checkpoint import atomic_write
 from densitykit.checks import check_output_file, check_positive_int, check_seed
 from densitykit.data import DATASETS, load_dataset
@@ -462,7 +462,8 @@ _Observed = Annotated[
     typer.Option(
         help="The observed part: top-half, bottom-half, left-half, right-half, random:F, or a "
         "PNG of the images' size whose light pixels are observed (eval: report the "
-        "conditional NLL of the missing part given it; its random:F is drawn with seed 0).",
+        "conditional NLL of the missing part given it; its random:F is drawn with seed 0). "
+        "For a table's run: the observed columns' names, comma-separated.",
         rich_help_panel=_DATA,
     ),
 ]
@@ -1254,6 +1255,10 @@ def _eval_observed(
 ) -> None:
     """The conditional NLL of the missing part of a split, given a named observed pattern."""
     run = runs.load_run(run_dir, device=device, plugins=plugins)
+    if run.dataset.table is not None:
+        _eval_observed_columns(run, observed, split, num_masks, draw_orderings, ordering_seed,
+                               as_json)  # fmt: skip
+        return
     runs.require_capability(run.model, "conditional_log_prob", "eval --observed")
     connectivities = runs.query_orderings(run.model, num_masks, draw_orderings, ordering_seed)
     count = run.model.num_masks if connectivities is None else len(connectivities)
@@ -1290,6 +1295,104 @@ def _eval_observed(
         f"{result['conditional_nll_nats']:.4f} nats, "
         f"{result['nats_per_missing_variable']:.5f} nats per missing variable, "
         f"with {result['num_masks']} ordering(s)" + _drawn(result["drawn_orderings_seed"])
+    )
+
+
+def _eval_observed_columns(
+    run: runs.Run,
+    observed: str,
+    split: str,
+    num_masks: int | None,
+    draw_orderings: int | None,
+    ordering_seed: int,
+    as_json: bool,
+) -> None:
+    """A table run's conditional NLL of the columns not named in ``observed``."""
+    table = run.dataset.table
+    runs.require_capability(
+        run.model, "any_subset", "eval --observed COLUMNS (train with --masks any-order)"
+    )
+    connectivities = runs.query_orderings(run.model, num_masks, draw_orderings, ordering_seed)
+    splits = run.dataset.splits()
+    if split not in splits:
+        raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
+    pattern = imputation.observed_columns(observed, table)
+    nll = imputation.conditional_nll(
+        run.model, table, splits[split], pattern, connectivities=connectivities
+    )
+    missing = [name for name, seen in zip(table.names, pattern.tolist()) if not seen]
+    result = {
+        **runs.describe_table(run.dataset),
+        "split": split,
+        "observed": [name for name in table.names if name not in missing],
+        "missing": missing,
+        "conditional_nll_nats": float(nll.mean()),
+        "num_examples": int(nll.shape[0]),
+        "drawn_orderings_seed": None if draw_orderings is None else ordering_seed,
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    _say_columns(result)
+    _say(
+        f"{split} conditional NLL of {', '.join(missing)} given {', '.join(result['observed'])} "
+        f"in the data's units (log-density) {result['conditional_nll_nats']:.4f} nats"
+        + _drawn(result["drawn_orderings_seed"])
+    )
+
+
+_Draws = Annotated[
+    int,
+    typer.Option(
+        help="Completed copies of the table (multiple imputation); more than 1 adds a "
+        "first column 'draw' (0..N-1) to a .csv, or a first axis to a .npy.",
+        rich_help_panel=_OUTPUT,
+    ),
+]
+
+
+@app.command()
+@_guard
+def impute(
+    run_dir: _RunDir,
+    data: Annotated[
+        Path, typer.Argument(help="A table (.csv, .tsv, .npy, .npz) with the run's columns.")
+    ],
+    out: _Out,
+    draws: _Draws = 1,
+    draw_orderings: _DrawOrderings = None,
+    ordering_seed: _OrderingSeed = 0,
+    overwrite: _Overwrite = False,
+    as_json: _Json = False,
+    seed: _Seed = 0,
+    device: _Device = "cpu",
+    plugin: _Plugins = [],  # noqa: B006
+    threads: _Threads = None,
+) -> None:
+    """Fill a table's empty cells (blank CSV fields, NaN) with draws from the model's
+    p(missing | observed), in the data's units; observed cells are kept as they are.
+
+    Needs a run whose model has learnt every conditional: --family orderless, or a MADE
+    trained with --masks any-order.
+    """
+    done = imputation.impute_file(
+        run_dir,
+        data,
+        out,
+        draws=draws,
+        seed=seed,
+        device=device,
+        plugins=plugin,
+        overwrite=overwrite,
+        draw_orderings=draw_orderings,
+        ordering_seed=ordering_seed,
+    )
+    if as_json:
+        typer.echo(json.dumps(done))
+        return
+    _say(
+        f"filled {done['missing_cells']} empty cells in {done['rows_with_missing']} of "
+        f"{done['rows']} rows, {done['draws']} draw(s), into {done['out']}"
     )
 
 

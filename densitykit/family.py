@@ -23,7 +23,10 @@ is not a buffer) is ``training_state()``, saved with the loop state and given ba
 exact likelihood (the MADE's mixture of its first ``num_masks`` masks).
 
 Optional queries are *capabilities* (``capabilities``), asked for by name, never by
-class: ``"conditional_log_prob"``, ``"marginal_log_prob"``, ``"complete"``.
+class: ``"conditional_log_prob"``, ``"marginal_log_prob"``, ``"complete"``, and
+``"any_subset"``: the model has learnt the conditionals of every subset of observed
+variables (the orderless model, the histogram, a MADE trained over all orderings),
+so its completions of arbitrary patterns are the ones it was trained for.
 
 Example:
     >>> import densitykit as dk
@@ -62,7 +65,12 @@ __all__ = [
     "names",
 ]
 
-CAPABILITIES: tuple[str, ...] = ("conditional_log_prob", "marginal_log_prob", "complete")
+CAPABILITIES: tuple[str, ...] = (
+    "conditional_log_prob",
+    "marginal_log_prob",
+    "complete",
+    "any_subset",
+)
 """The optional queries a family may offer (``DensityModel.capabilities``)."""
 
 FAMILIES: Registry[type] = Registry("model family")
@@ -105,8 +113,8 @@ def check_head_fits(
     if not real_head and not num_values:
         raise DensitykitError(
             f"head {head!r} models integers 0..K-1, but data set {data.name!r} holds real "
-            "values (choose gaussian, gaussian-mixture or mixed with --head, or leave "
-            "--head out)"
+            "values: a head over real values models them (gaussian, gaussian-mixture or "
+            "mixed, which the made and orderless families take; leave --head out to choose)"
         )
     try:
         HEADS.create(head, dim=dim, num_values=num_values, **options)

@@ -237,8 +237,15 @@ class AutoregressiveModel(DensityModel):
     """
 
     family = "made"
-    capabilities = frozenset(CAPABILITIES)
     config_class = ModelConfig
+
+    @property
+    def capabilities(self) -> frozenset[str]:  # type: ignore[override]
+        """Every query; ``any_subset`` only for a model trained over all orderings
+        (``masks="any-order"``): a fixed stack of masks has learnt the conditionals of
+        its own orderings only."""
+        trained_any_order = self.connectivity_source is not None
+        return frozenset(c for c in CAPABILITIES if c != "any_subset" or trained_any_order)
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> AutoregressiveModel:

@@ -14,6 +14,7 @@ and the plug-ins a run was trained with are imported only when the caller passes
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -87,9 +88,11 @@ __all__ = [
     "draw_pictures",
     "evaluate_run",
     "fit_run",
+    "is_plane",
     "label_grid",
     "load_run",
     "mixture_size",
+    "plane_picture",
     "query_orderings",
     "read_run_config",
     "require_capability",
@@ -378,8 +381,9 @@ def table_head(config: RunConfig, dataset: Dataset) -> RunConfig:
             head cannot model the columns.
     """
     table = dataset.table
-    if table is None or not hasattr(config.model, "head"):
-        return config
+    fields = {item.name for item in dataclasses.fields(config.model)}
+    if table is None or not {"head", "head_options"} <= fields:
+        return config  # a family with a head of its own: its config checks the data
     name, options = table.default_head()
     head = config.model.head or name
     if head == "mixed" and name != "mixed":
@@ -479,7 +483,8 @@ def fit_run(
     saved = replace(config, model=model.config)
     if dataset.table is not None:  # the columns and training statistics, for eval/score
         table = dataset.options["table"]
-        options = {**config.data.options, "header": dataset.options["header"], "table": table}
+        found = {key: dataset.options[key] for key in ("header",) if key in dataset.options}
+        options = {**config.data.options, **found, "table": table}
         saved = replace(saved, data=replace(config.data, options=options))
     replacement: list[Replacement | None] = [None]
     lock = RunLock(path)
@@ -725,7 +730,18 @@ def _metrics(
         "train_seconds": sum(r["seconds"] for r in result.history),
         **describe_table(dataset),
         **({"test_nll_model_units_nats": model_units} if dataset.table is not None else {}),
+        **_true_nll(dataset, test_nll),
     }
+
+
+def _true_nll(dataset: Dataset, test_nll: float) -> dict[str, float]:
+    """For real data whose law is known: the true law's test NLL in the data's units
+    (what a perfect model scores) and the model's gap to it."""
+    if dataset.true_log_density is None or dataset.table is None:
+        return {}
+    rows = dataset.table.decode(dataset.test)
+    true_nll = -float(np.mean(dataset.true_log_density(rows)))
+    return {"true_test_nll_nats": true_nll, "gap_to_true_nll_nats": test_nll - true_nll}
 
 
 def draw_pictures(
@@ -782,6 +798,8 @@ def draw_pictures(
             probs = _batched_probs(model, grid).reshape(k, k)
             samples = model.sample(len(dataset.train), generator=generator)
             written.append(plots.density_2d(dataset.train, probs, samples, path / "density.png"))
+        elif is_plane(dataset):
+            written.append(plane_picture(model, dataset, path / "density.png", generator=generator))
         elif dataset.kind == "1d":
             probs = _batched_probs(model, torch.arange(dataset.num_values)[:, None])
             written.append(
@@ -790,6 +808,66 @@ def draw_pictures(
                 )
             )
     return written
+
+
+PLANE_GRID = 200
+"""Points per side of the grid a real 2-D density is drawn on."""
+
+
+def is_plane(dataset: Dataset) -> bool:
+    """Whether ``dataset`` is a table of two real columns (drawn as a density in the plane)."""
+    return dataset.table is not None and dataset.table.kinds == ("real", "real")
+
+
+def plane_picture(
+    model: DensityModel,
+    dataset: Dataset,
+    out: str | os.PathLike,
+    *,
+    generator: torch.Generator | None = None,
+    samples: torch.Tensor | None = None,
+) -> Path:
+    """A real 2-D model's density in the data's units beside its training data (and the
+    true density where the data set knows it), on a grid spanning the data.
+
+    Args:
+        model: A model of ``dataset``'s two real columns.
+        dataset: A table of two real columns (see [`is_plane`][densitykit.runs.is_plane]).
+        out: The ``.png`` file to write.
+        generator: Random source of the samples drawn when ``samples`` is not given.
+        samples: The model's samples (model values) to show.
+    """
+    table = dataset.table
+    train = table.decode(dataset.train)
+    low, high = np.quantile(train, 0.001, axis=0), np.quantile(train, 0.999, axis=0)
+    margin = 0.15 * (high - low)
+    low, high = low - margin, high + margin
+    xs = np.linspace(low[0], high[0], PLANE_GRID)
+    ys = np.linspace(low[1], high[1], PLANE_GRID)
+    points = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # rows along y
+    values = table.encode(points, where="the grid")
+    with torch.no_grad():
+        log_density = torch.cat(
+            [
+                model.log_prob(values[i : i + 4096].to(model.device)).double().cpu()
+                for i in range(0, len(values), 4096)
+            ]
+        )
+        if samples is None:
+            samples = model.sample(min(len(dataset.train), 20_000), generator=generator)
+    density = (log_density + table.log_jacobian(values)).exp().numpy()
+    truth = None
+    if dataset.true_log_density is not None:
+        truth = np.exp(dataset.true_log_density(points)).reshape(PLANE_GRID, PLANE_GRID)
+    return plots.density_plane(
+        train,
+        density.reshape(PLANE_GRID, PLANE_GRID),
+        (low[0], high[0], low[1], high[1]),
+        table.decode(samples),
+        out,
+        true_density=truth,
+        title=f"{dataset.name}: density in the data's units",
+    )
 
 
 def label_grid(
@@ -1133,6 +1211,8 @@ def _write_samples_npy(
 
 def _picture(run: Run, samples: torch.Tensor, out: Path) -> Path:
     dataset = run.dataset
+    if is_plane(dataset):
+        return plane_picture(run.model, dataset, out, samples=samples)
     if dataset.kind == "image":
         return plots.sample_grid(samples, dataset.shape, out, num_values=dataset.num_values)
     if dataset.kind == "2d":

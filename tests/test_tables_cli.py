@@ -182,3 +182,47 @@ def test_a_real_head_on_discrete_columns_is_refused(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1 and "flag is not" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_npy_and_npz_tables_from_the_command_line(tmp_path: Path) -> None:
+    rows = _real_rows()
+    np.save(tmp_path / "people.npy", rows)
+    run = tmp_path / "run"
+    args = ["fit", "--data", str(tmp_path / "people.npy"), "--columns", "real,real", *FAST]
+    result = runner.invoke(app, [*args, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "columns: column1:real, column2:real" in result.output
+    result = runner.invoke(app, ["score", str(run), str(tmp_path / "people.npy")])
+    assert result.exit_code == 0 and "scored 120 examples" in result.output
+    np.savez(tmp_path / "split.npz", train=rows[:100], test=rows[100:])
+    ds_run = tmp_path / "npz-run"
+    result = runner.invoke(
+        app, ["fit", "--data", str(tmp_path / "split.npz"), *FAST, "--out", str(ds_run)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((ds_run / "metrics.json").read_text())["column_kinds"] == ["real", "real"]
+
+
+def test_other_families_on_a_table(tmp_path: Path) -> None:
+    data = write_table(tmp_path / "people.csv", _real_rows(), NAMES)
+    run = tmp_path / "orderless"
+    args = ["fit", "--data", str(data), "--family", "orderless", "--hidden-sizes", "8"]
+    result = runner.invoke(app, [*args, "--epochs", "1", "--quiet", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "metrics.json").read_text())["head"] == "gaussian-mixture"
+    args = ["fit", "--data", str(data), "--family", "histogram", "--quiet"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "h")])
+    assert result.exit_code == 1 and "holds real values" in result.output
+    assert not (tmp_path / "h").exists()
+
+
+def test_resume_keeps_the_recorded_columns(tmp_path: Path) -> None:
+    data = write_table(tmp_path / "people.csv", _real_rows(), NAMES)
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["fit", "--data", str(data), *FAST, "--out", str(run)]).exit_code == 0
+    before = json.loads((run / "config.json").read_text())["data"]["options"]["table"]
+    write_table(data, _real_rows(seed=5) * 10.0, NAMES)  # the file changed since
+    result = runner.invoke(app, ["resume", str(run), "--epochs", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    after = json.loads((run / "config.json").read_text())["data"]["options"]["table"]
+    assert after == before  # the training statistics are the run's, not the new file's
