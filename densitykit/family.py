@@ -71,12 +71,14 @@ FAMILIES: Registry[type] = Registry("model family")
 
 
 def default_head(num_values: int) -> str:
-    """``bernoulli`` for two values, ``categorical`` otherwise.
+    """``bernoulli`` for two values, ``gaussian`` for real values (0), ``categorical`` otherwise.
 
     Example:
-        >>> default_head(2), default_head(256)
-        ('bernoulli', 'categorical')
+        >>> default_head(2), default_head(256), default_head(0)
+        ('bernoulli', 'categorical', 'gaussian')
     """
+    if num_values == 0:
+        return "gaussian"
     return "bernoulli" if num_values == 2 else "categorical"
 
 
@@ -85,21 +87,27 @@ def check_head_fits(
 ) -> None:
     """Refuse a head that cannot model the data, in one line that says how to choose.
 
-    A head over real values (``gaussian``, ``gaussian-mixture``) is refused on the data
-    sets, which hold integers ``0..K-1``: the integers are codes of bins, pixels or
-    categories, and a density over them would be neither the data's model nor
-    comparable with the discrete heads' log-likelihoods. Such heads are used from
-    Python, on real-valued tensors.
+    A head over real values (``gaussian``, ``gaussian-mixture``) fits a data set of real
+    values (``num_values = 0``, such as ``mnist-logit``) and only those: on a data set of
+    integers ``0..K-1`` the integers are codes of bins, pixels or categories, and a
+    density over them would be neither the data's model nor comparable with the discrete
+    heads' log-likelihoods. A discrete head is refused on real values likewise.
 
     Raises:
-        DensitykitError: If the head is over real values, or its factory refuses the
-            data's D or K or the options.
+        DensitykitError: If the head's values are real and the data's integers (or the
+            other way round), or its factory refuses the data's D or K or the options.
     """
-    if getattr(HEADS.get(head), "value_dtype", torch.long).is_floating_point:
+    real_head = getattr(HEADS.get(head), "value_dtype", torch.long).is_floating_point
+    if real_head and data.num_values != 0:
         raise DensitykitError(
             f"head {head!r} models real values, but data set {data.name!r} holds the "
-            f"integers 0..{num_values - 1} and the data readers read integer data only "
+            f"integers 0..{data.num_values - 1} "
             "(choose a discrete head with --head; `densitykit heads` lists them)"
+        )
+    if not real_head and data.num_values == 0:
+        raise DensitykitError(
+            f"head {head!r} models discrete values, but data set {data.name!r} holds real "
+            "values (choose gaussian or gaussian-mixture with --head)"
         )
     try:
         HEADS.create(head, dim=dim, num_values=num_values, **options)

@@ -1,8 +1,10 @@
 """The [`Dataset`][densitykit.data.dataset.Dataset] record every data factory returns.
 
-A data set here is three integer tensors (train, validation, test) of discrete
-examples, each a row of ``dim`` variables taking values in ``0..num_values-1``,
-plus what is known about the distribution they were drawn from.
+A data set here is three tensors (train, validation, test) of examples, each a row
+of ``dim`` variables, plus what is known about the distribution they were drawn from.
+The variables are discrete, integers in ``0..num_values-1`` (``int64``), or real
+(``num_values = 0``, ``float32``, every value finite; see
+[`REAL_VALUES`][densitykit.data.dataset.REAL_VALUES]).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import torch
 from densitykit.checks import check_int
 from densitykit.errors import DataError
 
-__all__ = ["KINDS", "Dataset", "as_examples"]
+__all__ = ["KINDS", "REAL_VALUES", "Dataset", "as_examples", "as_real_examples"]
 
 KINDS: tuple[str, ...] = ("1d", "2d", "image", "vector")
 """The kinds of data set: one variable, a point on a grid, an image, or any other vector."""
+REAL_VALUES = 0
+"""The ``num_values`` of a data set of real values (``float32``), as of a head over the reals."""
 
 
 def as_examples(array: np.ndarray) -> torch.Tensor:
@@ -49,16 +53,42 @@ def as_examples(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64))
 
 
+def as_real_examples(array: np.ndarray) -> torch.Tensor:
+    """Turn an array of ``N`` real examples of any shape into an ``(N, D)`` ``float32`` tensor.
+
+    Args:
+        array: A real array whose first axis indexes examples; the remaining axes (if
+            any) are flattened in row-major order.
+
+    Returns:
+        A new ``(N, D)`` tensor of dtype ``torch.float32``.
+
+    Example:
+        >>> as_real_examples(np.array([[0.5, -1.0], [2.0, 0.25]])).dtype
+        torch.float32
+    """
+    array = np.asarray(array)
+    if array.ndim == 0:
+        raise DataError(
+            f"expected an array of examples with at least one axis, got a scalar {array!r}"
+        )
+    rows = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(-1, 1)
+    return torch.from_numpy(np.array(rows, dtype=np.float32, order="C", copy=True))
+
+
 @dataclass(eq=False)
 class Dataset:
-    """Train, validation and test splits of a discrete data set, with what is known of its law.
+    """Train, validation and test splits of a data set, with what is known of its law.
 
     Attributes:
         name: The registered name that built it (``"mnist"``).
-        train: ``(N_train, D)`` ``int64`` tensor with values in ``0..num_values-1``.
+        train: ``(N_train, D)`` ``int64`` tensor with values in ``0..num_values-1``, or
+            for real values ``float32`` with every value finite.
         val: ``(N_val, D)`` validation examples, carved from the training part.
         test: ``(N_test, D)`` test examples.
-        num_values: $K$, the number of values each variable takes.
+        num_values: $K$, the number of values each variable takes, or
+            [`REAL_VALUES`][densitykit.data.dataset.REAL_VALUES] (0) for real values
+            (modelled by a head over the reals, ``gaussian`` or ``gaussian-mixture``).
         kind: ``"1d"`` ($D = 1$), ``"2d"`` ($D = 2$, a point ``(row, col)`` of a
             $K \\times K$ grid), ``"image"`` ($D = H W$, pixels in row-major order) or
             ``"vector"`` (any other $D$ variables, e.g. the columns of a CSV file).
@@ -110,6 +140,11 @@ class Dataset:
         return int(self.train.shape[1])
 
     @property
+    def is_real(self) -> bool:
+        """Whether the variables are real (``num_values == 0``, ``float32`` splits)."""
+        return self.num_values == REAL_VALUES
+
+    @property
     def num_labels(self) -> int:
         """$L$, the number of classes of the labels (0 for a data set without labels)."""
         return 0 if self.label_names is None else len(self.label_names)
@@ -147,8 +182,11 @@ class Dataset:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Dataset.name must be a non-empty string, got {self.name!r}")
         self.num_values = check_int(self.num_values, "Dataset.num_values")
-        if self.num_values < 2:
-            raise DataError(f"Dataset.num_values must be >= 2, got {self.num_values}")
+        if self.num_values < 2 and self.num_values != REAL_VALUES:
+            raise DataError(
+                f"Dataset.num_values must be >= 2, or {REAL_VALUES} for real values, "
+                f"got {self.num_values}"
+            )
         if self.kind not in KINDS:
             raise DataError(f"Dataset.kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         self.shape = tuple(int(s) for s in self.shape)
@@ -172,6 +210,10 @@ class Dataset:
                 raise TypeError(
                     f"Dataset.{split} must be a torch.Tensor, got {type(tensor).__name__}"
                 )
+            if self.is_real:
+                self._check_real_split(split, tensor)
+                dims.add(tensor.shape[1])
+                continue
             if tensor.dtype != torch.int64 or tensor.ndim != 2:
                 raise DataError(
                     f"Dataset.{split} must be a 2-D torch.int64 tensor (N, D), "
@@ -186,6 +228,19 @@ class Dataset:
         if len(dims) != 1 or 0 in dims:
             raise DataError(
                 f"train, val and test must share one D >= 1, got D values {sorted(dims)}"
+            )
+
+    @staticmethod
+    def _check_real_split(split: str, tensor: torch.Tensor) -> None:
+        if tensor.dtype != torch.float32 or tensor.ndim != 2:
+            raise DataError(
+                f"Dataset.{split} of real values (num_values=0) must be a 2-D torch.float32 "
+                f"tensor (N, D), got {tensor.dtype} of shape {tuple(tensor.shape)}"
+            )
+        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise DataError(
+                f"Dataset.{split} values must be finite reals, got {bad} NaN or infinite values"
             )
 
     def _check_labels(self) -> None:
