@@ -131,6 +131,8 @@ def data_options(args: argparse.Namespace) -> dict[str, Any]:
         options |= {"max_train": QUICK_TRAIN, "num_val": QUICK_VAL}
     if args.num_val is not None:
         options["num_val"] = args.num_val
+    if args.max_train is not None:
+        options["max_train"] = args.max_train
     return options
 
 
@@ -495,6 +497,9 @@ def main() -> None:
         "--sample-repeats", type=int, default=3, help="peers: timed draws of 100 samples each."
     )
     parser.add_argument("--num-val", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--max-train", type=int, default=None, help="Train on the first N training images only."
+    )
     parser.add_argument("--quick", action="store_true", help="A smoke run of a few seconds.")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing run.")
     args = parser.parse_args()

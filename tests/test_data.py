@@ -122,6 +122,7 @@ def tiny_options(mnist_dir: Path, face_png: Path) -> dict[str, dict[str, Any]]:
         "mnist": {"data_dir": str(mnist_dir)},
         "fashion-mnist": {"data_dir": str(mnist_dir)},
         "binarized-mnist": {"data_dir": str(mnist_dir), "num_val": 6},
+        "mnist-logit": {"data_dir": str(mnist_dir), "num_val": 6},
         "file": {"path": str(_write_images_npy(mnist_dir.parent / "images.npy"))},
     }
 
@@ -137,9 +138,10 @@ def _same(a: Dataset, b: Dataset) -> bool:
 
 
 ALL = DATASETS.names()
-# Their test split depends on the seed too (a draw of points, shapes or binarized pixels).
-SAMPLED = {"2d-smiley", "2d-image", "shapes", "binarized-mnist"}
-FIXED_SPLIT = {"binarized-mnist"}  # a benchmark's fixed split: no val_fraction
+# Their test split depends on the seed too (a draw of points, shapes, binarized pixels or
+# dequantization noise).
+SAMPLED = {"2d-smiley", "2d-image", "shapes", "binarized-mnist", "mnist-logit"}
+FIXED_SPLIT = {"binarized-mnist", "mnist-logit"}  # a benchmark's fixed split: no val_fraction
 
 
 # --------------------------------------------------------------------------- every data set
@@ -166,8 +168,11 @@ def test_splits_are_int64_in_range_and_match_kind(
     assert ds.name == name
     assert DATASETS.describe(name)  # the one-line description `densitykit datasets` shows
     for split in ds.splits().values():
-        assert split.dtype == torch.int64 and split.ndim == 2 and split.shape[1] == ds.dim
-        assert len(split) > 0
+        assert split.ndim == 2 and split.shape[1] == ds.dim and len(split) > 0
+        if ds.is_real:  # real values (mnist-logit): float32, finite
+            assert split.dtype == torch.float32 and bool(torch.isfinite(split).all())
+            continue
+        assert split.dtype == torch.int64
         assert int(split.min()) >= 0 and int(split.max()) < ds.num_values
     assert ds.kind in {"1d", "2d", "image"}
     if ds.kind == "1d":
@@ -229,7 +234,9 @@ def test_zero_val_fraction_makes_validation_the_training_split(
     assert len(held_out.train) + len(held_out.val) == len(ds.train)
 
 
-@pytest.mark.parametrize("name", ["shapes", "mnist", "fashion-mnist", "binarized-mnist"])
+@pytest.mark.parametrize(
+    "name", ["shapes", "mnist", "fashion-mnist", "binarized-mnist", "mnist-logit"]
+)
 def test_max_train_keeps_the_first_training_examples(
     name: str, tiny_options: dict[str, dict[str, Any]]
 ) -> None:

@@ -182,7 +182,7 @@ def mnist_logit(
     [`bits_per_pixel`][densitykit.data.mnist_logit.bits_per_pixel] convert it.
 
     Args:
-        data_dir: A folder with the IDX files (see [`densitykit.data.mnist`][]); ``None``
+        data_dir: A folder with the IDX files (see [`densitykit.data.mnist`][densitykit.data.mnist]); ``None``
             searches the default places and then downloads.
         seed: Seed of the dequantization noise (the training file first, then the test
             file, from one stream; the split does not depend on it).
