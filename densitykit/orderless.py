@@ -303,6 +303,10 @@ class OrderlessModel(DensityModel):
         self.direct = (
             nn.Linear(inputs, dim * params, bias=False) if config.direct_connections else None
         )
+        initial_bias = head.initial_bias()
+        if initial_bias is not None:  # the head's starting point (see Head.initial_bias)
+            with torch.no_grad():
+                self.out.bias.view(dim, params).copy_(initial_bias)
 
     # -- shape -----------------------------------------------------------------------------
     @property
