@@ -40,7 +40,6 @@ of 64 units and one epoch: its figures mean nothing.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -327,7 +326,7 @@ def contenders(dim: int, hidden: tuple[int, ...], seed: int) -> tuple[list[Conte
         try:
             made.sample(1)
             sample_note = "its own sample"
-        except Exception as error:  # noqa: BLE001 - reported as it happens
+        except Exception as error:
             sample_note = (
                 f"sample(100) fails without a context ({type(error).__name__}: {error}); "
                 "timed: the same loop with 100 rows"
@@ -395,7 +394,7 @@ def run_peers(args: argparse.Namespace) -> None:
             batch = train[order[start : start + 100]]
             rotation = index % len(found)
             for contender in found[rotation:] + found[:rotation]:
-                contender.step_seconds.append(timed(lambda c=contender: step(c, batch)))
+                contender.step_seconds.append(timed(lambda c=contender, b=batch: step(c, b)))
         print(
             f"epoch {epoch + 1}/{epochs} done ({time.perf_counter() - started:.0f} s, "
             f"load {os.getloadavg()[0]:.2f})",
@@ -438,7 +437,8 @@ def run_peers(args: argparse.Namespace) -> None:
             [
                 name,
                 f"{figures['step_ms_median']:.1f}",
-                f"{figures['test_log_density_nats']:.1f} +- {figures['test_log_density_two_se']:.1f}",
+                f"{figures['test_log_density_nats']:.1f} "
+                f"+- {figures['test_log_density_two_se']:.1f}",
                 f"{figures['test_bits_per_pixel']:.3f}",
                 f"{figures['sample_100_seconds_median']:.3f}",
             ]

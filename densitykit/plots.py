@@ -120,9 +120,7 @@ def sample_grid(
     )
     # Real values (num_values 0) span the colours from their own minimum to maximum.
     low, high = (0, num_values - 1) if num_values else (None, None)
-    ax.imshow(
-        np.ma.masked_invalid(grid), cmap=cmap, vmin=low, vmax=high, interpolation="nearest"
-    )
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
     ax.set_axis_off()
     if title:
         ax.set_title(title)

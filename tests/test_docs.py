@@ -638,7 +638,9 @@ def check_continuous_mnist(stdout: str, tmp_path: Path) -> None:
     last = stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"test_log_density_nats=-?\d+\.\d{4}", last), last
     assert "MADE MoG" in stdout and "bits per pixel (pixel space [0, 256))" in stdout
-    report = json.loads((tmp_path / "runs" / "continuous-mnist" / "made-mog-quick.json").read_text())
+    report = json.loads(
+        (tmp_path / "runs" / "continuous-mnist" / "made-mog-quick.json").read_text()
+    )
     assert report["config"]["data"]["name"] == "mnist-logit"
     assert report["config"]["model"]["head"] == "gaussian-mixture"
 
@@ -689,7 +691,13 @@ QUICK_RUNS = {
         check_mnist_quality,
     ),
     "continuous_mnist.py": (
-        lambda tmp: ["made-mog", "--data-dir", str(write_fake_mnist(tmp / "m")), "--num-val", "200"],
+        lambda tmp: [
+            "made-mog",
+            "--data-dir",
+            str(write_fake_mnist(tmp / "m")),
+            "--num-val",
+            "200",
+        ],
         check_continuous_mnist,
     ),
     "throughput.py": (lambda tmp: [], check_throughput),

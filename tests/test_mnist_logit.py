@@ -33,7 +33,9 @@ def tiny_mnist(folder: Path, num_train: int = 30, num_test: int = 7, side: int =
         images = rng.integers(0, 256, size=(count, side, side), dtype=np.uint8)
         images[0, 0, :2] = (0, 255)
         write_idx(images, folder / f"{name}-images-idx3-ubyte")
-        write_idx(rng.integers(0, 10, size=count, dtype=np.uint8), folder / f"{name}-labels-idx1-ubyte")
+        write_idx(
+            rng.integers(0, 10, size=count, dtype=np.uint8), folder / f"{name}-labels-idx1-ubyte"
+        )
     return folder
 
 
@@ -152,7 +154,9 @@ def test_a_real_dataset_holds_finite_float32_values() -> None:
     data = real([[0.5, -2.0], [1.0, 3.0]])
     ds = Dataset("r", data, data, data, num_values=0, kind="vector", shape=(2,))
     assert ds.is_real and ds.dim == 2
-    with pytest.raises(DataError, match=r"must be a 2-D torch.float32 tensor \(N, D\), got torch.int64"):
+    with pytest.raises(
+        DataError, match=r"must be a 2-D torch.float32 tensor \(N, D\), got torch.int64"
+    ):
         Dataset("r", data.long(), data, data, num_values=0, kind="vector", shape=(2,))
     bad = real([[float("nan"), 1.0], [float("inf"), 0.0]])
     with pytest.raises(DataError, match="Dataset.val values must be finite reals, got 2 NaN"):
@@ -187,8 +191,12 @@ def test_a_run_trains_a_mixture_of_gaussians_on_mnist_logit(tmp_path: Path) -> N
 
     folder = tiny_mnist(tmp_path / "m")
     options = {"data_dir": str(folder), "num_val": 10}
-    model = ModelConfig(head="gaussian-mixture", hidden_sizes=(8,), head_options={"num_components": 2})
-    config = RunConfig(DataConfig("mnist-logit", options), model, TrainConfig(epochs=2, batch_size=10))
+    model = ModelConfig(
+        head="gaussian-mixture", hidden_sizes=(8,), head_options={"num_components": 2}
+    )
+    config = RunConfig(
+        DataConfig("mnist-logit", options), model, TrainConfig(epochs=2, batch_size=10)
+    )
     metrics = fit_run(config, tmp_path / "run")
     assert metrics["num_values"] == 0 and math.isfinite(metrics["test_nll_nats"])
     assert (tmp_path / "run" / "samples.png").is_file()

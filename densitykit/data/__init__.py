@@ -14,7 +14,7 @@ Build one by name with [`load_dataset`][densitykit.data.registry.load_dataset];
 | ``shapes`` | generated binary shape images (``shapes``) | 2 |
 | ``mnist``, ``fashion-mnist`` | IDX image files (``mnist``) | 2 or 256 |
 | ``binarized-mnist`` | the 50k / 10k / 10k benchmark, one fixed Bernoulli draw (``mnist``) | 2 |
-| ``mnist-logit`` | the MAF paper's grey MNIST, dequantized, in logit space (``mnist_logit``) | real (0) |
+| ``mnist-logit`` | the MAF paper's grey MNIST in logit space (``mnist_logit``) | real (0) |
 | ``file`` | your own .npy, .npz, .csv, .tsv or PNG folder (``files``) | max + 1 |
 
 Register your own factory with ``@register("name")``; it must return a

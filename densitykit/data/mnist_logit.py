@@ -182,8 +182,9 @@ def mnist_logit(
     [`bits_per_pixel`][densitykit.data.mnist_logit.bits_per_pixel] convert it.
 
     Args:
-        data_dir: A folder with the IDX files (see [`densitykit.data.mnist`][densitykit.data.mnist]); ``None``
-            searches the default places and then downloads.
+        data_dir: A folder with the IDX files (see
+            [`densitykit.data.mnist`][densitykit.data.mnist]); ``None`` searches the
+            default places and then downloads.
         seed: Seed of the dequantization noise (the training file first, then the test
             file, from one stream; the split does not depend on it).
         num_val: How many of the last official training images validate (10,000 for the

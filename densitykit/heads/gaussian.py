@@ -52,7 +52,6 @@ class _RealHead(Head):
         return self.min_scale + F.softplus(raw)
 
 
-
 @register("gaussian")
 class GaussianHead(_RealHead):
     r"""A Gaussian per variable over the reals: a mean and a scale from the backbone.
