@@ -79,12 +79,14 @@ FAMILIES: Registry[type] = Registry("model family")
 
 
 def default_head(num_values: int) -> str:
-    """``bernoulli`` for two values, ``categorical`` otherwise.
+    """``bernoulli`` for two values, ``gaussian`` for real values (0), ``categorical`` otherwise.
 
     Example:
-        >>> default_head(2), default_head(256)
-        ('bernoulli', 'categorical')
+        >>> default_head(2), default_head(256), default_head(0)
+        ('bernoulli', 'categorical', 'gaussian')
     """
+    if num_values == 0:
+        return "gaussian"
     return "bernoulli" if num_values == 2 else "categorical"
 
 

@@ -374,6 +374,24 @@ class MADE(nn.Module):
         if self.direct is not None:
             self.direct.mask_index = index
 
+    def set_output_bias(self, per_variable: torch.Tensor) -> None:
+        """Set the output layer's bias to ``per_variable`` ``(P,)`` for every variable.
+
+        What a head's [`initial_bias`][densitykit.heads.Head.initial_bias] asks of a new
+        network (the output units are in variable order whatever the layout).
+
+        Raises:
+            ValueError: If ``per_variable`` is not ``(params_per_variable,)``.
+        """
+        if tuple(per_variable.shape) != (self.params_per_variable,):
+            raise ValueError(
+                f"expected an output bias of shape ({self.params_per_variable},), one per "
+                f"parameter of a variable, got {tuple(per_variable.shape)}"
+            )
+        bias = self.layers[-1].bias
+        with torch.no_grad():
+            bias.view(self.dim, self.params_per_variable).copy_(per_variable.to(bias))
+
     def next_mask(self) -> int:
         """Cycle to the next mask (for connectivity-agnostic training); returns its index."""
         self.set_mask((self.mask_index + 1) % self.num_masks)

@@ -1120,6 +1120,9 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
         dropout=config.dropout,
         layout=config.layout,
     )
+    initial_bias = head.initial_bias()
+    if initial_bias is not None:
+        backbone.set_output_bias(initial_bias)
     source = getattr(connectivities, "source", None)
     # The layout the backbone took is recorded, so a saved config rebuilds the same.
     config = replace(config, layout=backbone.layout)

@@ -305,6 +305,10 @@ class OrderlessModel(DensityModel):
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.out = nn.Linear(sizes[-1], outputs)
         self.direct = nn.Linear(inputs, outputs, bias=False) if config.direct_connections else None
+        initial_bias = head.initial_bias()
+        if initial_bias is not None:  # the head's starting point (see Head.initial_bias)
+            with torch.no_grad():
+                self.out.bias.view(dim, -1).copy_(initial_bias)
 
     # -- shape -----------------------------------------------------------------------------
     @property

@@ -109,7 +109,8 @@ def sample_grid(
     title: str | None = None,
     columns: int | None = None,
 ) -> Path:
-    """Draw image samples ``(N, H*W)`` as a grid, black-on-white for binary data."""
+    """Draw image samples ``(N, H*W)`` as a grid, black-on-white for binary data (real
+    values, ``num_values=0``, from their minimum to their maximum)."""
     grid = image_grid_array(samples, shape, columns=columns)
     rows, cols = grid.shape
     scale = 6.0 / max(rows, cols)
@@ -118,9 +119,9 @@ def sample_grid(
     cmap = matplotlib.colormaps["gray_r" if num_values == 2 else "gray"].with_extremes(
         bad="#d0d0d0"
     )
-    ax.imshow(
-        np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=num_values - 1, interpolation="nearest"
-    )
+    # Real values (num_values 0) span the colours from their own minimum to maximum.
+    low, high = (0, num_values - 1) if num_values else (None, None)
+    ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
     ax.set_axis_off()
     if title:
         ax.set_title(title)

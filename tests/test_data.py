@@ -122,6 +122,7 @@ def tiny_options(mnist_dir: Path, face_png: Path) -> dict[str, dict[str, Any]]:
         "mnist": {"data_dir": str(mnist_dir)},
         "fashion-mnist": {"data_dir": str(mnist_dir)},
         "binarized-mnist": {"data_dir": str(mnist_dir), "num_val": 6},
+        "mnist-logit": {"data_dir": str(mnist_dir), "num_val": 6},
         "file": {"path": str(_write_images_npy(mnist_dir.parent / "images.npy"))},
         **{name: {"num_samples": 200} for name in TOY_2D},
     }
@@ -141,9 +142,10 @@ def _same(a: Dataset, b: Dataset) -> bool:
 
 
 ALL = DATASETS.names()
-# Their test split depends on the seed too (a draw of points, shapes or binarized pixels).
-SAMPLED = {"2d-smiley", "2d-image", "shapes", "binarized-mnist", *TOY_2D}
-FIXED_SPLIT = {"binarized-mnist"}  # a benchmark's fixed split: no val_fraction
+# Their test split depends on the seed too (a draw of points, shapes, binarized pixels or
+# dequantization noise).
+SAMPLED = {"2d-smiley", "2d-image", "shapes", "binarized-mnist", "mnist-logit", *TOY_2D}
+FIXED_SPLIT = {"binarized-mnist", "mnist-logit"}  # a benchmark's fixed split: no val_fraction
 
 
 # --------------------------------------------------------------------------- every data set
@@ -171,9 +173,9 @@ def test_splits_are_int64_in_range_and_match_kind(
     assert DATASETS.describe(name)  # the one-line description `densitykit datasets` shows
     for split in ds.splits().values():
         assert split.ndim == 2 and split.shape[1] == ds.dim and len(split) > 0
-        if ds.kind == "table":  # real values: float32 model values of its columns
-            assert split.dtype == torch.float32 and ds.num_values == 0
-            assert bool(torch.isfinite(split).all()) and ds.table.dim == ds.dim
+        if ds.is_real:  # real values (mnist-logit, tables): float32, finite
+            assert split.dtype == torch.float32 and bool(torch.isfinite(split).all())
+            assert ds.table is None or ds.table.dim == ds.dim
             continue
         assert split.dtype == torch.int64
         assert int(split.min()) >= 0 and int(split.max()) < ds.num_values
@@ -239,7 +241,9 @@ def test_zero_val_fraction_makes_validation_the_training_split(
     assert len(held_out.train) + len(held_out.val) == len(ds.train)
 
 
-@pytest.mark.parametrize("name", ["shapes", "mnist", "fashion-mnist", "binarized-mnist"])
+@pytest.mark.parametrize(
+    "name", ["shapes", "mnist", "fashion-mnist", "binarized-mnist", "mnist-logit"]
+)
 def test_max_train_keeps_the_first_training_examples(
     name: str, tiny_options: dict[str, dict[str, Any]]
 ) -> None:

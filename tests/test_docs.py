@@ -649,6 +649,22 @@ def check_orderless_inpainting(stdout: str, tmp_path: Path) -> None:
     ]
 
 
+def check_continuous_mnist(stdout: str, tmp_path: Path) -> None:
+    last = stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"test_log_density_nats=-?\d+\.\d{4}", last), last
+    assert "MADE MoG" in stdout and "bits per pixel (pixel space [0, 256))" in stdout
+    report = json.loads(
+        (tmp_path / "runs" / "continuous-mnist" / "made-mog-quick.json").read_text()
+    )
+    assert report["config"]["data"]["name"] == "mnist-logit"
+    assert report["config"]["model"]["head"] == "gaussian-mixture"
+
+
+def check_continuous_mnist_peers(stdout: str, tmp_path: Path) -> None:
+    assert "densitykit gaussian-mixture" in stdout and "densitykit gaussian " in stdout
+    assert stdout.strip().splitlines()[-1] in ("peers_done=2", "peers_done=4")
+
+
 def check_throughput(stdout: str, tmp_path: Path) -> None:
     for text in ("torch:", "ms/step", "ms/batch", "196-125-196", "196-128-128-196"):
         assert text in stdout, text
@@ -696,6 +712,16 @@ QUICK_RUNS = {
         lambda tmp: ["--data-dir", str(write_fake_mnist(tmp / "m")), "--out", str(tmp / "runs")],
         check_mnist_quality,
     ),
+    "continuous_mnist.py": (
+        lambda tmp: [
+            "made-mog",
+            "--data-dir",
+            str(write_fake_mnist(tmp / "m")),
+            "--num-val",
+            "200",
+        ],
+        check_continuous_mnist,
+    ),
     "throughput.py": (lambda tmp: [], check_throughput),
     "sampling.py": (lambda tmp: [], check_sampling),
     "mixed_tables.py": (lambda tmp: [], check_mixed_tables),
@@ -723,6 +749,19 @@ def test_benchmark_script_runs_quick(script: str, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     check(result.stdout, tmp_path)
+
+
+@pytest.mark.slow
+def test_continuous_mnist_peers_runs_quick(tmp_path: Path) -> None:
+    """The peers comparison's code paths (nflows and zuko where installed, a note where not)."""
+    command = [sys.executable, str(BENCHMARKS / "continuous_mnist.py"), "peers", "--quick"]
+    command += ["--data-dir", str(write_fake_mnist(tmp_path / "m")), "--num-val", "200"]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=offline_env(tmp_path), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    check_continuous_mnist_peers(result.stdout, tmp_path)
 
 
 @pytest.mark.slow

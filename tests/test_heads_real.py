@@ -233,3 +233,49 @@ def test_check_values_refuses_nan_and_infinity(head: str) -> None:
             model.log_prob(torch.tensor([[bad, 1.0]]))
     model.check_values(torch.tensor([[0.25, -1e6]]))  # any finite real
     model.check_values(torch.tensor([[1, 2]]))  # integers are reals
+
+
+# -- where a network starts --------------------------------------------------------------------
+@pytest.mark.parametrize("head", REAL_HEADS)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"hidden_sizes": (8,)},  # dense (small)
+        {"hidden_sizes": (600,), "layout": "packed"},
+        {"hidden_sizes": (8, 8), "masks": "random", "num_masks": 2, "direct_connections": True},
+    ],
+)
+def test_a_new_network_starts_at_the_heads_initial_bias(head: str, options: dict) -> None:
+    """Every variable's parameters start from initial_bias (scale 1 + min_scale), whatever
+    the layout: with every weight zeroed the network outputs exactly its output bias."""
+    dim = 5
+    model = dk.create_model(head, dim, **OPTIONS[head], **options)
+    expected = model.head.initial_bias()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "bias" not in name:
+                parameter.zero_()
+        params = model.backbone(torch.zeros(3, dim))
+    torch.testing.assert_close(params, expected.expand(3, dim, -1))
+    scale = model.head.distribution(params).stddev if head == "gaussian" else None
+    if scale is not None:
+        torch.testing.assert_close(scale, torch.full((3, dim), 1.0 + model.head.min_scale))
+    else:
+        components = model.head.distribution(params).component_distribution.scale
+        torch.testing.assert_close(components, torch.full_like(components, 1.001))
+
+
+def test_the_orderless_model_starts_at_the_heads_initial_bias() -> None:
+    from densitykit.orderless import OrderlessConfig, OrderlessModel
+
+    config = OrderlessConfig(head="gaussian-mixture", dim=4, hidden_sizes=(6,),
+                             head_options={"num_components": 2})  # fmt: skip
+    model = OrderlessModel(config)
+    bias = model.out.bias.view(4, -1)
+    torch.testing.assert_close(bias, model.head.initial_bias().expand(4, -1))
+
+
+def test_set_output_bias_refuses_the_wrong_shape() -> None:
+    model = dk.create_model("gaussian", 3, hidden_sizes=(4,))
+    with pytest.raises(ValueError, match=r"expected an output bias of shape \(2,\).*got \(3,\)"):
+        model.backbone.set_output_bias(torch.zeros(3))

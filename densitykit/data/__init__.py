@@ -1,8 +1,9 @@
 """Data sets for density estimation, one module per family, behind one registry.
 
 Every data set is a [`Dataset`][densitykit.data.dataset.Dataset]: integer
-train / validation / test tensors (or, for a table of real or mixed columns, its
-model values and columns) plus what is known of the true distribution.
+train / validation / test tensors (or real ones: ``mnist-logit``, the 2-D real sets, and
+a table of real or mixed columns with its columns) plus what is known of the true
+distribution.
 Build one by name with [`load_dataset`][densitykit.data.registry.load_dataset];
 [`names`][densitykit.data.registry.names] lists what is registered:
 
@@ -15,6 +16,7 @@ Build one by name with [`load_dataset`][densitykit.data.registry.load_dataset];
 | ``mnist``, ``fashion-mnist`` | IDX image files (``mnist``) | 2 or 256 |
 | ``binarized-mnist`` | the 50k / 10k / 10k benchmark, one fixed Bernoulli draw (``mnist``) | 2 |
 | ``moons``, ``8gaussians``, ``checkerboard``, ``pinwheel``, ``rings`` | ``toy2d`` | real |
+| ``mnist-logit`` | the MAF paper's grey MNIST in logit space (``mnist_logit``) | real (0) |
 | ``file`` | your own .npy, .npz, .csv, .tsv or PNG folder (``files``) | max + 1, or real |
 
 Register your own factory with ``@register("name")``; it must return a
@@ -33,6 +35,7 @@ from densitykit.data import (  # noqa: F401 - registers the built-ins
     files,
     image2d,
     mnist,
+    mnist_logit,
     shapes,
     smiley,
     toy1d,

@@ -1,10 +1,12 @@
 """The [`Dataset`][densitykit.data.dataset.Dataset] record every data factory returns.
 
 A data set here is three tensors (train, validation, test) of examples, each a row of
-``dim`` variables: integers in ``0..num_values-1`` for discrete data, or, for a table
-of real or mixed columns (``kind="table"``, ``num_values=0``), float32 model values
-with the table's [`Table`][densitykit.data.tables.Table] that encodes them; plus what
-is known about the distribution they were drawn from.
+``dim`` variables: integers in ``0..num_values-1`` (``int64``) for discrete data, or
+real values (``num_values = 0``, ``float32``, every value finite; see
+[`REAL_VALUES`][densitykit.data.dataset.REAL_VALUES]), such as ``mnist-logit`` or a
+table of real or mixed columns (``kind="table"``, with the
+[`Table`][densitykit.data.tables.Table] that encodes its model values); plus what is
+known about the distribution they were drawn from.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from densitykit.checks import check_int
 from densitykit.data.tables import Table
 from densitykit.errors import DataError
 
-__all__ = ["KINDS", "Dataset", "as_examples"]
+__all__ = ["KINDS", "REAL_VALUES", "Dataset", "as_examples", "as_real_examples"]
 
 KINDS: tuple[str, ...] = ("1d", "2d", "image", "vector", "table")
-"""The kinds of data set: one variable, a point on a grid, an image, any other vector of
-integers, or a table of real or mixed columns (see
-[`densitykit.data.tables`][densitykit.data.tables])."""
+"""The kinds of data set: one variable, a point on a grid, an image, any other vector,
+or a table of real or mixed columns (see [`densitykit.data.tables`][densitykit.data.tables])."""
+REAL_VALUES = 0
+"""The ``num_values`` of a data set of real values (``float32``), as of a head over the reals."""
 
 
 def as_examples(array: np.ndarray) -> torch.Tensor:
@@ -55,16 +58,42 @@ def as_examples(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64))
 
 
+def as_real_examples(array: np.ndarray) -> torch.Tensor:
+    """Turn an array of ``N`` real examples of any shape into an ``(N, D)`` ``float32`` tensor.
+
+    Args:
+        array: A real array whose first axis indexes examples; the remaining axes (if
+            any) are flattened in row-major order.
+
+    Returns:
+        A new ``(N, D)`` tensor of dtype ``torch.float32``.
+
+    Example:
+        >>> as_real_examples(np.array([[0.5, -1.0], [2.0, 0.25]])).dtype
+        torch.float32
+    """
+    array = np.asarray(array)
+    if array.ndim == 0:
+        raise DataError(
+            f"expected an array of examples with at least one axis, got a scalar {array!r}"
+        )
+    rows = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(-1, 1)
+    return torch.from_numpy(np.array(rows, dtype=np.float32, order="C", copy=True))
+
+
 @dataclass(eq=False)
 class Dataset:
-    """Train, validation and test splits of a discrete data set, with what is known of its law.
+    """Train, validation and test splits of a data set, with what is known of its law.
 
     Attributes:
         name: The registered name that built it (``"mnist"``).
-        train: ``(N_train, D)`` ``int64`` tensor with values in ``0..num_values-1``.
+        train: ``(N_train, D)`` ``int64`` tensor with values in ``0..num_values-1``, or
+            for real values ``float32`` with every value finite.
         val: ``(N_val, D)`` validation examples, carved from the training part.
         test: ``(N_test, D)`` test examples.
-        num_values: $K$, the number of values each variable takes.
+        num_values: $K$, the number of values each variable takes, or
+            [`REAL_VALUES`][densitykit.data.dataset.REAL_VALUES] (0) for real values
+            (modelled by a head over the reals, ``gaussian`` or ``gaussian-mixture``).
         kind: ``"1d"`` ($D = 1$), ``"2d"`` ($D = 2$, a point ``(row, col)`` of a
             $K \\times K$ grid), ``"image"`` ($D = H W$, pixels in row-major order) or
             ``"vector"`` (any other $D$ variables, e.g. the columns of a CSV file).
@@ -126,14 +155,14 @@ class Dataset:
     true_log_density: Any = None
 
     @property
-    def is_real(self) -> bool:
-        """Whether the splits hold real (float32) model values: ``num_values`` is 0."""
-        return self.num_values == 0
-
-    @property
     def dim(self) -> int:
         """$D$, the number of variables of one example."""
         return int(self.train.shape[1])
+
+    @property
+    def is_real(self) -> bool:
+        """Whether the variables are real (``num_values == 0``, ``float32`` splits)."""
+        return self.num_values == REAL_VALUES
 
     @property
     def num_labels(self) -> int:
@@ -173,9 +202,9 @@ class Dataset:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Dataset.name must be a non-empty string, got {self.name!r}")
         self.num_values = check_int(self.num_values, "Dataset.num_values")
-        if self.num_values < 2 and not (self.num_values == 0 and self.kind == "table"):
+        if self.num_values < 2 and self.num_values != REAL_VALUES:
             raise DataError(
-                f"Dataset.num_values must be >= 2 (or 0 for a table of real values), "
+                f"Dataset.num_values must be >= 2, or {REAL_VALUES} for real values, "
                 f"got {self.num_values}"
             )
         if self.table is not None and not isinstance(self.table, Table):
@@ -207,17 +236,17 @@ class Dataset:
                 raise TypeError(
                     f"Dataset.{split} must be a torch.Tensor, got {type(tensor).__name__}"
                 )
-            dtype = torch.float32 if self.is_real else torch.int64
-            if tensor.dtype != dtype or tensor.ndim != 2:
+            if self.is_real:
+                self._check_real_split(split, tensor)
+                dims.add(tensor.shape[1])
+                continue
+            if tensor.dtype != torch.int64 or tensor.ndim != 2:
                 raise DataError(
-                    f"Dataset.{split} must be a 2-D {dtype} tensor (N, D), "
+                    f"Dataset.{split} must be a 2-D torch.int64 tensor (N, D), "
                     f"got {tensor.dtype} of shape {tuple(tensor.shape)}"
                 )
             dims.add(tensor.shape[1])
-            if self.is_real:
-                if not bool(torch.isfinite(tensor).all()):
-                    raise DataError(f"Dataset.{split} must hold finite values")
-            elif tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= self.num_values):
+            if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= self.num_values):
                 raise DataError(
                     f"Dataset.{split} values must lie in 0..{self.num_values - 1}, "
                     f"got min {int(tensor.min())} and max {int(tensor.max())}"
@@ -225,6 +254,19 @@ class Dataset:
         if len(dims) != 1 or 0 in dims:
             raise DataError(
                 f"train, val and test must share one D >= 1, got D values {sorted(dims)}"
+            )
+
+    @staticmethod
+    def _check_real_split(split: str, tensor: torch.Tensor) -> None:
+        if tensor.dtype != torch.float32 or tensor.ndim != 2:
+            raise DataError(
+                f"Dataset.{split} of real values (num_values=0) must be a 2-D torch.float32 "
+                f"tensor (N, D), got {tensor.dtype} of shape {tuple(tensor.shape)}"
+            )
+        if tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise DataError(
+                f"Dataset.{split} values must be finite reals, got {bad} NaN or infinite values"
             )
 
     def _check_labels(self) -> None:

@@ -138,6 +138,16 @@ class Head(nn.Module, abc.ABC):
         else:
             self.num_values = check_int(num_values, "num_values", minimum=2)
 
+    def initial_bias(self) -> torch.Tensor | None:
+        """The ``(P,)`` bias each variable's parameters start from, or ``None``.
+
+        A network that feeds the head (the MADE, the orderless model) sets its output
+        layer's bias to it when built, the same for every variable: a starting point,
+        not part of the parametrization, so checkpoints and trained models are unchanged.
+        ``None`` (the default, every discrete head) keeps the layer's own initialization.
+        """
+        return None
+
     @property
     def support(self) -> constraints.Constraint:
         """The values the head puts mass on: ``integer_interval(0, num_values - 1)``."""
