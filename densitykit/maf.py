@@ -128,7 +128,8 @@ class MAFConfig:
             ``gaussian-mixture`` head, the paper's MAF MoG).
         num_components: The mixture components of a MoG base.
         log_scale_bound: The soft clamp's bound $b$ of the log-scales (positive).
-        seed: Seed of the orderings and of the MADEs' hidden degrees.
+        seed: Seed of the random orderings (the MADEs' hidden degrees are spread
+            evenly, as in nflows and zuko: no seed).
         num_labels: Classes ``L`` of a class-conditional flow $p(x \mid y)$ (0: none,
             else at least 2), given one-hot to every MADE.
         context_size: Real context features ``C`` of a flow $p(x \mid c)$ (0: none);
@@ -362,7 +363,7 @@ class MAFModel(DensityModel):
         self.register_buffer("orderings", orderings(config))
         self.register_buffer("inverse_orderings", torch.argsort(self.orderings, dim=1))
         self.transforms = nn.ModuleList(
-            self._made(seed, params_per_variable=2) for seed in range(config.num_transforms)
+            self._made(params_per_variable=2) for _ in range(config.num_transforms)
         )
         self.norms = nn.ModuleList(
             _BatchNorm(dim) for _ in range(config.num_transforms - 1) if config.batch_norm
@@ -371,18 +372,15 @@ class MAFModel(DensityModel):
         self.base_head: GaussianMixtureHead | None = None
         if config.base == "mog":
             self.base_head = GaussianMixtureHead(dim, num_components=config.num_components)
-            self.base_made = self._made(
-                config.num_transforms, params_per_variable=self.base_head.params_per_variable
-            )
+            self.base_made = self._made(params_per_variable=self.base_head.params_per_variable)
 
-    def _made(self, index: int, *, params_per_variable: int) -> MADE:
-        """Layer ``index``'s MADE (natural order: its inputs arrive in its ordering)."""
+    def _made(self, *, params_per_variable: int) -> MADE:
+        """A layer's MADE (natural order: its inputs arrive in its layer's ordering)."""
         config = self.config
+        # Hidden degrees spread evenly (as nflows and zuko do): with at least D - 1
+        # units a layer, every allowed dependence has a path.
         connectivity = masks.create(
-            "natural",
-            dim=config.dim,
-            hidden_sizes=config.hidden_sizes,
-            seed=config.seed * 1_000_003 + index,
+            "natural", dim=config.dim, hidden_sizes=config.hidden_sizes, spread="even"
         )
         return MADE(
             connectivity,
