@@ -298,3 +298,47 @@ def test_fit_lowers_the_nll_of_correlated_data() -> None:
     before = dk.evaluate(model, data[500:])
     result = dk.fit(model, data[:500], data[500:], dk.TrainConfig(epochs=8, batch_size=50, lr=3e-3))
     assert result.best_val_nll < before - 0.3
+
+
+# -- the command line --------------------------------------------------------------------
+def _fit(tmp_path, *args: object):
+    from typer.testing import CliRunner
+
+    from densitykit.cli import app
+
+    command = ["fit", "--data", "shapes", "--data-option", "size=8",
+               "--data-option", "num_samples=50", "--epochs", "1", "--quiet",
+               "--out", str(tmp_path / "run"), *map(str, args)]  # fmt: skip
+    return CliRunner().invoke(app, command)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--family", "maf", "--num-transforms", "2"], "a flow cannot model a discrete column"),
+        (["--family", "maf", "--masks", "natural"], "--masks set MADE settings"),
+        (["--family", "maf", "--head", "gaussian"], "--head does not apply to --family maf"),
+        (["--family", "maf", "--family-option", "flows=2"], "has no such setting"),
+        (["--num-transforms", "2"], "does not apply to --family made"),
+        (["--family", "orderless", "--num-transforms", "2"], "--num-transforms does not apply"),
+    ],
+)
+def test_the_command_line_refuses_in_one_line(tmp_path, args, message) -> None:
+    result = _fit(tmp_path, *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_command_line_builds_the_flow_it_is_told() -> None:
+    from densitykit import cli
+
+    given = {"family", "num_transforms", "hidden_sizes", "activation", "seed", "family_option",
+             "num_components"}  # fmt: skip
+    options = {"head": None, "head_options": {}, "hidden_sizes": (7, 9), "num_transforms": 2,
+               "activation": "tanh", "seed": 4, "num_components": 3, "mask_options": {},
+               "family_option": ["base=mog", "batch_norm=true", "permutation=random"]}  # fmt: skip
+    config = cli._other_family_config("maf", options, given)
+    assert config == MAFConfig(num_transforms=2, hidden_sizes=(7, 9), activation="tanh", seed=4,
+                               base="mog", num_components=3, batch_norm=True,
+                               permutation="random")  # fmt: skip
