@@ -645,6 +645,13 @@ def check_sampling(stdout: str, tmp_path: Path) -> None:
         assert text in stdout, text
 
 
+def check_maf_sampling(stdout: str, tmp_path: Path) -> None:
+    for text in ("threads: 1", "incremental s", "D-pass s", "ratio per run", "ms/step"):
+        assert text in stdout, text
+    differences = re.findall(r"largest \|incremental - D-pass\| over every run (\S+) ", stdout)
+    assert len(differences) == 2 and all(float(d) < 1e-4 for d in differences), stdout
+
+
 # script -> (arguments after --quick, given the temporary folder; check of its output)
 QUICK_RUNS = {
     "reproductions.py": (
@@ -676,6 +683,7 @@ QUICK_RUNS = {
     ),
     "throughput.py": (lambda tmp: [], check_throughput),
     "sampling.py": (lambda tmp: [], check_sampling),
+    "maf_sampling.py": (lambda tmp: [], check_maf_sampling),
 }
 
 
