@@ -342,3 +342,35 @@ def test_the_command_line_builds_the_flow_it_is_told() -> None:
     assert config == MAFConfig(num_transforms=2, hidden_sizes=(7, 9), activation="tanh", seed=4,
                                base="mog", num_components=3, batch_norm=True,
                                permutation="random")  # fmt: skip
+
+
+def test_training_resumes_bit_identically_with_batch_norm() -> None:
+    """A run resumed from its state after epoch 1 ends as the uninterrupted run (the
+    running statistics are buffers, saved with the weights)."""
+    import copy
+
+    from densitykit.train import Callback, TrainState
+
+    class Snapshot(Callback):
+        state: TrainState | None = None
+
+        def on_epoch_end(self, state: TrainState, record: dict) -> None:
+            if state.epoch == 1:
+                self.state = TrainState.from_dict(copy.deepcopy(state.to_dict()))
+
+    data = torch.randn(90, 3, generator=torch.Generator().manual_seed(0))
+    data[:, 2] += data[:, 0] * data[:, 1]
+
+    def run(state: TrainState | None = None, callbacks=()) -> tuple[MAFModel, TrainState]:
+        torch.manual_seed(5 if state is not None else 0)  # the state must bring the weights
+        model = MAFModel(MAFConfig(dim=3, num_transforms=2, hidden_sizes=(8,), batch_norm=True,
+                                   permutation="random"))  # fmt: skip
+        config = dk.TrainConfig(epochs=3, batch_size=30, patience=None, device="cpu")
+        return model, dk.fit(model, data, data[:30], config, state=state, callbacks=callbacks)
+
+    snapshot = Snapshot()
+    straight_model, straight = run(callbacks=[snapshot])
+    resumed_model, resumed = run(state=snapshot.state)
+    for key, value in straight_model.state_dict().items():
+        assert torch.equal(value, resumed_model.state_dict()[key]), key
+    assert resumed.history[-1]["val_nll"] == straight.history[-1]["val_nll"]
