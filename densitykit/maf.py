@@ -90,7 +90,7 @@ from densitykit.made import ACTIVATIONS, MADE
 from densitykit.memory import check_allocation
 from densitykit.sampling import sample_fast, sample_reference
 
-__all__ = ["BASES", "PERMUTATIONS", "MAFConfig", "MAFModel"]
+__all__ = ["BASES", "PERMUTATIONS", "MAFConfig", "MAFModel", "orderings", "soft_clamp"]
 
 PERMUTATIONS = ("reverse", "random")
 """How the orderings change from layer to layer (``MAFConfig.permutation``)."""
@@ -269,12 +269,13 @@ class _GivenNoise(Head):
         super().__init__(noise.shape[1], 0)
         self.params_per_variable = 2
         self.input_width = 1
-        self.noise = noise
-        self.bound = bound
         self.value_dtype = noise.dtype
+        self.bound = bound
+        # One contiguous row per variable: the sampler reads one variable per step.
+        self.noise_rows = noise.t().contiguous()
 
     def encode(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return x.to(dtype)
+        return x if x.dtype == dtype else x.to(dtype)
 
     def _log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         log_scale = soft_clamp(params[..., 1], self.bound)
@@ -284,8 +285,9 @@ class _GivenNoise(Head):
     def sample(
         self, params: torch.Tensor, variable: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        log_scale = soft_clamp(params[:, 1], self.bound)
-        return params[:, 0] + torch.exp(log_scale) * self.noise[:, variable]
+        # mu + exp(soft_clamp(a)) * z, in place on fresh temporaries (one step of D).
+        scale = torch.tanh(params[:, 1] * (1.0 / self.bound)).mul_(self.bound).exp_()
+        return scale.mul_(self.noise_rows[variable]).add_(params[:, 0])
 
 
 class _BatchNorm(nn.Module):
