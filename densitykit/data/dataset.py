@@ -1,8 +1,10 @@
 """The [`Dataset`][densitykit.data.dataset.Dataset] record every data factory returns.
 
-A data set here is three integer tensors (train, validation, test) of discrete
-examples, each a row of ``dim`` variables taking values in ``0..num_values-1``,
-plus what is known about the distribution they were drawn from.
+A data set here is three tensors (train, validation, test) of examples, each a row of
+``dim`` variables: integers in ``0..num_values-1`` for discrete data, or, for a table
+of real or mixed columns (``kind="table"``, ``num_values=0``), float32 model values
+with the table's [`Table`][densitykit.data.tables.Table] that encodes them; plus what
+is known about the distribution they were drawn from.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import numpy as np
 import torch
 
 from densitykit.checks import check_int
+from densitykit.data.tables import Table
 from densitykit.errors import DataError
 
 __all__ = ["KINDS", "Dataset", "as_examples"]
 
-KINDS: tuple[str, ...] = ("1d", "2d", "image", "vector")
-"""The kinds of data set: one variable, a point on a grid, an image, or any other vector."""
+KINDS: tuple[str, ...] = ("1d", "2d", "image", "vector", "table")
+"""The kinds of data set: one variable, a point on a grid, an image, any other vector of
+integers, or a table of real or mixed columns (see
+[`densitykit.data.tables`][densitykit.data.tables])."""
 
 
 def as_examples(array: np.ndarray) -> torch.Tensor:
@@ -77,6 +82,12 @@ class Dataset:
         test_labels: ``(N_test,)`` labels of the test examples, or ``None``.
         label_names: The ``L`` class names (``"0"`` to ``"9"`` for MNIST digits),
             given with the labels.
+        table: For a table of columns (``kind="table"``): its columns and encoder; the
+            splits hold model values (float32 when ``num_values`` is 0, else int64
+            codes). ``None`` for other data sets.
+        true_log_density: For real data whose law is known, a function from ``(N, D)``
+            float64 rows in the data's units to their exact ``(N,)`` log-density in
+            nats (data units), else ``None``.
 
     Raises:
         TypeError: If a field has the wrong type.
@@ -103,6 +114,13 @@ class Dataset:
     val_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
     label_names: tuple[str, ...] | None = None
+    table: Table | None = None
+    true_log_density: Any = None
+
+    @property
+    def is_real(self) -> bool:
+        """Whether the splits hold real (float32) model values: ``num_values`` is 0."""
+        return self.num_values == 0
 
     @property
     def dim(self) -> int:
@@ -147,8 +165,17 @@ class Dataset:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"Dataset.name must be a non-empty string, got {self.name!r}")
         self.num_values = check_int(self.num_values, "Dataset.num_values")
-        if self.num_values < 2:
-            raise DataError(f"Dataset.num_values must be >= 2, got {self.num_values}")
+        if self.num_values < 2 and not (self.num_values == 0 and self.kind == "table"):
+            raise DataError(
+                f"Dataset.num_values must be >= 2 (or 0 for a table of real values), "
+                f"got {self.num_values}"
+            )
+        if self.table is not None and not isinstance(self.table, Table):
+            raise TypeError(
+                f"Dataset.table must be a Table or None, got {type(self.table).__name__}"
+            )
+        if (self.kind == "table") != (self.table is not None):
+            raise DataError("a data set of kind 'table' comes with its table, and only it")
         if self.kind not in KINDS:
             raise DataError(f"Dataset.kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         self.shape = tuple(int(s) for s in self.shape)
@@ -172,13 +199,17 @@ class Dataset:
                 raise TypeError(
                     f"Dataset.{split} must be a torch.Tensor, got {type(tensor).__name__}"
                 )
-            if tensor.dtype != torch.int64 or tensor.ndim != 2:
+            dtype = torch.float32 if self.is_real else torch.int64
+            if tensor.dtype != dtype or tensor.ndim != 2:
                 raise DataError(
-                    f"Dataset.{split} must be a 2-D torch.int64 tensor (N, D), "
+                    f"Dataset.{split} must be a 2-D {dtype} tensor (N, D), "
                     f"got {tensor.dtype} of shape {tuple(tensor.shape)}"
                 )
             dims.add(tensor.shape[1])
-            if tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= self.num_values):
+            if self.is_real:
+                if not bool(torch.isfinite(tensor).all()):
+                    raise DataError(f"Dataset.{split} must hold finite values")
+            elif tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= self.num_values):
                 raise DataError(
                     f"Dataset.{split} values must lie in 0..{self.num_values - 1}, "
                     f"got min {int(tensor.min())} and max {int(tensor.max())}"
@@ -227,7 +258,7 @@ class Dataset:
     def _check_shape(self) -> None:
         k, d = self.num_values, self.dim
         expected = {"1d": (1,), "2d": (k, k)}.get(self.kind)
-        if self.kind == "vector" and self.shape != (d,):
+        if self.kind in ("vector", "table") and self.shape != (d,):
             raise DataError(f"a vector data set needs shape (D,) = ({d},), got {self.shape}")
         if expected is not None and (d != len(expected) or self.shape != expected):
             raise DataError(

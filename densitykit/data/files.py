@@ -43,20 +43,24 @@ import io
 import logging
 import math
 import os
+import re
 import stat
 import struct
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from densitykit.atomic import atomic_path
 from densitykit.checks import check_fraction, check_optional_int, check_seed
 from densitykit.data.dataset import Dataset, as_examples
 from densitykit.data.registry import register
 from densitykit.data.splits import SPLIT_STREAM, carve_validation, generator
+from densitykit.data.tables import Table, check_finite, infer_table, parse_columns
 from densitykit.errors import DataError
 from densitykit.memory import check_allocation
 
@@ -75,6 +79,9 @@ __all__ = [
     "kind_of",
     "read_arrays",
     "read_npy_header",
+    "read_table",
+    "table_dataset",
+    "write_table",
 ]
 
 FILE_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".tsv")
@@ -353,6 +360,131 @@ def _load_table(path: Path, header: bool | None) -> tuple[dict[str, np.ndarray],
     return {"data": values}, header
 
 
+_CELL_ERROR = re.compile(r"could not convert string '(.*)' to float64 at row (\d+), column (\d+)")
+
+
+def _cell(text: str) -> float:
+    """A table cell: a number, or NaN for an empty cell (a missing value)."""
+    text = text.strip()
+    return float(text) if text else math.nan
+
+
+def _load_cells(path: Path, header: bool | None) -> tuple[np.ndarray, list[str] | None]:
+    """A ``.csv``/``.tsv`` table of numbers with empty cells as NaN, and its header names.
+
+    Raises:
+        DataError: Naming the column and data row of a cell that is not a number.
+    """
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    _check_regular_file(path)  # a pipe could block forever
+    _check_size(path.stat().st_size // 2 + 1, str(path))
+    text = _decode(path)
+    first = text.split("\n", 1)[0]
+    if not first.strip():
+        raise DataError(f"{path}: expected rows of numbers, got an empty file")
+    cells = next(csv.reader([first], delimiter=delimiter))
+    if header is None:
+        header = _is_header(cells)
+    names = [cell.strip() for cell in cells] if header else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            values = np.loadtxt(
+                io.StringIO(text), delimiter=delimiter, skiprows=int(header), ndmin=2,
+                dtype=np.float64, converters=_cell,
+            )  # fmt: skip
+    except ValueError as error:
+        found = _CELL_ERROR.search(str(error))
+        if found is None:
+            detail = str(error).split("; use `usecols`")[0].strip().splitlines()[0]
+            raise DataError(
+                f"{path}: expected rows of numbers with the same number of values, got: {detail}"
+            ) from None
+        column = int(found.group(3))
+        name = names[column - 1] if names and column <= len(names) else f"column{column}"
+        raise DataError(
+            f"{path}: column {name} holds text, expected numbers: could not convert "
+            f"{found.group(1)!r} in data row {int(found.group(2)) + 1}"
+        ) from None
+    if values.size == 0:
+        raise DataError(f"{path}: expected rows of numbers, got a header and no rows")
+    return values, names
+
+
+def read_table(
+    path: str | os.PathLike[str], *, header: bool | None = None
+) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    """Read a table of real or mixed values: float64 arrays ``(N, D)`` and the header names.
+
+    Empty cells of a ``.csv``/``.tsv`` file (and NaN in a ``.npy``/``.npz``) are NaN; what
+    a NaN may mean (a missing value to impute, or an error) is the caller's to say.
+
+    Args:
+        path: A ``.csv``, ``.tsv``, ``.npy`` or ``.npz`` file.
+        header: For a text table, whether its first row names the columns (``None``:
+            detected as in [`read_arrays`][densitykit.data.files.read_arrays]).
+
+    Returns:
+        ``({"data": rows} or {"train": ..., "val": ..., "test": ...}, names)``; ``names``
+        is ``None`` for a file without a header (and for ``.npy``/``.npz``).
+
+    Raises:
+        DataError: If the file is missing, of another kind, malformed, not numeric,
+            or not of examples ``(N,)`` or ``(N, D)``; text in a cell names its column.
+        ResourceError: If it would not fit in memory.
+    """
+    path = Path(path).expanduser()
+    arrays, names = _read_raw(path, header, cells=True)[::2]
+    return {key: _as_table(value, f"{path} ({key})") for key, value in arrays.items()}, names
+
+
+def _as_table(array: np.ndarray, where: str) -> np.ndarray:
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise DataError(f"{where}: expected an array of numbers, got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise DataError(
+            f"{where}: a table holds examples of shape (N,) or (N, D), got shape {array.shape}"
+        )
+    return np.asarray(array, dtype=np.float64)
+
+
+def write_table(
+    path: str | os.PathLike[str],
+    chunks: Any,
+    names: Sequence[str],
+    *,
+    missing: str = "",
+) -> Path:
+    """Write rows of numbers as a ``.csv`` (``.tsv``) table with a header, atomically.
+
+    Args:
+        path: The file (its folder is created).
+        chunks: An array ``(N, D)``, or an iterable of such arrays written one after the
+            other (memory stays bounded by a chunk).
+        names: The D column names of the header.
+        missing: What a NaN is written as (an empty cell by default).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    if isinstance(chunks, np.ndarray):
+        chunks = [chunks]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n")
+        writer.writerow(names)
+        for chunk in chunks:
+            for row in np.asarray(chunk, dtype=np.float64).reshape(-1, len(names)):
+                writer.writerow([missing if math.isnan(v) else f"{v:.10g}" for v in row])
+    return path
+
+
 def _png_header(path: Path) -> tuple[int, int, int, int]:
     """``(width, height, bit depth, colour type)`` from a PNG's first bytes, decoding nothing."""
     with path.open("rb") as handle:
@@ -456,24 +588,42 @@ def read_arrays(
 
 def _read(path: Path, header: bool | None) -> tuple[dict[str, np.ndarray], bool | None]:
     """The checked arrays of ``path`` and, for a table, whether it had a header row."""
+    arrays, header, _ = _read_raw(path, header)
+    return _check_arrays(path, arrays), header
+
+
+def _read_raw(
+    path: Path, header: bool | None, *, cells: bool = False
+) -> tuple[dict[str, np.ndarray], bool | None, list[str] | None]:
+    """The file's arrays as stored (unchecked), whether a text table had a header row,
+    and its header names (with ``cells``, empty cells read as NaN)."""
     suffix = path.suffix.lower()
+    names = None
     if path.is_dir():
-        arrays = _load_pngs(path)
-    elif not path.exists():
+        if cells:
+            raise DataError(f"{path}: a table is a .csv, .tsv, .npy or .npz file, got a folder")
+        return _load_pngs(path), None, None
+    if not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    elif suffix not in FILE_SUFFIXES:
+    if suffix not in FILE_SUFFIXES:
         raise DataError(
             f"{path}: expected a file ending in {', '.join(FILE_SUFFIXES)} or a folder of "
             f".png images, got {suffix or 'no ending'}"
         )
+    _check_regular_file(path)
+    if suffix == ".npy":
+        arrays = _load_npy(path)
+    elif suffix == ".npz":
+        arrays = _load_npz(path)
+    elif cells:
+        values, names = _load_cells(path, header)
+        arrays, header = {"data": values}, names is not None
     else:
-        _check_regular_file(path)
-        if suffix == ".npy":
-            arrays = _load_npy(path)
-        elif suffix == ".npz":
-            arrays = _load_npz(path)
-        else:
-            arrays, header = _load_table(path, header)
+        arrays, header = _load_table(path, header)
+    return arrays, header if suffix in (".csv", ".tsv") else None, names
+
+
+def _check_arrays(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     checked = {}
     shapes = set()
     for name in list(arrays):
@@ -489,7 +639,52 @@ def _read(path: Path, header: bool | None) -> tuple[dict[str, np.ndarray], bool 
     if len(shapes) > 1:
         raise DataError(f"{path}: expected train, val and test examples of one shape, got "
                         f"{sorted(shapes)}")  # fmt: skip
-    return checked, header if suffix in (".csv", ".tsv") else None
+    return checked
+
+
+def _read_for_file(
+    path: Path, header: bool | None, table: Any
+) -> tuple[dict[str, np.ndarray], bool | None, list[str] | None, bool]:
+    """A data file's arrays, its header flag and names, and whether to read it as a table:
+    when ``table`` (columns or a recorded table) is given, or a value is not an integer.
+
+    An integer file is read exactly as before (a text table by NumPy's fast reader);
+    a text table is read cell by cell (names, empty cells) only when it is a table.
+    """
+    text = path.suffix.lower() in (".csv", ".tsv") and not path.is_dir()
+    if not table:
+        try:
+            arrays, found, _ = _read_raw(path, header)
+        except DataError as error:
+            if not text:
+                raise
+            fast_error = error
+        else:
+            if not _has_fractions(arrays):
+                return _check_arrays(path, arrays), found, None, False
+            if not text:
+                return arrays, found, None, True
+            fast_error = None
+        values, names = _load_cells(path, header)  # names the column of a bad cell
+        if fast_error is not None and not _has_fractions({"data": values}):
+            raise fast_error  # a file of integers keeps its message
+        return {"data": values}, names is not None, names, True
+    if text:
+        values, names = _load_cells(path, header)
+        return {"data": values}, names is not None, names, True
+    arrays, found, _ = _read_raw(path, header)
+    return arrays, found, None, True
+
+
+def _has_fractions(arrays: dict[str, np.ndarray]) -> bool:
+    """Whether a finite value of the arrays is not an integer (NaN and inf are left to the
+    integer checks, which name them as today)."""
+    for array in arrays.values():
+        if array.dtype.kind == "f":
+            finite = array[np.isfinite(array)]
+            if (finite != np.floor(finite)).any():
+                return True
+    return False
 
 
 # -- data sets -----------------------------------------------------------------------------
@@ -510,6 +705,94 @@ def _example_shape(array: np.ndarray, image_shape: Any, where: str) -> tuple[int
             f"{math.prod(shape)} values of an example, got {image_shape}"
         )
     return image_shape
+
+
+def _split(
+    arrays: dict[str, np.ndarray],
+    where: str,
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    max_train: int | None,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, validation and test rows of a file's arrays (see the module notes)."""
+    if "train" in arrays:
+        pool, test = arrays["train"], arrays.get("test")
+    else:
+        pool, test = arrays["data"], None
+    if test is None:
+        if test_fraction == 0.0 or len(pool) < 3:
+            raise DataError(
+                f"{where}: expected a test split, got {len(pool)} example(s) and "
+                f"test_fraction={test_fraction}; give test_fraction > 0 and at least 3 examples"
+            )
+        held = np.zeros(len(pool), dtype=bool)
+        count = min(max(1, round(test_fraction * len(pool))), len(pool) - 2)
+        held[generator(0, TEST_STREAM).permutation(len(pool))[:count]] = True
+        pool, test = pool[~held], pool[held]
+    if "val" in arrays:
+        train, val = pool[:max_train] if max_train is not None else pool, arrays["val"]
+    else:
+        train, val = carve_validation(
+            pool, val_fraction=val_fraction, rng=generator(seed, SPLIT_STREAM), max_train=max_train
+        )
+    return train, val, test
+
+
+def table_dataset(
+    name: str,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    names: list[str] | None,
+    *,
+    where: str,
+    columns: str | None = None,
+    table: dict[str, Any] | None = None,
+    options: dict[str, Any],
+    true_log_density: Any = None,
+) -> Dataset:
+    """A data set of a table's raw train, validation and test rows (float64, data units).
+
+    The columns are ``table`` (a recorded [`Table`][densitykit.data.tables.Table]'s dict:
+    its kinds, levels and training statistics are used as they are, after checking the
+    file has its columns), or else inferred on every row with the kinds of ``columns``
+    (``--columns`` syntax) and standardised with the training rows' statistics.
+
+    Raises:
+        DataError: On NaN or infinite values, a constant column, unknown levels, text,
+            or columns that differ from the recorded table's (names, count, kinds).
+    """
+    train, val, test = splits
+    if table is not None:
+        recorded = Table.from_dict(table)
+        recorded.check_names(names, where)
+        if recorded.dim != train.shape[1]:
+            raise DataError(
+                f"{where}: the run was trained on {recorded.dim} columns "
+                f"({', '.join(recorded.names)}), got {train.shape[1]}"
+            )
+        if columns is not None:
+            given = infer_table(
+                np.concatenate([train, val, test]), train, names or list(recorded.names),
+                where=where, specs=parse_columns(columns),
+            )  # fmt: skip
+            recorded.check_same_columns(given, where)
+    else:
+        specs = parse_columns(columns) if columns is not None else None
+        recorded = infer_table(np.concatenate([train, val, test]), train, names, where=where,
+                               specs=specs)  # fmt: skip
+    return Dataset(
+        name=name,
+        train=recorded.encode(train, where=where),
+        val=recorded.encode(val, where=where),
+        test=recorded.encode(test, where=where),
+        num_values=recorded.num_values,
+        kind="table",
+        shape=(recorded.dim,),
+        table=recorded,
+        true_log_density=true_log_density,
+        options={**options, "columns": columns, "table": recorded.to_dict()},
+    )
 
 
 def _build(
@@ -539,26 +822,10 @@ def _build(
             f"{where}: num_values={num_values} means values 0..{num_values - 1}, "
             f"got the value {largest}"
         )
-    if "train" in arrays:
-        pool, test = arrays["train"], arrays.get("test")
-    else:
-        pool, test = arrays["data"], None
-    if test is None:
-        if test_fraction == 0.0 or len(pool) < 3:
-            raise DataError(
-                f"{where}: expected a test split, got {len(pool)} example(s) and "
-                f"test_fraction={test_fraction}; give test_fraction > 0 and at least 3 examples"
-            )
-        held = np.zeros(len(pool), dtype=bool)
-        count = min(max(1, round(test_fraction * len(pool))), len(pool) - 2)
-        held[generator(0, TEST_STREAM).permutation(len(pool))[:count]] = True
-        pool, test = pool[~held], pool[held]
-    if "val" in arrays:
-        train, val = pool[:max_train] if max_train is not None else pool, arrays["val"]
-    else:
-        train, val = carve_validation(
-            pool, val_fraction=val_fraction, rng=generator(seed, SPLIT_STREAM), max_train=max_train
-        )
+    train, val, test = _split(
+        arrays, where, val_fraction=val_fraction, test_fraction=test_fraction,
+        max_train=max_train, seed=seed,
+    )  # fmt: skip
     kind, shape = kind_of(example_shape, num_values)
     return Dataset(
         name=name,
@@ -590,8 +857,11 @@ def file(
     seed: int = 0,
     image_shape: list[int] | None = None,
     header: bool | None = None,
+    columns: str | None = None,
+    table: dict[str, Any] | None = None,
 ) -> Dataset:
-    """Your own data: a .npy/.npz/.csv/.tsv file of integers or a folder of PNG images.
+    """Your own data: a .npy/.npz/.csv/.tsv file of integers, real or mixed values, or a
+    folder of PNG images.
 
     On the command line ``densitykit fit --data PATH`` is the same as
     ``--data file --data-option path=PATH``. The run folder records the file's
@@ -612,9 +882,18 @@ def file(
             first row whose cells are all names, none empty and none a number. What
             was found is kept in the data set's options (``header``), so the run's
             config says it and rebuilding reads the file the same way.
+        columns: The kinds of a table's columns (``--columns``; see
+            [`densitykit.data.tables`][densitykit.data.tables]): the file is then read
+            as a table of real or mixed columns even if every value is an integer (an
+            integer column given ``real`` is modelled by a density). Without it, a file
+            of integers is read as today (discrete, ``0..K-1``) and a file with a
+            non-integer value as a table whose kinds are inferred.
+        table: A recorded table (``Table.to_dict()``), which a run folder keeps: its
+            columns and training statistics are reused, and a file whose columns
+            differ (names, count, kinds) is refused.
 
     Raises:
-        DataError: If the file cannot be read as discrete data (the message says why).
+        DataError: If the file cannot be read (the message says why).
         ResourceError: If it would not fit in memory.
     """
     if header is not None and not isinstance(header, bool):
@@ -625,12 +904,35 @@ def file(
         raise TypeError(f"file: path must be a file path, got {type(path).__name__} {path!r}")
     absolute = Path(path).expanduser().resolve()
     detect = header is None
-    arrays, header = _read(absolute, header)
+    arrays, header, names, as_table = _read_for_file(absolute, header, columns or table)
     if detect and header:
         _LOG.info(
             f"the first row of {absolute} is a row of names: it was taken as a header "
             "(--data-option header=false reads it as data)"
         )
+    if as_table:
+        val_fraction = check_fraction(val_fraction, "file: val_fraction")
+        test_fraction = check_fraction(test_fraction, "file: test_fraction")
+        max_train = check_optional_int(max_train, "file: max_train", minimum=1)
+        seed = check_seed(seed, "file: seed")
+        if num_values is not None or image_shape is not None:
+            raise DataError(f"{absolute}: num_values and image_shape do not apply to a table")
+        tables = {key: _as_table(value, f"{absolute} ({key})") for key, value in arrays.items()}
+        for key, value in tables.items():
+            check_finite(value, names, str(absolute) if key == "data" else f"{absolute} ({key})")
+        if len({value.shape[1] for value in tables.values()}) > 1:
+            raise DataError(f"{absolute}: expected train, val and test rows of one width")
+        splits = _split(
+            tables, str(absolute), val_fraction=val_fraction, test_fraction=test_fraction,
+            max_train=max_train, seed=seed,
+        )  # fmt: skip
+        return table_dataset(
+            "file", splits, names, where=str(absolute), columns=columns, table=table,
+            options={
+                "path": str(absolute), "header": header, "val_fraction": val_fraction,
+                "test_fraction": test_fraction, "max_train": max_train, "seed": seed,
+            },
+        )  # fmt: skip
     return _build(
         "file",
         arrays,
