@@ -252,6 +252,9 @@ class DataFacts:
         kind: ``"image"``, ``"2d"``, ``"1d"`` or ``"table"``.
         shape: One example's shape (``(H, W)`` for images).
         num_labels: The labels the run conditions on (0: none).
+        columns: For a table of columns, each column's ``(name, kind)`` (``real``,
+            ``binary``, ``categorical``, ``spike``; see
+            [`densitykit.data.tables`][densitykit.data.tables]); empty otherwise.
     """
 
     name: str
@@ -260,6 +263,7 @@ class DataFacts:
     kind: str
     shape: tuple[int, ...]
     num_labels: int = 0
+    columns: tuple[tuple[str, str], ...] = ()
 
 
 class DensityModel(nn.Module):

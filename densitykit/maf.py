@@ -417,6 +417,14 @@ class MAFModel(DensityModel):
                 "discrete head (--family made --head bernoulli, categorical or "
                 "logistic-mixture)"
             )
+        other = [f"{name} ({kind})" for name, kind in data.columns if kind != "real"]
+        if other:
+            raise DensitykitError(
+                f"a flow cannot model a discrete column (or a spike, a point with "
+                f"probability): data set {data.name!r} has {', '.join(other)}; model the "
+                "table with a MADE, whose heads take discrete and spike columns "
+                "(--family made), or give its real columns only"
+            )
         if config.dim is not None and config.dim != data.dim:
             raise DensitykitError(
                 f"the maf config says dim={config.dim}, but data set {data.name!r} has "

@@ -374,3 +374,139 @@ def test_training_resumes_bit_identically_with_batch_norm() -> None:
     for key, value in straight_model.state_dict().items():
         assert torch.equal(value, resumed_model.state_dict()[key]), key
     assert resumed.history[-1]["val_nll"] == straight.history[-1]["val_nll"]
+
+
+# -- the command line on real data -------------------------------------------------------
+def _real_file(folder, *, discrete_column: bool = False):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    first = rng.normal(size=(400, 1))
+    columns = [first, first**2 + 0.3 * rng.normal(size=(400, 1)), rng.normal(size=(400, 1))]
+    if discrete_column:
+        columns.append(rng.integers(0, 3, size=(400, 1)).astype(float))
+    path = folder / ("mixed.npy" if discrete_column else "real.npy")
+    np.save(path, np.concatenate(columns, 1).astype(np.float32))
+    return path
+
+
+MAF_OPTIONS = ["--family", "maf", "--num-transforms", "2", "--hidden-sizes", "16,16",
+               "--family-option", "base=mog", "--num-components", "2"]  # fmt: skip
+
+
+def _invoke(*args: object):
+    from typer.testing import CliRunner
+
+    from densitykit.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_a_run_on_real_data_fits_evaluates_samples_and_resumes(tmp_path) -> None:
+    import numpy as np
+
+    from densitykit import runs
+
+    out = tmp_path / "run"
+    data = _real_file(tmp_path)
+    fitted = _invoke("fit", "--data", data, *MAF_OPTIONS, "--epochs", "1", "--quiet", "--out", out)
+    assert fitted.exit_code == 0, fitted.output
+    run = runs.load_run(out)
+    assert run.config.family == "maf" and run.model.config.base == "mog"
+    assert run.model.config.num_transforms == 2 and run.model.config.hidden_sizes == (16, 16)
+    evaluated = _invoke("eval", out)
+    assert evaluated.exit_code == 0 and "test NLL" in evaluated.output, evaluated.output
+    sampled = _invoke("sample", out, "-n", "7", "-o", tmp_path / "s.npy")
+    assert sampled.exit_code == 0, sampled.output
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.shape == (7, 3) and np.issubdtype(samples.dtype, np.floating)
+    resumed = _invoke("resume", out, "--epochs", "2", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    for command, needs in (
+        (["eval", out, "--observed", "top-half"], "needs conditional_log_prob"),
+        (["inpaint", out, "--out", tmp_path / "i.png"], "needs complete"),
+    ):
+        refused = _invoke(*command)
+        assert refused.exit_code == 1 and needs in refused.output, refused.output
+        assert "a maf model does not answer" in refused.output
+        assert len(refused.output.strip().splitlines()) == 1
+
+
+def test_a_table_with_a_discrete_column_is_refused_in_one_line(tmp_path) -> None:
+    data = _real_file(tmp_path, discrete_column=True)
+    out = tmp_path / "run"
+    result = _invoke("fit", "--data", data, *MAF_OPTIONS, "--epochs", "1", "--out", out)
+    assert result.exit_code == 1, result.output
+    assert "a flow cannot model a discrete column" in result.output
+    assert "column4 (categorical)" in result.output and "--family made" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from densitykit import runs
+    from densitykit.checkpoint import read_json
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    data = _real_file(tmp_path)
+    fit = [sys.executable, "-m", "densitykit", "fit", "--data", str(data), *MAF_OPTIONS,
+           "--family-option", "batch_norm=true", "--epochs", "8", "--patience", "0",
+           "--batch-size", "10", "--quiet"]  # fmt: skip
+    reference = tmp_path / "reference"
+    subprocess.run([*fit, "--out", str(reference)], check=True, env=env, timeout=600)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*fit, "--out", str(killed)], env=env)
+    log = killed / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not (killed / "metrics.json").exists()
+    subprocess.run([sys.executable, "-m", "densitykit", "resume", str(killed), "--quiet"],
+                   check=True, env=env, timeout=600)  # fmt: skip
+
+    def timeless(record: dict) -> dict:
+        return {k: v for k, v in record.items() if k not in ("seconds", "train_seconds")}
+
+    expected = read_json(reference / "metrics.json")
+    assert timeless(read_json(killed / "metrics.json")) == timeless(expected)
+    a = runs.load_run(reference).model.state_dict()
+    b = runs.load_run(killed).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_like_one(tmp_path) -> None:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("needs torch.distributed gloo")
+    from test_distributed import WEIGHT_TOLERANCE, _max_abs_diff, _torchrun
+
+    from densitykit.checkpoint import load_object
+
+    data = _real_file(tmp_path)
+    args = ["--data", str(data), *MAF_OPTIONS, "--epochs", "2", "--batch-size", "40",
+            "--quiet", "--device", "cpu"]  # fmt: skip
+    workdir = tmp_path / "torchrun"
+    workdir.mkdir()
+    result = _torchrun(["fit", *args, "--out", "run"], cwd=workdir, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    single = tmp_path / "single"
+    assert _invoke("fit", *args, "--out", single).exit_code == 0
+    state_parallel = load_object(workdir / "run" / "train_state.pt")
+    state_single = load_object(single / "train_state.pt")
+    assert state_parallel["step"] == state_single["step"]
+    assert _max_abs_diff(state_parallel["model"], state_single["model"]) < WEIGHT_TOLERANCE
