@@ -164,7 +164,8 @@ def main() -> None:
             if not with_reference:
                 continue
             load = os.getloadavg()[0]
-            seconds, _ = timed(lambda n=num_samples, o=other: o["sample"](n))
+            with torch.no_grad():  # nflows' sampler would keep the graph of its D passes
+                seconds, _ = timed(lambda n=num_samples, o=other: o["sample"](n))
             rows.append([name, f"{num_samples:,}", 1, "-", f"{seconds:.2f}", "-", f"{load:.1f}"])
 
     # Training steps, interleaved library by library.
