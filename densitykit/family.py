@@ -253,8 +253,8 @@ class DataFacts:
         shape: One example's shape (``(H, W)`` for images).
         num_labels: The labels the run conditions on (0: none).
         columns: For a table of columns, each column's ``(name, kind)`` (``real``,
-            ``binary``, ``categorical``, ``spike``; see
-            [`densitykit.data.tables`][densitykit.data.tables]); empty otherwise.
+            ``binary``, ``categorical``, ``spike``, as ``densitykit.data.tables`` infers
+            them); empty otherwise.
     """
 
     name: str

@@ -259,7 +259,11 @@ PAGE_OUTPUT = {
         "wrote 5000 samples to samples.png",
     ],
     "extending.md": ["'binomial'", "[0, 3, 6, 1, 4, 7, 2, 5, 8]", "2d-checkerboard"],
-    "families.md": ["OrderlessModel orderless True", "independent  Independent categoricals"],
+    "families.md": [
+        "OrderlessModel orderless True",
+        "independent  Independent categoricals",
+        "maf (1000, 2) True\nTrue",
+    ],
     "datasets.md": ["Dataset('2d-smiley', kind='2d', shape=(32, 32)"],
 }
 # What a page's code writes into its folder.
