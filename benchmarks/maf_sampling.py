@@ -93,7 +93,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=784, help="variables D")
     parser.add_argument("--transforms", type=int, default=5, help="MADE layers K")
     parser.add_argument("--hidden", default="1024,1024", help="each MADE's hidden widths")
-    parser.add_argument("--num-samples", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--num-samples", type=int, nargs="*", default=[100, 1000],
+                        help="sample counts timed (none: the training steps only)")  # fmt: skip
     parser.add_argument("--runs", type=int, default=3, help="runs up to 100 samples")
     parser.add_argument("--large-runs", type=int, default=1, help="runs above 100 samples")
     parser.add_argument("--reference-max", type=int, default=None,
@@ -102,6 +103,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100, help="training batch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-others", action="store_true", help="skip zuko and nflows")
+    parser.add_argument("--others-max", type=int, default=100,
+                        help="time zuko's and nflows' samplers up to this many samples (their "
+                        "D-pass samplers take minutes per 100 samples)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="smoke run of a few seconds")
     args = parser.parse_args()
     if args.quick:
@@ -131,10 +135,20 @@ def main() -> None:
             print(f"{name}: not installed, skipped (pip install {name})")
     print()
 
+    time_training(model, others, batch, args.steps)
     # Warm-ups (the fast sampler caches its index groups per MADE).
     model.sample(2)
     model.sample(2, reference=True)
-    rows, checks = [], []
+    print(
+        "sampling: incremental = each layer inverted by sampling.sample_fast; D-pass = "
+        "sample_reference (one MADE pass per variable and layer), on the same base draws, "
+        "timed one after the other in every run; ratio = D-pass / incremental of the run; "
+        "zuko and nflows: their own samplers (D passes per layer), one run; rows printed as "
+        "they are measured"
+    )
+    header = ["library", "samples", "runs", "incremental s", "D-pass s", "ratio per run",
+              "load (1 min)"]  # fmt: skip
+    print(table(header, []), flush=True)
     for num_samples in args.num_samples:
         with_reference = args.reference_max is None or num_samples <= args.reference_max
         fast_times, reference_times, ratios, loads, worst = [], [], [], [], 0.0
@@ -148,61 +162,65 @@ def main() -> None:
                 reference_times.append(reference_time)
                 ratios.append(reference_time / fast_time)
                 worst = max(worst, float((fast - reference).abs().max()))
-        rows.append([
-            "densitykit", f"{num_samples:,}", len(fast_times),
+        row = [
+            "densitykit", f"{num_samples:>7,}", len(fast_times),
             f"{statistics.median(fast_times):.3f}",
             f"{statistics.median(reference_times):.2f}" if reference_times else "-",
             " ".join(f"{ratio:.0f}x" for ratio in ratios) or "-",
             f"{min(loads):.1f}-{max(loads):.1f}",
-        ])  # fmt: skip
+        ]  # fmt: skip
+        print(table(header, [row]).splitlines()[-1], flush=True)
         if with_reference:
-            checks.append(
-                f"{num_samples:,} samples: largest |incremental - D-pass| over every run "
-                f"{worst:.1e} (float32)"
+            print(
+                f"  {num_samples:,} samples: largest |incremental - D-pass| over every run "
+                f"{worst:.1e} (float32)",
+                flush=True,
             )
         for name, other in others.items():
-            if not with_reference:
+            if num_samples > args.others_max:
                 continue
             load = os.getloadavg()[0]
             with torch.no_grad():  # nflows' sampler would keep the graph of its D passes
                 seconds, _ = timed(lambda n=num_samples, o=other: o["sample"](n))
-            rows.append([name, f"{num_samples:,}", 1, "-", f"{seconds:.2f}", "-", f"{load:.1f}"])
+            row = [
+                f"{name:<10}",
+                f"{num_samples:>7,}",
+                1,
+                "-",
+                f"{seconds:.2f}",
+                "-",
+                f"{load:.1f}",
+            ]
+            print(table(header, [row]).splitlines()[-1], flush=True)
 
-    # Training steps, interleaved library by library.
+
+def time_training(
+    model: dk.MAFModel, others: dict[str, dict], batch: torch.Tensor, steps: int
+) -> None:
+    """Print the training-step times of every library (interleaved) and the scoring time."""
     steppers = {"densitykit": step_timer(model.train(), model.log_prob, batch)}
     for name, other in others.items():
         steppers[name] = step_timer(other["module"].train(), other["log_prob"], batch)
     step_times: dict[str, list[float]] = {name: [] for name in steppers}
     for step in steppers.values():
         step()  # warm-up
-    for _ in range(args.steps):
+    for _ in range(steps):
         for name, step in steppers.items():
             step_times[name].append(step())
     model.eval()
     with torch.no_grad():
         score_time = statistics.median(timed(lambda: model.log_prob(batch))[0] for _ in range(5))
-
-    print(
-        "sampling: incremental = each layer inverted by sampling.sample_fast; D-pass = "
-        "sample_reference (one MADE pass per variable and layer), on the same base draws, "
-        "timed one after the other in every run; ratio = D-pass / incremental of the run"
-    )
-    print(table(["library", "samples", "runs", "incremental s", "D-pass s", "ratio per run",
-                 "load (1 min)"], rows))  # fmt: skip
-    print()
     densitykit_step = statistics.median(step_times["densitykit"])
     step_rows = []
     for name, times in step_times.items():
         median = statistics.median(times)
         step_rows.append([name, len(times), f"{median * 1000:.0f}",
                           f"{median / densitykit_step:.2f}x"])  # fmt: skip
-    print(f"training step (Adam, batch {args.batch_size}), interleaved; relative = its time / "
-          "densitykit's")  # fmt: skip
+    print(f"training step (Adam, batch {len(batch)}), interleaved; relative = its time / "
+          f"densitykit's; load (1 min) {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(table(["library", "steps", "median ms/step", "relative"], step_rows))
-    print(f"scoring a batch of {args.batch_size} (evaluation mode): {score_time * 1000:.0f} ms")
-    print()
-    for line in checks:
-        print(line)
+    print(f"scoring a batch of {len(batch)} (evaluation mode): {score_time * 1000:.0f} ms")
+    print(flush=True)
 
 
 if __name__ == "__main__":
