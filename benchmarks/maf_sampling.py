@@ -1,7 +1,7 @@
 """MAF sampling speed: each layer inverted incrementally against the D-pass inverse.
 
 Builds a Masked Autoregressive Flow of ``--transforms`` MADE layers over ``--dim``
-variables with the hidden layers ``--hidden`` (by default the issue's: 5 layers, 784
+variables with the hidden layers ``--hidden`` (by default 5 layers, 784
 variables, two hidden layers of 1,024 units per MADE; standard normal base, no batch
 normalisation) and times, in the same run:
 
@@ -17,8 +17,9 @@ normalisation) and times, in the same run:
 
 The thread count is set with ``--threads`` (1 by default: the machine is shared) and
 printed with the machine. Run ``python benchmarks/maf_sampling.py`` for the headline
-figures (tens of minutes on a 2-core CPU, almost all of it in the D-pass inverses:
-``--reference-max 100`` skips them above 100 samples) or ``--quick`` for a smoke run.
+figures (about 12 minutes on a shared 2-core CPU, almost all of it in the D-pass
+inverses and the other libraries' samplers: ``--reference-max 100`` skips the D-pass
+inverses above 100 samples) or ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
