@@ -26,7 +26,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 import densitykit
-from densitykit import inpainting, plots, presets, runs, scoring
+from densitykit import imputation, inpainting, plots, presets, runs, scoring
 from densitykit.checkpoint import atomic_write
 from densitykit.checks import check_output_file, check_positive_int, check_seed
 from densitykit.data import DATASETS, load_dataset
@@ -334,6 +334,9 @@ def _report(metrics: dict[str, Any], out: Path) -> None:
         else ""
     )
     given = " given the label" if metrics.get("condition") else ""
+    if "columns" in metrics:
+        _say_columns(metrics)
+        given += " in the data's units (log-density)"
     _say(
         f"test NLL{given} {metrics['test_nll_nats']:.4f} nats "
         f"({metrics['test_nats_per_dim']:.4f} nats/dim, "
@@ -439,7 +442,8 @@ _Json = Annotated[
 ]
 _OUT_HELP = (
     "Where to write: fit's run folder (default: runs/<data>-<time>); sample's and inpaint's "
-    "picture (.png) or array (.npy); score's scores (.csv with a header, or .npy)."
+    "picture (.png) or array (.npy), or a table run's samples as .csv; score's scores (.csv "
+    "with a header, or .npy); impute's completed table (.csv, .tsv or .npy)."
 )
 _Out = Annotated[Path, typer.Option("--out", "-o", help=_OUT_HELP, rich_help_panel=_OUTPUT)]
 _OptionalOut = Annotated[Path | None, _Out.__metadata__[0]]
@@ -458,7 +462,8 @@ _Observed = Annotated[
     typer.Option(
         help="The observed part: top-half, bottom-half, left-half, right-half, random:F, or a "
         "PNG of the images' size whose light pixels are observed (eval: report the "
-        "conditional NLL of the missing part given it; its random:F is drawn with seed 0).",
+        "conditional NLL of the missing part given it; its random:F is drawn with seed 0). "
+        "For a table's run: the observed columns' names, comma-separated.",
         rich_help_panel=_DATA,
     ),
 ]
@@ -529,6 +534,16 @@ _MaxTrain = Annotated[
 ]
 _DataSeed = Annotated[
     int, typer.Option(help="Seed of the data set's draws and splits.", rich_help_panel=_DATA)
+]
+_Columns = Annotated[
+    str | None,
+    typer.Option(
+        help="A data file's column kinds, making it a table of real or mixed columns: "
+        "name:kind,... (any columns, by header name) or kind,... (one per column); kinds "
+        "real, binary, categorical, spike, spike=V, auto. Default: a file with a "
+        "non-integer value is a table with inferred kinds; an integer file is discrete.",
+        rich_help_panel=_DATA,
+    ),
 ]
 _DataOption = Annotated[
     list[str],
@@ -626,7 +641,10 @@ _Layout = Annotated[
 ]
 _NumComponents = Annotated[
     int | None,
-    typer.Option(help="Mixture components (logistic-mixture head).", rich_help_panel=_MODEL_PANEL),
+    typer.Option(
+        help="Mixture components (logistic-mixture, gaussian-mixture and mixed heads).",
+        rich_help_panel=_MODEL_PANEL,
+    ),
 ]
 _NumTransforms = Annotated[
     int | None,
@@ -797,6 +815,7 @@ def fit(
     image: _Image = None,
     max_train: _MaxTrain = None,
     data_seed: _DataSeed = 0,
+    columns: _Columns = None,
     data_option: _DataOption = [],  # noqa: B006 - typer needs a literal default
     family: _Family = "made",
     preset: _Preset = None,
@@ -883,6 +902,7 @@ def _fit_data_config(options: dict[str, Any], given: set[str]) -> tuple[runs.Dat
         "path": ("--image", str(image) if image else None),
         "max_train": ("--max-train", options["max_train"]),
         "seed": ("--data-seed", options["data_seed"]),
+        "columns": ("--columns", options["columns"]),
     }
     data_options = _data_options(data, named, data_option, given)
     return runs.DataConfig(data, data_options, options["condition"]), data_option
@@ -1102,6 +1122,7 @@ _NAMED_DATA_OPTIONS = {
     "image": "path",
     "max_train": "max_train",
     "data_seed": "seed",
+    "columns": "columns",
 }
 
 
@@ -1232,10 +1253,25 @@ def eval_command(
         typer.echo(json.dumps(result))
         return
     given = " given the label, -log p(x | label)," if result["condition"] else ""
+    if "columns" in result:
+        _say_columns(result)
+    units = " in the data's units (log-density)" if "columns" in result else ""
     _say(
-        f"{split} NLL{given} {result['nll_nats']:.4f} nats ({result['nats_per_dim']:.5f} "
+        f"{split} NLL{given}{units} {result['nll_nats']:.4f} nats ({result['nats_per_dim']:.5f} "
         f"nats/dim, {result['bits_per_dim']:.5f} bits/dim) with {result['num_masks']} mask(s)"
         + _drawn(result["drawn_orderings_seed"])
+    )
+
+
+def _say_columns(result: dict[str, Any]) -> None:
+    """A table run's columns, their kinds and which have a spike head."""
+    kinds = ", ".join(f"{n}:{k}" for n, k in zip(result["columns"], result["column_kinds"]))
+    _say(f"columns: {kinds}")
+    spikes = result.get("spike_columns") or []
+    _say(
+        f"spike head (a probability at the spike, a density elsewhere): {', '.join(spikes)}"
+        if spikes
+        else "no spike columns"
     )
 
 
@@ -1270,6 +1306,10 @@ def _eval_observed(
 ) -> None:
     """The conditional NLL of the missing part of a split, given a named observed pattern."""
     run = runs.load_run(run_dir, device=device, plugins=plugins)
+    if run.dataset.table is not None:
+        _eval_observed_columns(run, observed, split, num_masks, draw_orderings, ordering_seed,
+                               as_json)  # fmt: skip
+        return
     runs.require_capability(run.model, "conditional_log_prob", "eval --observed")
     connectivities = runs.query_orderings(run.model, num_masks, draw_orderings, ordering_seed)
     count = run.model.num_masks if connectivities is None else len(connectivities)
@@ -1306,6 +1346,104 @@ def _eval_observed(
         f"{result['conditional_nll_nats']:.4f} nats, "
         f"{result['nats_per_missing_variable']:.5f} nats per missing variable, "
         f"with {result['num_masks']} ordering(s)" + _drawn(result["drawn_orderings_seed"])
+    )
+
+
+def _eval_observed_columns(
+    run: runs.Run,
+    observed: str,
+    split: str,
+    num_masks: int | None,
+    draw_orderings: int | None,
+    ordering_seed: int,
+    as_json: bool,
+) -> None:
+    """A table run's conditional NLL of the columns not named in ``observed``."""
+    table = run.dataset.table
+    runs.require_capability(
+        run.model, "any_subset", "eval --observed COLUMNS (train with --masks any-order)"
+    )
+    connectivities = runs.query_orderings(run.model, num_masks, draw_orderings, ordering_seed)
+    splits = run.dataset.splits()
+    if split not in splits:
+        raise ValueError(f"split must be one of {sorted(splits)}, got {split!r}")
+    pattern = imputation.observed_columns(observed, table)
+    nll = imputation.conditional_nll(
+        run.model, table, splits[split], pattern, connectivities=connectivities
+    )
+    missing = [name for name, seen in zip(table.names, pattern.tolist()) if not seen]
+    result = {
+        **runs.describe_table(run.dataset),
+        "split": split,
+        "observed": [name for name in table.names if name not in missing],
+        "missing": missing,
+        "conditional_nll_nats": float(nll.mean()),
+        "num_examples": int(nll.shape[0]),
+        "drawn_orderings_seed": None if draw_orderings is None else ordering_seed,
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    _say_columns(result)
+    _say(
+        f"{split} conditional NLL of {', '.join(missing)} given {', '.join(result['observed'])} "
+        f"in the data's units (log-density) {result['conditional_nll_nats']:.4f} nats"
+        + _drawn(result["drawn_orderings_seed"])
+    )
+
+
+_Draws = Annotated[
+    int,
+    typer.Option(
+        help="Completed copies of the table (multiple imputation); more than 1 adds a "
+        "first column 'draw' (0..N-1) to a .csv, or a first axis to a .npy.",
+        rich_help_panel=_OUTPUT,
+    ),
+]
+
+
+@app.command()
+@_guard
+def impute(
+    run_dir: _RunDir,
+    data: Annotated[
+        Path, typer.Argument(help="A table (.csv, .tsv, .npy, .npz) with the run's columns.")
+    ],
+    out: _Out,
+    draws: _Draws = 1,
+    draw_orderings: _DrawOrderings = None,
+    ordering_seed: _OrderingSeed = 0,
+    overwrite: _Overwrite = False,
+    as_json: _Json = False,
+    seed: _Seed = 0,
+    device: _Device = "cpu",
+    plugin: _Plugins = [],  # noqa: B006
+    threads: _Threads = None,
+) -> None:
+    """Fill a table's empty cells (blank CSV fields, NaN) with draws from the model's
+    p(missing | observed), in the data's units; observed cells are kept as they are.
+
+    Needs a run whose model has learnt every conditional: --family orderless, or a MADE
+    trained with --masks any-order.
+    """
+    done = imputation.impute_file(
+        run_dir,
+        data,
+        out,
+        draws=draws,
+        seed=seed,
+        device=device,
+        plugins=plugin,
+        overwrite=overwrite,
+        draw_orderings=draw_orderings,
+        ordering_seed=ordering_seed,
+    )
+    if as_json:
+        typer.echo(json.dumps(done))
+        return
+    _say(
+        f"filled {done['missing_cells']} empty cells in {done['rows_with_missing']} of "
+        f"{done['rows']} rows, {done['draws']} draw(s), into {done['out']}"
     )
 
 

@@ -23,7 +23,10 @@ is not a buffer) is ``training_state()``, saved with the loop state and given ba
 exact likelihood (the MADE's mixture of its first ``num_masks`` masks).
 
 Optional queries are *capabilities* (``capabilities``), asked for by name, never by
-class: ``"conditional_log_prob"``, ``"marginal_log_prob"``, ``"complete"``.
+class: ``"conditional_log_prob"``, ``"marginal_log_prob"``, ``"complete"``, and
+``"any_subset"``: the model has learnt the conditionals of every subset of observed
+variables (the orderless model, the histogram, a MADE trained over all orderings),
+so its completions of arbitrary patterns are the ones it was trained for.
 
 Example:
     >>> import densitykit as dk
@@ -63,7 +66,12 @@ __all__ = [
     "names",
 ]
 
-CAPABILITIES: tuple[str, ...] = ("conditional_log_prob", "marginal_log_prob", "complete")
+CAPABILITIES: tuple[str, ...] = (
+    "conditional_log_prob",
+    "marginal_log_prob",
+    "complete",
+    "any_subset",
+)
 """The optional queries a family may offer (``DensityModel.capabilities``)."""
 
 FAMILIES: Registry[type] = Registry("model family")
@@ -86,21 +94,28 @@ def check_head_fits(
 ) -> None:
     """Refuse a head that cannot model the data, in one line that says how to choose.
 
-    A head over real values (``gaussian``, ``gaussian-mixture``) is refused on the data
-    sets, which hold integers ``0..K-1``: the integers are codes of bins, pixels or
-    categories, and a density over them would be neither the data's model nor
-    comparable with the discrete heads' log-likelihoods. Such heads are used from
-    Python, on real-valued tensors.
+    A head over real values (``gaussian``, ``gaussian-mixture``, ``mixed``) is refused on
+    discrete data sets, which hold integers ``0..K-1``: the integers are codes of bins,
+    pixels or categories, and a density over them would be neither the data's model nor
+    comparable with the discrete heads' log-likelihoods. A table of real or mixed
+    columns (``num_values`` 0) takes a head over real values only.
 
     Raises:
-        DensitykitError: If the head is over real values, or its factory refuses the
-            data's D or K or the options.
+        DensitykitError: If the head's values do not match the data's, or its factory
+            refuses the data's D or K or the options.
     """
-    if getattr(HEADS.get(head), "value_dtype", torch.long).is_floating_point:
+    real_head = getattr(HEADS.get(head), "value_dtype", torch.long).is_floating_point
+    if real_head and num_values:
         raise DensitykitError(
             f"head {head!r} models real values, but data set {data.name!r} holds the "
-            f"integers 0..{num_values - 1} and the data readers read integer data only "
-            "(choose a discrete head with --head; `densitykit heads` lists them)"
+            f"integers 0..{num_values - 1} (choose a discrete head with --head, or read a "
+            "file as a table of real columns with --columns; `densitykit heads` lists them)"
+        )
+    if not real_head and not num_values:
+        raise DensitykitError(
+            f"head {head!r} models integers 0..K-1, but data set {data.name!r} holds real "
+            "values: a head over real values models them (gaussian, gaussian-mixture or "
+            "mixed, which the made and orderless families take; leave --head out to choose)"
         )
     try:
         HEADS.create(head, dim=dim, num_values=num_values, **options)

@@ -5,6 +5,13 @@ at ``[:, i, p]``; in the flat output layer that is unit ``i * P + p``.
 Input layout: ``(B, D * W)``, unit ``i * W + w`` belongs to variable ``i`` (for
 one-hot inputs ``W = K`` and all ``W`` units of a variable share its degree).
 
+Per-variable widths: a backbone built with one parameter count $P_i$ and input width
+$W_i$ per variable (``widths``, a [`VariableWidths`][densitykit.widths.VariableWidths];
+the ``mixed`` head's) has exactly $\sum_i P_i$ output units, variable ``i``'s at
+``output_starts[i] + p``, and $\sum_i W_i$ inputs, at ``input_starts[i] + w``, each
+unit with its variable's degree: nothing padded, in the dense and the packed layouts.
+``forward`` hands the outputs over zero-padded to ``(B, D, max P_i)``.
+
 Context (a conditional MADE, $p(x \mid c)$): a backbone built with
 ``context_size=C`` takes a context ``(B, C)`` of real features beside the inputs.
 The context is not masked with respect to ``x``: an unmasked linear map (no bias)
@@ -38,6 +45,7 @@ from densitykit.checks import check_fraction, check_index, check_int, check_posi
 from densitykit.layers import Grouping, MaskedLinear, PackedLinear, batch_bucket, grouping
 from densitykit.masks import Connectivity, OnDemandConnectivities, check_connectivity
 from densitykit.registry import Registry
+from densitykit.widths import VariableWidths
 
 __all__ = ["ACTIVATIONS", "LAYOUTS", "MADE", "PRODUCTS"]
 
@@ -90,8 +98,13 @@ class MADE(nn.Module):
     Args:
         connectivities: One [`Connectivity`][densitykit.masks.Connectivity] per mask
             (from a mask builder); all must share ``D`` and the hidden sizes.
-        params_per_variable: Outputs per variable ``P`` (a head's parameter count).
-        input_width: Input units per variable ``W`` (1 for scalar inputs, ``K`` for one-hot).
+        params_per_variable: Outputs per variable ``P`` (a head's parameter count), or
+            one count $P_i$ per variable (a head with per-variable widths, see
+            [`densitykit.widths`][densitykit.widths]): the output layer then has
+            $\\sum_i P_i$ units, each with its variable's degree, and ``forward``
+            returns them zero-padded to ``(B, D, max P_i)``.
+        input_width: Input units per variable ``W`` (1 for scalar inputs, ``K`` for
+            one-hot), or one width $W_i$ per variable (inputs ``(B, sum W_i)``).
         activation: Name in [`ACTIVATIONS`][densitykit.made.ACTIVATIONS].
         direct_connections: Add masked (strict rule) input-to-output weights.
         context_size: Real context features ``C`` (0: an unconditional MADE). With
@@ -151,8 +164,8 @@ class MADE(nn.Module):
         self,
         connectivities: Sequence[Connectivity],
         *,
-        params_per_variable: int = 1,
-        input_width: int = 1,
+        params_per_variable: int | Sequence[int] = 1,
+        input_width: int | Sequence[int] = 1,
         activation: str = "relu",
         direct_connections: bool = False,
         context_size: int = 0,
@@ -186,15 +199,22 @@ class MADE(nn.Module):
             ("params_per_variable", params_per_variable),
             ("input_width", input_width),
         ):
-            check_positive_int(value, label)
-        self.params_per_variable = params_per_variable
-        self.input_width = input_width
+            if not isinstance(value, Sequence):
+                check_positive_int(value, label)
+        self.widths = VariableWidths.of(self.dim, input_width, params_per_variable)
+        if min(self.widths.outputs) < 1:
+            raise ValueError(
+                f"a MADE needs at least one parameter per variable, got {self.widths.outputs}"
+            )
+        # The largest of each: the last dimension of the parameters ``(B, D, P)``.
+        self.params_per_variable = self.widths.max_outputs
+        self.input_width = self.widths.max_inputs
         self.activation = activation
         self.direct_connections = bool(direct_connections) and len(self.hidden_sizes) > 0
         # Warn about dependencies no path realises (direct connections fill any gap).
         check_connectivity(connectivities, direct=self.direct_connections, warn=True)
 
-        widths = [self.dim * input_width, *self.hidden_sizes, self.dim * params_per_variable]
+        widths = [self.widths.num_inputs, *self.hidden_sizes, self.widths.num_outputs]
         self.layers = nn.ModuleList(
             MaskedLinear(widths[i], widths[i + 1]) for i in range(len(widths) - 1)
         )
@@ -267,7 +287,7 @@ class MADE(nn.Module):
 
     def _rebuild_masks(self) -> None:
         per_mask = [
-            self.connectivity(k).layer_masks(self.input_width, self.params_per_variable)
+            self.connectivity(k).layer_masks(self.widths.inputs, self.widths.outputs)
             for k in range(self.num_masks)
         ]
         for layer_index, layer in enumerate(self.layers):
@@ -276,7 +296,7 @@ class MADE(nn.Module):
             self.direct.set_masks(
                 torch.stack(
                     [
-                        self.connectivity(k).direct_mask(self.input_width, self.params_per_variable)
+                        self.connectivity(k).direct_mask(self.widths.inputs, self.widths.outputs)
                         for k in range(self.num_masks)
                     ]
                 )
@@ -419,7 +439,7 @@ class MADE(nn.Module):
             out = out + terms[-1]
         if self.direct is not None:
             out = out + linear(self.direct, x)
-        return out.view(x.shape[0], self.dim, self.params_per_variable)
+        return self.widths.pad(out)
 
     def mask_input_terms(
         self, input_degrees: torch.Tensor, first_hidden_degrees: torch.Tensor | None
@@ -438,7 +458,7 @@ class MADE(nn.Module):
         """
         if self.mask_input_weights is None:
             return None
-        out_degrees = input_degrees.repeat_interleave(self.params_per_variable)
+        out_degrees = self.widths.output_degrees(input_degrees)
         strict = (out_degrees[:, None] > input_degrees[None, :]).to(self.mask_input_weights[0])
         terms: list[torch.Tensor | None] = [None] * len(self.layers)
         if first_hidden_degrees is None:
@@ -530,7 +550,7 @@ class MADE(nn.Module):
             out = out + terms[-1]
         if self.direct is not None:
             out = out + F.linear(x, self.direct.weight * masks[-1])
-        return out.view(x.shape[0], self.dim, self.params_per_variable)
+        return self.widths.pad(out)
 
     def check_fit(self, connectivity: object) -> None:
         """Check that ``connectivity`` can drive this backbone.
@@ -576,9 +596,9 @@ class MADE(nn.Module):
         if cached is not None and cached[0] is connectivity and cached[1] == key:
             return cached[2]
         degrees = connectivity.to(weight.device)
-        masks = degrees.layer_masks(self.input_width, self.params_per_variable)
+        masks = degrees.layer_masks(self.widths.inputs, self.widths.outputs)
         if self.direct is not None:
-            masks.append(degrees.direct_mask(self.input_width, self.params_per_variable))
+            masks.append(degrees.direct_mask(self.widths.inputs, self.widths.outputs))
         masks = [mask.to(weight.dtype) for mask in masks]
         self.__dict__["_connectivity_cache"] = (connectivity, key, masks)
         return masks
@@ -634,7 +654,7 @@ class MADE(nn.Module):
             out = out + self.direct.forward_grouped(sorted_x, groupings.direct)
         if groupings.output_inverse is not None:
             out = out.index_select(1, groupings.output_inverse)
-        return out.view(x.shape[0], self.dim, self.params_per_variable)
+        return self.widths.pad(out)
 
     def _groupings(self, batch: int) -> _Groupings:
         """The active mask's groupings for about ``batch`` rows, cached until a degree
@@ -673,8 +693,8 @@ class MADE(nn.Module):
     def _build_groupings(self, index: int, dtype: torch.dtype, batch: int) -> _Groupings:
         conn = self.connectivity(index)
         device = self.input_degrees.device
-        input_degrees = conn.input_degrees.repeat_interleave(self.input_width)
-        output_degrees = conn.input_degrees.repeat_interleave(self.params_per_variable)
+        input_degrees = self.widths.input_degrees(conn.input_degrees)
+        output_degrees = self.widths.output_degrees(conn.input_degrees)
         orders = [torch.argsort(input_degrees, stable=True)]
         orders += [torch.argsort(degrees, stable=True) for degrees in conn.hidden_degrees]
         orders.append(torch.argsort(output_degrees, stable=True))

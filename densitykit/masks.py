@@ -172,22 +172,28 @@ class Connectivity:
             self.input_degrees.to(device), tuple(h.to(device) for h in self.hidden_degrees)
         )
 
-    def layer_masks(self, input_width: int = 1, params_per_variable: int = 1) -> list[torch.Tensor]:
+    def layer_masks(
+        self, input_width: int | Sequence[int] = 1, params_per_variable: int | Sequence[int] = 1
+    ) -> list[torch.Tensor]:
         """The boolean masks, shaped like ``nn.Linear`` weights ``(out_features, in_features)``.
 
         Layout: input unit ``i * input_width + w`` belongs to variable ``i``; output
-        unit ``i * params_per_variable + p`` is parameter ``p`` of variable ``i``.
+        unit ``i * params_per_variable + p`` is parameter ``p`` of variable ``i``. With
+        one width per variable (a sequence), the units of variable ``i`` follow those
+        of the variables before it (see [`densitykit.widths`][densitykit.widths]).
 
         Args:
-            input_width: Input units per variable (``K`` for one-hot inputs).
-            params_per_variable: Output units per variable (``P``).
+            input_width: Input units per variable (``K`` for one-hot inputs), or one
+                entry per variable.
+            params_per_variable: Output units per variable (``P``), or one entry per
+                variable.
 
         Returns:
             One mask per hidden layer followed by the output mask; with no hidden
             layer, the single input-to-output mask (strict rule).
         """
-        in_deg = self.input_degrees.repeat_interleave(input_width)
-        out_deg = self.input_degrees.repeat_interleave(params_per_variable)
+        in_deg = _unit_degrees(self.input_degrees, input_width)
+        out_deg = _unit_degrees(self.input_degrees, params_per_variable)
         masks, below = [], in_deg
         for degrees in self.hidden_degrees:
             masks.append(degrees[:, None] >= below[None, :])
@@ -195,11 +201,21 @@ class Connectivity:
         masks.append(out_deg[:, None] > below[None, :])
         return masks
 
-    def direct_mask(self, input_width: int = 1, params_per_variable: int = 1) -> torch.Tensor:
-        """The strict input-to-output mask of direct connections ``(D*P, D*W)``."""
-        in_deg = self.input_degrees.repeat_interleave(input_width)
-        out_deg = self.input_degrees.repeat_interleave(params_per_variable)
+    def direct_mask(
+        self, input_width: int | Sequence[int] = 1, params_per_variable: int | Sequence[int] = 1
+    ) -> torch.Tensor:
+        """The strict input-to-output mask of direct connections ``(D*P, D*W)`` (widths
+        as in ``layer_masks``)."""
+        in_deg = _unit_degrees(self.input_degrees, input_width)
+        out_deg = _unit_degrees(self.input_degrees, params_per_variable)
         return out_deg[:, None] > in_deg[None, :]
+
+
+def _unit_degrees(degrees: torch.Tensor, widths: int | Sequence[int]) -> torch.Tensor:
+    """Each unit's degree: variable ``i``'s repeated ``widths`` (or ``widths[i]``) times."""
+    if isinstance(widths, int):
+        return degrees.repeat_interleave(widths)
+    return degrees.repeat_interleave(torch.as_tensor(widths, device=degrees.device))
 
 
 def hidden_degrees(

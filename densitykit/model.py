@@ -238,8 +238,15 @@ class AutoregressiveModel(DensityModel):
     """
 
     family = "made"
-    capabilities = frozenset(CAPABILITIES)
     config_class = ModelConfig
+
+    @property
+    def capabilities(self) -> frozenset[str]:  # type: ignore[override]
+        """Every query; ``any_subset`` only for a model trained over all orderings
+        (``masks="any-order"``): a fixed stack of masks has learnt the conditionals of
+        its own orderings only."""
+        trained_any_order = self.connectivity_source is not None
+        return frozenset(c for c in CAPABILITIES if c != "any_subset" or trained_any_order)
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> AutoregressiveModel:
@@ -849,7 +856,8 @@ class AutoregressiveModel(DensityModel):
         backbone = self.backbone
         row = 16 * self.dim  # the long values and the long inputs beside them
         row += 4 * (
-            self.dim * (backbone.input_width + backbone.params_per_variable)
+            backbone.widths.num_inputs
+            + self.dim * backbone.params_per_variable
             + sum(backbone.hidden_sizes)
         )
         check_allocation(2 * num_samples * row, f"{num_samples:,} samples of {self.dim} variables")
@@ -1088,10 +1096,12 @@ def build_model(config: ModelConfig) -> AutoregressiveModel:
         seed=config.seed,
         **options,
     )
+    widths = head.variable_widths
     backbone = MADE(
         connectivities,
-        params_per_variable=head.params_per_variable,
-        input_width=head.input_width,
+        # One int for a head whose variables are alike; one entry per variable otherwise.
+        params_per_variable=head.params_per_variable if widths.is_uniform else widths.outputs,
+        input_width=head.input_width if widths.is_uniform else widths.inputs,
         activation=config.activation,
         direct_connections=config.direct_connections,
         context_size=config.num_labels or config.context_size,
@@ -1247,7 +1257,8 @@ def parameter_count(config: ModelConfig) -> int:
     own = sum(p.numel() for p in head.parameters())
     check_made_head(config.head, head)
     dim = int(config.dim)  # type: ignore[arg-type]
-    widths = [dim * head.input_width, *config.hidden_sizes, dim * head.params_per_variable]
+    units = head.variable_widths
+    widths = [units.num_inputs, *config.hidden_sizes, units.num_outputs]
     count = sum(a * b + b for a, b in itertools.pairwise(widths))
     if config.direct_connections and config.hidden_sizes:
         count += widths[0] * widths[-1]

@@ -70,6 +70,7 @@ from densitykit.masks import IMAGE_ORDERINGS, ConnectivitySampler
 from densitykit.memory import check_allocation
 from densitykit.numerics import log_mean_exp
 from densitykit.queries import check_observed, group_by_pattern
+from densitykit.widths import VariableWidths
 
 __all__ = [
     "OrderlessConfig",
@@ -263,9 +264,9 @@ class OrderlessModel(DensityModel):
         head = HEADS.create(
             config.head, dim=config.dim, num_values=num_values, **config.head_options
         )
-        dim = int(config.dim)
-        inputs = dim * head.input_width + dim + config.num_labels
-        outputs = dim * head.params_per_variable
+        dim, units = int(config.dim), head.variable_widths
+        inputs = units.num_inputs + dim + config.num_labels
+        outputs = units.num_outputs
         widths = [inputs, *config.hidden_sizes, outputs]
         count = sum(a * b + b for a, b in itertools.pairwise(widths))
         if config.direct_connections:
@@ -293,16 +294,17 @@ class OrderlessModel(DensityModel):
         self.config = config
         self.head = head
         self.num_labels = config.num_labels
-        dim, width, params = head.dim, head.input_width, head.params_per_variable
+        # Input units and parameters of each variable (one P and W for most heads;
+        # each variable its own for a head over mixed columns): nothing padded.
+        self.widths: VariableWidths = head.variable_widths
+        dim, outputs = head.dim, self.widths.num_outputs
         # The masked values, the observed indicator, then the one-hot label (if any).
-        inputs = dim * width + dim + config.num_labels
+        inputs = self.widths.num_inputs + dim + config.num_labels
         sizes = config.hidden_sizes
         self.first = nn.Linear(inputs, sizes[0])
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
-        self.out = nn.Linear(sizes[-1], dim * params)
-        self.direct = (
-            nn.Linear(inputs, dim * params, bias=False) if config.direct_connections else None
-        )
+        self.out = nn.Linear(sizes[-1], outputs)
+        self.direct = nn.Linear(inputs, outputs, bias=False) if config.direct_connections else None
 
     # -- shape -----------------------------------------------------------------------------
     @property
@@ -357,13 +359,13 @@ class OrderlessModel(DensityModel):
     def inputs(
         self, x: torch.Tensor, observed: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The network's input ``(B, D * input_width + D + L)``: the encoded values with
+        """The network's input ``(B, D * input_width + D + L)`` (``sum W_i`` value units
+        for per-variable widths): the encoded values with
         the missing ones zeroed, the observed indicator (``observed`` ``(B, D)`` bool),
         then a conditional model's one-hot ``labels`` ``(B, L)`` (``encode_context``)."""
-        width = self.head.input_width
         encoded = self.head.encode(x, self.dtype)
         shown = observed.to(self.dtype)
-        parts = [encoded * shown.repeat_interleave(width, dim=1), shown]
+        parts = [encoded * self.widths.repeat_inputs(shown), shown]
         if self.num_labels:
             if labels is None or labels.shape != (x.shape[0], self.num_labels):
                 raise ValueError(
@@ -395,21 +397,22 @@ class OrderlessModel(DensityModel):
         out = self.out(self._hidden(self.first(inputs)))
         if self.direct is not None:
             out = out + self.direct(inputs)
-        return out.reshape(x.shape[0], self.dim, self.head.params_per_variable)
+        return self.widths.pad(out)
 
     # -- training --------------------------------------------------------------------------
     def check_values(self, x: torch.Tensor) -> None:
-        """Raise unless ``x`` ``(..., D)`` holds values in the head's support.
+        """Raise unless ``x`` ``(..., D)`` holds finite values in the head's support
+        ([`Head.check_values`][densitykit.heads.Head.check_values]).
 
         Raises:
             TypeError: If ``x`` is not a tensor.
-            ValueError: On another last dimension, or values outside the support.
+            ValueError: On another last dimension, NaN/inf, or values outside the support.
         """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor of values, got {type(x).__name__}")
         if x.ndim < 1 or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (..., D) with D={self.dim}, got {tuple(x.shape)}")
-        self.head.check_support(x.reshape(-1, self.dim))
+        self.head.check_values(x.reshape(-1, self.dim))
 
     def training_draw(
         self, batch_size: int, generator: torch.Generator | None = None
@@ -511,35 +514,59 @@ class OrderlessModel(DensityModel):
         start from the observed values and the label), and only the next variable's
         parameters are computed.
         """
-        head, dim, width = self.head, self.dim, self.head.input_width
-        inputs = self.inputs(x, start.expand(x.shape[0], dim), labels)
+        head, widths = self.head, self.widths
+        inputs = self.inputs(x, start.expand(x.shape[0], self.dim), labels)
         pre = self.first(inputs)
         values, shown, out_weight, out_bias = self._step_weights()
-        params = self.head.params_per_variable
-        direct = None if self.direct is None else self.direct.weight.reshape(dim, params, -1)
+        direct = None if self.direct is None else self._by_variable(self.direct.weight)
+        starts = widths.input_starts
         for variable in steps.tolist():
             out = self._hidden(pre) @ out_weight[variable].t() + out_bias[variable]
             if direct is not None:
                 out = out + inputs @ direct[variable].t()
             x[:, variable] = head.sample(out, variable, generator)
-            encoded = head.encode(x[:, variable : variable + 1], self.dtype)
-            inputs[:, variable * width : (variable + 1) * width] = encoded
-            inputs[:, dim * width + variable] = 1.0
+            encoded = self._encode_one(x[:, variable], variable)
+            inputs[:, starts[variable] : starts[variable + 1]] = encoded
+            inputs[:, widths.num_inputs + variable] = 1.0
             pre.addmm_(encoded, values[variable]).add_(shown[variable])
         return x
 
+    def _encode_one(self, values: torch.Tensor, variable: int) -> torch.Tensor:
+        """Variable ``variable``'s values ``(B,)`` encoded as ``head.encode`` encodes them
+        among all: ``(B, W_i)``."""
+        if self.widths.is_uniform:
+            return self.head.encode(values[:, None], self.dtype)
+        out = torch.empty(
+            self.widths.inputs[variable], values.shape[0], dtype=self.dtype, device=values.device
+        )
+        self.head.encode_variable_into(values, out, variable)
+        return out.t()
+
+    def _by_variable(self, rows: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        """Output rows ``(sum P_i, ...)`` per variable: ``(D, P, ...)``, or a list of
+        ``(P_i, ...)`` for per-variable widths."""
+        if self.widths.is_uniform:
+            return rows.reshape(self.dim, self.widths.outputs[0], *rows.shape[1:])
+        ends = self.widths.output_starts
+        return [rows[ends[i] : ends[i + 1]] for i in range(self.dim)]
+
     def _step_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per variable: its first-layer value columns ``(D, W, H)`` and observed
-        column ``(D, H)``, its output rows ``(D, P, H_last)`` and biases ``(D, P)``."""
-        dim, width = self.dim, self.head.input_width
-        params = self.head.params_per_variable
-        weight = self.first.weight
-        values = weight[:, : dim * width].reshape(-1, dim, width).permute(1, 2, 0)
+        column ``(D, H)``, its output rows ``(D, P, H_last)`` and biases ``(D, P)``
+        (lists of ``(W_i, H)``, ``(P_i, H_last)`` and ``(P_i,)`` for per-variable widths)."""
+        dim, widths = self.dim, self.widths
+        weight, inputs = self.first.weight, widths.num_inputs
+        if widths.is_uniform:
+            width = widths.inputs[0]
+            values = weight[:, :inputs].reshape(-1, dim, width).permute(1, 2, 0)
+        else:
+            starts = widths.input_starts
+            values = [weight[:, starts[i] : starts[i + 1]].t() for i in range(dim)]
         return (
             values,
-            weight[:, dim * width : dim * width + dim].t(),
-            self.out.weight.reshape(dim, params, -1),
-            self.out.bias.reshape(dim, params),
+            weight[:, inputs : inputs + dim].t(),
+            self._by_variable(self.out.weight),
+            self._by_variable(self.out.bias),
         )
 
     def _score(
@@ -557,6 +584,8 @@ class OrderlessModel(DensityModel):
         through a strictly lower-triangular map), and each step only updates the first
         layer's pre-activations in place and computes its own variable's outputs.
         """
+        if not self.widths.is_uniform:
+            return self._score_by_steps(x, start, steps, labels)
         head, dim = self.head, self.dim
         width, params = head.input_width, head.params_per_variable
         batch, length = x.shape[0], len(steps)
@@ -580,6 +609,39 @@ class OrderlessModel(DensityModel):
             shown = rows[:, :, dim * width : dim * width + dim]
             out += (shown[:, :, steps] * earlier[:, None]).sum(2)
         return head._log_prob(out, x[:, steps]).double().sum(1)
+
+    def _score_by_steps(
+        self,
+        x: torch.Tensor,
+        start: torch.Tensor,
+        steps: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``_score`` for per-variable widths, one step at a time (as ``_complete``).
+
+        Each variable's parameters are put at its own place among all D (the head
+        reads variable ``i``'s kind from its position), and the log-probabilities of
+        the steps' variables are summed.
+        """
+        widths, batch = self.widths, x.shape[0]
+        inputs = self.inputs(x, start.expand(batch, self.dim), labels)
+        pre = self.first(inputs)
+        values, shown, out_weight, out_bias = self._step_weights()
+        direct = None if self.direct is None else self._by_variable(self.direct.weight)
+        encoded = self.head.encode(x, self.dtype)
+        params = pre.new_zeros(batch, self.dim, widths.max_outputs)
+        starts = widths.input_starts
+        for variable in steps.tolist():
+            out = self._hidden(pre) @ out_weight[variable].t() + out_bias[variable]
+            if direct is not None:
+                out = out + inputs @ direct[variable].t()
+            params[:, variable, : widths.outputs[variable]] = out
+            own = encoded[:, starts[variable] : starts[variable + 1]]
+            inputs[:, starts[variable] : starts[variable + 1]] = own
+            inputs[:, widths.num_inputs + variable] = 1.0
+            pre.addmm_(own, values[variable]).add_(shown[variable])
+        per_variable = self.head._log_prob(params, x)
+        return per_variable[:, steps.to(x.device)].double().sum(1)
 
     def _check_count(self, count: int) -> int:
         """``count`` orderings, if they fit: each is ``D`` longs (and a draw's floats)."""
@@ -625,7 +687,7 @@ class OrderlessModel(DensityModel):
             raise TypeError(f"x must be a torch.Tensor of values, got {type(x).__name__}")
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (B, D) with D={self.dim}, got {tuple(x.shape)}")
-        self.head.check_support(x)
+        self.head.check_values(x)
         device = self.device if device is None else device
         return x.to(device=device, dtype=self.head.value_dtype)
 

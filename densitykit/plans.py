@@ -81,9 +81,12 @@ class Plan:
             mask)`` adds ``(weight[:units, :rows] * mask) @ source[:rows]`` (the mask,
             ``(units, rows)`` bool, is the degree rule among the degree-sorted units).
         steps: One ``Step`` per variable drawn, in sampling order.
-        input_order: Input units in step order ``(D*W,)``.
+        input_order: Input units in step order ``(D*W,)`` (``(sum W_i,)``).
         unit_orders: Per hidden layer, its units sorted by degree ``(H_l,)``.
-        output_order: Output units in step order ``(D*P,)``.
+        output_order: Output units in step order ``(D*P,)`` (``(sum P_i,)``).
+        input_ends: ``D + 1`` offsets into ``input_order``: step ``t``'s variable's
+            input units are ``input_order[input_ends[t]:input_ends[t + 1]]``.
+        output_ends: ``D + 1`` offsets into ``output_order``, as ``input_ends``.
         ordering: The variable drawn at each step ``(D,)``.
         degrees: The degrees the plan was built from, on the backbone's device.
         consistent: Whether the stored masks allow no connection the degrees forbid;
@@ -98,6 +101,8 @@ class Plan:
     input_order: torch.Tensor
     unit_orders: tuple[torch.Tensor, ...]
     output_order: torch.Tensor
+    input_ends: tuple[int, ...]
+    output_ends: tuple[int, ...]
     ordering: torch.Tensor
     degrees: Connectivity
     consistent: bool
@@ -151,7 +156,7 @@ def build_mask_plan(backbone: MADE, mask: int) -> Plan:
     those of the mask's degrees.
     """
     conn = backbone.connectivity(mask)
-    width, params = backbone.input_width, backbone.params_per_variable
+    width, params = backbone.widths.inputs, backbone.widths.outputs
 
     # The masks the layers hold must allow nothing the degrees forbid, or skipping the
     # units outside a prefix would drop real connections.
@@ -200,10 +205,12 @@ def _degree_plan(
     backbone: MADE, conn: Connectivity, first_step: int, *, consistent: bool, exact: bool
 ) -> Plan:
     """The plan of ``conn``'s degrees, drawing from ``first_step`` (earlier steps given)."""
-    dim, width, params = backbone.dim, backbone.input_width, backbone.params_per_variable
+    dim, widths = backbone.dim, backbone.widths
     device = backbone.input_degrees.device
     conn = conn.to("cpu")
     ordering = conn.ordering
+    # Units of the variables in step order: step t's inputs are in_ends[t]:in_ends[t+1].
+    in_ends, out_ends = widths.in_order(ordering)
     unit_orders, ends = [], []
     for degrees in conn.hidden_degrees:
         unit_orders.append(torch.argsort(degrees, stable=True))
@@ -211,17 +218,17 @@ def _degree_plan(
         counts = torch.bincount(degrees, minlength=dim + 1)[: dim + 1]
         ends.append(counts.cumsum(0).tolist())
     num_hidden = len(ends)
-    prefix = _prefix_products(conn, unit_orders, ends, width, first_step)
+    prefix = _prefix_products(conn, unit_orders, ends, in_ends, first_step)
 
     def known(layer: int, step: int) -> int:
         """Rows of the layer below ``layer`` (``num_hidden``: the output) that the
         units computed at ``step`` read: those of degree <= step."""
-        return step * width if layer == 0 else ends[layer - 1][step]
+        return in_ends[step] if layer == 0 else ends[layer - 1][step]
 
     def known_at_start(layer: int, step: int) -> int:
         """Rows of the layer below ``layer`` known before ``step`` begins."""
         if layer == 0:
-            return step * width
+            return in_ends[step]
         return ends[layer - 1][step - 1] if step else 0
 
     steps, block_start = [], first_step
@@ -235,22 +242,22 @@ def _degree_plan(
                 flush.append(
                     (layer, start, layer_ends[block_end - 1], 0, known_at_start(layer, step))
                 )
-            rows = (step * params, block_end * params)
+            rows = (out_ends[step], out_ends[block_end])
             flush.append((num_hidden, *rows, 0, known_at_start(num_hidden, step)))
             if backbone.direct is not None:
-                flush.append((num_hidden + 1, *rows, 0, step * width))
+                flush.append((num_hidden + 1, *rows, 0, in_ends[step]))
         hidden = []
         for layer, layer_ends in enumerate(ends):
             start, end = (layer_ends[step - 1] if step else 0), layer_ends[step]
             if end > start:
                 base = known_at_start(layer, block_start)
                 hidden.append((layer, start, end, base, known(layer, step)))
-        rows = (step * params, (step + 1) * params)
+        rows = (out_ends[step], out_ends[step + 1])
         output = [
             (num_hidden, *rows, known_at_start(num_hidden, block_start), known(num_hidden, step))
         ]
         if backbone.direct is not None:
-            output.append((num_hidden + 1, *rows, block_start * width, step * width))
+            output.append((num_hidden + 1, *rows, in_ends[block_start], in_ends[step]))
         steps.append(
             Step(
                 variable=variable,
@@ -263,8 +270,8 @@ def _degree_plan(
                 output=tuple(product for product in output if product[4] > product[3]),
             )
         )
-    input_order = (ordering[:, None] * width + torch.arange(width)).flatten()
-    output_order = (ordering[:, None] * params + torch.arange(params)).flatten()
+    input_order = widths.input_units(ordering)
+    output_order = widths.output_units(ordering)
     return Plan(
         start=first_step,
         prefix=tuple((*product[:3], product[3].to(device)) for product in prefix),
@@ -272,6 +279,8 @@ def _degree_plan(
         input_order=input_order.to(device),
         unit_orders=tuple(order.to(device) for order in unit_orders),
         output_order=output_order.to(device),
+        input_ends=in_ends,
+        output_ends=out_ends,
         ordering=ordering.to(device),
         degrees=conn.to(device),
         consistent=consistent,
@@ -283,7 +292,7 @@ def _prefix_products(
     conn: Connectivity,
     unit_orders: list[torch.Tensor],
     ends: list[list[int]],
-    width: int,
+    in_ends: tuple[int, ...],
     start: int,
 ) -> tuple[tuple[int, int, int, torch.Tensor], ...]:
     """The products computing every hidden unit of degree < ``start`` (see ``Plan.prefix``).
@@ -294,8 +303,10 @@ def _prefix_products(
     if start == 0:
         return ()
     products = []
-    # The inputs of degree < start, in step order.
-    below = torch.arange(1, start).repeat_interleave(width)
+    # The inputs of degree < start, in step order (step t's variable has degree t + 1).
+    ends_in_steps = torch.tensor(in_ends[:start], dtype=torch.long)
+    counts = ends_in_steps[1:] - ends_in_steps[:-1]
+    below = torch.arange(1, start).repeat_interleave(counts)
     for layer, (degrees, order) in enumerate(zip(conn.hidden_degrees, unit_orders)):
         units = ends[layer][start - 1]
         sorted_degrees = degrees[order]

@@ -24,6 +24,7 @@ from densitykit.atomic import atomic_write
 __all__ = [
     "completion_rows",
     "density_2d",
+    "density_plane",
     "histogram_1d",
     "image_grid_array",
     "learning_curves",
@@ -163,6 +164,55 @@ def density_2d(
         ax.set_title(label)
         ax.set_xlabel("x2")
         ax.set_ylabel("x1")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def density_plane(
+    train: np.ndarray,
+    model_density: np.ndarray,
+    extent: Sequence[float],
+    samples: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    true_density: np.ndarray | None = None,
+    title: str | None = None,
+) -> Path:
+    """Real 2-D data beside the model: a histogram of the data, the model's density on a
+    grid (in the data's units), the true density where known, and the model's samples.
+
+    Args:
+        train: ``(N, 2)`` points ``(x, y)`` in the data's units.
+        model_density: ``(G, G)`` density of the grid's points, rows along ``y``
+            (``model_density[i, j]`` at ``y_i``, ``x_j``).
+        extent: ``(x_min, x_max, y_min, y_max)`` of the grid.
+        samples: ``(M, 2)`` model samples.
+        path: The PNG to write.
+        true_density: ``(G, G)`` exact density on the same grid, or ``None``.
+        title: A figure title.
+    """
+    bins = model_density.shape[0]
+    ranges = [[extent[0], extent[1]], [extent[2], extent[3]]]
+
+    def histogram(points: np.ndarray) -> np.ndarray:
+        counts, _, _ = np.histogram2d(points[:, 1], points[:, 0], bins=bins, range=ranges[::-1])
+        return counts
+
+    panels = [("training data", histogram(_numpy(train)))]
+    if true_density is not None:
+        panels.append(("true density", _numpy(true_density)))
+    panels += [
+        ("model density", _numpy(model_density)),
+        ("model samples", histogram(_numpy(samples))),
+    ]
+    fig = Figure(figsize=(4 * len(panels), 4.3))
+    axes = fig.subplots(1, len(panels))
+    for ax, (label, image) in zip(axes, panels):
+        ax.imshow(image, cmap="viridis", origin="lower", extent=tuple(extent), aspect="auto")
+        ax.set_title(label)
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
     if title:
         fig.suptitle(title)
     return _save(fig, path)

@@ -14,6 +14,7 @@ and the plug-ins a run was trained with are imported only when the caller passes
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -38,11 +39,14 @@ from densitykit.checkpoint import (
 )
 from densitykit.checks import check_int, check_output_file, check_seed
 from densitykit.data import Dataset, load_dataset
+from densitykit.data.files import write_table
+from densitykit.data.tables import DEFAULT_COMPONENTS
 from densitykit.devices import resolve_device
 from densitykit.distributed import is_main, local_main_first, on_main
 from densitykit.errors import CheckpointError, DensitykitError, PluginError, ResourceError
 from densitykit.family import FAMILIES, DataFacts, DensityModel
 from densitykit.family import default_head as family_default_head
+from densitykit.heads import HEADS
 from densitykit.histogram import HistogramConfig, resolve_family
 from densitykit.memory import check_allocation, format_bytes
 from densitykit.model import (
@@ -80,12 +84,15 @@ __all__ = [
     "Run",
     "RunConfig",
     "default_head",
+    "describe_table",
     "draw_pictures",
     "evaluate_run",
     "fit_run",
+    "is_plane",
     "label_grid",
     "load_run",
     "mixture_size",
+    "plane_picture",
     "query_orderings",
     "read_run_config",
     "require_capability",
@@ -93,6 +100,8 @@ __all__ = [
     "resume_run",
     "sample_run",
     "split_context",
+    "table_head",
+    "table_log_jacobian",
 ]
 
 _LOG = logging.getLogger("densitykit")
@@ -360,10 +369,78 @@ def _check_settings(config: RunConfig, model_config: Any) -> None:
     check_allocation(family.training_bytes(model_config), f"a model of {weights:,} weights")
 
 
+def table_head(config: RunConfig, dataset: Dataset) -> RunConfig:
+    """``config`` with the head a table's columns need, when the user left it out.
+
+    All real columns take ``gaussian-mixture`` (its default 5 components, or
+    ``--num-components``); all discrete ones ``bernoulli`` or ``categorical`` as the
+    integer data do; any other mix the ``mixed`` head, with each column's kind and 5
+    components for the real and spike columns (or ``--num-components``). A head
+    over real values given for a table with discrete or spike columns is refused (it
+    would model their codes as reals).
+
+    Raises:
+        DensitykitError: If the head the columns need is not registered, or the given
+            head cannot model the columns.
+    """
+    table = dataset.table
+    fields = {item.name for item in dataclasses.fields(config.model)}
+    if table is None or not {"head", "head_options"} <= fields:
+        return config  # a family with a head of its own: its config checks the data
+    name, options = table.default_head()
+    head = config.model.head or name
+    if head == "mixed" and name != "mixed":
+        options = {
+            "kinds": [column.head_kind() for column in table.columns],
+            "num_components": DEFAULT_COMPONENTS,
+        }
+    elif head != name:
+        options = {}
+    if head not in HEADS:
+        raise DensitykitError(
+            f"the columns of {dataset.name!r} ({table.describe()}) need the {head!r} head, "
+            "which is not registered here; give the other columns the kind real with "
+            "--columns NAME:real, or pass the plug-in that defines it with --plugin"
+        )
+    real = HEADS.get(head).value_dtype.is_floating_point
+    if real and head != "mixed" and set(table.kinds) != {"real"}:
+        others = [c.name for c in table.columns if c.kind != "real"]
+        raise DensitykitError(
+            f"head {head!r} models every column as real, but {', '.join(others)} "
+            f"{'is' if len(others) == 1 else 'are'} not ({table.describe()}); leave --head "
+            "out to take the mixed head, or give them the kind real with --columns"
+        )
+    model = replace(config.model, head=head, head_options={**options, **config.model.head_options})
+    return replace(config, model=model)
+
+
+def table_log_jacobian(dataset: Dataset, split: str) -> float:
+    """The mean log-Jacobian of a table's ``split`` (0 for other data): a mean NLL of
+    model values minus it is the mean NLL in the data's units
+    (see [`Table.log_jacobian`][densitykit.data.tables.Table.log_jacobian])."""
+    if dataset.table is None:
+        return 0.0
+    return float(dataset.table.log_jacobian(dataset.splits()[split]).mean())
+
+
+def describe_table(dataset: Dataset) -> dict[str, Any]:
+    """What a report says of a table's columns (empty for other data)."""
+    table = dataset.table
+    if table is None:
+        return {}
+    return {
+        "columns": list(table.names),
+        "column_kinds": list(table.kinds),
+        "spike_columns": list(table.spike_columns()),
+        "units": "data",
+    }
+
+
 def _build(config: RunConfig) -> tuple[Dataset, DensityModel]:
     import_plugins(config.plugins)
     with local_main_first():  # one download per machine in a distributed run
         dataset = load_dataset(config.data.name, **config.data.options)
+    config = table_head(config, dataset)
     family = config.family_class()
     model_config = family.complete_config(config.model, data_facts(config, dataset))
     _check_settings(config, model_config)
@@ -407,6 +484,11 @@ def fit_run(
     resolve_device(config.train.device)  # a device that is not here: refused before writing
     dataset, model = _build(config)
     saved = replace(config, model=model.config)
+    if dataset.table is not None:  # the columns and training statistics, for eval/score
+        table = dataset.options["table"]
+        found = {key: dataset.options[key] for key in ("header",) if key in dataset.options}
+        options = {**config.data.options, **found, "table": table}
+        saved = replace(saved, data=replace(config.data, options=options))
     replacement: list[Replacement | None] = [None]
     lock = RunLock(path)
 
@@ -622,6 +704,8 @@ def _metrics(
         distributed=True,
         context=split_context(model, dataset, "test"),
     )
+    model_units = test_nll
+    test_nll -= table_log_jacobian(dataset, "test")  # in the data's units
     best = next((r for r in result.history if r["epoch"] == result.best_epoch), None)
     entropy = dataset.true_entropy_nats
     return {
@@ -646,7 +730,20 @@ def _metrics(
         "stopped_early": result.stopped_early,
         "stop_reason": result.stop_reason,
         "train_seconds": sum(r["seconds"] for r in result.history),
+        **describe_table(dataset),
+        **({"test_nll_model_units_nats": model_units} if dataset.table is not None else {}),
+        **_true_nll(dataset, test_nll),
     }
+
+
+def _true_nll(dataset: Dataset, test_nll: float) -> dict[str, float]:
+    """For real data whose law is known: the true law's test NLL in the data's units
+    (what a perfect model scores) and the model's gap to it."""
+    if dataset.true_log_density is None or dataset.table is None:
+        return {}
+    rows = dataset.table.decode(dataset.test)
+    true_nll = -float(np.mean(dataset.true_log_density(rows)))
+    return {"true_test_nll_nats": true_nll, "gap_to_true_nll_nats": test_nll - true_nll}
 
 
 def draw_pictures(
@@ -703,6 +800,8 @@ def draw_pictures(
             probs = _batched_probs(model, grid).reshape(k, k)
             samples = model.sample(len(dataset.train), generator=generator)
             written.append(plots.density_2d(dataset.train, probs, samples, path / "density.png"))
+        elif is_plane(dataset):
+            written.append(plane_picture(model, dataset, path / "density.png", generator=generator))
         elif dataset.kind == "1d":
             probs = _batched_probs(model, torch.arange(dataset.num_values)[:, None])
             written.append(
@@ -711,6 +810,66 @@ def draw_pictures(
                 )
             )
     return written
+
+
+PLANE_GRID = 200
+"""Points per side of the grid a real 2-D density is drawn on."""
+
+
+def is_plane(dataset: Dataset) -> bool:
+    """Whether ``dataset`` is a table of two real columns (drawn as a density in the plane)."""
+    return dataset.table is not None and dataset.table.kinds == ("real", "real")
+
+
+def plane_picture(
+    model: DensityModel,
+    dataset: Dataset,
+    out: str | os.PathLike,
+    *,
+    generator: torch.Generator | None = None,
+    samples: torch.Tensor | None = None,
+) -> Path:
+    """A real 2-D model's density in the data's units beside its training data (and the
+    true density where the data set knows it), on a grid spanning the data.
+
+    Args:
+        model: A model of ``dataset``'s two real columns.
+        dataset: A table of two real columns (see [`is_plane`][densitykit.runs.is_plane]).
+        out: The ``.png`` file to write.
+        generator: Random source of the samples drawn when ``samples`` is not given.
+        samples: The model's samples (model values) to show.
+    """
+    table = dataset.table
+    train = table.decode(dataset.train)
+    low, high = np.quantile(train, 0.001, axis=0), np.quantile(train, 0.999, axis=0)
+    margin = 0.15 * (high - low)
+    low, high = low - margin, high + margin
+    xs = np.linspace(low[0], high[0], PLANE_GRID)
+    ys = np.linspace(low[1], high[1], PLANE_GRID)
+    points = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # rows along y
+    values = table.encode(points, where="the grid")
+    with torch.no_grad():
+        log_density = torch.cat(
+            [
+                model.log_prob(values[i : i + 4096].to(model.device)).double().cpu()
+                for i in range(0, len(values), 4096)
+            ]
+        )
+        if samples is None:
+            samples = model.sample(min(len(dataset.train), 20_000), generator=generator)
+    density = (log_density + table.log_jacobian(values)).exp().numpy()
+    truth = None
+    if dataset.true_log_density is not None:
+        truth = np.exp(dataset.true_log_density(points)).reshape(PLANE_GRID, PLANE_GRID)
+    return plots.density_plane(
+        train,
+        density.reshape(PLANE_GRID, PLANE_GRID),
+        (low[0], high[0], low[1], high[1]),
+        table.decode(samples),
+        out,
+        true_density=truth,
+        title=f"{dataset.name}: density in the data's units",
+    )
 
 
 def label_grid(
@@ -896,7 +1055,9 @@ def evaluate_run(
         context=split_context(run.model, run.dataset, split),
         connectivities=drawn,
     )
+    nll -= table_log_jacobian(run.dataset, split)
     return {
+        **describe_table(run.dataset),
         "split": split,
         "condition": "label" if run.model.num_labels else None,
         "num_masks": count,
@@ -919,7 +1080,11 @@ def sample_run(
     plugins: Sequence[str] = (),
     label: int | None = None,
 ) -> Path:
-    """Draw samples from a saved run into a ``.npy`` array or a ``.png`` picture.
+    """Draw samples from a saved run into a ``.npy`` array, a ``.png`` picture, or (a
+    table's run) a ``.csv`` file with the columns' names.
+
+    A table's samples are in the data's own units: real columns un-standardised,
+    categorical codes given back as their levels (``.npy``: float64).
 
     A class-conditional run draws ``num_samples`` samples of class ``label``; without
     a label its picture has one row of ``num_samples`` samples per class, and a
@@ -937,16 +1102,26 @@ def sample_run(
         ResourceError: If the output cannot fit.
         FileExistsError: If ``out`` exists and ``overwrite`` is false.
     """
-    out = check_output_file(out, [".npy", ".png"], overwrite=overwrite)
+    out = check_output_file(out, [".npy", ".png", ".csv"], overwrite=overwrite)
     num_samples = _check_count(num_samples)
     seed = check_seed(seed)
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name ending in {out.suffix}")
     run = load_run(run_dir, device=device, plugins=plugins)
+    table = run.dataset.table
+    if out.suffix == ".csv" and table is None:
+        raise ValueError(f"a .csv file holds a table's samples; {run.path} is not a table's run")
     context = _label_context(run, label, out)
     dim = run.dataset.dim
     out.parent.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
+    if out.suffix == ".csv":
+        chunks = (
+            table.decode(run.model.sample(min(SAMPLE_CHUNK, num_samples - at), generator=generator))
+            for at in range(0, num_samples, SAMPLE_CHUNK)
+        )
+        write_table(out, chunks, table.names)
+        return out
     if out.suffix == ".npy":
         size = num_samples * dim * 8 + 128
         free = shutil.disk_usage(out.parent).free
@@ -955,7 +1130,8 @@ def sample_run(
                 f"{num_samples:,} samples of {dim} variables need {format_bytes(size)} in "
                 f"{out.name}, but the disk has {format_bytes(free)} free; ask for fewer"
             )
-        _write_samples_npy(run.model, num_samples, out, generator, context)
+        decode = None if table is None else table.decode
+        _write_samples_npy(run.model, num_samples, out, generator, context, decode)
         return out
     if num_samples > MAX_PICTURE_SAMPLES:
         raise ResourceError(
@@ -1009,27 +1185,36 @@ def _write_samples_npy(
     out: Path,
     generator: torch.Generator,
     context: torch.Tensor | None = None,
+    decode: Any = None,
 ) -> None:
+    """Samples into a ``.npy`` file (``decode``: a table's model values to its rows)."""
+
+    def draw(count: int) -> np.ndarray:
+        samples = model.sample(count, generator=generator, context=context)
+        return samples.cpu().numpy() if decode is None else decode(samples)
+
     with atomic_path(out) as tmp:
         if num_samples <= SAMPLE_CHUNK:  # one draw: the same samples as model.sample
-            samples = model.sample(num_samples, generator=generator, context=context)
             with open(tmp, "wb") as handle:
-                np.save(handle, samples.cpu().numpy())
+                np.save(handle, draw(num_samples))
         else:
             array = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.int64, shape=(num_samples, model.dim)
+                tmp,
+                mode="w+",
+                dtype=np.int64 if decode is None else np.float64,
+                shape=(num_samples, model.dim),
             )
             for start in range(0, num_samples, SAMPLE_CHUNK):
                 count = min(SAMPLE_CHUNK, num_samples - start)
-                array[start : start + count] = (
-                    model.sample(count, generator=generator, context=context).cpu().numpy()
-                )
+                array[start : start + count] = draw(count)
             array.flush()
             del array
 
 
 def _picture(run: Run, samples: torch.Tensor, out: Path) -> Path:
     dataset = run.dataset
+    if is_plane(dataset):
+        return plane_picture(run.model, dataset, out, samples=samples)
     if dataset.kind == "image":
         return plots.sample_grid(samples, dataset.shape, out, num_values=dataset.num_values)
     if dataset.kind == "2d":

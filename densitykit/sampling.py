@@ -74,9 +74,14 @@ Contract on heads: ``head.encode`` acts per variable, i.e. for values ``x`` ``(B
 and every variable ``i``,
 ``head.encode(x, dtype)[:, i*W:(i+1)*W] == head.encode(x[:, i:i+1], dtype)`` with
 ``W = head.input_width``, so the sampler encodes only the variable it has just drawn.
-Every built-in head satisfies it. A head whose encoding depends on the variable's
-index (or on other variables) is detected by a probe and sampled by re-encoding all
-values at each step instead, which is exact but costs $O(D)$ more encoding work.
+Every built-in head satisfies it. A head whose variables differ (per-variable widths,
+[`densitykit.widths`][densitykit.widths]: the ``mixed`` head) encodes a variable
+knowing which, ``head.encode_variable_into(values, out, i)`` writing what
+``head.encode(x, dtype)[:, input_starts[i]:input_starts[i+1]]`` holds, and draws it
+with ``head.sample_variable_from_uniforms``; the steps then read and write each
+variable's own units (``Plan.input_ends``, ``Plan.output_ends``). A head whose
+encoding depends on other variables is detected by a probe and sampled by re-encoding
+all values at each step instead, which is exact but costs $O(D)$ more encoding work.
 
 Example:
     >>> import torch, densitykit as dk
@@ -149,6 +154,11 @@ def check_parts(backbone: object, head: object) -> None:
         raise ValueError(
             "backbone does not fit the head: expected (dim, params_per_variable, "
             f"input_width) = {expected}, got {actual}"
+        )
+    if head.variable_widths != backbone.widths:
+        raise ValueError(
+            f"backbone does not fit the head: expected the widths {head.variable_widths}, "
+            f"got {backbone.widths}"
         )
 
 
@@ -427,12 +437,22 @@ def encodes_per_variable(
     probe = _probe_values(head)
     if probe is None:
         return False
-    probe, dim = probe.to(device), head.dim
+    probe, dim, widths = probe.to(device), head.dim, head.variable_widths
     together = head.encode(probe, dtype)
+    if tuple(together.shape) != (probe.shape[0], widths.num_inputs):
+        return False
+    if not widths.is_uniform or type(head).encode_variable_into is not Head.encode_variable_into:
+        # A head that encodes each variable its own way: what the sampler calls, one
+        # variable at a time.
+        starts = widths.input_starts
+        for variable in range(dim):
+            out = together.new_empty(widths.inputs[variable], probe.shape[0])
+            head.encode_variable_into(probe[:, variable], out, variable)
+            if not torch.equal(out.t(), together[:, starts[variable] : starts[variable + 1]]):
+                return False
+        return True
     apart = head.encode(probe.reshape(-1, 1), dtype)
     width = head.input_width
-    if tuple(together.shape) != (probe.shape[0], dim * width):
-        return False
     if tuple(apart.shape) != (probe.numel(), width):
         return False
     return torch.equal(together, apart.reshape(probe.shape[0], dim * width))
@@ -460,8 +480,10 @@ def _probe_values(head: Head) -> torch.Tensor | None:
     ).double()
     try:
         return biject_to(head.support)(reals).to(head.value_dtype)
-    except NotImplementedError:  # no transform into the support: assume nothing
-        return None
+    except NotImplementedError:  # no transform into the support: 0/1 patterns, if inside
+        bits = torch.stack([torch.zeros(dim), torch.ones(dim), index % 2, (index + 1) % 2])
+        bits = bits.to(head.value_dtype)
+        return bits if bool(head.support.check(bits).all()) else None
 
 
 def _permuted(
@@ -567,7 +589,7 @@ def _draw(
     """Run ``plan``: ``given`` ``(N, D)`` with the variables of steps ``plan.start..``
     drawn (the earlier ones are read, the later ones must be zero)."""
     dtype, device = _dtype_and_device(backbone, head)
-    width, num_samples = backbone.input_width, given.shape[0]
+    num_samples = given.shape[0]
     per_variable = encodes_per_variable(head, dtype, device)
     # Permuted once per call: the weights change in training.
     weights, biases = _prepare(backbone, mask, plan, context)
@@ -575,9 +597,9 @@ def _draw(
     # Activations as (units, samples), units in degree order: a unit's inputs are a
     # contiguous prefix of rows. Hidden and output rows start as their biases and
     # accumulate their products; input rows are read only once written.
-    inputs = torch.empty(backbone.dim * width, num_samples, dtype=dtype, device=device)
+    inputs = torch.empty(backbone.widths.num_inputs, num_samples, dtype=dtype, device=device)
     if plan.start:
-        known = plan.input_order[: plan.start * width]
+        known = plan.input_order[: plan.input_ends[plan.start]]
         inputs[: known.numel()] = head.encode(given, dtype).index_select(1, known).t()
     targets = [bias.expand(-1, num_samples).clone() for bias in biases]
     sources = [inputs, *targets[:-1]]
@@ -659,8 +681,9 @@ def _run_steps(plan: Plan, head: Head, generator: torch.Generator | None, state:
     """Draw the variables step by step (see ``Step``) into ``state``."""
     targets, sources, weights, inputs = state.targets, state.sources, state.weights, state.inputs
     num_hidden = len(state.activations)
-    outputs, params = targets[num_hidden], head.params_per_variable
-    width, dtype = head.input_width, inputs.dtype
+    outputs, dtype = targets[num_hidden], inputs.dtype
+    in_ends, out_ends = plan.input_ends, plan.output_ends
+    input_starts = head.variable_widths.input_starts
     last_step = plan.start + len(plan.steps) - 1
     # A head that declares its uniforms gets those of _DRAW_STEPS steps from one call:
     # a CPU generator yields the same stream in one call as in many, so the samples
@@ -687,14 +710,16 @@ def _run_steps(plan: Plan, head: Head, generator: torch.Generator | None, state:
             state.activations[product[0]](targets[product[0]][product[1] : product[2]])
         for product in work.output:
             run(product)
-        out = outputs[step * params : (step + 1) * params].t().contiguous()
+        out = outputs[out_ends[step] : out_ends[step + 1]].t().contiguous()
         if ahead:
             if offset % _DRAW_STEPS == 0:
                 count = min(_DRAW_STEPS, len(plan.steps) - offset)
                 block = uniform(
                     (count, draws, num_samples), generator, device=inputs.device, dtype=u_dtype
                 )
-            values = head.sample_from_uniforms(out, block[offset % _DRAW_STEPS])
+            values = head.sample_variable_from_uniforms(
+                out, block[offset % _DRAW_STEPS], work.variable
+            )
         else:
             values = head.sample(out, work.variable, generator)
         # As the reference stores them: the encoding must read the values it holds.
@@ -705,12 +730,12 @@ def _run_steps(plan: Plan, head: Head, generator: torch.Generator | None, state:
             state.values[:, work.variable] = values
         if step == last_step:
             return  # the last variable feeds no output
+        rows = inputs[in_ends[step] : in_ends[step + 1]]
         if state.values is None:
-            head.encode_into(values, inputs[step * width : (step + 1) * width])
+            head.encode_variable_into(values, rows, work.variable)
         else:
-            begin = work.variable * width
-            encoded = head.encode(state.values, dtype)[:, begin : begin + width]
-            inputs[step * width : (step + 1) * width] = encoded.t()
+            begin, end = input_starts[work.variable], input_starts[work.variable + 1]
+            rows.copy_(head.encode(state.values, dtype)[:, begin:end].t())
 
 
 def _in_place(activation: nn.Module) -> Callable[[torch.Tensor], object]:

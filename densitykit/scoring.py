@@ -31,7 +31,14 @@ from densitykit.atomic import atomic_path
 from densitykit.checkpoint import load_checkpoint
 from densitykit.checks import check_int, check_output_file
 from densitykit.data import DATASETS, load_dataset
-from densitykit.data.files import check_values, is_data_file, read_arrays, read_npy_header
+from densitykit.data.files import (
+    check_values,
+    is_data_file,
+    read_arrays,
+    read_npy_header,
+    read_table,
+)
+from densitykit.data.tables import Table
 from densitykit.errors import DataError
 from densitykit.family import DensityModel
 from densitykit.plugins import import_plugins, require_registered
@@ -45,6 +52,8 @@ __all__ = [
     "auroc",
     "load_model",
     "read_scoring_data",
+    "read_table_rows",
+    "run_table",
     "score",
     "score_data",
 ]
@@ -139,8 +148,14 @@ def score(
     num_masks: int | None = None,
     where: str = "data",
     on_batch: Callable[[int, int], None] | None = None,
+    table: Table | None = None,
 ) -> np.ndarray:
     """Log-likelihood in nats of every example of ``data`` under ``model``.
+
+    With a ``table`` (a table's run), ``data`` are raw rows in the data's units: they are
+    encoded with the run's columns and training statistics, and the log-likelihoods are
+    in the data's units (the standardisation's log-Jacobian added; see
+    [`Table.log_jacobian`][densitykit.data.tables.Table.log_jacobian]).
 
     Args:
         model: A trained model.
@@ -150,6 +165,7 @@ def score(
         num_masks: Score with the mixture of the first ``num_masks`` masks (all by default).
         where: What the data are, for error messages.
         on_batch: Called with ``(examples done, total)`` after each batch.
+        table: The run's table of columns, for raw rows of a table.
 
     Returns:
         ``(N,)`` ``float64`` log-likelihoods.
@@ -177,12 +193,22 @@ def score(
         data = np.asarray(data)
     if data.ndim == 0 or len(data) == 0:
         raise DataError(f"{where}: expected at least one example, got shape {data.shape}")
+    if table is not None:
+        data = table.encode(data, where=where)
     out = np.empty(len(data), dtype=np.float64)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             for start in range(0, len(data), batch_size):
+                if table is not None:
+                    values = data[start : start + batch_size].to(model.device)
+                    log_prob = model.evaluation_log_prob(values, num_masks=count).double().cpu()
+                    log_prob += table.log_jacobian(values)
+                    out[start : start + len(values)] = log_prob.numpy()
+                    if on_batch is not None:
+                        on_batch(start + len(values), len(data))
+                    continue
                 batch = _flat(check_values(data[start : start + batch_size], where), model.dim,
                               where)  # fmt: skip
                 high = int(batch.max())
@@ -289,12 +315,76 @@ def score_data(
         CheckpointError: If the run folder cannot be loaded.
     """
     model = load_model(run_dir, device=device, plugins=plugins)
-    examples, where = read_scoring_data(data, split=split, **(data_options or {}))
+    table = run_table(run_dir)
+    if table is None:
+        examples, where = read_scoring_data(data, split=split, **(data_options or {}))
+    else:
+        examples, where = read_table_rows(data, table, split=split, **(data_options or {}))
     log_prob = score(
         model, examples, batch_size=batch_size, num_masks=num_masks, where=where,
-        on_batch=on_batch,
+        on_batch=on_batch, table=table,
     )  # fmt: skip
     return Scores(log_prob, model.dim)
+
+
+def run_table(run_dir: str | os.PathLike[str]) -> Table | None:
+    """The table of columns a run was trained on (its recorded columns and training
+    statistics), or ``None`` for a run of other data."""
+    recorded = read_run_config(run_dir).data.options.get("table")
+    return None if recorded is None else Table.from_dict(recorded)
+
+
+def read_table_rows(
+    data: str | os.PathLike[str],
+    table: Table,
+    *,
+    split: str | None = None,
+    allow_missing: bool = False,
+    **options: Any,
+) -> tuple[np.ndarray, str]:
+    """A table's raw rows (data units) to score or impute with a run of ``table``: a
+    table file's (its columns checked against the run's) or a data set's split.
+
+    Args:
+        data: A ``.csv``/``.tsv``/``.npy``/``.npz`` file, or a registered data set name.
+        table: The run's table.
+        split: As in [`read_scoring_data`][densitykit.scoring.read_scoring_data].
+        allow_missing: Accept NaN (empty cells); otherwise they are refused here.
+        **options: The data set's options (not for files).
+
+    Raises:
+        DataError: If the file's columns differ from the run's (names or count), or a
+            value is missing where it is required.
+    """
+    text = os.fspath(data)
+    path = Path(text).expanduser()
+    if text in DATASETS or not (is_data_file(path) or path.exists()):
+        dataset = load_dataset(text, **options)
+        if dataset.table is None:
+            raise DataError(f"{text}: the run models a table of columns, but {text} is not one")
+        split = split or "test"
+        if split not in dataset.splits():
+            raise ValueError(f"split must be one of {sorted(dataset.splits())}, got {split!r}")
+        table.check_same_columns(dataset.table, text)
+        return dataset.table.decode(dataset.splits()[split]), f"{text} {split}"
+    if options:
+        raise ValueError(f"{path}: data set options {sorted(options)} do not apply to a file")
+    arrays, names = read_table(path)
+    if split is None and len(arrays) > 1:
+        raise DataError(f"{path}: the file holds arrays {sorted(arrays)}; choose one with --split")
+    name = split or next(iter(arrays))
+    if name not in arrays:
+        raise DataError(f"{path}: expected an array named {name!r}, got {sorted(arrays)}")
+    rows = arrays[name]
+    table.check_names(names, str(path))
+    if rows.shape[1] != table.dim:
+        raise DataError(
+            f"{path}: the run was trained on {table.dim} columns ({', '.join(table.names)}), "
+            f"got {rows.shape[1]}"
+        )
+    if not allow_missing and np.isnan(rows).any():
+        table.encode(rows, where=str(path))  # names the column and row
+    return rows, str(path)
 
 
 def auroc(negatives: Any, positives: Any) -> float:

@@ -270,11 +270,37 @@ def head_num_values(name: str, discrete: int = 5) -> int:
     return 2 if name == "bernoulli" else discrete
 
 
+MIXED_KINDS = ("real", "binary", "categorical:3", "spike:0.5")
+"""The kinds a test's ``mixed`` head cycles through, variable after variable."""
+
+
+def head_options(name: str, dim: int) -> dict:
+    """The options head ``name`` needs beyond ``dim`` and ``num_values``: the ``mixed``
+    head's ``kinds`` (every kind, cycled over the D variables); none for the others."""
+    if name == "mixed":
+        return {"kinds": [MIXED_KINDS[i % len(MIXED_KINDS)] for i in range(dim)]}
+    return {}
+
+
 def head_values(
     name: str, shape: tuple[int, ...], num_values: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Random values of the support of head ``name``: standard normals for a real head,
-    uniform integers ``0..num_values-1`` for a discrete one."""
+    uniform integers ``0..num_values-1`` for a discrete one; for ``mixed`` (with the
+    kinds of ``head_options`` over ``shape[-1]`` variables) codes in the discrete
+    columns and normals with every third value on the spike in the spiked ones."""
+    if name == "mixed":
+        values = torch.randn(shape, generator=generator)
+        codes = torch.randint(0, 6, shape, generator=generator).double()
+        for column, kind in enumerate(head_options(name, shape[-1])["kinds"]):
+            if kind == "binary":
+                values[..., column] = codes[..., column] % 2
+            elif kind.startswith("categorical:"):
+                values[..., column] = codes[..., column] % int(kind.split(":")[1])
+            elif kind.startswith("spike:"):
+                spiked = codes[..., column] % 3 == 0
+                values[..., column][spiked] = float(kind.split(":")[1])
+        return values
     if is_real_head(name):
         return torch.randn(shape, generator=generator)
     return torch.randint(0, num_values, shape, generator=generator)

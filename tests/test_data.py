@@ -123,7 +123,11 @@ def tiny_options(mnist_dir: Path, face_png: Path) -> dict[str, dict[str, Any]]:
         "fashion-mnist": {"data_dir": str(mnist_dir)},
         "binarized-mnist": {"data_dir": str(mnist_dir), "num_val": 6},
         "file": {"path": str(_write_images_npy(mnist_dir.parent / "images.npy"))},
+        **{name: {"num_samples": 200} for name in TOY_2D},
     }
+
+
+TOY_2D = ("moons", "8gaussians", "checkerboard", "pinwheel", "rings")  # tables of real x, y
 
 
 def _build(name: str, tiny_options: dict[str, dict[str, Any]], **overrides: Any) -> Dataset:
@@ -138,7 +142,7 @@ def _same(a: Dataset, b: Dataset) -> bool:
 
 ALL = DATASETS.names()
 # Their test split depends on the seed too (a draw of points, shapes or binarized pixels).
-SAMPLED = {"2d-smiley", "2d-image", "shapes", "binarized-mnist"}
+SAMPLED = {"2d-smiley", "2d-image", "shapes", "binarized-mnist", *TOY_2D}
 FIXED_SPLIT = {"binarized-mnist"}  # a benchmark's fixed split: no val_fraction
 
 
@@ -166,11 +170,17 @@ def test_splits_are_int64_in_range_and_match_kind(
     assert ds.name == name
     assert DATASETS.describe(name)  # the one-line description `densitykit datasets` shows
     for split in ds.splits().values():
-        assert split.dtype == torch.int64 and split.ndim == 2 and split.shape[1] == ds.dim
-        assert len(split) > 0
+        assert split.ndim == 2 and split.shape[1] == ds.dim and len(split) > 0
+        if ds.kind == "table":  # real values: float32 model values of its columns
+            assert split.dtype == torch.float32 and ds.num_values == 0
+            assert bool(torch.isfinite(split).all()) and ds.table.dim == ds.dim
+            continue
+        assert split.dtype == torch.int64
         assert int(split.min()) >= 0 and int(split.max()) < ds.num_values
-    assert ds.kind in {"1d", "2d", "image"}
-    if ds.kind == "1d":
+    assert ds.kind in {"1d", "2d", "image", "table"}
+    if ds.kind == "table":
+        assert ds.shape == (ds.dim,)
+    elif ds.kind == "1d":
         assert ds.dim == 1 and ds.shape == (1,)
     elif ds.kind == "2d":
         assert ds.dim == 2 and ds.shape == (ds.num_values, ds.num_values)
@@ -208,7 +218,7 @@ def test_options_rebuild_the_same_data(name: str, tiny_options: dict[str, dict[s
 def test_true_probs_and_entropy_agree(name: str, tiny_options: dict[str, dict[str, Any]]) -> None:
     ds = _build(name, tiny_options)
     if ds.true_probs is None:
-        assert ds.kind == "image"
+        assert ds.kind in ("image", "table")  # a table's law is a density, not a pmf
         return
     probs = ds.true_probs
     assert probs.dtype == torch.float64 and float(probs.min()) >= 0

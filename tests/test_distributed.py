@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from helpers import head_num_values, head_values
+from helpers import head_num_values, head_options, head_values
 from typer.testing import CliRunner
 
 import densitykit
@@ -90,7 +90,14 @@ def test_weighted_shard_losses_average_to_the_global_batch_gradient(
     num_values = head_num_values(head, 8)
     torch.manual_seed(0)
     model = densitykit.create_model(
-        head, 3, num_values, hidden_sizes=(16,), masks="random", num_masks=2, seed=0
+        head,
+        3,
+        num_values,
+        hidden_sizes=(16,),
+        masks="random",
+        num_masks=2,
+        seed=0,
+        **head_options(head, 3),
     )
     generator = torch.Generator().manual_seed(0)
     train = head_values(head, (batch_size + 5, 3), num_values, generator=generator)
@@ -192,7 +199,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _torchrun(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+def _torchrun(
+    args: list[str], cwd: Path, timeout: float, *, target: list[str] | None = None
+) -> subprocess.CompletedProcess:
+    """Two gloo processes running ``densitykit *args`` (or ``target``: a script and its
+    arguments)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
@@ -202,7 +213,7 @@ def _torchrun(args: list[str], cwd: Path, timeout: float) -> subprocess.Complete
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-        "-m", "densitykit", *args,
+        *(target if target is not None else ["-m", "densitykit", *args]),
     ]  # fmt: skip
     # A session of its own, so a hung run can be stopped with all of its workers.
     process = subprocess.Popen(
@@ -313,3 +324,60 @@ def test_a_class_conditional_run_trains_in_two_processes_like_in_one(tmp_path: P
     assert metrics["test_nll_nats"] == pytest.approx(
         read_json(single / "metrics.json")["test_nll_nats"], abs=1e-4
     )
+
+
+MIXED_SCRIPT = """
+import sys
+import torch
+import densitykit as dk
+from densitykit.distributed import is_main, session
+from densitykit.train import TrainConfig, fit
+
+
+def table(num, seed):
+    generator = torch.Generator().manual_seed(seed)
+    flag = (torch.rand(num, generator=generator) < 0.3).float()
+    real = 2.0 * flag - 1.0 + 0.5 * torch.randn(num, generator=generator)
+    code = torch.randint(0, 3, (num,), generator=generator).float()
+    zero = torch.rand(num, generator=generator) < 0.4
+    amount = torch.where(zero, 0.0, 1.0 + 0.3 * torch.randn(num, generator=generator))
+    return torch.stack([flag, real, code, amount], 1)
+
+
+with session("cpu"):
+    torch.manual_seed(0)
+    model = dk.create_model(
+        "mixed", 4, 0, kinds=["binary", "real", "categorical:3", "spike:0"], num_components=2,
+        hidden_sizes=(16,), masks="random", num_masks=2, seed=0,
+    )
+    config = TrainConfig(epochs=2, batch_size=99, lr=1e-2, patience=None, device="cpu")
+    result = fit(model, table(991, 1), table(201, 2), config)
+    if is_main():
+        torch.save({"model": model.state_dict(), "history": result.history}, sys.argv[1])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (dist.is_available() and dist.is_gloo_available()), reason="needs torch.distributed gloo"
+)
+def test_a_mixed_head_trains_in_two_processes_like_in_one(tmp_path: Path) -> None:
+    """Real, binary, categorical and spiked columns (per-variable widths) under DDP:
+    the weights and losses of one process on the same global batches."""
+    script = tmp_path / "mixed.py"
+    script.write_text(MIXED_SCRIPT)
+    result = _torchrun([], cwd=tmp_path, timeout=300, target=[str(script), "parallel.pt"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    single = subprocess.run(
+        [sys.executable, str(script), "single.pt"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert single.returncode == 0, single.stdout + single.stderr
+    parallel, alone = (torch.load(tmp_path / name) for name in ("parallel.pt", "single.pt"))
+    assert _max_abs_diff(parallel["model"], alone["model"]) < WEIGHT_TOLERANCE
+    for one, other in zip(parallel["history"], alone["history"], strict=True):
+        assert one["train_nll"] == pytest.approx(other["train_nll"], abs=1e-5)
+        assert one["val_nll"] == pytest.approx(other["val_nll"], abs=1e-5)

@@ -265,11 +265,26 @@ PAGE_OUTPUT = {
         "maf (1000, 2) True\nTrue",
     ],
     "datasets.md": ["Dataset('2d-smiley', kind='2d', shape=(32, 32)"],
+    "real-data.md": [
+        "columns: age:real, smoker:binary, job:categorical, income:spike",
+        "spike head (a probability at the spike, a density elsewhere): income",
+        "test NLL in the data's units (log-density)",
+        "age:real, smoker:binary, job:categorical (3 levels), income:spike=0",
+        "filled 4 empty cells in 3 of 3 rows, 5 draw(s)",
+        "test conditional NLL of job, income given age, smoker in the data's units",
+    ],
 }
 # What a page's code writes into its folder.
 PAGE_FILES_WRITTEN = {
     "getting-started.md": ["runs/smiley/checkpoint.pt", "samples.png", "smiley-copy.pt"],
     "extending.md": ["runs/binomial/metrics.json", "binomial.pt"],
+    "real-data.md": [
+        "people-samples.csv",
+        "people-scores.csv",
+        "filled.csv",
+        "runs/people-api/config.json",
+        "runs/8gaussians/density.png",
+    ],
     "families.md": [
         "runs/orderless/metrics.json",
         "completions.png",

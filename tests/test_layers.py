@@ -8,7 +8,7 @@ import pytest
 import strategies
 import torch
 import torch.nn.functional as F
-from helpers import head_num_values, head_values
+from helpers import head_num_values, head_options, head_values
 
 import densitykit as dk
 from densitykit import layers
@@ -19,7 +19,10 @@ from densitykit.made import MADE, PRODUCTS
 BACKBONE_HEADS = [
     name
     for name in dk.heads.names()
-    if dk.heads.create(name, dim=2, num_values=head_num_values(name)).params_per_variable > 0
+    if dk.heads.create(
+        name, dim=2, num_values=head_num_values(name), **head_options(name, 2)
+    ).params_per_variable
+    > 0
 ]
 
 
@@ -162,6 +165,7 @@ def build(
             options.pop("num_values", head_num_values(head)),
             hidden_sizes=hidden_sizes,
             masks=masks,
+            **head_options(head, 7),
             num_masks=3,
             seed=5,
             direct_connections=direct,

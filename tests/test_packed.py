@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import strategies
 import torch
-from helpers import head_num_values, head_values
+from helpers import head_num_values, head_options, head_values
 
 import densitykit as dk
 from densitykit import layers
@@ -23,7 +23,10 @@ from densitykit.train import TrainConfig, TrainState, fit
 BACKBONE_HEADS = [
     name
     for name in dk.heads.names()
-    if dk.heads.create(name, dim=2, num_values=head_num_values(name)).params_per_variable > 0
+    if dk.heads.create(
+        name, dim=2, num_values=head_num_values(name), **head_options(name, 2)
+    ).params_per_variable
+    > 0
 ]
 
 
@@ -140,6 +143,7 @@ def build(
             options.pop("num_values", head_num_values(head)),
             hidden_sizes=hidden_sizes,
             seed=5,
+            **head_options(head, 7),
             layout=layout,
             **options,
         ).double()

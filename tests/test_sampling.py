@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import strategies
 import torch
-from helpers import head_num_values, head_values, is_real_head
+from helpers import head_num_values, head_options, head_values, is_real_head
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import ModelSpec, model_specs
@@ -30,7 +30,10 @@ from densitykit.sampling import (
 BACKBONE_HEADS = [
     name
     for name in dk.heads.names()
-    if dk.heads.create(name, dim=2, num_values=head_num_values(name)).params_per_variable > 0
+    if dk.heads.create(
+        name, dim=2, num_values=head_num_values(name), **head_options(name, 2)
+    ).params_per_variable
+    > 0
 ]
 
 
@@ -50,6 +53,7 @@ def build(
         options.pop("num_values", head_num_values(head)),
         hidden_sizes=hidden_sizes,
         masks="multi-ordering",
+        **{**head_options(head, dim), **options.pop("head_options", {})},
         num_masks=num_masks,
         seed=7,
         direct_connections=direct,
@@ -194,7 +198,9 @@ def test_heads_whose_encoding_depends_on_the_index_are_re_encoded() -> None:
 def test_built_in_heads_encode_per_variable(head: str) -> None:
     for options in ({}, {"one_hot": True}, {"one_hot": False}):
         try:
-            instance = dk.heads.create(head, dim=4, num_values=head_num_values(head), **options)
+            instance = dk.heads.create(
+                head, dim=4, num_values=head_num_values(head), **head_options(head, 4), **options
+            )
         except TypeError:
             continue  # the head has no one_hot option
         assert encodes_per_variable(instance)
@@ -463,7 +469,8 @@ def test_sample_is_sample_from_uniforms(head: str) -> None:
         u = dk.heads.base.uniform(
             (k, 11), seeded(variable), device=params.device, dtype=torch.float64
         )
-        assert torch.equal(model.head.sample_from_uniforms(params[:, variable], u), drawn)
+        from_uniforms = model.head.sample_variable_from_uniforms(params[:, variable], u, variable)
+        assert torch.equal(from_uniforms, drawn)
 
 
 def test_a_head_that_draws_its_own_numbers_is_asked_per_step(
@@ -496,6 +503,16 @@ def test_a_head_that_draws_its_own_numbers_is_asked_per_step(
 @pytest.mark.parametrize("head", BACKBONE_HEADS)
 def test_encode_into_writes_what_encode_gives(head: str) -> None:
     model = build(head)
+    widths = model.head.variable_widths
+    if not widths.is_uniform:  # each variable its own width: encode_variable_into
+        values = head_values(head, (13, model.dim), model.num_values)
+        encoded = model.head.encode(values, torch.float64)
+        for variable in range(model.dim):
+            out = torch.zeros(widths.inputs[variable], 13, dtype=torch.float64)
+            model.head.encode_variable_into(values[:, variable], out, variable)
+            begin, end = widths.input_starts[variable], widths.input_starts[variable + 1]
+            assert torch.equal(out, encoded[:, begin:end].t())
+        return
     values = head_values(head, (13,), model.num_values)
     out = torch.zeros(model.head.input_width, 13, dtype=torch.float64)
     model.head.encode_into(values, out)

@@ -251,3 +251,24 @@ def test_recorded_columns_must_match_the_file(tmp_path: Path) -> None:
         load_dataset(
             "file", path=str(tmp_path / "t.csv"), table=ds.options["table"], columns="flag:real"
         )
+
+
+def test_a_spike_columns_total_is_its_probability_plus_its_density() -> None:
+    """A spike column in data units: the probability of the spike plus the integral of
+    the density elsewhere (with the log-Jacobian) is one."""
+    torch.manual_seed(0)
+    raw = np.concatenate([np.zeros(40), RNG.gamma(2.0, 30.0, 160)])[:, None]
+    table = infer_table(raw, raw, ["amount"], where="t")
+    assert table.kinds == ("spike",)
+    name, options = table.default_head()
+    model = create_model(name, 1, num_values=0, hidden_sizes=(4,), **options)
+    column = table.columns[0]
+    grid = np.linspace(column.mean - 15 * column.scale, column.mean + 15 * column.scale, 4001)
+    values = table.encode(grid[grid != 0.0][:, None], where="grid")
+    spike = table.encode(np.zeros((1, 1)), where="spike")
+    with torch.no_grad():
+        density = (model.log_prob(values).double() + table.log_jacobian(values)).exp()
+        mass = float(model.log_prob(spike).double().exp())
+    assert float(table.log_jacobian(spike)) == 0.0
+    total = mass + float(np.trapezoid(density.numpy(), grid[grid != 0.0]))
+    assert 0.0 < mass < 1.0 and total == pytest.approx(1.0, abs=2e-3)

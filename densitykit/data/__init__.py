@@ -1,7 +1,8 @@
-"""Discrete data sets for density estimation, one module per family, behind one registry.
+"""Data sets for density estimation, one module per family, behind one registry.
 
 Every data set is a [`Dataset`][densitykit.data.dataset.Dataset]: integer
-train / validation / test tensors plus what is known of the true distribution.
+train / validation / test tensors (or, for a table of real or mixed columns, its
+model values and columns) plus what is known of the true distribution.
 Build one by name with [`load_dataset`][densitykit.data.registry.load_dataset];
 [`names`][densitykit.data.registry.names] lists what is registered:
 
@@ -13,7 +14,8 @@ Build one by name with [`load_dataset`][densitykit.data.registry.load_dataset];
 | ``shapes`` | generated binary shape images (``shapes``) | 2 |
 | ``mnist``, ``fashion-mnist`` | IDX image files (``mnist``) | 2 or 256 |
 | ``binarized-mnist`` | the 50k / 10k / 10k benchmark, one fixed Bernoulli draw (``mnist``) | 2 |
-| ``file`` | your own .npy, .npz, .csv, .tsv or PNG folder (``files``) | max + 1 |
+| ``moons``, ``8gaussians``, ``checkerboard``, ``pinwheel``, ``rings`` | ``toy2d`` | real |
+| ``file`` | your own .npy, .npz, .csv, .tsv or PNG folder (``files``) | max + 1, or real |
 
 Register your own factory with ``@register("name")``; it must return a
 ``Dataset`` and take keyword-only options with defaults.
@@ -27,7 +29,15 @@ Example:
 
 from __future__ import annotations
 
-from densitykit.data import files, image2d, mnist, shapes, smiley, toy1d  # noqa: F401 - registers the built-ins
+from densitykit.data import (  # noqa: F401 - registers the built-ins
+    files,
+    image2d,
+    mnist,
+    shapes,
+    smiley,
+    toy1d,
+    toy2d,
+)
 from densitykit.data.dataset import Dataset
 from densitykit.data.files import from_array
 from densitykit.data.idx import read_idx

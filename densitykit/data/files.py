@@ -469,7 +469,7 @@ def write_table(
         missing: What a NaN is written as (an empty cell by default).
 
     Returns:
-        The path written.
+        The path written; every number reads back as the same float64.
     """
     path = Path(path)
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -481,8 +481,17 @@ def write_table(
         writer.writerow(names)
         for chunk in chunks:
             for row in np.asarray(chunk, dtype=np.float64).reshape(-1, len(names)):
-                writer.writerow([missing if math.isnan(v) else f"{v:.10g}" for v in row])
+                writer.writerow([_format_cell(float(v), missing) for v in row])
     return path
+
+
+def _format_cell(value: float, missing: str) -> str:
+    """A number as the shortest text that reads back as the same float64."""
+    if math.isnan(value):
+        return missing
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
 
 
 def _png_header(path: Path) -> tuple[int, int, int, int]:
@@ -791,7 +800,7 @@ def table_dataset(
         shape=(recorded.dim,),
         table=recorded,
         true_log_density=true_log_density,
-        options={**options, "columns": columns, "table": recorded.to_dict()},
+        options={**options, "table": recorded.to_dict()},
     )
 
 
@@ -929,7 +938,8 @@ def file(
         return table_dataset(
             "file", splits, names, where=str(absolute), columns=columns, table=table,
             options={
-                "path": str(absolute), "header": header, "val_fraction": val_fraction,
+                "path": str(absolute), "header": header, "columns": columns,
+                "val_fraction": val_fraction,
                 "test_fraction": test_fraction, "max_train": max_train, "seed": seed,
             },
         )  # fmt: skip

@@ -66,6 +66,7 @@ from densitykit.errors import DataError
 
 __all__ = [
     "COLUMN_KINDS",
+    "DEFAULT_COMPONENTS",
     "INFER_MAX_LEVELS",
     "MAX_LEVELS",
     "SPIKE_FRACTION",
@@ -88,6 +89,9 @@ SPIKE_FRACTION = 0.1
 is inferred a spike column at that value."""
 SPIKE_MIN_ROWS = 5
 """...and by at least this many rows (two equal values in twenty rows are no spike)."""
+DEFAULT_COMPONENTS = 5
+"""Gaussian components of the real and spike columns' heads unless ``--num-components``
+says otherwise (the ``gaussian-mixture`` head's own default)."""
 MAX_LEVELS = 256
 """The most levels a categorical column may have."""
 
@@ -274,12 +278,14 @@ class Table:
 
         ``gaussian-mixture`` when every column is real (its default 5 components);
         ``bernoulli`` when every column is binary; ``categorical`` when every column is
-        discrete with one number of levels; ``mixed`` (with ``kinds``) otherwise.
+        discrete with one number of levels; ``mixed`` otherwise, with each column's kind
+        and [`DEFAULT_COMPONENTS`][densitykit.data.tables.DEFAULT_COMPONENTS]
+        components for its real and spike columns.
 
         Example:
             >>> flag = Column("b", "binary", levels=(0.0, 1.0))
             >>> Table((Column("a", "real"), flag)).default_head()
-            ('mixed', {'kinds': ['real', 'binary']})
+            ('mixed', {'kinds': ['real', 'binary'], 'num_components': 5})
         """
         kinds = set(self.kinds)
         if kinds == {"real"}:
@@ -288,7 +294,10 @@ class Table:
             return "bernoulli", {}
         if self.is_discrete and len({c.num_levels for c in self.columns}) == 1:
             return "categorical", {}
-        return "mixed", {"kinds": [c.head_kind() for c in self.columns]}
+        return "mixed", {
+            "kinds": [c.head_kind() for c in self.columns],
+            "num_components": DEFAULT_COMPONENTS,
+        }
 
     def spike_columns(self) -> tuple[str, ...]:
         """The names of the spike columns."""

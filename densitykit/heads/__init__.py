@@ -3,7 +3,8 @@
 Example:
     >>> import densitykit as dk
     >>> dk.heads.names()
-    ['bernoulli', 'categorical', 'gaussian', 'gaussian-mixture', 'histogram', 'logistic-mixture']
+    ['bernoulli', 'categorical', 'gaussian', 'gaussian-mixture', 'histogram', 'logistic-mixture',
+     'mixed', 'spike']
 """
 
 from densitykit.heads.base import Head
@@ -16,7 +17,9 @@ from densitykit.heads.logistic_mixture import (
     LogisticMixtureHead,
     discretized_logistic_log_prob,
 )
+from densitykit.heads.mixed import MixedHead
 from densitykit.heads.registry import HEADS, create, default_num_values, get, names, register
+from densitykit.heads.spike import SpikeAndSlab, SpikeHead
 
 __all__ = [
     "HEADS",
@@ -28,6 +31,9 @@ __all__ = [
     "Head",
     "HistogramHead",
     "LogisticMixtureHead",
+    "MixedHead",
+    "SpikeAndSlab",
+    "SpikeHead",
     "create",
     "default_num_values",
     "discretized_logistic_log_prob",

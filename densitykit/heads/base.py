@@ -10,6 +10,7 @@ from torch import nn
 from torch.distributions import Categorical, Distribution, biject_to, constraints
 
 from densitykit.checks import check_int, check_positive_int
+from densitykit.widths import VariableWidths
 
 __all__ = ["Head", "encode_values", "scale_to_unit_interval", "uniform"]
 
@@ -89,7 +90,19 @@ class Head(nn.Module, abc.ABC):
     ``gaussian-mixture``).
 
     Subclasses set ``params_per_variable`` and ``input_width`` in ``__init__`` and
-    implement ``encode``, ``_log_prob`` and ``sample``. A head whose
+    implement ``encode``, ``_log_prob`` and ``sample``.
+
+    *Per-variable widths.* A head may give each variable its own number of
+    parameters $P_i$ and input units $W_i$ (a row of mixed columns: a binary takes 1
+    parameter, a categorical over N values N, a real mixture 3M): it overrides
+    [`variable_widths`][densitykit.heads.Head.variable_widths], sets
+    ``params_per_variable`` to the largest $P_i$ and ``input_width`` to the largest
+    $W_i$, encodes values ``(B, D)`` into ``(B, sum W_i)`` and reads variable ``i``'s
+    parameters from ``params[..., i, :P_i]`` (the backbone's outputs are exactly
+    $\sum_i P_i$ units; the parameters it hands over are zero-padded to ``(B, D, P)``).
+    Such a head samples and encodes one variable knowing which
+    (``sample_variable_from_uniforms``, ``encode_variable_into``). The default is
+    the same $P$ and $W$ for every variable, and nothing changes for such a head. A head whose
     ``params_per_variable`` is 0 has parameters of its own and takes none from a
     network: the MADE and the orderless model refuse it (the histogram head is used by
     its own family, [`densitykit.histogram`][densitykit.histogram]).
@@ -151,9 +164,24 @@ class Head(nn.Module, abc.ABC):
             (num_rows, self.dim), self.placeholder, dtype=self.value_dtype, device=device
         )
 
+    @property
+    def variable_widths(self) -> VariableWidths:
+        """Input units and parameters of each variable
+        ([`VariableWidths`][densitykit.widths.VariableWidths]): by default
+        ``input_width`` and ``params_per_variable`` for every variable; a head with
+        per-variable widths overrides it.
+
+        Example:
+            >>> import densitykit as dk
+            >>> dk.heads.create("categorical", dim=2, num_values=3).variable_widths
+            VariableWidths(inputs=(3, 3), outputs=(3, 3))
+        """
+        return VariableWidths.uniform(self.dim, self.input_width, self.params_per_variable)
+
     @abc.abstractmethod
     def encode(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """Turn values ``(B, D)`` into backbone inputs ``(B, D * input_width)``."""
+        """Turn values ``(B, D)`` into backbone inputs ``(B, D * input_width)``
+        (``(B, sum W_i)`` for a head with per-variable widths)."""
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Per-variable log-probabilities of values checked against the support.
@@ -291,8 +319,10 @@ class Head(nn.Module, abc.ABC):
 
     uniforms_per_sample: int = 0
     """How many uniform draws ``sample`` takes per row: ``k > 0`` declares that
-    ``sample`` is exactly ``sample_from_uniforms(params, uniform((k, N), generator, ...))``
-    (with the dtype of [`sample_dtype`][densitykit.heads.Head.sample_dtype]), so the
+    ``sample(params, variable, generator)`` is exactly
+    ``sample_variable_from_uniforms(params, uniform((k, N), generator, ...), variable)``
+    (with the dtype of [`sample_dtype`][densitykit.heads.Head.sample_dtype]; for most
+    heads that is ``sample_from_uniforms``, whatever the variable), so the
     fast sampler may draw the uniforms of many steps in one call and get the same
     samples; 0 (the default, for plug-in heads) makes no such promise."""
 
@@ -313,6 +343,15 @@ class Head(nn.Module, abc.ABC):
         raise NotImplementedError(
             f"{type(self).__name__} draws its own random numbers (uniforms_per_sample=0)"
         )
+
+    def sample_variable_from_uniforms(
+        self, params: torch.Tensor, u: torch.Tensor, variable: int
+    ) -> torch.Tensor:
+        """``sample_from_uniforms`` for variable ``variable``: what the fast sampler
+        calls. The default ignores the variable; a head whose variables differ (per-
+        variable widths) overrides it. ``params`` may hold the variable's own $P_i$
+        columns or the padded $P$."""
+        return self.sample_from_uniforms(params, u)
 
     def sample_by_uniforms(
         self, params: torch.Tensor, generator: torch.Generator | None
@@ -344,6 +383,12 @@ class Head(nn.Module, abc.ABC):
         """Write one variable's values ``(N,)``, encoded as ``encode`` encodes a variable,
         into ``out`` ``(input_width, N)`` (a sampler's inputs, units by samples)."""
         out.copy_(self.encode(values[:, None], out.dtype).t())
+
+    def encode_variable_into(self, values: torch.Tensor, out: torch.Tensor, variable: int) -> None:
+        """``encode_into`` for variable ``variable`` (``out`` is ``(W_i, N)``): what
+        the fast sampler calls. The default ignores the variable; a head with
+        per-variable widths overrides it."""
+        self.encode_into(values, out)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_values={self.num_values}"

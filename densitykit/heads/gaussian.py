@@ -157,7 +157,10 @@ class GaussianMixtureHead(_RealHead):
         super().__init__(dim, num_values, min_scale)
         self.num_components = check_positive_int(num_components, "num_components")
         self.params_per_variable = 3 * self.num_components
-        spread = torch.linspace(-1.0, 1.0, self.num_components + 2)[1:-1]
+        # Computed on the CPU, then placed on the default device: a linspace on "meta"
+        # (parameter_count builds heads there) would import torch._dynamo (about 1 s).
+        spread = torch.linspace(-1.0, 1.0, self.num_components + 2, device="cpu")[1:-1]
+        spread = spread.to(torch.empty(0).device)  # (torch.get_default_device needs 2.3)
         self.register_buffer("mean_offset", spread, persistent=False)
 
     def _split(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -6,12 +6,16 @@ Every picture is an output of the code, made on the CPU in a few minutes in all:
   pictures of the README's ``densitykit fit`` (the default run, 2-D smiley),
   copied as they are;
 * ``head-bernoulli.png``, ``head-categorical.png``, ``head-logistic-mixture.png``
-  and ``head-histogram.png``: one picture per head for the Heads page.
+  and ``head-histogram.png``: one picture per head for the Heads page;
+* ``real-8gaussians-density.png``: the run folder picture of
+  ``densitykit fit --data 8gaussians --hidden-sizes 128,128 --epochs 60 --lr 0.003``
+  for the Real-valued and mixed data page, copied as it is.
 
 Usage (from the repository root; one training at a time, one CPU thread):
 
     python docs/scripts/make_figures.py            # everything
     python docs/scripts/make_figures.py heads      # only the head pictures
+    python docs/scripts/make_figures.py real       # only the 2-D real data picture
 """
 
 from __future__ import annotations
@@ -50,6 +54,17 @@ def home(run_dir: Path) -> None:
     """Copy the default run's pictures."""
     shutil.copyfile(run_dir / "density.png", ASSETS / "smiley-density.png")
     shutil.copyfile(run_dir / "learning_curves.png", ASSETS / "smiley-learning-curves.png")
+
+
+REAL_RUN = ["--data", "8gaussians", "--hidden-sizes", "128,128", "--epochs", "60", "--lr", "0.003"]
+"""The 2-D real run the Real-valued and mixed data page shows."""
+
+
+def real(folder: Path) -> None:
+    """Fit the page's 8gaussians run and copy its density picture."""
+    command = [sys.executable, "-m", "densitykit", "fit", *REAL_RUN, "--threads", "1"]
+    subprocess.run([*command, "--out", str(folder), "--quiet"], check=True)
+    shutil.copyfile(folder / "density.png", ASSETS / "real-8gaussians-density.png")
 
 
 def _train(model: dk.AutoregressiveModel, dataset, **options) -> None:
@@ -160,14 +175,18 @@ def _save(fig, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Draw the pictures asked for (all by default)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="*", help="home and/or heads (default: both)")
+    parser.add_argument("which", nargs="*", help="home, heads and/or real (default: all)")
     args = parser.parse_args(argv)
-    args.which = args.which or ["home", "heads"]
-    if set(args.which) - {"home", "heads"}:
-        parser.error(f"expected home and/or heads, got {' '.join(args.which)}")
+    args.which = args.which or ["home", "heads", "real"]
+    if set(args.which) - {"home", "heads", "real"}:
+        parser.error(f"expected home, heads and/or real, got {' '.join(args.which)}")
     torch.set_num_threads(1)
     ASSETS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        if "real" in args.which:
+            real(Path(tmp) / "8gaussians")
+        if not {"home", "heads"} & set(args.which):
+            return _listed()
         run_dir = default_run(Path(tmp) / "smiley")
         if "home" in args.which:
             home(run_dir)
@@ -176,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             categorical(run_dir)
             logistic_mixture()
             histogram()
+    return _listed()
+
+
+def _listed() -> int:
     for path in sorted(ASSETS.glob("*.png")):
         print(f"wrote {path.relative_to(ASSETS.parents[1])}")
     return 0
