@@ -422,12 +422,14 @@ def test_a_run_on_real_data_fits_evaluates_samples_and_resumes(tmp_path) -> None
     assert samples.shape == (7, 3) and np.issubdtype(samples.dtype, np.floating)
     resumed = _invoke("resume", out, "--epochs", "2", "--quiet")
     assert resumed.exit_code == 0, resumed.output
-    for command, needs in (
-        (["eval", out, "--observed", "top-half"], "needs conditional_log_prob"),
-        (["inpaint", out, "--out", tmp_path / "i.png"], "needs complete"),
+    scored = _invoke("score", out, data, "-o", tmp_path / "scores.csv")
+    assert scored.exit_code == 0 and "scored 400 examples" in scored.output, scored.output
+    for command in (
+        ["eval", out, "--observed", "top-half"],
+        ["inpaint", out, "--out", tmp_path / "i.png"],
     ):
         refused = _invoke(*command)
-        assert refused.exit_code == 1 and needs in refused.output, refused.output
+        assert refused.exit_code == 1 and "needs " in refused.output, refused.output
         assert "a maf model does not answer" in refused.output
         assert len(refused.output.strip().splitlines()) == 1
 
@@ -523,3 +525,13 @@ def test_packed_layers_invert_exactly() -> None:
     fast, reference = model.inverse(z), model.inverse(z, reference=True)
     assert (fast - reference).abs().max() < 1e-10
     assert (model.transform(fast)[0] - z).abs().max() < 1e-10
+
+
+def test_a_built_in_2d_real_data_set_trains_and_draws_its_density(tmp_path) -> None:
+    out = tmp_path / "moons"
+    fitted = _invoke("fit", "--data", "moons", "--data-option", "num_samples=300",
+                     *MAF_OPTIONS, "--epochs", "1", "--quiet", "--out", out)  # fmt: skip
+    assert fitted.exit_code == 0, fitted.output
+    assert (out / "density.png").exists()
+    sampled = _invoke("sample", out, "-n", "50", "-o", tmp_path / "moons.png")
+    assert sampled.exit_code == 0 and (tmp_path / "moons.png").exists(), sampled.output
