@@ -290,6 +290,8 @@ PAGE_FILES_WRITTEN = {
         "completions.png",
         "runs/independent/metrics.json",
         "independent.npy",
+        "runs/maf/density.png",
+        "maf-samples.npy",
     ],
 }
 
