@@ -7,7 +7,8 @@
 (``dk.save_checkpoint``, ``dk.load_checkpoint``), sampling (``model.sample``,
 ``dk.sampling``) and queries with some variables observed (``model.complete``,
 ``model.conditional_log_prob``, ``dk.queries``, ``dk.inpainting``; ``dk.orderless``, one
-network for every conditional; ``dk.histogram``, the independent baseline).
+network for every conditional; ``dk.histogram``, the independent baseline; ``dk.maf``,
+a flow of MADEs over real values).
 
 Example:
     >>> import torch, densitykit as dk
@@ -26,6 +27,7 @@ from densitykit import (
     heads,
     histogram,
     inpainting,
+    maf,
     masks,
     orderless,
     plots,
@@ -50,6 +52,7 @@ from densitykit.heads import Head
 from densitykit.histogram import HistogramConfig, HistogramModel
 from densitykit.layers import MaskedLinear, PackedLinear
 from densitykit.made import MADE
+from densitykit.maf import MAFConfig, MAFModel
 from densitykit.masks import Connectivity
 from densitykit.model import AutoregressiveModel, ModelConfig, build_model, create_model
 from densitykit.registry import Registry
@@ -71,6 +74,8 @@ __all__ = [
     "Head",
     "HistogramConfig",
     "HistogramModel",
+    "MAFConfig",
+    "MAFModel",
     "MaskedLinear",
     "ModelConfig",
     "PackedLinear",
@@ -97,6 +102,7 @@ __all__ = [
     "load_checkpoint",
     "load_dataset",
     "load_run",
+    "maf",
     "masks",
     "orderless",
     "plots",

@@ -573,7 +573,7 @@ _Family = Annotated[
     typer.Option(
         help="Model family: " + _names(FAMILIES) + "; see `densitykit families` (orderless: "
         "one network for every conditional; histogram: independent variables, also "
-        "--head histogram).",
+        "--head histogram; maf: a flow of MADEs over real values).",
         rich_help_panel=_MODEL_PANEL,
     ),
 ]
@@ -643,6 +643,22 @@ _NumComponents = Annotated[
     int | None,
     typer.Option(
         help="Mixture components (logistic-mixture, gaussian-mixture and mixed heads).",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_NumTransforms = Annotated[
+    int | None,
+    typer.Option(
+        help="Affine MADE layers of a flow (--family maf; default 5). --hidden-sizes gives "
+        "each MADE's hidden layers.",
+        rich_help_panel=_MODEL_PANEL,
+    ),
+]
+_FamilyOption = Annotated[
+    list[str],
+    typer.Option(
+        help="A field of another family's config, key=value (repeatable; e.g. for maf "
+        "base=mog, batch_norm=true, permutation=random, log_scale_bound=3).",
         rich_help_panel=_MODEL_PANEL,
     ),
 ]
@@ -817,6 +833,8 @@ def fit(
     ordering: _Ordering = None,
     head_option: _HeadOption = [],  # noqa: B006
     mask_option: _MaskOption = [],  # noqa: B006
+    num_transforms: _NumTransforms = None,
+    family_option: _FamilyOption = [],  # noqa: B006
     epochs: _Epochs = _TRAIN.epochs,
     batch_size: _BatchSize = _TRAIN.batch_size,
     optimizer: _Optimizer = _TRAIN.optimizer,
@@ -920,9 +938,21 @@ def _fit_model_config(options: dict[str, Any], given: set[str]) -> Any:
         "seed": options["seed"],
     }
     if options["family"] != "made":
-        return _other_family_config(
-            options["family"], {**common, "direct_connections": options["direct"]}, given
-        )
+        other = {
+            **common,
+            "direct_connections": options["direct"],
+            "activation": options["activation"],
+            "num_transforms": options["num_transforms"],
+            "num_components": options["num_components"],
+            "family_option": options["family_option"],
+        }
+        return _other_family_config(options["family"], other, given)
+    for flag in ("num_transforms", "family_option"):
+        if flag in given:
+            raise ValueError(
+                f"--{flag.replace('_', '-')} sets another family's config; it does not apply "
+                "to --family made"
+            )
     return ModelConfig(
         **common,
         masks=options["masks"],
@@ -980,8 +1010,7 @@ def _fit_and_report(
 
 # Options of `fit` that set MADE-only settings: refused for another family when given.
 _MADE_ONLY = (
-    "masks", "activation", "dropout", "mask_input", "layout", "mask_every", "ordering",
-    "eval_masks",
+    "masks", "dropout", "mask_input", "layout", "mask_every", "ordering", "eval_masks",
 )  # fmt: skip
 
 
@@ -1007,6 +1036,14 @@ def _other_family_config(family: str, options: dict[str, Any], given: set[str]) 
     # (the orderless model's 500 hidden units with direct connections, say, not the
     # MADE's 256,256 without).
     values = {"head": options["head"], "head_options": options["head_options"]}
+    if "num_components" in fields:  # a family's own field (the MAF's MoG base), not a head's
+        values.pop("head_options")
+        if "num_components" in given:
+            values["num_components"] = options["num_components"]
+    if "activation" in given:
+        values["activation"] = options["activation"]
+    if "num_transforms" in given:
+        values["num_transforms"] = options["num_transforms"]
     if "hidden_sizes" in given:
         values["hidden_sizes"] = options["hidden_sizes"]
     if "direct" in given:
@@ -1017,12 +1054,25 @@ def _other_family_config(family: str, options: dict[str, Any], given: set[str]) 
     if "num_masks" in given:
         values["num_orderings"] = options["num_masks"]
     if "seed" in given:
-        values["ordering_seed"] = options["seed"]
+        values["ordering_seed"] = values["seed"] = options["seed"]
     for param, field in _FAMILY_FIELDS.items():
         if param in given and field not in fields:
             flag = "--" + param.replace("_", "-")
             raise ValueError(f"{flag} does not apply to --family {family}")
-    return config_class(**{key: value for key, value in values.items() if key in fields})
+    if "num_components" in given and not fields & {"num_components", "head_options"}:
+        raise ValueError(f"--num-components does not apply to --family {family}")
+    values = {key: value for key, value in values.items() if key in fields}
+    for key, value in _parse_pairs(options["family_option"], "--family-option").items():
+        if key not in fields or key in ("dim", "num_labels", "context_size"):
+            settable = sorted(fields - {"dim", "num_labels", "context_size"})
+            raise ValueError(
+                f"--family-option {key}: the {family} family's config has no such setting; "
+                f"it takes {', '.join(settable)}"
+            )
+        if key in values:
+            raise ValueError(f"--family-option {key} repeats a named option; give it once")
+        values[key] = value
+    return config_class(**values)
 
 
 # CLI parameter -> the field of another family's config it sets.
@@ -1030,7 +1080,8 @@ _FAMILY_FIELDS = {
     "head": "head",
     "hidden_sizes": "hidden_sizes",
     "direct": "direct_connections",
-    "num_components": "head_options",
+    "activation": "activation",
+    "num_transforms": "num_transforms",
     "one_hot": "head_options",
     "head_option": "head_options",
     "mask_option": "orderings",

@@ -61,6 +61,7 @@ __all__ = [
     "check_head_fits",
     "check_sample_shape",
     "default_head",
+    "encode_features",
     "encode_labels",
     "names",
 ]
@@ -182,6 +183,53 @@ def encode_labels(
     return nn.functional.one_hot(labels, num_labels).to(dtype)
 
 
+def encode_features(
+    context: Any,
+    batch_shape: Sequence[int],
+    size: int,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Check real context features for a batch of shape ``batch_shape``, as a model
+    conditioned on ``size`` features reads them.
+
+    Args:
+        context: Finite floats of shape ``(*batch_shape, C)`` (one row per example) or
+            ``(C,)`` (one for all), ``C = size``.
+        batch_shape: The batch shape of the values they condition.
+        size: The features ``C``.
+        device: Where the features go.
+        dtype: Their floating dtype.
+
+    Returns:
+        ``(prod(batch_shape), C)`` features.
+
+    Raises:
+        TypeError: If the context is not a tensor or not of a floating dtype.
+        ValueError: If it is missing, of another shape, or not finite.
+
+    Example:
+        >>> import torch
+        >>> encode_features(torch.tensor([0.5, 1.0]), (3,), 2).shape
+        torch.Size([3, 2])
+    """
+    batch_shape = tuple(int(item) for item in batch_shape)
+    what = f"features of shape {(*batch_shape, size)} or ({size},)"
+    if context is None:
+        raise ValueError(f"this model is conditional; pass context= {what}")
+    if not isinstance(context, torch.Tensor):
+        raise TypeError(f"context must be {what}, got {type(context).__name__}")
+    if not context.is_floating_point():
+        raise TypeError(f"context must be {what} with a floating dtype, got {context.dtype}")
+    if tuple(context.shape) not in ((*batch_shape, size), (size,)):
+        raise ValueError(f"context must be {what}, got shape {tuple(context.shape)}")
+    if not bool(torch.isfinite(context).all()):
+        raise ValueError("context features contain NaN or infinite values")
+    features = context.to(device=device, dtype=dtype)
+    return features.expand(*batch_shape, size).reshape(math.prod(batch_shape), size)
+
+
 def check_sample_shape(sample_shape: int | Sequence[int]) -> tuple[int, ...]:
     """``sample_shape`` as a tuple of non-negative ints (an integer ``n`` is ``(n,)``), as
     every family's ``sample`` reads it.
@@ -221,6 +269,9 @@ class DataFacts:
         kind: ``"image"``, ``"2d"``, ``"1d"`` or ``"table"``.
         shape: One example's shape (``(H, W)`` for images).
         num_labels: The labels the run conditions on (0: none).
+        columns: For a table of columns, each column's ``(name, kind)`` (``real``,
+            ``binary``, ``categorical``, ``spike``, as ``densitykit.data.tables`` infers
+            them); empty otherwise.
     """
 
     name: str
@@ -229,6 +280,7 @@ class DataFacts:
     kind: str
     shape: tuple[int, ...]
     num_labels: int = 0
+    columns: tuple[tuple[str, str], ...] = ()
 
 
 class DensityModel(nn.Module):

@@ -54,6 +54,7 @@ from densitykit.family import (
     check_head_fits,
     check_sample_shape,
     default_head,
+    encode_features,
     encode_labels,
 )
 from densitykit.heads import HEADS, Head, default_num_values
@@ -507,7 +508,6 @@ class AutoregressiveModel(DensityModel):
             [[0.0, 0.0, 1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
         """
         batch_shape = tuple(int(size) for size in batch_shape)
-        count = math.prod(batch_shape)
         if not self.is_conditional:
             if context is not None:
                 raise ValueError(
@@ -519,20 +519,9 @@ class AutoregressiveModel(DensityModel):
             return encode_labels(
                 context, batch_shape, self.num_labels, device=self.device, dtype=self.dtype
             )
-        what = f"features of shape {(*batch_shape, self.context_size)} or ({self.context_size},)"
-        if context is None:
-            raise ValueError(f"this model is conditional; pass context= {what}")
-        if not isinstance(context, torch.Tensor):
-            raise TypeError(f"context must be {what}, got {type(context).__name__}")
-        if not context.is_floating_point():
-            raise TypeError(f"context must be {what} with a floating dtype, got {context.dtype}")
-        size = self.context_size
-        if tuple(context.shape) not in ((*batch_shape, size), (size,)):
-            raise ValueError(f"context must be {what}, got shape {tuple(context.shape)}")
-        if not bool(torch.isfinite(context).all()):
-            raise ValueError("context features contain NaN or infinite values")
-        features = context.to(self.device, self.dtype)
-        return features.expand(*batch_shape, size).reshape(count, size)
+        return encode_features(
+            context, batch_shape, self.context_size, device=self.device, dtype=self.dtype
+        )
 
     def _check_mask(self, mask: int | None) -> int | None:
         return None if mask is None else check_index(mask, self.num_masks, "mask")

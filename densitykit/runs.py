@@ -325,6 +325,9 @@ def data_facts(config: RunConfig, dataset: Dataset) -> DataFacts:
         kind=dataset.kind,
         shape=tuple(dataset.shape),
         num_labels=num_labels,
+        columns=()
+        if dataset.table is None
+        else tuple(zip(dataset.table.names, dataset.table.kinds)),
     )
 
 

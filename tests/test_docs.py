@@ -259,7 +259,11 @@ PAGE_OUTPUT = {
         "wrote 5000 samples to samples.png",
     ],
     "extending.md": ["'binomial'", "[0, 3, 6, 1, 4, 7, 2, 5, 8]", "2d-checkerboard"],
-    "families.md": ["OrderlessModel orderless True", "independent  Independent categoricals"],
+    "families.md": [
+        "OrderlessModel orderless True",
+        "independent  Independent categoricals",
+        "maf (1000, 2) True\nTrue",
+    ],
     "datasets.md": ["Dataset('2d-smiley', kind='2d', shape=(32, 32)"],
     "real-data.md": [
         "columns: age:real, smoker:binary, job:categorical, income:spike",
@@ -286,6 +290,8 @@ PAGE_FILES_WRITTEN = {
         "completions.png",
         "runs/independent/metrics.json",
         "independent.npy",
+        "runs/maf/density.png",
+        "maf-samples.npy",
     ],
 }
 
@@ -683,6 +689,13 @@ def check_mixed_tables(stdout: str, tmp_path: Path) -> None:
     assert "zuko MAF" in stdout  # a row, or the note of why it was skipped
 
 
+def check_maf_sampling(stdout: str, tmp_path: Path) -> None:
+    for text in ("threads: 1", "incremental s", "D-pass s", "ratio per run", "ms/step"):
+        assert text in stdout, text
+    differences = re.findall(r"largest \|incremental - D-pass\| over every run (\S+) ", stdout)
+    assert len(differences) == 2 and all(float(d) < 1e-4 for d in differences), stdout
+
+
 # script -> (arguments after --quick, given the temporary folder; check of its output)
 QUICK_RUNS = {
     "reproductions.py": (
@@ -725,6 +738,7 @@ QUICK_RUNS = {
     "throughput.py": (lambda tmp: [], check_throughput),
     "sampling.py": (lambda tmp: [], check_sampling),
     "mixed_tables.py": (lambda tmp: [], check_mixed_tables),
+    "maf_sampling.py": (lambda tmp: [], check_maf_sampling),
 }
 
 

@@ -78,8 +78,8 @@ def test_families_are_registered_and_listed() -> None:
     result = invoke("families")
     assert result.exit_code == 0
     listed = [line.split()[0] for line in result.output.splitlines() if line.strip()]
-    assert {"histogram", "made", "orderless"} <= set(listed)
-    with pytest.raises(UnknownNameError, match="'made', 'orderless'"):
+    assert {"histogram", "made", "maf", "orderless"} <= set(listed)
+    with pytest.raises(UnknownNameError, match="'made', 'maf', 'orderless'"):
         family.FAMILIES.get("nope")
     refused = invoke("fit", "--family", "nope", "--out", "x")
     assert refused.exit_code == 1 and "unknown model family 'nope'" in refused.output
