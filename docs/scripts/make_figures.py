@@ -9,13 +9,17 @@ Every picture is an output of the code, made on the CPU in a few minutes in all:
   and ``head-histogram.png``: one picture per head for the Heads page;
 * ``real-8gaussians-density.png``: the run folder picture of
   ``densitykit fit --data 8gaussians --hidden-sizes 128,128 --epochs 60 --lr 0.003``
-  for the Real-valued and mixed data page, copied as it is.
+  for the Real-valued and mixed data page, copied as it is;
+* ``real-flows-vs-mog.png``: a MADE with the ``gaussian-mixture`` head beside a MAF,
+  trained alike on three 2-D real sets, their densities in the data's units beside
+  the data and the true density.
 
 Usage (from the repository root; one training at a time, one CPU thread):
 
     python docs/scripts/make_figures.py            # everything
     python docs/scripts/make_figures.py heads      # only the head pictures
     python docs/scripts/make_figures.py real       # only the 2-D real data picture
+    python docs/scripts/make_figures.py flows      # only MADE MoG against MAF in 2-D
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 import densitykit as dk
 from densitykit import plots
 from densitykit.data import load_dataset
-from densitykit.runs import load_run
-from densitykit.train import TrainConfig, fit
+from densitykit.maf import MAFConfig, MAFModel
+from densitykit.runs import PLANE_GRID, load_run, table_log_jacobian
+from densitykit.train import TrainConfig, evaluate, fit
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DPI = 110
@@ -65,6 +71,78 @@ def real(folder: Path) -> None:
     command = [sys.executable, "-m", "densitykit", "fit", *REAL_RUN, "--threads", "1"]
     subprocess.run([*command, "--out", str(folder), "--quiet"], check=True)
     shutil.copyfile(folder / "density.png", ASSETS / "real-8gaussians-density.png")
+
+
+FLOW_SETS = ("moons", "8gaussians", "checkerboard")
+"""The 2-D real sets of the MADE MoG against MAF picture."""
+FLOW_SAMPLES = 10_000
+FLOW_TRAINING = {"epochs": 60, "batch_size": 100, "lr": 3e-3, "patience": None}
+"""The same training of both models on every set (seed 0, one thread)."""
+
+
+def _flow_models(dim: int) -> dict[str, dk.DensityModel]:
+    torch.manual_seed(0)
+    mog = dk.create_model("gaussian-mixture", dim, hidden_sizes=(64, 64), num_components=10)
+    torch.manual_seed(0)
+    maf = MAFModel(MAFConfig(dim=dim, num_transforms=5, hidden_sizes=(64, 64)))
+    return {"MADE MoG": mog, "MAF": maf}
+
+
+def _plane(dataset) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The grid a density is drawn on, spanning the training data (as a run's picture)."""
+    train = dataset.table.decode(dataset.train)
+    low, high = np.quantile(train, 0.001, axis=0), np.quantile(train, 0.999, axis=0)
+    margin = 0.15 * (high - low)
+    low, high = low - margin, high + margin
+    xs = np.linspace(low[0], high[0], PLANE_GRID)
+    ys = np.linspace(low[1], high[1], PLANE_GRID)
+    points = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # rows along y
+    return points, (low[0], high[0], low[1], high[1])
+
+
+def _density(model, dataset, points: np.ndarray) -> np.ndarray:
+    """The model's density of ``points`` in the data's units (the Table's Jacobian added)."""
+    values = dataset.table.encode(points, where="the grid")
+    with torch.no_grad():
+        log_density = model.log_prob(values.to(model.dtype)).double()
+    density = (log_density + dataset.table.log_jacobian(values)).exp().numpy()
+    return density.reshape(PLANE_GRID, PLANE_GRID)
+
+
+def flows() -> None:
+    """A MADE MoG and a MAF trained alike on 2-D real sets: data, true density, both
+    models' densities in the data's units, each titled with its test NLL."""
+    fig, axes = plt.subplots(len(FLOW_SETS), 4, figsize=(15, 3.7 * len(FLOW_SETS)))
+    for row, name in zip(axes, FLOW_SETS):
+        dataset = load_dataset(name, num_samples=FLOW_SAMPLES)
+        points, extent = _plane(dataset)
+        train = dataset.table.decode(dataset.train)
+        ranges = [[extent[2], extent[3]], [extent[0], extent[1]]]
+        counts, _, _ = np.histogram2d(train[:, 1], train[:, 0], bins=100, range=ranges)
+        panels = [(f"{name}: training data ({len(train):,} points)", counts)]
+        if dataset.true_log_density is not None:
+            true_nll = -float(np.mean(dataset.true_log_density(dataset.table.decode(dataset.test))))
+            truth = np.exp(dataset.true_log_density(points)).reshape(PLANE_GRID, PLANE_GRID)
+            panels.append((f"true density, test NLL {true_nll:.3f}", truth))
+            print(f"{name}: true law test NLL {true_nll:.3f} nats")
+        else:
+            panels.append(("true density", None))
+        for label, model in _flow_models(dataset.dim).items():
+            _train(model, dataset, **FLOW_TRAINING)
+            nll = evaluate(model, dataset.test) - table_log_jacobian(dataset, "test")
+            print(f"{name}: {label} test NLL {nll:.3f} nats")
+            panels.append((f"{label}, test NLL {nll:.3f}", _density(model, dataset, points)))
+        for ax, (title, image) in zip(row, panels):
+            if image is None:
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "not known in closed form", ha="center", transform=ax.transAxes)
+            else:
+                ax.imshow(image, cmap="viridis", origin="lower", extent=extent, aspect="auto")
+                ax.set_xlabel("x")
+                ax.set_ylabel("y")
+            ax.set_title(title, fontsize=10)
+    fig.suptitle("Densities in the data's units; test NLL in nats per point")
+    _save(fig, "real-flows-vs-mog.png")
 
 
 def _train(model: dk.AutoregressiveModel, dataset, **options) -> None:
@@ -175,16 +253,18 @@ def _save(fig, name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Draw the pictures asked for (all by default)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="*", help="home, heads and/or real (default: all)")
+    parser.add_argument("which", nargs="*", help="home, heads, real and/or flows (default: all)")
     args = parser.parse_args(argv)
-    args.which = args.which or ["home", "heads", "real"]
-    if set(args.which) - {"home", "heads", "real"}:
-        parser.error(f"expected home, heads and/or real, got {' '.join(args.which)}")
+    args.which = args.which or ["home", "heads", "real", "flows"]
+    if set(args.which) - {"home", "heads", "real", "flows"}:
+        parser.error(f"expected home, heads, real and/or flows, got {' '.join(args.which)}")
     torch.set_num_threads(1)
     ASSETS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         if "real" in args.which:
             real(Path(tmp) / "8gaussians")
+        if "flows" in args.which:
+            flows()
         if not {"home", "heads"} & set(args.which):
             return _listed()
         run_dir = default_run(Path(tmp) / "smiley")
