@@ -146,8 +146,9 @@ def test_a_small_checkpoint_that_inflates_to_a_gigabyte_is_refused_in_bounded_me
     assert (out / "checkpoint.pt").stat().st_size < 2_000_000
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     outcome = run_cli(["eval", str(out)], env=env)
-    # Importing torch and densitykit alone takes about 700 MB here; inflating, 1.7 GB.
-    assert outcome.max_rss_mb < 1100, outcome.max_rss_mb
+    # The refusal peaks at about 800 MB here (importing torch and densitykit is most of
+    # it; 1,140 MB was seen once in a loaded parallel run); inflating would take 1.7 GB.
+    assert outcome.max_rss_mb < 1300, outcome.max_rss_mb
     assert outcome.one_line_error(), outcome.stderr
     assert "inflate to 1.1 GB" in outcome.stderr
 
