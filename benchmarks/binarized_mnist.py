@@ -99,29 +99,6 @@ RECIPES: dict[str, Recipe] = {
         ),
         TrainConfig(epochs=1000, batch_size=100, lr=1e-3, weight_decay=1e-4, patience=30),
     ),
-    "wide": Recipe(
-        "The binarized-mnist-wide preset: one hidden layer of 16,000 ReLU units with "
-        "direct connections and dropout 0.4, one mask (natural order), Adam 1e-3 with L2 "
-        "weight decay 1e-4, batch 100, the weight average (decay 0.999) validated, kept "
-        "and tested, early stopping with patience 6, training stopped after the epoch "
-        "that passes 110 minutes. Trained on the fixed binary training set.",
-        ModelConfig(
-            hidden_sizes=(16000,),
-            masks="natural",
-            num_masks=1,
-            direct_connections=True,
-            dropout=0.4,
-        ),
-        TrainConfig(
-            epochs=300,
-            batch_size=100,
-            lr=1e-3,
-            weight_decay=1e-4,
-            patience=6,
-            ema_decay=0.999,
-            time_budget_minutes=110.0,
-        ),
-    ),
     "wide-resample": Recipe(
         "The binarized-mnist-resample preset: one hidden layer of 16,000 ReLU units with "
         "direct connections and dropout 0.2, trained with dynamic binarization (each epoch "
