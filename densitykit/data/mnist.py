@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -61,11 +62,13 @@ __all__ = [
     "LABEL_FILES",
     "LABEL_NAMES",
     "SYSTEM_FOLDERS",
+    "FixedSplit",
     "binarize_images",
     "binarized_mnist",
     "data_home",
     "fashion_mnist",
     "find_idx_folder",
+    "fixed_split",
     "load_images",
     "load_labelled_images",
     "mnist",
@@ -540,32 +543,16 @@ def binarized_mnist(
             file holds no more than ``num_val`` images.
     """
     name = "binarized-mnist"
-    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
-        raise TypeError(
-            f"{name}: data_dir must be a folder path or None, "
-            f"got {type(data_dir).__name__} {data_dir!r}"
-        )
-    seed = check_seed(seed, f"{name}: seed")
-    num_val = check_int(num_val, f"{name}: num_val", minimum=1)
-    max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
-    download = check_bool(download, f"{name}: download")
+    split = fixed_split(name, data_dir, seed, num_val, max_train, download)
+    seed, num_val, max_train, download = split.options
     resample = check_bool(resample, f"{name}: resample")
-
-    train_images, test_images, train_labels, test_labels = load_labelled_images(
-        "mnist", data_dir, download=download
-    )
-    if len(train_images) <= num_val:
-        raise DataError(
-            f"{name}: expected more than num_val={num_val} training images, "
-            f"got {len(train_images)}; pass a smaller num_val for a subset of the files"
-        )
+    train_images, test_images, train_labels, test_labels = split.files
+    train_rows, val_rows = split.train_rows, split.val_rows
     # Training file first, then the test file, from one stream: the pixels of
     # mnist(binarize="stochastic", seed=seed).
     noise = generator(seed, NOISE_STREAM)
     train_pool = binarize_images(train_images, "stochastic", noise)
     test = binarize_images(test_images, "stochastic", noise)
-    rows = np.arange(len(train_pool))
-    train_rows, val_rows = rows[:-num_val][:max_train], rows[-num_val:]
     return Dataset(
         name=name,
         train=as_examples(train_pool[train_rows]),
@@ -584,6 +571,60 @@ def binarized_mnist(
             "resample": resample,
         },
         train_draws=_EpochDraws(train_images[train_rows], seed) if resample else None,
+    )
+
+
+class FixedSplit(NamedTuple):
+    """The MNIST files and the benchmarks' fixed split, from ``fixed_split``."""
+
+    files: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
+    """Training images, test images, training labels, test labels (``None`` without them)."""
+    train_rows: np.ndarray
+    """Rows of the training file that train: the first ones, at most ``max_train``."""
+    val_rows: np.ndarray
+    """Rows of the training file that validate: the last ``num_val``."""
+    options: tuple[int, int, int | None, bool]
+    """The checked ``seed``, ``num_val``, ``max_train`` and ``download``."""
+
+
+def fixed_split(
+    name: str,
+    data_dir: str | os.PathLike[str] | None,
+    seed: int,
+    num_val: int,
+    max_train: int | None,
+    download: bool,
+) -> FixedSplit:
+    """Check a benchmark's options, read the MNIST files and split them as the benchmarks do.
+
+    The split of ``binarized-mnist`` and ``mnist-logit``: the first official training
+    images train (at most ``max_train``), the last ``num_val`` validate, the official
+    test images test. It does not depend on ``seed``.
+
+    Raises:
+        TypeError: If ``data_dir`` is not a path or ``None``.
+        ValueError: On an option out of range.
+        DataError: If the files cannot be read, or hold no more than ``num_val``
+            training images.
+    """
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"{name}: data_dir must be a folder path or None, "
+            f"got {type(data_dir).__name__} {data_dir!r}"
+        )
+    seed = check_seed(seed, f"{name}: seed")
+    num_val = check_int(num_val, f"{name}: num_val", minimum=1)
+    max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
+    download = check_bool(download, f"{name}: download")
+    files = load_labelled_images("mnist", data_dir, download=download)
+    if len(files[0]) <= num_val:
+        raise DataError(
+            f"{name}: expected more than num_val={num_val} training images, "
+            f"got {len(files[0])}; pass a smaller num_val for a subset of the files"
+        )
+    rows = np.arange(len(files[0]))
+    return FixedSplit(
+        files, rows[:-num_val][:max_train], rows[-num_val:], (seed, num_val, max_train, download)
     )
 
 

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from densitykit.checks import check_bool, check_int, check_optional_int, check_seed
+from densitykit.checks import check_int
 from densitykit.data.dataset import REAL_VALUES, Dataset, as_real_examples
-from densitykit.data.mnist import BINARIZED_MNIST_VAL, _labels, load_labelled_images
+from densitykit.data.mnist import BINARIZED_MNIST_VAL, _labels, fixed_split
 from densitykit.data.registry import register
 from densitykit.data.splits import NOISE_STREAM, generator
 from densitykit.errors import DataError
@@ -202,27 +202,11 @@ def mnist_logit(
             file holds no more than ``num_val`` images.
     """
     name = "mnist-logit"
-    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
-        raise TypeError(
-            f"{name}: data_dir must be a folder path or None, "
-            f"got {type(data_dir).__name__} {data_dir!r}"
-        )
-    seed = check_seed(seed, f"{name}: seed")
-    num_val = check_int(num_val, f"{name}: num_val", minimum=1)
-    max_train = check_optional_int(max_train, f"{name}: max_train", minimum=1)
+    split = fixed_split(name, data_dir, seed, num_val, max_train, download)
+    seed, num_val, max_train, download = split.options
     alpha = _check_alpha(alpha)
-    download = check_bool(download, f"{name}: download")
-
-    train_images, test_images, train_labels, test_labels = load_labelled_images(
-        "mnist", data_dir, download=download
-    )
-    if len(train_images) <= num_val:
-        raise DataError(
-            f"{name}: expected more than num_val={num_val} training images, "
-            f"got {len(train_images)}; pass a smaller num_val for a subset of the files"
-        )
-    rows = np.arange(len(train_images))
-    train_rows, val_rows = rows[:-num_val][:max_train], rows[-num_val:]
+    train_images, test_images, train_labels, test_labels = split.files
+    train_rows, val_rows = split.train_rows, split.val_rows
     # One stream, the whole training file first: the noise of an image does not depend
     # on max_train.
     noise = generator(seed, NOISE_STREAM)
