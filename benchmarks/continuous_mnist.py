@@ -326,8 +326,11 @@ def nflows_sample_loop(made: torch.nn.Module, num_samples: int) -> torch.Tensor:
     return samples
 
 
-def contenders(dim: int, hidden: tuple[int, ...], seed: int) -> tuple[list[Contender], str]:
-    """densitykit's two MADEs and, where installed, nflows' MoG MADE and zuko's MAF."""
+def made_contenders(
+    dim: int, hidden: tuple[int, ...], seed: int
+) -> tuple[list[Contender], str, list[tuple[str, str]]]:
+    """densitykit's two MADEs and, where installed, nflows' MoG MADE and zuko's MAF of
+    one transform; the note on what is missing; the (ours, peer) pairs to compare."""
     nflows_made, zuko, note = peers_available()
     found: list[Contender] = []
 
@@ -382,7 +385,66 @@ def contenders(dim: int, hidden: tuple[int, ...], seed: int) -> tuple[list[Conte
                 "affine MADE transform of a standard normal",
             )
         )
-    return found, note
+    pairs = [
+        ("densitykit gaussian-mixture", "nflows MixtureOfGaussiansMADE"),
+        ("densitykit gaussian", "zuko MAF (1 transform)"),
+    ]
+    return found, note, pairs
+
+
+def flow_contenders(
+    dim: int, hidden: tuple[int, ...], seed: int, transforms: int = 5
+) -> tuple[list[Contender], str, list[tuple[str, str]]]:
+    """densitykit's MAF and, where installed, zuko's ``MAF`` and nflows'
+    ``MaskedAutoregressiveFlow`` of the same sizes: ``transforms`` affine MADE layers
+    of the hidden layers ``hidden``, the ordering reversed between them, a standard
+    normal base, no batch normalisation (zuko has none)."""
+    nflows_made, zuko, note = peers_available()
+    torch.manual_seed(seed)
+    model = dk.MAFModel(dk.MAFConfig(dim=dim, num_transforms=transforms, hidden_sizes=hidden))
+    generator = torch.Generator().manual_seed(seed)
+    ours = f"densitykit MAF ({transforms})"
+    found = [
+        Contender(
+            ours,
+            model,
+            model.log_prob,
+            lambda n: model.sample(n, generator=generator),
+            "each layer inverted by the incremental sampler",
+        )
+    ]
+    if zuko is not None:
+        torch.manual_seed(seed)
+        flow = zuko.flows.MAF(dim, transforms=transforms, hidden_features=list(hidden))
+        found.append(
+            Contender(
+                f"zuko MAF ({transforms})",
+                flow,
+                lambda x, flow=flow: flow().log_prob(x),
+                lambda n, flow=flow: flow().sample((n,)),
+                "its own sampler (one MADE pass per variable and layer)",
+            )
+        )
+    if nflows_made is not None:
+        from nflows.flows import MaskedAutoregressiveFlow
+
+        torch.manual_seed(seed)
+        # Plain (not residual) blocks: the first hidden layer, then len(hidden) - 1 blocks.
+        nflow = MaskedAutoregressiveFlow(
+            features=dim, hidden_features=hidden[0], num_layers=transforms,
+            num_blocks_per_layer=len(hidden) - 1, use_residual_blocks=False,
+        )  # fmt: skip
+        found.append(
+            Contender(
+                f"nflows MaskedAutoregressiveFlow ({transforms})",
+                nflow,
+                nflow.log_prob,
+                nflow.sample,
+                "feedforward blocks (no activation after its first layer); its own sampler",
+            )
+        )
+    pairs = [(ours, contender.name) for contender in found[1:]]
+    return found, note, pairs
 
 
 def timed(run: Callable[[], object]) -> float:
@@ -396,7 +458,10 @@ def run_peers(args: argparse.Namespace) -> None:
     dataset = load_dataset("mnist-logit", **data_options(args))
     hidden = (QUICK_WIDTH,) * len(HIDDEN) if args.quick else HIDDEN
     epochs = args.epochs or (1 if args.quick else 2)
-    found, note = contenders(dataset.dim, hidden, args.seed)
+    if args.recipe == "maf-peers":
+        found, note, pairs = flow_contenders(dataset.dim, hidden, args.seed)
+    else:
+        found, note, pairs = made_contenders(dataset.dim, hidden, args.seed)
     if note:
         print(f"note: {note}")
     for contender in found:
@@ -417,6 +482,8 @@ def run_peers(args: argparse.Namespace) -> None:
         test = test[:QUICK_TEST]
     generator = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
+    curves: dict[str, list[float]] = {c.name: [] for c in found}
+    densities: dict[str, torch.Tensor] = {}
     for epoch in range(epochs):
         order = torch.randperm(len(train), generator=generator)
         for index, start in enumerate(range(0, len(train), 100)):
@@ -424,42 +491,49 @@ def run_peers(args: argparse.Namespace) -> None:
             rotation = index % len(found)
             for contender in found[rotation:] + found[:rotation]:
                 contender.step_seconds.append(timed(lambda c=contender, b=batch: step(c, b)))
+        # The test log-density after every epoch: the curves compare at equal epochs.
+        for contender in found:
+            contender.module.eval()
+            densities[contender.name] = test_log_densities(contender.log_prob, test)
+            curves[contender.name].append(float(densities[contender.name].mean()))
         print(
             f"epoch {epoch + 1}/{epochs} done ({time.perf_counter() - started:.0f} s, "
-            f"load {os.getloadavg()[0]:.2f})",
+            f"load {os.getloadavg()[0]:.2f}); test log-density "
+            + ", ".join(f"{name} {curve[-1]:.1f}" for name, curve in curves.items()),
             file=sys.stderr,
             flush=True,
         )
 
     results: dict[str, dict[str, Any]] = {}
     for contender in found:
-        contender.module.eval()
-        densities = test_log_densities(contender.log_prob, test)
         results[contender.name] = {
-            **summary(densities, test),
+            **summary(densities[contender.name], test),
+            "test_log_density_by_epoch": curves[contender.name],
             "step_ms_median": 1e3 * statistics.median(contender.step_seconds),
             "steps_timed": len(contender.step_seconds),
             "note": contender.note,
         }
         print(f"{contender.name}: tested", file=sys.stderr, flush=True)
 
-    # 100 samples, alternating: densitykit, peer, densitykit, peer, ...
-    repeats = 1 if args.quick else args.sample_repeats
-    sample_seconds: dict[str, list[float]] = {c.name: [] for c in found}
+    # Samples, alternating: densitykit, peer, densitykit, peer, ... (one draw of each
+    # model above 100 samples: the peers' D-pass samplers take minutes).
+    sizes = [10] if args.quick else args.sample_sizes
+    sample_seconds: dict[str, dict[int, list[float]]] = {c.name: {} for c in found}
     for contender in found:
         contender.sample(2)  # warm-up (plans, caches)
-    for _ in range(repeats):
-        for contender in found:
-            with torch.no_grad():
-                sample_seconds[contender.name].append(timed(lambda c=contender: c.sample(100)))
-    for name, seconds in sample_seconds.items():
-        results[name]["sample_100_seconds_median"] = statistics.median(seconds)
-        results[name]["sample_repeats"] = len(seconds)
+    for size in sizes:
+        repeats = 1 if args.quick or size > 100 else args.sample_repeats
+        for _ in range(repeats):
+            for contender in found:
+                with torch.no_grad():  # nflows' sampler would keep the graph of its passes
+                    seconds = timed(lambda c=contender, n=size: c.sample(n))
+                sample_seconds[contender.name].setdefault(size, []).append(seconds)
+                print(f"{contender.name}: {size} samples in {seconds:.2f} s", file=sys.stderr)
+    for name, by_size in sample_seconds.items():
+        for size, seconds in by_size.items():
+            results[name][f"sample_{size}_seconds_median"] = statistics.median(seconds)
+            results[name][f"sample_{size}_repeats"] = len(seconds)
 
-    pairs = [
-        ("densitykit gaussian-mixture", "nflows MixtureOfGaussiansMADE"),
-        ("densitykit gaussian", "zuko MAF (1 transform)"),
-    ]
     rows = []
     for name, figures in results.items():
         rows.append(
@@ -469,7 +543,7 @@ def run_peers(args: argparse.Namespace) -> None:
                 f"{figures['test_log_density_nats']:.1f} "
                 f"+- {figures['test_log_density_two_se']:.1f}",
                 f"{figures['test_bits_per_pixel']:.3f}",
-                f"{figures['sample_100_seconds_median']:.3f}",
+                *(f"{figures[f'sample_{size}_seconds_median']:.3f}" for size in sizes),
             ]
         )
     print(
@@ -477,27 +551,36 @@ def run_peers(args: argparse.Namespace) -> None:
         f"{'-'.join(map(str, hidden))}, {torch.get_num_threads()} thread(s); test "
         f"{len(test):,} images"
     )
-    header = ["model", "step ms (median)", "test log-density", "bits/pixel", "100 samples s"]
+    header = ["model", "step ms (median)", "test log-density", "bits/pixel"]
+    header += [f"{size} samples s" for size in sizes]
     print(table(header, rows))
     ratios = {}
     for ours, peer in pairs:
         if ours in results and peer in results:
-            ratios[f"{ours} vs {peer}"] = {
+            ratios[f"{ours} vs {peer}"] = figures = {
                 "step_speedup": results[peer]["step_ms_median"] / results[ours]["step_ms_median"],
-                "sample_speedup": results[peer]["sample_100_seconds_median"]
-                / results[ours]["sample_100_seconds_median"],
+                **{
+                    f"sample_{size}_speedup": results[peer][f"sample_{size}_seconds_median"]
+                    / results[ours][f"sample_{size}_seconds_median"]
+                    for size in sizes
+                },
                 "test_log_density_difference": results[ours]["test_log_density_nats"]
                 - results[peer]["test_log_density_nats"],
             }
-            figures = ratios[f"{ours} vs {peer}"]
+            speedups = ", ".join(
+                f"{size} samples {figures[f'sample_{size}_speedup']:.0f}x faster" for size in sizes
+            )
             print(
                 f"{ours} vs {peer}: training step {figures['step_speedup']:.2f}x faster, "
-                f"100 samples {figures['sample_speedup']:.0f}x faster, test log-density "
+                f"{speedups}, test log-density "
                 f"{figures['test_log_density_difference']:+.1f} nats"
             )
     for name, figures in results.items():
         print(f"{name}: {figures['note']}")
-    save = args.save or Path("runs") / "continuous-mnist" / f"peers{'-quick' * args.quick}.json"
+    save = (
+        args.save
+        or Path("runs") / "continuous-mnist" / f"{args.recipe}{'-quick' * args.quick}.json"
+    )
     save.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "command": " ".join(["python", *sys.argv]),
@@ -518,12 +601,19 @@ def run_peers(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_recipe_arguments(parser, [*RECIPES, "peers"])
+    add_recipe_arguments(parser, [*RECIPES, "peers", "maf-peers"])
     parser.add_argument(
         "--time-budget", type=float, default=None, help="Stop after the epoch past N minutes."
     )
     parser.add_argument(
         "--sample-repeats", type=int, default=3, help="peers: timed draws of 100 samples each."
+    )
+    parser.add_argument(
+        "--sample-sizes",
+        type=int,
+        nargs="+",
+        default=[100],
+        help="peers: the numbers of samples timed (above 100: one draw each).",
     )
     parser.add_argument("--num-val", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -537,7 +627,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.recipe == "peers":
+    if args.recipe in ("peers", "maf-peers"):
         run_peers(args)
     else:
         run_recipe(args)

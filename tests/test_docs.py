@@ -33,6 +33,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -671,6 +672,17 @@ def check_continuous_mnist_peers(stdout: str, tmp_path: Path) -> None:
     assert stdout.strip().splitlines()[-1] in ("peers_done=2", "peers_done=4")
 
 
+def check_continuous_mnist_maf_peers(stdout: str, tmp_path: Path) -> None:
+    assert "densitykit MAF (5)" in stdout
+    # zuko's and nflows' MAFs where installed, a note where not
+    assert ("zuko MAF (5)" in stdout) == ("skipped zuko" not in stdout), stdout
+    assert stdout.strip().splitlines()[-1] in ("peers_done=1", "peers_done=2", "peers_done=3")
+    report = json.loads(
+        (tmp_path / "runs" / "continuous-mnist" / "maf-peers-quick.json").read_text()
+    )
+    assert report["results"]["densitykit MAF (5)"]["test_log_density_nats"] < 0
+
+
 def check_throughput(stdout: str, tmp_path: Path) -> None:
     for text in ("torch:", "ms/step", "ms/batch", "196-125-196", "196-128-128-196"):
         assert text in stdout, text
@@ -766,16 +778,22 @@ def test_benchmark_script_runs_quick(script: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_continuous_mnist_peers_runs_quick(tmp_path: Path) -> None:
-    """The peers comparison's code paths (nflows and zuko where installed, a note where not)."""
-    command = [sys.executable, str(BENCHMARKS / "continuous_mnist.py"), "peers", "--quick"]
+@pytest.mark.parametrize(
+    ("mode", "check"),
+    [("peers", check_continuous_mnist_peers), ("maf-peers", check_continuous_mnist_maf_peers)],
+)
+def test_continuous_mnist_peers_runs_quick(
+    mode: str, check: Callable[[str, Path], None], tmp_path: Path
+) -> None:
+    """The peers comparisons' code paths (nflows and zuko where installed, a note where not)."""
+    command = [sys.executable, str(BENCHMARKS / "continuous_mnist.py"), mode, "--quick"]
     command += ["--data-dir", str(write_fake_mnist(tmp_path / "m")), "--num-val", "200"]
     result = subprocess.run(
         command, cwd=tmp_path, env=offline_env(tmp_path), capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    check_continuous_mnist_peers(result.stdout, tmp_path)
+    check(result.stdout, tmp_path)
 
 
 @pytest.mark.slow
