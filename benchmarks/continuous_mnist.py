@@ -172,6 +172,8 @@ def run_config(recipe: Recipe, args: argparse.Namespace) -> RunConfig:
         train = replace(train, time_budget_minutes=args.time_budget)
     if args.lr is not None:
         train = replace(train, lr=args.lr)
+    if args.no_data_init:
+        train = replace(train, data_init=False)
     return RunConfig(
         DataConfig("mnist-logit", data_options(args)), model, train, family=recipe.family
     )
@@ -327,10 +329,12 @@ def nflows_sample_loop(made: torch.nn.Module, num_samples: int) -> torch.Tensor:
 
 
 def made_contenders(
-    dim: int, hidden: tuple[int, ...], seed: int
+    dim: int, hidden: tuple[int, ...], seed: int, start: torch.Tensor | None
 ) -> tuple[list[Contender], str, list[tuple[str, str]]]:
     """densitykit's two MADEs and, where installed, nflows' MoG MADE and zuko's MAF of
-    one transform; the note on what is missing; the (ours, peer) pairs to compare."""
+    one transform; the note on what is missing; the (ours, peer) pairs to compare.
+    densitykit's models start at the marginals of ``start`` (the training values) as
+    ``densitykit fit`` starts them, or at their fixed start if ``None``."""
     nflows_made, zuko, note = peers_available()
     found: list[Contender] = []
 
@@ -339,6 +343,8 @@ def made_contenders(
         model = dk.create_model(
             head, dim, hidden_sizes=hidden, mask_options={"spread": "even"}, **options
         )
+        if start is not None:
+            model.initialize_from_data(start)
         generator = torch.Generator().manual_seed(seed)
         return Contender(
             f"densitykit {head}",
@@ -393,15 +399,19 @@ def made_contenders(
 
 
 def flow_contenders(
-    dim: int, hidden: tuple[int, ...], seed: int, transforms: int = 5
+    dim: int, hidden: tuple[int, ...], seed: int, start: torch.Tensor | None, transforms: int = 5
 ) -> tuple[list[Contender], str, list[tuple[str, str]]]:
     """densitykit's MAF and, where installed, zuko's ``MAF`` and nflows'
     ``MaskedAutoregressiveFlow`` of the same sizes: ``transforms`` affine MADE layers
     of the hidden layers ``hidden``, the ordering reversed between them, a standard
-    normal base, no batch normalisation (zuko has none)."""
+    normal base, no batch normalisation (zuko has none). densitykit's first layer starts
+    by standardising the marginals of ``start``, as ``densitykit fit`` starts it, or at
+    its fixed start if ``None``."""
     nflows_made, zuko, note = peers_available()
     torch.manual_seed(seed)
     model = dk.MAFModel(dk.MAFConfig(dim=dim, num_transforms=transforms, hidden_sizes=hidden))
+    if start is not None:
+        model.initialize_from_data(start)
     generator = torch.Generator().manual_seed(seed)
     ours = f"densitykit MAF ({transforms})"
     found = [
@@ -458,10 +468,11 @@ def run_peers(args: argparse.Namespace) -> None:
     dataset = load_dataset("mnist-logit", **data_options(args))
     hidden = (QUICK_WIDTH,) * len(HIDDEN) if args.quick else HIDDEN
     epochs = args.epochs or (1 if args.quick else 2)
+    start = None if args.no_data_init else dataset.train
     if args.recipe == "maf-peers":
-        found, note, pairs = flow_contenders(dataset.dim, hidden, args.seed)
+        found, note, pairs = flow_contenders(dataset.dim, hidden, args.seed, start)
     else:
-        found, note, pairs = made_contenders(dataset.dim, hidden, args.seed)
+        found, note, pairs = made_contenders(dataset.dim, hidden, args.seed, start)
     if note:
         print(f"note: {note}")
     for contender in found:
@@ -549,7 +560,8 @@ def run_peers(args: argparse.Namespace) -> None:
     print(
         f"\n{epochs} epochs of {len(train):,} images, batch 100, Adam 1e-3, hidden "
         f"{'-'.join(map(str, hidden))}, {torch.get_num_threads()} thread(s); test "
-        f"{len(test):,} images"
+        f"{len(test):,} images; densitykit's models started "
+        + ("at their fixed start" if args.no_data_init else "at the data's marginals")
     )
     header = ["model", "step ms (median)", "test log-density", "bits/pixel"]
     header += [f"{size} samples s" for size in sizes]
@@ -588,6 +600,7 @@ def run_peers(args: argparse.Namespace) -> None:
         "epochs": epochs,
         "hidden_sizes": list(hidden),
         "threads": torch.get_num_threads(),
+        "densitykit_data_init": not args.no_data_init,
         "results": results,
         "ratios": ratios,
         "note": note,
@@ -621,6 +634,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--lr", type=float, default=None, help="A learning rate other than the recipe's."
+    )
+    parser.add_argument(
+        "--no-data-init",
+        action="store_true",
+        help="Start densitykit's models at their fixed start, not the data's marginals "
+        "(recipes: TrainConfig.data_init=False; peers: no initialize_from_data).",
     )
     parser.add_argument("--quick", action="store_true", help="A smoke run of a few seconds.")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing run.")

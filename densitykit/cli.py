@@ -742,6 +742,14 @@ _TimeBudget = Annotated[
         rich_help_panel=_TRAINING,
     ),
 ]
+_DataInit = Annotated[
+    bool,
+    typer.Option(
+        "--data-init/--no-data-init",
+        help="Start a real-valued model at the training data's marginals (Gaussian heads, MAF).",
+        rich_help_panel=_TRAINING,
+    ),
+]
 _Patience = Annotated[
     int,
     typer.Option(
@@ -843,6 +851,7 @@ def fit(
     weight_decay: _WeightDecay = _TRAIN.weight_decay,
     ema_decay: _EmaDecay = None,
     time_budget_minutes: _TimeBudget = None,
+    data_init: _DataInit = _TRAIN.data_init,
     patience: _Patience = _TRAIN.patience or 0,
     grad_clip: _GradClip = None,
     precision: _Precision = _TRAIN.precision,
@@ -969,7 +978,7 @@ def _fit_train_config(options: dict[str, Any]) -> TrainConfig:
     same = (
         "epochs", "batch_size", "lr", "weight_decay", "seed", "device", "precision",
         "mask_every", "eval_masks", "grad_clip", "optimizer", "lr_schedule", "ema_decay",
-        "time_budget_minutes",
+        "time_budget_minutes", "data_init",
     )  # fmt: skip
     return TrainConfig(
         **{name: options[name] for name in same}, patience=options["patience"] or None
@@ -1114,6 +1123,7 @@ _FIELDS = {
     "lr_schedule": "lr_schedule",
     "ema_decay": "ema_decay",
     "time_budget_minutes": "time_budget_minutes",
+    "data_init": "data_init",
 }
 _NAMED_DATA_OPTIONS = {
     "data_dir": "data_dir",

@@ -375,6 +375,23 @@ class DensityModel(nn.Module):
         return None
 
     # -- training hooks ------------------------------------------------------------------
+    def initialize_from_data(self, values: torch.Tensor) -> bool:
+        """Start a new model at its training data's marginals, where the family can;
+        return whether anything changed.
+
+        The workflow calls it once on a model it has just built, before training (a run
+        resumed from its saved weights does not). The default does nothing: families
+        and heads with a data-dependent starting point override it (the MADE and the
+        orderless model set their output bias to the head's
+        [`data_initial_bias`][densitykit.heads.Head.data_initial_bias]; a MAF makes its
+        first layer standardise each variable). Never call it on a trained model: it
+        overwrites those weights.
+
+        Args:
+            values: ``(N, D)`` training values (as the model reads them).
+        """
+        return False
+
     def training_draw(self, batch_size: int, generator: torch.Generator | None = None) -> Any:
         """What one training step is decided with, for a global batch of ``batch_size``
         examples (``None``: nothing to draw). Called once per step, before sharding."""

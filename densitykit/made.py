@@ -375,22 +375,25 @@ class MADE(nn.Module):
             self.direct.mask_index = index
 
     def set_output_bias(self, per_variable: torch.Tensor) -> None:
-        """Set the output layer's bias to ``per_variable`` ``(P,)`` for every variable.
+        """Set the output layer's bias to ``per_variable``: ``(P,)`` for every variable
+        alike, or ``(D, P)`` one row per variable.
 
-        What a head's [`initial_bias`][densitykit.heads.Head.initial_bias] asks of a new
+        What a head's [`initial_bias`][densitykit.heads.Head.initial_bias] and
+        [`data_initial_bias`][densitykit.heads.Head.data_initial_bias] ask of a new
         network (the output units are in variable order whatever the layout).
 
         Raises:
-            ValueError: If ``per_variable`` is not ``(params_per_variable,)``.
+            ValueError: If ``per_variable`` is neither ``(P,)`` nor ``(D, P)``.
         """
-        if tuple(per_variable.shape) != (self.params_per_variable,):
+        shape, p = tuple(per_variable.shape), self.params_per_variable
+        if shape not in ((p,), (self.dim, p)):
             raise ValueError(
-                f"expected an output bias of shape ({self.params_per_variable},), one per "
-                f"parameter of a variable, got {tuple(per_variable.shape)}"
+                f"expected an output bias of shape ({p},) or ({self.dim}, {p}), one per "
+                f"parameter of a variable, got {shape}"
             )
         bias = self.layers[-1].bias
         with torch.no_grad():
-            bias.view(self.dim, self.params_per_variable).copy_(per_variable.to(bias))
+            bias.view(self.dim, p).copy_(per_variable.to(bias))
 
     def next_mask(self) -> int:
         """Cycle to the next mask (for connectivity-agnostic training); returns its index."""

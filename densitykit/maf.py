@@ -88,6 +88,7 @@ from densitykit.family import (
 from densitykit.heads import GaussianMixtureHead, Head
 from densitykit.made import ACTIVATIONS, MADE
 from densitykit.memory import check_allocation
+from densitykit.numerics import marginal_moments
 from densitykit.sampling import sample_fast, sample_reference
 
 __all__ = ["BASES", "PERMUTATIONS", "MAFConfig", "MAFModel", "orderings", "soft_clamp"]
@@ -472,6 +473,37 @@ class MAFModel(DensityModel):
         if config.base == "mog":
             count += made(3 * config.num_components)
         return count
+
+    # -- training hooks ------------------------------------------------------------------
+    def initialize_from_data(self, values: torch.Tensor) -> bool:
+        r"""Make the first layer start by standardising each variable of ``values``
+        ``(N, D)``: its output bias gives shift $\mu_d$ (the variable's mean) and a
+        log-scale of $\log \sigma_d$ (its standard deviation, within the layer's
+        bound), so the flow starts from the Gaussian fitted to each marginal. Returns
+        ``True``.
+
+        Raises:
+            ValueError: If ``values`` is not ``(N, D)`` of finite values.
+
+        Example:
+            >>> model = MAFModel(MAFConfig(dim=2, num_transforms=2, hidden_sizes=(8,)))
+            >>> x = torch.tensor([[0.0, 10.0], [2.0, 14.0]])
+            >>> model.initialize_from_data(x)
+            True
+            >>> z, _ = model.transform(x)  # the first layer: (x - mean) / std, to start
+        """
+        if values.ndim != 2 or values.shape[-1] != self.dim:
+            raise ValueError(
+                f"expected training values of shape (N, {self.dim}), got {tuple(values.shape)}"
+            )
+        mean, std = marginal_moments(values)
+        bound = self.config.log_scale_bound
+        # soft_clamp(a) = b tanh(a / b) = log std, for log std inside (-b, b).
+        ratio = (std.clamp_min(1e-6).log() / bound).clamp(-0.99, 0.99)
+        raw = bound * torch.atanh(ratio)
+        order = self.orderings[0].cpu()
+        self.transforms[0].set_output_bias(torch.stack([mean[order], raw[order]], dim=-1))
+        return True
 
     # -- facts -----------------------------------------------------------------------------
     @property

@@ -696,6 +696,24 @@ class AutoregressiveModel(DensityModel):
             return self.log_prob(x, validate=False, connectivity=draw, context=context)
         return self.log_prob(x, draw, validate=False, context=context)
 
+    def initialize_from_data(self, values: torch.Tensor) -> bool:
+        """Set the output bias to the head's
+        [`data_initial_bias`][densitykit.heads.Head.data_initial_bias] of ``values``
+        ``(N, D)``, if the head has one (the Gaussian heads: each variable starts at the
+        Gaussian, or the spread mixture, fitted to its marginal); return whether it did.
+
+        Example:
+            >>> import torch, densitykit as dk
+            >>> model = dk.create_model("gaussian", 2, hidden_sizes=(8,))
+            >>> model.initialize_from_data(torch.tensor([[0.0, 10.0], [2.0, 14.0]]))
+            True
+        """
+        bias = self.head.data_initial_bias(values)
+        if bias is None:
+            return False
+        self.backbone.set_output_bias(bias)
+        return True
+
     def after_step(self, step: int, config: Any) -> None:
         """Move to the next mask every ``config.mask_every`` steps (connectivity-agnostic
         training)."""

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["bernoulli_log_prob", "log_mean_exp", "log_sigmoid", "per_dimension"]
+__all__ = ["bernoulli_log_prob", "log_mean_exp", "log_sigmoid", "marginal_moments", "per_dimension"]
 
 # Dtypes whose CPU log-sigmoid takes the fast path (see log_sigmoid).
 _FAST = (torch.float32, torch.float16, torch.bfloat16)
@@ -126,3 +126,24 @@ def per_dimension(nats: float, dim: int) -> tuple[float, float]:
     """
     per_dim = nats / dim
     return per_dim, per_dim / math.log(2)
+
+
+def marginal_moments(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each variable's mean and standard deviation over ``values`` ``(N, D)``, computed
+    in float64 (float32 ``(D,)`` each).
+
+    Example:
+        >>> [t.tolist() for t in marginal_moments(torch.tensor([[0.0, 10.0], [2.0, 14.0]]))]
+        [[1.0, 12.0], [1.0, 2.0]]
+
+    Raises:
+        ValueError: If ``values`` is not ``(N, D)`` with ``N >= 1`` finite rows.
+    """
+    if values.ndim != 2 or values.shape[0] < 1:
+        raise ValueError(f"expected values of shape (N, D) with N >= 1, got {tuple(values.shape)}")
+    values = values.detach().to(torch.float64)
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError("expected finite values to start from, got NaN or inf")
+    mean = values.mean(dim=0)
+    std = values.std(dim=0, unbiased=False)
+    return mean.float(), std.float()

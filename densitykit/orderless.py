@@ -418,6 +418,17 @@ class OrderlessModel(DensityModel):
             raise ValueError(f"x must have shape (..., D) with D={self.dim}, got {tuple(x.shape)}")
         self.head.check_values(x.reshape(-1, self.dim))
 
+    def initialize_from_data(self, values: torch.Tensor) -> bool:
+        """Set the output bias to the head's
+        [`data_initial_bias`][densitykit.heads.Head.data_initial_bias] of ``values``
+        ``(N, D)``, if the head has one; return whether it did."""
+        bias = self.head.data_initial_bias(values)
+        if bias is None:
+            return False
+        with torch.no_grad():
+            self.out.bias.view(self.dim, -1).copy_(bias.to(self.out.bias))
+        return True
+
     def training_draw(
         self, batch_size: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -446,6 +446,8 @@ def _build(config: RunConfig) -> tuple[Dataset, DensityModel]:
     _check_settings(config, model_config)
     torch.manual_seed(config.train.seed)
     model = family.from_config(model_config)
+    if config.train.data_init:  # a new model's start; resumed weights replace it
+        model.initialize_from_data(dataset.train)
     eval_masks = config.train.eval_masks
     if eval_masks is not None and eval_masks > model.num_masks:
         raise DensitykitError(

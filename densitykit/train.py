@@ -99,6 +99,10 @@ class TrainConfig:
             minutes of wall time after the call began (each call to ``fit``, so a
             resumed run gets the budget again); ``None`` has no budget. The stop is
             recorded in the history (``stop_reason``).
+        data_init: Start a new run's model at its training data's marginals (see
+            [`DensityModel.initialize_from_data`][densitykit.family.DensityModel.initialize_from_data]:
+            the Gaussian heads and the MAF); read by the run workflow when it builds the
+            model, not by ``fit``, which trains the model it is given.
     """
 
     epochs: int = 20
@@ -117,6 +121,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     ema_decay: float | None = None
     time_budget_minutes: float | None = None
+    data_init: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -139,6 +144,8 @@ class TrainConfig:
             isinstance(self.ema_decay, (int, float)) and 0.0 < self.ema_decay < 1.0
         ):
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay!r}")
+        if not isinstance(self.data_init, bool):
+            raise TypeError(f"data_init must be a bool, got {self.data_init!r}")
         if self.time_budget_minutes is not None and not (
             isinstance(self.time_budget_minutes, (int, float)) and self.time_budget_minutes > 0
         ):

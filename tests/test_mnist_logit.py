@@ -179,7 +179,10 @@ def test_real_heads_fit_real_data_and_only_real_heads_do() -> None:
         with pytest.raises(DensitykitError, match="holds the integers 0..3"):
             check_head_fits(head, 3, 4, {}, facts(4))
     for head in ("bernoulli", "categorical"):
-        with pytest.raises(DensitykitError, match=f"head '{head}' models integers 0..K-1, but data set 'd' holds real"):
+        with pytest.raises(
+            DensitykitError,
+            match=f"head '{head}' models integers 0..K-1, but data set 'd' holds real",
+        ):
             check_head_fits(head, 3, 0, {}, facts(0))
 
 

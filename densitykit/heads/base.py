@@ -148,6 +148,20 @@ class Head(nn.Module, abc.ABC):
         """
         return None
 
+    def data_initial_bias(self, values: torch.Tensor) -> torch.Tensor | None:
+        """The ``(D, P)`` bias each variable's parameters start from, fitted to training
+        ``values`` ``(N, D)``, or ``None`` (the default: the head has none, and
+        [`initial_bias`][densitykit.heads.Head.initial_bias] stays).
+
+        A network's output bias set to it makes a new model start at the data's
+        marginals (each variable on its own) instead of at a fixed point, which on data
+        far from that point (MNIST in logit space: means near -8, scales near 4) saves
+        the first thousands of steps. A starting point, like ``initial_bias``: what a
+        trained model computes is unchanged. See
+        [`DensityModel.initialize_from_data`][densitykit.family.DensityModel.initialize_from_data].
+        """
+        return None
+
     @property
     def support(self) -> constraints.Constraint:
         """The values the head puts mass on: ``integer_interval(0, num_values - 1)``."""

@@ -11,6 +11,7 @@ from torch.distributions import Categorical, MixtureSameFamily, Normal, constrai
 from densitykit.checks import check_positive_int
 from densitykit.heads.base import Head, float32_at_least, inverse_cdf
 from densitykit.heads.registry import register
+from densitykit.numerics import marginal_moments
 
 __all__ = ["GaussianHead", "GaussianMixtureHead"]
 
@@ -25,6 +26,12 @@ def _check_min_scale(min_scale: float) -> float:
     if not (math.isfinite(min_scale) and min_scale > 0):
         raise ValueError(f"min_scale must be a positive finite number, got {min_scale}")
     return float(min_scale)
+
+
+def _inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    """The ``r`` with ``softplus(r) = y`` for ``y > 0``: ``y + log(1 - exp(-y))``, stable
+    for small and large ``y``."""
+    return y + torch.log(-torch.expm1(-y))
 
 
 def _normal_log_prob(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -50,6 +57,17 @@ class _RealHead(Head):
 
     def _scale(self, raw: torch.Tensor) -> torch.Tensor:
         return self.min_scale + F.softplus(raw)
+
+    def _raw_scale(self, scale: torch.Tensor) -> torch.Tensor:
+        """The raw scale whose ``_scale`` is ``scale`` (at least twice ``min_scale``)."""
+        return _inverse_softplus(scale.clamp_min(2 * self.min_scale) - self.min_scale)
+
+    def _marginals(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if values.ndim != 2 or values.shape[-1] != self.dim:
+            raise ValueError(
+                f"expected training values of shape (N, {self.dim}), got {tuple(values.shape)}"
+            )
+        return marginal_moments(values)
 
 
 @register("gaussian")
@@ -98,6 +116,23 @@ class GaussianHead(_RealHead):
         data of scale 3 to 4, such as MNIST in logit space, costs the first hundreds of
         steps)."""
         return torch.tensor([0.0, _RAW_UNIT_SCALE])
+
+    def data_initial_bias(self, values: torch.Tensor) -> torch.Tensor:
+        """``[mean, raw scale of the standard deviation]`` of each variable of ``values``
+        ``(N, D)``: a network starts at the Gaussian fitted to each marginal.
+
+        Raises:
+            ValueError: If ``values`` is not ``(N, D)`` of finite values.
+
+        Example:
+            >>> head = GaussianHead(dim=2)
+            >>> bias = head.data_initial_bias(torch.tensor([[0.0, 10.0], [2.0, 14.0]]))
+            >>> normal = head.distribution(bias)
+            >>> normal.mean.tolist(), [round(s, 4) for s in normal.stddev.tolist()]
+            ([1.0, 12.0], [1.0, 2.0])
+        """
+        mean, std = self._marginals(values)
+        return torch.stack([mean, self._raw_scale(std)], dim=-1)
 
     def distribution(self, params: torch.Tensor) -> Normal:
         """The ``Normal`` of parameters ``(..., 2)`` (batch shape ``(...)``)."""
@@ -182,6 +217,27 @@ class GaussianMixtureHead(_RealHead):
         starts near equal weights, the spread means and scales ``1 + min_scale``."""
         m = self.num_components
         return torch.cat([torch.zeros(2 * m), torch.full((m,), _RAW_UNIT_SCALE)])
+
+    def data_initial_bias(self, values: torch.Tensor) -> torch.Tensor:
+        r"""Each variable of ``values`` ``(N, D)`` starts with equal weights, its
+        components' means spread over its mean $\pm$ 0.8 standard deviations (the fixed
+        offsets, scaled) and their scales at its standard deviation.
+
+        Raises:
+            ValueError: If ``values`` is not ``(N, D)`` of finite values.
+
+        Example:
+            >>> head = GaussianMixtureHead(dim=1, num_components=3)
+            >>> bias = head.data_initial_bias(torch.tensor([[0.0], [4.0]]))
+            >>> [round(v, 2) for v in head._split(bias)[1][0].tolist()]
+            [1.0, 2.0, 3.0]
+        """
+        mean, std = self._marginals(values)
+        offset = self.mean_offset.to(device=mean.device, dtype=mean.dtype)
+        m = self.num_components
+        means = mean[:, None] + (std[:, None] - 1.0) * offset  # + offset in _split
+        raw = self._raw_scale(std)[:, None].expand(-1, m)
+        return torch.cat([torch.zeros_like(means), means, raw], dim=-1)
 
     def distribution(self, params: torch.Tensor) -> MixtureSameFamily:
         """The ``MixtureSameFamily(Categorical, Normal)`` of parameters ``(..., 3M)``
