@@ -565,7 +565,8 @@ def run_peers(args: argparse.Namespace) -> None:
     sizes = [10] if args.quick else args.sample_sizes
     sample_seconds: dict[str, dict[int, list[float]]] = {c.name: {} for c in found}
     for contender in found:
-        contender.sample(2)  # warm-up (plans, caches)
+        with torch.no_grad():  # nflows' MAF sampler keeps every pass's masked weights
+            contender.sample(2)  # warm-up (plans, caches)
     for size in sizes:
         repeats = 1 if args.quick or size > 100 else args.sample_repeats
         for _ in range(repeats):
