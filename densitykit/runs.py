@@ -89,6 +89,7 @@ __all__ = [
     "evaluate_run",
     "fit_run",
     "is_plane",
+    "plane_grid",
     "label_grid",
     "load_run",
     "mixture_size",
@@ -824,6 +825,20 @@ def is_plane(dataset: Dataset) -> bool:
     return dataset.table is not None and dataset.table.kinds == ("real", "real")
 
 
+def plane_grid(dataset: Dataset) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The ``(PLANE_GRID**2, 2)`` points, in the data's units, that a 2-D table's density is
+    drawn on (rows along y), spanning its training data with a margin, and their extent
+    ``(x low, x high, y low, y high)``."""
+    train = dataset.table.decode(dataset.train)
+    low, high = np.quantile(train, 0.001, axis=0), np.quantile(train, 0.999, axis=0)
+    margin = 0.15 * (high - low)
+    low, high = low - margin, high + margin
+    xs = np.linspace(low[0], high[0], PLANE_GRID)
+    ys = np.linspace(low[1], high[1], PLANE_GRID)
+    points = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # rows along y
+    return points, (low[0], high[0], low[1], high[1])
+
+
 def plane_picture(
     model: DensityModel,
     dataset: Dataset,
@@ -844,12 +859,7 @@ def plane_picture(
     """
     table = dataset.table
     train = table.decode(dataset.train)
-    low, high = np.quantile(train, 0.001, axis=0), np.quantile(train, 0.999, axis=0)
-    margin = 0.15 * (high - low)
-    low, high = low - margin, high + margin
-    xs = np.linspace(low[0], high[0], PLANE_GRID)
-    ys = np.linspace(low[1], high[1], PLANE_GRID)
-    points = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # rows along y
+    points, extent = plane_grid(dataset)
     values = table.encode(points, where="the grid")
     with torch.no_grad():
         log_density = torch.cat(
@@ -867,7 +877,7 @@ def plane_picture(
     return plots.density_plane(
         train,
         density.reshape(PLANE_GRID, PLANE_GRID),
-        (low[0], high[0], low[1], high[1]),
+        extent,
         table.decode(samples),
         out,
         true_density=truth,

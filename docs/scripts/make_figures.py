@@ -42,7 +42,7 @@ import densitykit as dk
 from densitykit import plots
 from densitykit.data import load_dataset
 from densitykit.maf import MAFConfig, MAFModel
-from densitykit.runs import PLANE_GRID, load_run, table_log_jacobian
+from densitykit.runs import PLANE_GRID, load_run, plane_grid, table_log_jacobian
 from densitykit.train import TrainConfig, evaluate, fit
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -88,18 +88,6 @@ def _flow_models(dim: int) -> dict[str, dk.DensityModel]:
     return {"MADE MoG": mog, "MAF": maf}
 
 
-def _plane(dataset) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """The grid a density is drawn on, spanning the training data (as a run's picture)."""
-    train = dataset.table.decode(dataset.train)
-    low, high = np.quantile(train, 0.001, axis=0), np.quantile(train, 0.999, axis=0)
-    margin = 0.15 * (high - low)
-    low, high = low - margin, high + margin
-    xs = np.linspace(low[0], high[0], PLANE_GRID)
-    ys = np.linspace(low[1], high[1], PLANE_GRID)
-    points = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # rows along y
-    return points, (low[0], high[0], low[1], high[1])
-
-
 def _density(model, dataset, points: np.ndarray) -> np.ndarray:
     """The model's density of ``points`` in the data's units (the Table's Jacobian added)."""
     values = dataset.table.encode(points, where="the grid")
@@ -115,7 +103,7 @@ def flows() -> None:
     fig, axes = plt.subplots(len(FLOW_SETS), 4, figsize=(15, 3.7 * len(FLOW_SETS)))
     for row, name in zip(axes, FLOW_SETS):
         dataset = load_dataset(name, num_samples=FLOW_SAMPLES)
-        points, extent = _plane(dataset)
+        points, extent = plane_grid(dataset)
         train = dataset.table.decode(dataset.train)
         ranges = [[extent[2], extent[3]], [extent[0], extent[1]]]
         counts, _, _ = np.histogram2d(train[:, 1], train[:, 0], bins=100, range=ranges)
