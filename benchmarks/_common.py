@@ -134,3 +134,19 @@ class EpochProgress(Callback):
             file=sys.stderr,
             flush=True,
         )
+
+
+def fit_recipe_run(
+    config: Any, out: Path, *, name: str, description: str, overwrite: bool
+) -> tuple[dict[str, Any], float, tuple[float, float, float]]:
+    """Print the machine and the recipe, then train ``config`` into the run folder ``out``
+    with per-epoch progress: the run's metrics, its wall seconds (data and pictures
+    included) and the load average before it."""
+    from densitykit.runs import fit_run
+
+    print(machine_report(), file=sys.stderr)
+    print(f"recipe {name}: {description}", file=sys.stderr, flush=True)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    metrics = fit_run(config, out, overwrite=overwrite, callbacks=[EpochProgress()])
+    return metrics, time.perf_counter() - started, load_before

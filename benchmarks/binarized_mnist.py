@@ -40,11 +40,11 @@ from typing import Any
 import torch
 
 from densitykit.model import ModelConfig
-from densitykit.runs import DataConfig, RunConfig, fit_run, load_run
-from densitykit.train import Callback, TrainConfig, evaluate
+from densitykit.runs import DataConfig, RunConfig, load_run
+from densitykit.train import TrainConfig, evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import EpochProgress, add_recipe_arguments, machine_report
+from _common import add_recipe_arguments, fit_recipe_run, machine_report
 
 
 @dataclass(frozen=True)
@@ -209,14 +209,9 @@ def main() -> None:
     out = args.out or Path("runs") / "binarized-mnist" / f"{args.recipe}{suffix}"
     save = args.save or out.with_name(out.name + ".json")
     config = run_config(recipe, args)
-    print(machine_report(), file=sys.stderr)
-    print(f"recipe {args.recipe}: {recipe.description}", file=sys.stderr, flush=True)
-
-    callbacks: list[Callback] = [EpochProgress()]
-    load_before = os.getloadavg()
-    started = time.perf_counter()
-    metrics = fit_run(config, out, overwrite=args.overwrite, callbacks=callbacks)
-    run_seconds = time.perf_counter() - started
+    metrics, run_seconds, load_before = fit_recipe_run(
+        config, out, name=args.recipe, description=recipe.description, overwrite=args.overwrite
+    )
 
     run = load_run(out, device=args.device)
     num_masks = run.model.num_masks

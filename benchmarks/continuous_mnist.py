@@ -75,11 +75,11 @@ from densitykit.data import load_dataset
 from densitykit.data.mnist_logit import bits_per_pixel, pixel_log_density
 from densitykit.maf import MAFConfig
 from densitykit.model import ModelConfig
-from densitykit.runs import DataConfig, RunConfig, fit_run, load_run
-from densitykit.train import Callback, TrainConfig
+from densitykit.runs import DataConfig, RunConfig, load_run
+from densitykit.train import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import EpochProgress, add_recipe_arguments, machine_report, table
+from _common import add_recipe_arguments, fit_recipe_run, machine_report, table
 
 PAPER_SOURCE = (
     "Papamakarios, Pavlakou and Murray (2017), Masked Autoregressive Flow for Density "
@@ -251,14 +251,9 @@ def run_recipe(args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / "continuous-mnist" / (args.recipe + "-quick" * args.quick)
     save = args.save or out.with_name(out.name + ".json")
     config = run_config(recipe, args)
-    print(machine_report(), file=sys.stderr)
-    print(f"recipe {args.recipe}: {recipe.description}", file=sys.stderr, flush=True)
-
-    callbacks: list[Callback] = [EpochProgress()]
-    load_before = os.getloadavg()
-    started = time.perf_counter()
-    metrics = fit_run(config, out, overwrite=args.overwrite, callbacks=callbacks)
-    run_seconds = time.perf_counter() - started
+    metrics, run_seconds, load_before = fit_recipe_run(
+        config, out, name=args.recipe, description=recipe.description, overwrite=args.overwrite
+    )
 
     run = load_run(out, device=args.device)
     run.model.eval()
